@@ -1,0 +1,1 @@
+"""Ticket numbers: patterns (numbering.pattern) and atomic allocation (numbering.allocate)."""

@@ -1,0 +1,1 @@
+"""Database models, migrations, the raw-mail spool and the attachment store."""

@@ -1,0 +1,36 @@
+"""The inbound spool: raw bytes durable on disk first, then a 'received' row, then the pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.files import content_path, store_bytes
+from storage.models import SpoolEntry
+
+
+def write_raw(spool_dir: Path, raw: bytes) -> str:
+    """Make the raw message durable; returns its sha256. Must succeed before anything is acknowledged."""
+    digest, _ = store_bytes(spool_dir, raw, ".eml")
+    return digest
+
+
+def read_raw(spool_dir: Path, entry: SpoolEntry) -> bytes:
+    return content_path(spool_dir, entry.sha256, ".eml").read_bytes()
+
+
+def record_received(session: Session, digest: str, size: int, recipient: str, ingress: str) -> SpoolEntry:
+    """Insert the 'received' row, or return the one a crashed earlier delivery of the same bytes left."""
+    pending = session.scalars(
+        select(SpoolEntry).where(
+            SpoolEntry.sha256 == digest, SpoolEntry.recipient == recipient, SpoolEntry.state == "received"
+        )
+    ).first()
+    if pending is not None:
+        return pending
+    entry = SpoolEntry(sha256=digest, recipient=recipient, ingress=ingress, size=size)
+    session.add(entry)
+    session.flush()
+    return entry
