@@ -1,0 +1,1 @@
+"""`maildctl`, the admin's command-line tool."""

@@ -1,0 +1,57 @@
+"""What every maildctl command shares: errors that print one line, the database, and output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.config import Config
+from storage.db import make_engine, make_sessionmaker, transaction
+
+
+class UserError(Exception):
+    """A mistake of the caller's: printed as one line, exit `code`, never a traceback."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class App:
+    cfg: Config
+    _factory: sessionmaker[Session] | None = None
+
+    @property
+    def factory(self) -> sessionmaker[Session]:
+        if self._factory is None:
+            self._factory = make_sessionmaker(make_engine(self.cfg.database_url, self.cfg.busy_timeout_ms))
+        return self._factory
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with transaction(self.factory) as session:
+            yield session
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,66 @@
+"""maildctl entry point: parse, dispatch, and turn every user error into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from admin_cli import agents, desks, queues, tickets
+from admin_cli.common import App, UserError
+from maild.config import EX_CONFIG, ConfigError, load_config
+
+EX_TEMPFAIL = 75
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maildctl", description="administer maild")
+    parser.add_argument("--config", help="config file (default: $MAILD_CONFIG, else ./maild.toml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    init = commands.add_parser("init", help="create or upgrade the database and the data directory")
+    init.set_defaults(handler=run_init)
+    for module in (desks, agents, tickets, queues):
+        module.register(commands)
+    return parser
+
+
+def run_init(app: App, args: argparse.Namespace) -> int:
+    from maild.maildir import ensure_maildir
+    from storage.migrate import upgrade
+
+    for path in (app.cfg.data_dir, app.cfg.spool_dir, app.cfg.attachment_dir, app.cfg.template_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    ensure_maildir(app.cfg.outgoing_maildir)
+    upgrade(app.cfg.database_url)
+    print(f"initialised {app.cfg.data_dir} (database at head)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        app = App(load_config(args.config))
+        if args.command != "init" and app.cfg.is_sqlite and not app.cfg.database_url.endswith(":memory:"):
+            db_file = app.cfg.database_url.split("///", 1)[-1]
+            if not Path(db_file).exists():
+                raise UserError(f"no database at {db_file}: run 'maildctl init' first")
+        return args.handler(app, args)
+    except ConfigError as exc:
+        print(f"maildctl: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except UserError as exc:
+        print(f"maildctl: {exc}", file=sys.stderr)
+        return exc.code
+    except (OperationalError, ProgrammingError) as exc:
+        text = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+        if "no such table" in text or "does not exist" in text:
+            print("maildctl: the database has no schema yet: run 'maildctl init'", file=sys.stderr)
+            return 1
+        print(f"maildctl: database unavailable: {text}", file=sys.stderr)
+        return EX_TEMPFAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""maildctl ticket list|show."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from admin_cli.common import App, UserError, iso, print_json, print_table
+from storage.models import TICKET_STATUSES, Desk, Message, Ticket
+
+
+def register(commands: Any) -> None:
+    ticket = commands.add_parser("ticket", help="tickets")
+    sub = ticket.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lst = sub.add_parser("list", help="list tickets, newest first")
+    lst.add_argument("--status", help=f"only this status ({', '.join(TICKET_STATUSES)})")
+    lst.add_argument("--desk", help="only this desk")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=list_tickets)
+    show = sub.add_parser("show", help="one ticket with its participants and messages")
+    show.add_argument("number")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=show_ticket)
+
+
+def ticket_json(ticket: Ticket, message_count: int) -> dict[str, Any]:
+    return {
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "desk": ticket.desk.name,
+        "customer": ticket.customer.email,
+        "created_at": iso(ticket.created_at),
+        "updated_at": iso(ticket.updated_at),
+        "message_count": message_count,
+    }
+
+
+def find_ticket(session: Session, number: str) -> Ticket:
+    ticket = session.scalars(
+        select(Ticket).where(func.lower(Ticket.number) == number.strip().lower())
+    ).first()
+    if ticket is None:
+        raise UserError(f"no ticket {number!r}: see 'maildctl ticket list'")
+    return ticket
+
+
+def list_tickets(app: App, args: argparse.Namespace) -> int:
+    if args.status and args.status not in TICKET_STATUSES:
+        raise UserError(f"unknown --status {args.status!r}: use one of {', '.join(TICKET_STATUSES)}")
+    counts = (
+        select(Message.ticket_id, func.count(Message.id).label("n")).group_by(Message.ticket_id).subquery()
+    )
+    query = (
+        select(Ticket, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.ticket_id == Ticket.id)
+        .order_by(Ticket.id.desc())
+    )
+    with app.session() as session:
+        if args.desk:
+            desk = session.scalars(select(Desk).where(Desk.name == args.desk)).first()
+            if desk is None:
+                raise UserError(f"no desk named {args.desk!r}: see 'maildctl desk list'")
+            query = query.where(Ticket.desk_id == desk.id)
+        if args.status:
+            query = query.where(Ticket.status == args.status)
+        tickets = [ticket_json(t, n) for t, n in session.execute(query)]
+    if args.json:
+        print_json(tickets)
+    else:
+        print_table(
+            ["NUMBER", "STATUS", "PRIORITY", "DESK", "CUSTOMER", "MSGS", "SUBJECT"],
+            [
+                [
+                    t["number"],
+                    t["status"],
+                    t["priority"],
+                    t["desk"],
+                    t["customer"],
+                    t["message_count"],
+                    t["subject"],
+                ]
+                for t in tickets
+            ],
+        )
+    return 0
+
+
+def show_ticket(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        ticket = find_ticket(session, args.number)
+        data = ticket_json(ticket, len(ticket.messages))
+        data["participants"] = [p.contact.email for p in ticket.participants]
+        data["messages"] = [
+            {
+                "id": m.id,
+                "from": m.from_address,
+                "kind": m.kind,
+                "text": m.text,
+                "message_id": m.message_id,
+                "threaded_by": m.threaded_by,
+                "attachments": [a.filename for a in m.attachments],
+                "created_at": iso(m.created_at),
+            }
+            for m in ticket.messages
+        ]
+    if args.json:
+        print_json(data)
+        return 0
+    print(f"{data['number']}  {data['subject']}")
+    print(
+        f"status {data['status']}, priority {data['priority']}, desk {data['desk']}, customer {data['customer']}"
+    )
+    print(f"participants: {', '.join(data['participants'])}")
+    for m in data["messages"]:
+        print(f"\n--- #{m['id']} {m['kind']} from {m['from']} at {m['created_at']}")
+        print(m["text"].rstrip())
+    return 0

@@ -1,0 +1,42 @@
+"""`maild`: the daemon's entry points. Imports stay inside the commands: `maild pipe` runs once per
+mail, so every module it does not need is start-up time the MTA waits for."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maild", description="maild, an email-first helpdesk daemon")
+    parser.add_argument("--config", help="config file (default: $MAILD_CONFIG, else ./maild.toml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    pipe = commands.add_parser(
+        "pipe", help="read one message on stdin (MTA pipe transport); exit per sysexits"
+    )
+    pipe.add_argument("--recipient", help="envelope recipient (default: Delivered-To, X-Original-To, To)")
+    commands.add_parser("check-config", help="validate the config file and exit (0 ok, 78 invalid)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "pipe":
+        from maild.pipe import run_pipe
+
+        return run_pipe(args.config, args.recipient)
+    if args.command == "check-config":
+        from maild.config import EX_CONFIG, ConfigError, load_config
+
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            print(f"maild: {exc}", file=sys.stderr)
+            return EX_CONFIG
+        print(f"config ok: data_dir={cfg.data_dir}")
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

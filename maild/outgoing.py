@@ -1,0 +1,94 @@
+"""Compose an outgoing mail from a template and queue it in the outbox (same transaction as the change)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from maild.addresses import domain_of
+from maild.config import Config
+from maild.templating import render
+from storage.models import Desk, OutboxMessage, Ticket
+
+
+def new_message_id(desk: Desk) -> str:
+    return f"<{uuid.uuid4().hex}@{domain_of(desk.primary_address)}>"
+
+
+def _address(name: str, addr: str) -> Address:
+    local, _, domain = addr.rpartition("@")
+    return Address(display_name=name, username=local, domain=domain)
+
+
+def ticket_variables(cfg: Config, ticket: Ticket, **extra: Any) -> dict[str, Any]:
+    customer = ticket.customer
+    return {
+        "ticket_title": ticket.subject,
+        "ticket_number": ticket.number,
+        "ticket_url": cfg.ticket_url.replace("{number}", ticket.number) if cfg.ticket_url else "",
+        "desk_name": ticket.desk.name,
+        "customer_name": customer.display_name or customer.email,
+        **extra,
+    }
+
+
+def queue_mail(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    template: str,
+    to: list[tuple[str, str]],
+    *,
+    in_reply_to: str = "",
+    references: list[str] | None = None,
+    automatic: bool,
+    now: dt.datetime,
+    variables: dict[str, Any] | None = None,
+) -> OutboxMessage:
+    desk = ticket.desk
+    rendered = render(
+        cfg.template_dir, desk.name, template, ticket_variables(cfg, ticket, **(variables or {}))
+    )
+    subject = rendered.subject
+    if f"[{ticket.number}]" not in subject:  # threading by subject needs the tag, whatever a template says
+        subject = f"[{ticket.number}] {subject}".strip()
+    msg = EmailMessage()
+    message_id = new_message_id(desk)
+    msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(now)
+    msg["From"] = _address(desk.name, desk.primary_address)
+    msg["Reply-To"] = _address(desk.name, desk.primary_address)
+    msg["To"] = [_address(name, addr) for name, addr in to]
+    msg["Subject"] = subject
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    chain = [*(references or []), *([in_reply_to] if in_reply_to else [])]
+    if chain:
+        msg["References"] = " ".join(dict.fromkeys(chain))
+    if automatic:
+        msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Loop"] = desk.primary_address
+    msg["X-Maild-Ticket"] = ticket.number
+    msg.set_content(rendered.text)
+    if rendered.html is not None:
+        msg.add_alternative(rendered.html, subtype="html")
+    row = OutboxMessage(
+        desk_id=desk.id,
+        ticket_id=ticket.id,
+        template=template,
+        message_id=message_id,
+        mail_from=desk.primary_address,
+        rcpt_to=[addr for _, addr in to],
+        subject=subject,
+        raw=msg.as_bytes(),
+        created_at=now.replace(tzinfo=None),
+        next_attempt_at=now.replace(tzinfo=None),
+    )
+    session.add(row)
+    return row

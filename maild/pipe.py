@@ -1,0 +1,73 @@
+"""`maild pipe`: one message on stdin from an MTA's pipe transport.
+
+Order matters: the raw bytes are durable in the spool before anything else; only then is the message
+processed. Exit codes (sysexits) tell the MTA what to do:
+  0  done (a ticket, a reply, a duplicate, or kept in quarantine)
+  67 EX_NOUSER   no desk has the recipient address: the MTA bounces
+  75 EX_TEMPFAIL disk or database trouble: the MTA keeps the mail and retries
+  78 EX_CONFIG   the config file is invalid
+"""
+
+from __future__ import annotations
+
+import sys
+
+from maild.config import EX_CONFIG, ConfigError, load_config
+
+EX_OK, EX_NOUSER, EX_TEMPFAIL = 0, 67, 75
+
+
+def _say(line: str) -> None:
+    print(f"maild pipe: {line}", file=sys.stderr)
+
+
+def run_pipe(config: str | None, recipient: str | None, stdin: bytes | None = None) -> int:
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _say(str(exc))
+        return EX_CONFIG
+    raw = sys.stdin.buffer.read() if stdin is None else stdin
+
+    from storage.spool import write_raw
+
+    try:
+        digest = write_raw(cfg.spool_dir, raw)
+    except OSError as exc:
+        _say(f"cannot write the spool in {cfg.spool_dir}: {exc.strerror}; try again later")
+        return EX_TEMPFAIL
+
+    from maild.addresses import normalize
+    from maild.sender import flush
+    from pipeline.runner import process
+    from storage.db import is_transient, make_engine, make_sessionmaker, transaction
+    from storage.spool import record_received
+
+    engine = make_engine(cfg.database_url, cfg.busy_timeout_ms)
+    factory = make_sessionmaker(engine)
+    try:
+        with transaction(factory) as session:
+            entry = record_received(session, digest, len(raw), normalize(recipient or ""), "pipe")
+            spool_id = entry.id
+        result = process(factory, cfg, spool_id)
+    except Exception as exc:
+        if is_transient(exc):
+            _say(f"database unavailable ({type(exc).__name__}); the message is spooled, try again later")
+            return EX_TEMPFAIL
+        # Anything else before the pipeline ran: the bytes are safe in the spool, let the MTA retry.
+        _say(f"internal error ({type(exc).__name__}: {exc}); the message is spooled, try again later")
+        return EX_TEMPFAIL
+    if result.outcome == "failed":
+        _say(f"{result.reason}; will retry")
+        return EX_TEMPFAIL
+    if result.outcome == "unknown_recipient":
+        _say(result.reason)
+        return EX_NOUSER
+    if result.outbox_ids:
+        # The ticket is committed; a send failure leaves the mail queued for `maildctl outbox flush`.
+        try:
+            flush(factory, cfg, result.outbox_ids)
+        except Exception as exc:
+            _say(f"queued reply not sent yet ({type(exc).__name__}); it stays in the outbox")
+    engine.dispose()
+    return EX_OK

@@ -1,0 +1,116 @@
+"""The outbox sender: deliver due outbox rows to the Maildir (embedded default) or the smarthost.
+
+A temporary failure (connection trouble, 4xx) stays queued with exponential backoff; a permanent one
+(5xx for every recipient) is marked failed with the server's answer. Nothing is ever dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild import maildir
+from maild.config import Config
+from storage.db import transaction
+from storage.models import OutboxMessage
+
+BACKOFF_BASE = dt.timedelta(minutes=1)
+BACKOFF_MAX = dt.timedelta(hours=4)
+
+
+class PermanentFailure(Exception):
+    """The receiving server refused the message for good (5xx)."""
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    sent: int
+    deferred: int
+    failed: int
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+
+async def _send_smtp(cfg: Config, row: OutboxMessage) -> None:
+    import aiosmtplib  # only the smarthost path pays for this import
+
+    assert cfg.smarthost is not None
+    host, port = cfg.smarthost
+    try:
+        _errors, _ = await aiosmtplib.send(
+            row.raw,
+            sender=row.mail_from,
+            recipients=list(row.rcpt_to),
+            hostname=host,
+            port=port,
+            timeout=cfg.smtp_timeout,
+            start_tls=False,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        codes = [err.code for err in exc.recipients]
+        if codes and all(500 <= code < 600 for code in codes):
+            raise PermanentFailure(
+                "; ".join(f"{e.recipient}: {e.code} {e.message}" for e in exc.recipients)
+            ) from exc
+        raise
+    except aiosmtplib.SMTPResponseException as exc:
+        if 500 <= exc.code < 600:
+            raise PermanentFailure(f"{exc.code} {exc.message}") from exc
+        raise
+
+
+def deliver(cfg: Config, row: OutboxMessage) -> None:
+    if cfg.smarthost is None:
+        maildir.deliver(cfg.outgoing_maildir, row.raw)
+    else:
+        asyncio.run(_send_smtp(cfg, row))
+
+
+def flush(
+    factory: sessionmaker[Session],
+    cfg: Config,
+    ids: Iterable[int] | None = None,
+    now: dt.datetime | None = None,
+) -> FlushResult:
+    """Send what is due (or just `ids`, when given, regardless of their next attempt time)."""
+    now_naive = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+    with factory() as session:
+        query = select(OutboxMessage.id).where(OutboxMessage.status == "queued")
+        if ids is not None:
+            query = query.where(OutboxMessage.id.in_(list(ids)))
+        else:
+            query = query.where(OutboxMessage.next_attempt_at <= now_naive)
+        due = list(session.scalars(query.order_by(OutboxMessage.id)))
+    sent = deferred = failed = 0
+    for outbox_id in due:
+        with factory() as session:
+            row = session.get(OutboxMessage, outbox_id)
+            if row is None or row.status != "queued":
+                continue
+            session.expunge(row)
+        # Sent outside any transaction: the database is not locked while a remote server thinks.
+        # A crash between sending and recording means the mail goes out again (at least once, never lost).
+        try:
+            deliver(cfg, row)
+        except PermanentFailure as exc:
+            status, error, failed = "failed", str(exc), failed + 1
+        except Exception as exc:  # temporary: network, 4xx, disk; retried later
+            status, error, deferred = "queued", f"{type(exc).__name__}: {exc}", deferred + 1
+        else:
+            status, error, sent = "sent", "", sent + 1
+        with transaction(factory) as session:
+            row = session.get(OutboxMessage, outbox_id)
+            assert row is not None
+            row.attempts += 1
+            row.status, row.last_error = status, error[:2000]
+            if status == "sent":
+                row.sent_at = now_naive
+            elif status == "queued":
+                row.next_attempt_at = now_naive + backoff(row.attempts)
+    return FlushResult(sent, deferred, failed)

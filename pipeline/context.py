@@ -1,0 +1,54 @@
+"""What flows through the pipeline: the context every stage reads and extends, and a stage's verdict."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from maild.config import Config
+from maild.mailparse import ParsedMail
+from storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A stage's decision that processing ends here, with the message's outcome and why."""
+
+    outcome: str
+    reason: str = ""
+
+
+@dataclass
+class Context:
+    session: Session
+    cfg: Config
+    spool: SpoolEntry
+    raw: bytes
+    now: dt.datetime  # aware UTC
+    mail: ParsedMail | None = None
+    desk: Desk | None = None
+    agent: Agent | None = None  # set by identify when the sender is an agent
+    contact: Contact | None = None  # set by identify when the sender is not an agent
+    ticket: Ticket | None = None
+    threaded_by: str = ""  # references | subject | new
+    message: Message | None = None
+    outcome: str = ""
+    reason: str = ""
+    queued: list[OutboxMessage] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def now_naive(self) -> dt.datetime:
+        """`now` as stored in the database (naive UTC)."""
+        return self.now.replace(tzinfo=None)
+
+    def require_mail(self) -> ParsedMail:
+        assert self.mail is not None, "parse runs first"
+        return self.mail
+
+    def require_desk(self) -> Desk:
+        assert self.desk is not None, "route runs before this stage"
+        return self.desk

@@ -1,0 +1,15 @@
+"""parse: raw bytes → ParsedMail. Input that is not a mail is quarantined with the reason."""
+
+from __future__ import annotations
+
+from maild.mailparse import NotAMessage, parse_mail
+from pipeline.context import Context, Stop
+
+
+def run(ctx: Context) -> Stop | None:
+    try:
+        ctx.mail = parse_mail(ctx.raw)
+    except NotAMessage as exc:
+        return Stop("quarantined", str(exc))
+    ctx.spool.header_message_id = ctx.mail.message_id if ctx.mail.has_message_id else ""
+    return None

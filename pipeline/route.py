@@ -1,0 +1,28 @@
+"""route: which desk is this mail for? The envelope recipient decides; without one (a pipe with no
+--recipient, IMAP) the first desk address among Delivered-To, X-Original-To, To and Cc does."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from maild.addresses import base_address
+from pipeline.context import Context, Stop
+from storage.models import DeskAddress
+
+
+def run(ctx: Context) -> Stop | None:
+    mail = ctx.require_mail()
+    if ctx.spool.recipient:
+        candidates = [ctx.spool.recipient]
+    else:
+        candidates = [*mail.delivered_to, *(a for _, a in mail.to), *(a for _, a in mail.cc)]
+    for candidate in candidates:
+        desk_address = ctx.session.scalars(
+            select(DeskAddress).where(DeskAddress.address == base_address(candidate))
+        ).first()
+        if desk_address is not None:
+            ctx.desk = desk_address.desk
+            return None
+    if ctx.spool.recipient:
+        return Stop("unknown_recipient", f"no desk has the address {ctx.spool.recipient}")
+    return Stop("unknown_recipient", "no desk address in Delivered-To, X-Original-To, To or Cc")

@@ -1,0 +1,106 @@
+"""Run one spooled message through the stages in one database transaction.
+
+A database that is locked or down propagates (the caller answers 451 / exit 75 and the sender retries).
+Any other error is counted on the spool row; after MAX_ATTEMPTS the message is quarantined with the
+error as its reason, so a mail that trips a bug is kept and visible instead of retried forever."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.config import Config
+from pipeline import STAGES
+from pipeline.context import Context
+from storage.db import is_transient, transaction
+from storage.models import SpoolEntry, Ticket
+from storage.spool import read_raw
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: str
+    reason: str
+    ticket_number: str | None
+    outbox_ids: tuple[int, ...] = ()
+
+
+def _run_stages(ctx: Context) -> None:
+    for name, stage in STAGES:
+        started = time.perf_counter()
+        verdict = stage(ctx)
+        entry = {"stage": name, "ms": round((time.perf_counter() - started) * 1000, 3)}
+        if verdict is not None:
+            entry["stop"] = verdict.outcome
+            ctx.outcome, ctx.reason = verdict.outcome, verdict.reason
+            ctx.trace.append(entry)
+            return
+        ctx.trace.append(entry)
+
+
+def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, now: dt.datetime) -> Result:
+    with transaction(factory) as session:
+        entry = session.get(SpoolEntry, spool_id)
+        assert entry is not None, f"spool row {spool_id} exists"
+        if entry.state != "received":  # processed meanwhile (another worker, an earlier run)
+            number = None
+            if entry.ticket_id is not None:
+                ticket = session.get(Ticket, entry.ticket_id)
+                number = ticket.number if ticket else None
+            return Result(entry.outcome or "", entry.reason, number)
+        ctx = Context(session=session, cfg=cfg, spool=entry, raw=read_raw(cfg.spool_dir, entry), now=now)
+        _run_stages(ctx)
+        entry.state = "done"
+        entry.outcome = ctx.outcome
+        entry.reason = ctx.reason
+        entry.trace = ctx.trace
+        entry.attempts += 1
+        entry.processed_at = now.replace(tzinfo=None)
+        entry.ticket_id = ctx.ticket.id if ctx.ticket is not None else None
+        session.flush()
+        return Result(
+            ctx.outcome,
+            ctx.reason,
+            ctx.ticket.number if ctx.ticket is not None else None,
+            tuple(row.id for row in ctx.queued),
+        )
+
+
+def process(
+    factory: sessionmaker[Session], cfg: Config, spool_id: int, now: dt.datetime | None = None
+) -> Result:
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        try:
+            return _process_once(factory, cfg, spool_id, now)
+        except IntegrityError:
+            # A concurrent delivery inserted the same contact or message first: run again, and the
+            # stages now see that row (dedupe, identify) instead of inserting it.
+            return _process_once(factory, cfg, spool_id, now)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        return _record_failure(factory, spool_id, exc, now)
+
+
+def _record_failure(
+    factory: sessionmaker[Session], spool_id: int, error: Exception, now: dt.datetime
+) -> Result:
+    reason = f"processing failed: {type(error).__name__}: {error}"[:2000]
+    with transaction(factory) as session:
+        entry = session.get(SpoolEntry, spool_id)
+        assert entry is not None
+        entry.attempts += 1
+        entry.reason = reason
+        if entry.attempts < MAX_ATTEMPTS:
+            return Result("failed", reason, None)
+        entry.state = "done"
+        entry.outcome = "quarantined"
+        entry.processed_at = now.replace(tzinfo=None)
+        return Result("quarantined", reason, None)
