@@ -112,9 +112,8 @@ def show_ticket(app: App, args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     print(f"{data['number']}  {data['subject']}")
-    print(
-        f"status {data['status']}, priority {data['priority']}, desk {data['desk']}, customer {data['customer']}"
-    )
+    print(f"status {data['status']}, priority {data['priority']}, desk {data['desk']}")
+    print(f"customer {data['customer']}")
     print(f"participants: {', '.join(data['participants'])}")
     for m in data["messages"]:
         print(f"\n--- #{m['id']} {m['kind']} from {m['from']} at {m['created_at']}")
