@@ -1,0 +1,188 @@
+"""Throughput of the mail → ticket pipeline, in one process and through `maild pipe` per message.
+
+    .venv/bin/python bench/pipe_throughput.py [--mails 1000] [--pipe-mails 60] [--database-url URL]
+
+Without --database-url it runs on SQLite in a temporary data dir; with a postgresql:// URL (an empty
+database) on PostgreSQL. A third of the generated mails are replies to earlier ones (half threaded by
+In-Reply-To, half by the [NUMBER] in the subject); every new ticket queues and delivers an auto-reply
+to the outgoing Maildir, as on the embedded default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from maild.config import load_config  # noqa: E402
+from maild.sender import flush  # noqa: E402
+from pipeline.runner import process  # noqa: E402
+from storage.db import make_engine, make_sessionmaker, transaction  # noqa: E402
+from storage.migrate import upgrade  # noqa: E402
+from storage.models import Desk, DeskAddress  # noqa: E402
+from storage.spool import record_received, write_raw  # noqa: E402
+
+WORDS = [
+    "printer",
+    "invoice",
+    "login",
+    "password",
+    "error",
+    "broken",
+    "urgent",
+    "order",
+    "delivery",
+    "refund",
+    "account",
+    "screen",
+    "update",
+    "network",
+    "slow",
+    "crash",
+    "report",
+    "access",
+    "license",
+    "server",
+    "backup",
+]
+
+
+def new_mail(i: int, rng: random.Random) -> bytes:
+    subject = " ".join(rng.choice(WORDS) for _ in range(5)).capitalize()
+    body = "\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(rng.randint(4, 20)))
+    return (
+        f"From: Customer {i} <customer{i % 300}@example.org>\r\n"
+        f"To: Support <support@example.com>\r\n"
+        f"Subject: {subject}\r\n"
+        f"Message-ID: <bench-{i}-{rng.getrandbits(40)}@example.org>\r\n"
+        f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"Hello,\r\n\r\n{body}\r\n\r\nRegards\r\n"
+    ).encode()
+
+
+def reply_mail(i: int, rng: random.Random, original_id: str, number: str | None) -> bytes:
+    subject = f"Re: [{number}] follow-up" if number else "Re: follow-up"
+    header = f"In-Reply-To: {original_id}\r\nReferences: {original_id}\r\n" if number is None else ""
+    return (
+        f"From: Customer {i} <customer{i % 300}@example.org>\r\n"
+        f"To: support@example.com\r\nSubject: {subject}\r\n"
+        f"Message-ID: <bench-r{i}-{rng.getrandbits(40)}@example.org>\r\n{header}"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        "Thanks, one more detail.\r\n\r\n> quoted earlier text\r\n"
+    ).encode()
+
+
+def prepare(workdir: Path, database_url: str | None) -> Path:
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True)
+    config = workdir / "maild.toml"
+    lines = [f'data_dir = "{data_dir}"']
+    if database_url:
+        lines += ["[database]", f'url = "{database_url}"']
+    config.write_text("\n".join(lines) + "\n")
+    cfg = load_config(str(config))
+    upgrade(cfg.database_url)
+    factory = make_sessionmaker(make_engine(cfg.database_url))
+    with transaction(factory) as session:
+        session.add(
+            Desk(
+                name="support",
+                pattern="SUP-{{yy}}-{{mm}}-{{nr-m}}",
+                addresses=[DeskAddress(address="support@example.com")],
+            )
+        )
+    return config
+
+
+def reset_postgresql(url: str) -> None:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def bench_in_process(config: Path, mails: int, rng: random.Random) -> tuple[float, int]:
+    cfg = load_config(str(config))
+    factory = make_sessionmaker(make_engine(cfg.database_url, cfg.busy_timeout_ms))
+    sent: list[tuple[str, str]] = []  # (Message-ID, ticket number) of new tickets
+    outcomes: dict[str, int] = {}
+    started = time.perf_counter()
+    for i in range(mails):
+        if sent and i % 3 == 2:
+            original, number = rng.choice(sent)
+            raw = reply_mail(i, rng, original, number if i % 2 else None)
+        else:
+            raw = new_mail(i, rng)
+        digest = write_raw(cfg.spool_dir, raw)
+        with transaction(factory) as session:
+            spool_id = record_received(session, digest, len(raw), "support@example.com", "bench").id
+        result = process(factory, cfg, spool_id)
+        if result.outbox_ids:
+            flush(factory, cfg, result.outbox_ids)
+        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+        if result.outcome == "created":
+            assert result.ticket_number
+            sent.append((raw.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode(), result.ticket_number))
+    elapsed = time.perf_counter() - started
+    expected_replies = sum(1 for i in range(mails) if i % 3 == 2)
+    assert outcomes.get("replied", 0) == expected_replies, outcomes
+    return elapsed, len(list((cfg.outgoing_maildir / "new").iterdir()))
+
+
+def bench_pipe(config: Path, mails: int, rng: random.Random) -> list[float]:
+    maild = Path(sys.executable).parent / "maild"
+    times = []
+    for i in range(mails):
+        raw = new_mail(100_000 + i, rng)
+        started = time.perf_counter()
+        proc = subprocess.run([str(maild), "--config", str(config), "pipe"], input=raw, capture_output=True)
+        times.append(time.perf_counter() - started)
+        if proc.returncode != 0:
+            raise SystemExit(f"maild pipe exited {proc.returncode}: {proc.stderr.decode()}")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mails", type=int, default=1000)
+    parser.add_argument("--pipe-mails", type=int, default=60)
+    parser.add_argument("--database-url", help="an empty PostgreSQL database (default: SQLite)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    backend = "postgresql" if args.database_url else "sqlite"
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.database_url:
+            reset_postgresql(args.database_url)
+        config = prepare(Path(tmp), args.database_url)
+        elapsed, replies = bench_in_process(config, args.mails, rng)
+        print(
+            f"{backend}: in-process pipeline: {args.mails} mails in {elapsed:.2f} s = "
+            f"{args.mails / elapsed:.0f} mail/s ({elapsed / args.mails * 1000:.2f} ms/mail, "
+            f"{replies} auto-replies written)"
+        )
+        times = bench_pipe(config, args.pipe_mails, rng)
+        times.sort()
+        print(
+            f"{backend}: maild pipe, one process per mail: {len(times)} mails, "
+            f"median {statistics.median(times) * 1000:.0f} ms, "
+            f"p90 {times[int(len(times) * 0.9)] * 1000:.0f} ms, "
+            f"{len(times) / sum(times):.1f} mail/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
