@@ -19,6 +19,10 @@ else:
     with engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            # The PRAGMA autobegan a SQLAlchemy transaction; left open, Alembic would treat it as the
+            # caller's ("external") and never commit, so the alembic_version row was rolled back and a
+            # second `maildctl init` tried to create the tables again.
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
