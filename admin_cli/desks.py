@@ -42,7 +42,9 @@ def desk_json(desk: Desk) -> dict[str, Any]:
         "pattern": desk.pattern,
         "timezone": desk.timezone,
         "auto_reply": desk.auto_reply,
-        "agents": [agent.email for agent in desk.agents],
+        # sorted: the agent_desks relationship has no order, and PostgreSQL returned it differently
+        # from SQLite (`agent list` sorts its desks the same way)
+        "agents": sorted(agent.email for agent in desk.agents),
         "created_at": iso(desk.created_at),
     }
 

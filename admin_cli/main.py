@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except (OperationalError, ProgrammingError) as exc:
         text = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
-        if "no such table" in text or "does not exist" in text:
+        # SQLite says "no such table"; PostgreSQL's missing relation is a ProgrammingError. A missing
+        # PostgreSQL *database* is an OperationalError that also says "does not exist": init cannot
+        # create it, so pointing to init there sent the admin (and init itself) round in a loop.
+        missing_relation = isinstance(exc, ProgrammingError) and "does not exist" in text
+        no_schema = "no such table" in text or missing_relation
+        if no_schema and args.command != "init":
             print("maildctl: the database has no schema yet: run 'maildctl init'", file=sys.stderr)
             return 1
         print(f"maildctl: database unavailable: {text}", file=sys.stderr)

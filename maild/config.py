@@ -104,6 +104,13 @@ def load_config(explicit: str | None = None) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("file", f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # tomllib decodes the whole file before parsing and lets this escape (a traceback, exit 1), e.g.
+        # for a file saved as Latin-1 with an accented data_dir or ticket_url.
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            "file", f"{path} is not valid UTF-8 (line {line}); TOML files must be UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError("file", f"cannot read {path}: {exc.strerror}") from None
     return parse_config(raw, path)

@@ -17,6 +17,24 @@ from email.utils import getaddresses
 from maild.htmltext import html_to_text
 
 _MSGID = re.compile(r"<[^<>\s]+>")
+# As wide as the columns they are stored in (contacts/messages names, attachment filenames): PostgreSQL
+# refuses a longer value, and the mail must not fail over a signature-length display name.
+NAME_MAX = 200
+FILENAME_MAX = 255
+
+
+def _clean(text: str) -> str:
+    """Without NUL characters, which PostgreSQL text cannot hold and no reader needs."""
+    return text.replace("\x00", "")
+
+
+def _fit_filename(name: str) -> str:
+    if len(name) <= FILENAME_MAX:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if dot and 0 < len(ext) <= 10:  # keep the extension: it says what the file is
+        return f"{stem[: FILENAME_MAX - len(ext) - 1]}.{ext}"
+    return name[:FILENAME_MAX]
 
 
 class NotAMessage(Exception):
@@ -67,15 +85,17 @@ def _header(msg: Message, name: str, defects: list[str]) -> str:
         value = raw[0] if raw else None
     if value is None:
         return ""
-    return re.sub(r"\s+", " ", str(value)).strip()
+    return _clean(re.sub(r"\s+", " ", str(value)).strip())
 
 
 def _all_headers(msg: Message, name: str, defects: list[str]) -> list[str]:
     try:
         values = msg.get_all(name) or []
     except Exception as exc:
+        # E.g. a display name that decodes to a line break: the address beside it is still good, so
+        # fall back to the undecoded value rather than lose the sender.
         defects.append(f"{name}: {type(exc).__name__}")
-        return []
+        return [str(v) for k, v in msg.raw_items() if k.lower() == name.lower()]
     return [str(v) for v in values]
 
 
@@ -84,28 +104,33 @@ def _addresses(msg: Message, name: str, defects: list[str]) -> list[tuple[str, s
     for display, addr in getaddresses(_all_headers(msg, name, defects)):
         addr = addr.strip().strip("<>")
         if "@" in addr:
-            result.append((display.strip(), addr.lower()))
+            result.append((_clean(" ".join(display.split()))[:NAME_MAX], addr.lower()))
     return result
 
 
 def _decode_part(part: Message, defects: list[str]) -> str:
+    # From the bytes, strictly: get_content() decodes with errors="replace", which turns mislabelled
+    # 8-bit text into U+FFFD before the fallbacks below could read it.
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
-        if isinstance(content, str):
-            return content
+        payload = part.get_payload(decode=True)
     except (LookupError, UnicodeError, AssertionError, KeyError, ValueError) as exc:
         defects.append(f"body: {type(exc).__name__}")
-    payload = part.get_payload(decode=True)
+        return ""
     if not isinstance(payload, bytes):
         return ""
     charset = part.get_content_charset() or "utf-8"
     for candidate in (charset, "utf-8"):
         try:
-            return payload.decode(candidate)
+            text = payload.decode(candidate)
+            break
         except (LookupError, UnicodeDecodeError):
             continue
-    # Undeclared or mislabelled 8-bit: windows-1252 decodes every byte and is the usual truth.
-    return payload.decode("windows-1252", errors="replace")
+    else:
+        # Undeclared or mislabelled 8-bit: windows-1252 decodes every byte and is the usual truth.
+        defects.append(f"body: not {charset}, read as windows-1252")
+        text = payload.decode("windows-1252", errors="replace")
+    # SMTP and LMTP hand over CRLF, a pipe transport LF: the stored text must not depend on the ingress.
+    return _clean(text.replace("\r\n", "\n"))
 
 
 def _body(msg: EmailMessage, defects: list[str]) -> tuple[str, str | None]:
@@ -115,6 +140,14 @@ def _body(msg: EmailMessage, defects: list[str]) -> tuple[str, str | None]:
     except Exception as exc:
         defects.append(f"structure: {type(exc).__name__}")
         plain, html = (msg, None) if not msg.is_multipart() else (None, None)
+    if (
+        plain is None
+        and html is None
+        and msg.get_content_maintype() == "multipart"
+        and not msg.is_multipart()
+    ):
+        # A multipart without a usable boundary is left as one unparsed body: keep its text, not nothing.
+        plain = msg
     html_text = _decode_part(html, defects) if html is not None else None
     if plain is not None:
         return _decode_part(plain, defects), html_text
@@ -141,7 +174,9 @@ def _attachments(msg: EmailMessage, defects: list[str]) -> list[ParsedAttachment
             filename = part.get_filename() or ""
         except Exception:
             filename = ""
-        found.append(ParsedAttachment(filename or "attachment", part.get_content_type(), data))
+        found.append(
+            ParsedAttachment(_fit_filename(_clean(filename)) or "attachment", part.get_content_type(), data)
+        )
     return found
 
 

@@ -34,16 +34,21 @@ class FlushResult:
 
 
 def backoff(attempts: int) -> dt.timedelta:
-    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+    # Cap the exponent before multiplying: from attempt 42 on (about six days of 4xx at the 4-hour cap)
+    # BACKOFF_BASE * 2**41 overflowed timedelta, the recording transaction raised, the row stayed due
+    # and every later flush crashed on it before reaching the rest of the outbox.
+    exponent = min(max(attempts - 1, 0), (BACKOFF_MAX // BACKOFF_BASE).bit_length())
+    return min(BACKOFF_BASE * 2**exponent, BACKOFF_MAX)
 
 
-async def _send_smtp(cfg: Config, row: OutboxMessage) -> None:
+async def _send_smtp(cfg: Config, row: OutboxMessage) -> str:
+    """Send via the smarthost; returns the refusals of single recipients when others accepted ("" if none)."""
     import aiosmtplib  # only the smarthost path pays for this import
 
     assert cfg.smarthost is not None
     host, port = cfg.smarthost
     try:
-        _errors, _ = await aiosmtplib.send(
+        errors, _ = await aiosmtplib.send(
             row.raw,
             sender=row.mail_from,
             recipients=list(row.rcpt_to),
@@ -63,13 +68,16 @@ async def _send_smtp(cfg: Config, row: OutboxMessage) -> None:
         if 500 <= exc.code < 600:
             raise PermanentFailure(f"{exc.code} {exc.message}") from exc
         raise
+    # The mail went to the accepted recipients; the refused ones must not vanish without a trace.
+    return "; ".join(f"{rcpt}: {err.code} {err.message}" for rcpt, err in errors.items())
 
 
-def deliver(cfg: Config, row: OutboxMessage) -> None:
+def deliver(cfg: Config, row: OutboxMessage) -> str:
+    """Deliver `row`; returns the refusals of single recipients (smarthost only), "" when there were none."""
     if cfg.smarthost is None:
         maildir.deliver(cfg.outgoing_maildir, row.raw)
-    else:
-        asyncio.run(_send_smtp(cfg, row))
+        return ""
+    return asyncio.run(_send_smtp(cfg, row))
 
 
 def flush(
@@ -97,13 +105,13 @@ def flush(
         # Sent outside any transaction: the database is not locked while a remote server thinks.
         # A crash between sending and recording means the mail goes out again (at least once, never lost).
         try:
-            deliver(cfg, row)
+            refused = deliver(cfg, row)
         except PermanentFailure as exc:
             status, error, failed = "failed", str(exc), failed + 1
         except Exception as exc:  # temporary: network, 4xx, disk; retried later
             status, error, deferred = "queued", f"{type(exc).__name__}: {exc}", deferred + 1
         else:
-            status, error, sent = "sent", "", sent + 1
+            status, error, sent = "sent", refused, sent + 1
         with transaction(factory) as session:
             row = session.get(OutboxMessage, outbox_id)
             assert row is not None

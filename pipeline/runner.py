@@ -46,7 +46,10 @@ def _run_stages(ctx: Context) -> None:
 
 def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, now: dt.datetime) -> Result:
     with transaction(factory) as session:
-        entry = session.get(SpoolEntry, spool_id)
+        # Locked: two deliveries of the same bytes at once share one 'received' row (record_received), and
+        # without the lock both would process it on PostgreSQL, the later one overwriting the outcome.
+        # (SQLite's BEGIN IMMEDIATE already serialises the transactions; FOR UPDATE is a no-op there.)
+        entry = session.get(SpoolEntry, spool_id, with_for_update=True)
         assert entry is not None, f"spool row {spool_id} exists"
         if entry.state != "received":  # processed meanwhile (another worker, an earlier run)
             number = None

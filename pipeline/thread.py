@@ -16,20 +16,23 @@ from storage.models import Desk, Message, OutboxMessage, Ticket
 def _by_references(ctx: Context, ids: list[str]) -> Ticket | None:
     if not ids:
         return None
-    inbound = dict(
-        ctx.session.execute(
-            select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids))
-        ).all()
-    )
-    outbound = dict(
-        ctx.session.execute(
-            select(OutboxMessage.message_id, OutboxMessage.ticket_id).where(OutboxMessage.message_id.in_(ids))
-        ).all()
-    )
-    for mid in ids:  # the most specific reference wins
-        ticket_id = inbound.get(mid) or outbound.get(mid)
+    # A cross-posted mail is stored once per desk, so one Message-ID can be on several tickets.
+    holders: dict[str, list[int]] = {}
+    for mid, ticket_id in ctx.session.execute(
+        select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids)).order_by(Message.id)
+    ):
+        holders.setdefault(mid, []).append(ticket_id)
+    for mid, ticket_id in ctx.session.execute(
+        select(OutboxMessage.message_id, OutboxMessage.ticket_id).where(OutboxMessage.message_id.in_(ids))
+    ):
         if ticket_id is not None:
-            return ctx.session.get(Ticket, ticket_id)
+            holders.setdefault(mid, []).append(ticket_id)
+    desk = ctx.require_desk()
+    for mid in ids:  # the most specific reference wins
+        found = [t for t in (ctx.session.get(Ticket, i) for i in holders.get(mid, [])) if t is not None]
+        if found:
+            # Of those, this desk's ticket: a reply-all to a cross-posted mail joins each desk's own.
+            return next((t for t in found if t.desk_id == desk.id), found[0])
     return None
 
 

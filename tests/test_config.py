@@ -1,0 +1,305 @@
+"""The TOML configuration: embedded defaults from a one-line file, lookup order, and strict validation
+that reports every mistake as one line naming the key (exit 78, EX_CONFIG) from `maild` and `maildctl`."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from maild.config import EX_CONFIG, ConfigError, load_config
+from tests.conftest import run_cli
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# --- defaults ---------------------------------------------------------------------------------------
+
+
+def test_one_line_config_gives_sqlite_and_every_path_under_the_data_dir(tmp_path: Path) -> None:
+    cfg = load_config(str(write(tmp_path / "maild.toml", 'data_dir = "/dir"\n')))
+
+    assert cfg.data_dir == Path("/dir")
+    assert cfg.database_url == "sqlite:////dir/maild.sqlite3"
+    assert cfg.is_sqlite
+    assert cfg.spool_dir == Path("/dir/spool")
+    assert cfg.attachment_dir == Path("/dir/attachments")
+    assert cfg.outgoing_maildir == Path("/dir/outgoing")
+    assert cfg.template_dir == Path("/dir/templates")
+    assert cfg.smarthost is None  # outgoing mail goes to the Maildir
+    assert cfg.busy_timeout_ms == 15000
+    assert cfg.smtp_timeout == 30.0
+    assert cfg.ticket_url == ""
+
+
+def test_check_config_accepts_the_one_line_config(tmp_path: Path) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "/dir"\n')
+    proc = run_cli("maild", "check-config", config=path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "config ok: data_dir=/dir"
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [("data", "etc/data"), ("./var/../data", "etc/data"), ("../var/maild", "var/maild")],
+)
+def test_relative_data_dir_is_resolved_against_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, expected: str
+) -> None:
+    path = write(tmp_path / "etc" / "maild.toml", f'data_dir = "{written}"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working directory must not matter
+
+    cfg = load_config(str(path))
+
+    assert cfg.data_dir == tmp_path / expected
+    assert cfg.data_dir.is_absolute()
+    assert cfg.database_url == f"sqlite:///{tmp_path / expected / 'maild.sqlite3'}"
+
+
+def test_relative_data_dir_with_a_relative_config_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "etc" / "maild.toml", 'data_dir = "data"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_config("etc/maild.toml").data_dir == tmp_path / "etc" / "data"
+
+
+def test_home_relative_data_dir_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = load_config(str(write(tmp_path / "maild.toml", 'data_dir = "~/maild"\n')))
+    assert cfg.data_dir == tmp_path / "home" / "maild"
+
+
+# --- database and outgoing ------------------------------------------------------------------------
+
+
+def test_postgresql_url_switches_to_the_psycopg_driver(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "maild.toml",
+        'data_dir = "/dir"\n[database]\nurl = "postgresql://maild:secret@db.internal:5432/maild"\n'
+        "busy_timeout_ms = 500\n",
+    )
+    cfg = load_config(str(path))
+    assert cfg.database_url == "postgresql+psycopg://maild:secret@db.internal:5432/maild"
+    assert not cfg.is_sqlite
+    assert cfg.busy_timeout_ms == 500
+    assert cfg.data_dir == Path("/dir")  # files (spool, attachments) still live under the data dir
+    assert cfg.spool_dir == Path("/dir/spool")
+
+
+def test_explicit_driver_and_sqlite_urls_are_kept(tmp_path: Path) -> None:
+    for url in ("postgresql+psycopg://u@h/db", "sqlite:////srv/other.sqlite3"):
+        path = write(tmp_path / "maild.toml", f'data_dir = "/dir"\n[database]\nurl = "{url}"\n')
+        assert load_config(str(path)).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("mail.example.com:587", ("mail.example.com", 587)),
+        ("127.0.0.1:25", ("127.0.0.1", 25)),
+        ("[::1]:2525", ("::1", 2525)),
+    ],
+)
+def test_smarthost_host_and_port(tmp_path: Path, value: str, expected: tuple[str, int]) -> None:
+    path = write(
+        tmp_path / "maild.toml", f'data_dir = "/dir"\n[outgoing]\nsmarthost = "{value}"\ntimeout = 7.5\n'
+    )
+    cfg = load_config(str(path))
+    assert cfg.smarthost == expected
+    assert cfg.smtp_timeout == 7.5
+
+
+def test_ticket_url(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "maild.toml", 'data_dir = "/dir"\nticket_url = "https://help.example.com/t/{number}"\n'
+    )
+    assert load_config(str(path)).ticket_url == "https://help.example.com/t/{number}"
+
+
+# --- lookup order -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A ./maild.toml in the working directory, one named by MAILD_CONFIG, and one for --config."""
+    cwd = tmp_path / "cwd"
+    paths = {
+        "cwd": write(cwd / "maild.toml", 'data_dir = "/from-cwd"\n'),
+        "env": write(tmp_path / "env.toml", 'data_dir = "/from-env"\n'),
+        "explicit": write(tmp_path / "explicit.toml", 'data_dir = "/from-explicit"\n'),
+    }
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("MAILD_CONFIG", raising=False)
+    return paths
+
+
+def test_lookup_order_in_process(three_configs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config().data_dir == Path("/from-cwd")
+    monkeypatch.setenv("MAILD_CONFIG", str(three_configs["env"]))
+    assert load_config().data_dir == Path("/from-env")
+    assert load_config(str(three_configs["explicit"])).data_dir == Path("/from-explicit")
+
+
+def test_lookup_order_of_the_commands(three_configs: dict[str, Path]) -> None:
+    env = {"MAILD_CONFIG": str(three_configs["env"])}
+    # subprocesses inherit the working directory (cwd/ with its maild.toml) from the test
+    assert run_cli("maild", "check-config").stdout.strip() == "config ok: data_dir=/from-cwd"
+    assert run_cli("maild", "check-config", env=env).stdout.strip() == "config ok: data_dir=/from-env"
+    explicit = run_cli("maild", "check-config", config=three_configs["explicit"], env=env)
+    assert explicit.stdout.strip() == "config ok: data_dir=/from-explicit"
+
+
+def test_no_config_anywhere_says_how_to_give_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAILD_CONFIG", raising=False)
+    for program in ("maild", "maildctl"):
+        proc = run_cli(program, "check-config" if program == "maild" else "init")
+        assert proc.returncode == EX_CONFIG
+        [line] = proc.stderr.splitlines()
+        assert "maild.toml not found" in line
+        assert "--config" in line and "MAILD_CONFIG" in line
+    assert not (tmp_path / "data").exists()
+
+
+# --- invalid configurations ------------------------------------------------------------------------
+
+INVALID: list[tuple[str, str, str]] = [
+    # (case id, file content, the key the one-line error must name)
+    ("missing data_dir", 'ticket_url = "https://x"\n', "data_dir"),
+    ("empty data_dir", 'data_dir = "  "\n', "data_dir"),
+    ("unknown top-level key", 'data_dir = "/d"\nlisten = "0.0.0.0:25"\n', "listen"),
+    ("misspelt table", 'data_dir = "/d"\n[outgoin]\nsmarthost = "h:25"\n', "outgoin"),
+    ("unknown nested key", 'data_dir = "/d"\n[database]\nuri = "sqlite://"\n', "database.uri"),
+    ("data_dir not a string", "data_dir = 5\n", "data_dir"),
+    ("data_dir a list", 'data_dir = ["/a", "/b"]\n', "data_dir"),
+    ("database not a table", 'data_dir = "/d"\ndatabase = "sqlite://"\n', "database"),
+    (
+        "busy timeout a string",
+        'data_dir = "/d"\n[database]\nbusy_timeout_ms = "5"\n',
+        "database.busy_timeout_ms",
+    ),
+    (
+        "busy timeout a bool",
+        'data_dir = "/d"\n[database]\nbusy_timeout_ms = true\n',
+        "database.busy_timeout_ms",
+    ),
+    (
+        "busy timeout negative",
+        'data_dir = "/d"\n[database]\nbusy_timeout_ms = -1\n',
+        "database.busy_timeout_ms",
+    ),
+    ("smtp timeout a bool", 'data_dir = "/d"\n[outgoing]\ntimeout = true\n', "outgoing.timeout"),
+    ("smtp timeout zero", 'data_dir = "/d"\n[outgoing]\ntimeout = 0\n', "outgoing.timeout"),
+    ("unsupported database", 'data_dir = "/d"\n[database]\nurl = "mysql://h/db"\n', "database.url"),
+    (
+        "smarthost without port",
+        'data_dir = "/d"\n[outgoing]\nsmarthost = "mail.example.com"\n',
+        "outgoing.smarthost",
+    ),
+    (
+        "smarthost named port",
+        'data_dir = "/d"\n[outgoing]\nsmarthost = "mail.example.com:smtp"\n',
+        "outgoing.smarthost",
+    ),
+    (
+        "smarthost port 0",
+        'data_dir = "/d"\n[outgoing]\nsmarthost = "mail.example.com:0"\n',
+        "outgoing.smarthost",
+    ),
+    (
+        "smarthost port too big",
+        'data_dir = "/d"\n[outgoing]\nsmarthost = "mail.example.com:70000"\n',
+        "outgoing.smarthost",
+    ),
+    ("smarthost without host", 'data_dir = "/d"\n[outgoing]\nsmarthost = ":25"\n', "outgoing.smarthost"),
+    ("smarthost not a string", 'data_dir = "/d"\n[outgoing]\nsmarthost = 25\n', "outgoing.smarthost"),
+    ("bad TOML", 'data_dir = "/d\n', "file"),
+    ("bad TOML table", 'data_dir = "/d"\n[database\n', "file"),
+]
+
+
+@pytest.mark.parametrize(("text", "key"), [(t, k) for _, t, k in INVALID], ids=[c for c, _, _ in INVALID])
+def test_invalid_config_raises_config_error_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path / "maild.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.key == key
+    assert str(info.value).startswith(f"config: {key}: ")
+    assert "\n" not in str(info.value)
+
+
+def assert_one_line_config_error(proc: subprocess.CompletedProcess[str], program: str, key: str) -> str:
+    assert proc.returncode == EX_CONFIG, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"{program}: config: {key}: "), lines[0]
+    assert proc.stdout == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize(("text", "key"), [(t, k) for _, t, k in INVALID], ids=[c for c, _, _ in INVALID])
+def test_invalid_config_exits_78_with_one_line_from_both_commands(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    path = write(tmp_path / "maild.toml", text)
+    assert_one_line_config_error(run_cli("maild", "check-config", config=path), "maild", key)
+    assert_one_line_config_error(run_cli("maildctl", "desk", "list", config=path), "maildctl", key)
+
+
+def test_bad_toml_names_the_file_and_the_position(tmp_path: Path) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "/d"\nticket_url = \n')
+    line = assert_one_line_config_error(run_cli("maild", "check-config", config=path), "maild", "file")
+    assert str(path) in line
+    assert "not valid TOML" in line
+    assert "line 2" in line
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "maild.toml"
+    path.write_bytes('# maild\ndata_dir = "/srv/données"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.key == "file"
+    for program, args in (("maild", ("check-config",)), ("maildctl", ("desk", "list"))):
+        line = assert_one_line_config_error(run_cli(program, *args, config=path), program, "file")
+        assert str(path) in line
+        assert "UTF-8" in line
+        assert "line 2" in line
+
+
+def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "/d"\n[outgoing]\nsmarthsot = "h:25"\n')
+    line = assert_one_line_config_error(
+        run_cli("maild", "check-config", config=path), "maild", "outgoing.smarthsot"
+    )
+    assert "unknown key" in line
+    assert "smarthost" in line and "timeout" in line
+
+
+@pytest.mark.parametrize("program", ["maild", "maildctl"])
+def test_missing_config_file(tmp_path: Path, program: str) -> None:
+    path = tmp_path / "nowhere" / "maild.toml"
+    args = ("check-config",) if program == "maild" else ("ticket", "list")
+    line = assert_one_line_config_error(run_cli(program, *args, config=path), program, "file")
+    assert f"{path} not found" in line
+
+
+def test_config_path_that_is_a_directory(tmp_path: Path) -> None:
+    line = assert_one_line_config_error(run_cli("maild", "check-config", config=tmp_path), "maild", "file")
+    assert f"cannot read {tmp_path}" in line
+
+
+def test_maildctl_init_with_an_invalid_config_creates_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "data"\nbogus = 1\n')
+    assert_one_line_config_error(run_cli("maildctl", "init", config=path), "maildctl", "bogus")
+    assert not (tmp_path / "data").exists()
