@@ -1,14 +1,19 @@
-"""The inbound spool: raw bytes durable on disk first, then a 'received' row, then the pipeline."""
+"""The inbound spool: raw bytes durable on disk first, then a 'received' row, then the pipeline.
+
+Importing this module costs only the standard library: `maild pipe` makes the mail durable before it
+pays for SQLAlchemy (~0.3 s here), and a broken install cannot keep it from spooling."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from storage.files import content_path, store_bytes
-from storage.models import SpoolEntry
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from storage.models import SpoolEntry
 
 
 def write_raw(spool_dir: Path, raw: bytes) -> str:
@@ -23,6 +28,10 @@ def read_raw(spool_dir: Path, entry: SpoolEntry) -> bytes:
 
 def record_received(session: Session, digest: str, size: int, recipient: str, ingress: str) -> SpoolEntry:
     """Insert the 'received' row, or return the one a crashed earlier delivery of the same bytes left."""
+    from sqlalchemy import select
+
+    from storage.models import SpoolEntry
+
     pending = session.scalars(
         select(SpoolEntry).where(
             SpoolEntry.sha256 == digest, SpoolEntry.recipient == recipient, SpoolEntry.state == "received"
