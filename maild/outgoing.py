@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email import charset as _charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.utils import format_datetime, formataddr
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,9 +23,20 @@ def new_message_id(desk: Desk) -> str:
     return f"<{uuid.uuid4().hex}@{domain_of(desk.primary_address)}>"
 
 
-def _address(name: str, addr: str) -> Address:
-    local, _, domain = addr.rpartition("@")
-    return Address(display_name=name, username=local, domain=domain)
+# Composed with the compat32 classes: policy.default parses every header it is given, which made
+# composing an auto-reply cost ~3 ms against ~0.7 ms here, on the per-message path.
+_UTF8_QP = _charset.Charset("utf-8")
+_UTF8_QP.body_encoding = _charset.QP
+
+
+def _address(name: str, addr: str) -> str:
+    return formataddr((name, addr), charset="utf-8")
+
+
+def _text_part(text: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(text, _UTF8_QP)
+    return part
 
 
 def ticket_variables(cfg: Config, ticket: Ticket, **extra: Any) -> dict[str, Any]:
@@ -58,14 +71,20 @@ def queue_mail(
     subject = rendered.subject
     if f"[{ticket.number}]" not in subject:  # threading by subject needs the tag, whatever a template says
         subject = f"[{ticket.number}] {subject}".strip()
-    msg = EmailMessage()
     message_id = new_message_id(desk)
+    body = _text_part(rendered.text, "plain")
+    if rendered.html is not None:
+        msg = MIMEMultipart("alternative")
+        msg.attach(body)
+        msg.attach(_text_part(rendered.html, "html"))
+    else:
+        msg = body
     msg["Message-ID"] = message_id
     msg["Date"] = format_datetime(now)
     msg["From"] = _address(desk.name, desk.primary_address)
     msg["Reply-To"] = _address(desk.name, desk.primary_address)
-    msg["To"] = [_address(name, addr) for name, addr in to]
-    msg["Subject"] = subject
+    msg["To"] = ", ".join(_address(name, addr) for name, addr in to)
+    msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
     chain = [*(references or []), *([in_reply_to] if in_reply_to else [])]
@@ -75,9 +94,6 @@ def queue_mail(
         msg["Auto-Submitted"] = "auto-replied"
     msg["X-Loop"] = desk.primary_address
     msg["X-Maild-Ticket"] = ticket.number
-    msg.set_content(rendered.text)
-    if rendered.html is not None:
-        msg.add_alternative(rendered.html, subtype="html")
     row = OutboxMessage(
         desk_id=desk.id,
         ticket_id=ticket.id,
