@@ -88,13 +88,17 @@ def flush(
 ) -> FlushResult:
     """Send what is due (or just `ids`, when given, regardless of their next attempt time)."""
     now_naive = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
-    with factory() as session:
-        query = select(OutboxMessage.id).where(OutboxMessage.status == "queued")
-        if ids is not None:
-            query = query.where(OutboxMessage.id.in_(list(ids)))
-        else:
-            query = query.where(OutboxMessage.next_attempt_at <= now_naive)
-        due = list(session.scalars(query.order_by(OutboxMessage.id)))
+    if ids is not None:
+        due = sorted(ids)  # each row's status is checked when it is loaded below
+    else:
+        with factory() as session:
+            due = list(
+                session.scalars(
+                    select(OutboxMessage.id)
+                    .where(OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now_naive)
+                    .order_by(OutboxMessage.id)
+                )
+            )
     sent = deferred = failed = 0
     for outbox_id in due:
         with factory() as session:
