@@ -13,6 +13,7 @@ from typing import Any
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
+from maild.htmltext import html_to_text
 from templates import DEFAULT_DIR
 
 
@@ -38,11 +39,22 @@ def desk_override_dir(template_root: Path, desk_name: str) -> Path:
 
 
 def render(template_root: Path, desk_name: str, name: str, variables: dict[str, Any]) -> Rendered:
-    env = _environment(desk_override_dir(template_root, desk_name))
+    """The text and HTML bodies are a pair: a desk that overrides only one of them gets that one's words in
+    both parts (text only, or its HTML converted to text), never the package's words in the other part."""
+    override_dir = desk_override_dir(template_root, desk_name)
+    env = _environment(override_dir)
     subject = " ".join(env.get_template(f"{name}.subject.j2").render(variables).split())
-    text = env.get_template(f"{name}.txt.j2").render(variables)
-    try:
-        html: str | None = env.get_template(f"{name}.html.j2").render(variables)
-    except TemplateNotFound:
-        html = None
+    own_text = (override_dir / f"{name}.txt.j2").is_file()
+    own_html = (override_dir / f"{name}.html.j2").is_file()
+    html: str | None = None
+    if own_html or not own_text:
+        try:
+            html = env.get_template(f"{name}.html.j2").render(variables)
+        except TemplateNotFound:
+            html = None
+    if own_html and not own_text:
+        assert html is not None
+        text = html_to_text(html) + "\n"
+    else:
+        text = env.get_template(f"{name}.txt.j2").render(variables)
     return Rendered(subject=subject, text=text, html=html)

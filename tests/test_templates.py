@@ -125,8 +125,8 @@ def test_desk_override_takes_precedence_for_that_desk_only(tmp_path: Path) -> No
     support = render(tmp_path, "support", "ticket_created", VARIABLES)
     assert support.subject == "We got it: Printer on fire"
     assert support.text == "Dear Carol Customer, ticket SUP-7.\n"
-    # the HTML part was not overridden: the package default still renders
-    assert support.html is not None and "<strong>SUP-7</strong>" in support.html
+    # only the text part was overridden: the package's HTML (other words) is not sent beside it
+    assert support.html is None
 
     sales = render(tmp_path, "sales", "ticket_created", {**VARIABLES, "desk_name": "Sales"})
     assert sales.subject == "[SUP-7] Printer on fire"
@@ -137,6 +137,8 @@ def test_desk_override_of_the_html_part(tmp_path: Path) -> None:
     override(tmp_path, "support", "ticket_created.html.j2", "<p>{{ ticket_title }}</p>")
     rendered = render(tmp_path, "support", "ticket_created", {**VARIABLES, "ticket_title": "<x>"})
     assert rendered.html == "<p>&lt;x&gt;</p>"  # overrides are autoescaped too
+    # the text part says what the desk's HTML says, not the package default's words
+    assert rendered.text == "<x>\n"
 
 
 def test_an_edited_override_is_picked_up(tmp_path: Path) -> None:
