@@ -17,6 +17,7 @@ from email.utils import getaddresses
 from maild.htmltext import html_to_text
 
 _MSGID = re.compile(r"<[^<>\s]+>")
+_MAX_ID = 900
 # As wide as the columns they are stored in (contacts/messages names, attachment filenames): PostgreSQL
 # refuses a longer value, and the mail must not fail over a signature-length display name.
 NAME_MAX = 200
@@ -73,6 +74,16 @@ class ParsedMail:
             if mid not in seen and mid != self.message_id:
                 seen.append(mid)
         return seen
+
+
+def _message_ids(value: str) -> list[str]:
+    """The <id>s in a header. An id too long for the message_id column (RFC 5322 allows 998 per line,
+    clients send longer) is replaced by a digest of it: still unique, and every header naming it maps
+    to the same stand-in, so threading by it keeps working."""
+    return [
+        mid if len(mid) <= _MAX_ID else f"<{hashlib.sha256(mid.encode()).hexdigest()}@long-message-id.maild>"
+        for mid in _MSGID.findall(value)
+    ]
 
 
 def _header(msg: Message, name: str, defects: list[str]) -> str:
@@ -192,7 +203,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     if not senders:
         raise NotAMessage("no sender address in From or Sender")
     from_name, from_address = senders[0]
-    header_ids = _MSGID.findall(_header(msg, "Message-ID", defects))
+    header_ids = _message_ids(_header(msg, "Message-ID", defects))
     message_id = header_ids[0] if header_ids else f"<{hashlib.sha256(raw).hexdigest()}@no-message-id.maild>"
     text, html = _body(msg, defects)
     return ParsedMail(
@@ -206,8 +217,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
         delivered_to=[
             a for _, a in _addresses(msg, "Delivered-To", defects) + _addresses(msg, "X-Original-To", defects)
         ],
-        in_reply_to=_MSGID.findall(_header(msg, "In-Reply-To", defects)),
-        references=_MSGID.findall(_header(msg, "References", defects)),
+        in_reply_to=_message_ids(_header(msg, "In-Reply-To", defects)),
+        references=_message_ids(_header(msg, "References", defects)),
         text=text,
         html=html,
         attachments=_attachments(msg, defects),

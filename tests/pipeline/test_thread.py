@@ -242,3 +242,18 @@ def _message_id(raw: bytes) -> str:
         if line.lower().startswith(b"message-id:"):
             return line.split(b":", 1)[1].strip().decode()
     raise AssertionError("no Message-ID")
+
+
+def test_an_overlong_message_id_is_stored_and_threads(session_factory: Factory, cfg: Config) -> None:
+    """Longer than the column: stored as a digest stand-in, which a reply naming the same id finds again."""
+    long_id = f"<{'x' * 1500}@customer.example>"
+    assert deliver(session_factory, cfg, mail(message_id=long_id), SUPPORT).outcome == "created"
+    reply = mail(
+        subject="Re: no tag here",
+        message_id="<second@customer.example>",
+        extra=[("In-Reply-To", long_id)],
+    )
+    result = deliver(session_factory, cfg, reply, SUPPORT)
+    assert (result.outcome, result.ticket_number) == ("replied", FIRST)
+    # and the same overlong mail again is a duplicate, not a second ticket
+    assert deliver(session_factory, cfg, mail(message_id=long_id), SUPPORT).outcome == "duplicate"
