@@ -41,8 +41,11 @@ def backoff(attempts: int) -> dt.timedelta:
     return min(BACKOFF_BASE * 2**exponent, BACKOFF_MAX)
 
 
-async def _send_smtp(cfg: Config, row: OutboxMessage) -> str:
-    """Send via the smarthost; returns the refusals of single recipients when others accepted ("" if none)."""
+Refusals = dict[str, tuple[int, str]]  # recipient -> (SMTP code, server text)
+
+
+async def _send_smtp(cfg: Config, row: OutboxMessage) -> Refusals:
+    """Send via the smarthost; returns the recipients the server refused (empty when all accepted)."""
     import aiosmtplib  # only the smarthost path pays for this import
 
     assert cfg.smarthost is not None
@@ -57,27 +60,25 @@ async def _send_smtp(cfg: Config, row: OutboxMessage) -> str:
             timeout=cfg.smtp_timeout,
             start_tls=False,
         )
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        codes = [err.code for err in exc.recipients]
-        if codes and all(500 <= code < 600 for code in codes):
-            raise PermanentFailure(
-                "; ".join(f"{e.recipient}: {e.code} {e.message}" for e in exc.recipients)
-            ) from exc
-        raise
+    except aiosmtplib.SMTPRecipientsRefused as exc:  # every recipient refused
+        return {e.recipient: (e.code, e.message) for e in exc.recipients}
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:
             raise PermanentFailure(f"{exc.code} {exc.message}") from exc
         raise
-    # The mail went to the accepted recipients; the refused ones must not vanish without a trace.
-    return "; ".join(f"{rcpt}: {err.code} {err.message}" for rcpt, err in errors.items())
+    return {rcpt: (err.code, err.message) for rcpt, err in errors.items()}
 
 
-def deliver(cfg: Config, row: OutboxMessage) -> str:
-    """Deliver `row`; returns the refusals of single recipients (smarthost only), "" when there were none."""
+def deliver(cfg: Config, row: OutboxMessage) -> Refusals:
+    """Deliver `row`; returns the refused recipients (smarthost only), empty when there were none."""
     if cfg.smarthost is None:
         maildir.deliver(cfg.outgoing_maildir, row.raw)
-        return ""
+        return {}
     return asyncio.run(_send_smtp(cfg, row))
+
+
+def _describe(refusals: Refusals) -> str:
+    return "; ".join(f"{rcpt}: {code} {text}" for rcpt, (code, text) in refusals.items())
 
 
 def flush(
@@ -108,6 +109,7 @@ def flush(
             session.expunge(row)
         # Sent outside any transaction: the database is not locked while a remote server thinks.
         # A crash between sending and recording means the mail goes out again (at least once, never lost).
+        retry: list[str] = []  # recipients refused for now (4xx): the row stays queued for just them
         try:
             refused = deliver(cfg, row)
         except PermanentFailure as exc:
@@ -115,12 +117,22 @@ def flush(
         except Exception as exc:  # temporary: network, 4xx, disk; retried later
             status, error, deferred = "queued", f"{type(exc).__name__}: {exc}", deferred + 1
         else:
-            status, error, sent = "sent", refused, sent + 1
+            retry = [rcpt for rcpt, (code, _) in refused.items() if not 500 <= code < 600]
+            error = _describe(refused)
+            if retry:
+                status, deferred = "queued", deferred + 1
+            elif refused and len(refused) == len(row.rcpt_to):
+                status, failed = "failed", failed + 1
+            else:
+                status, sent = "sent", sent + 1
         with transaction(factory) as session:
             row = session.get(OutboxMessage, outbox_id)
             assert row is not None
             row.attempts += 1
             row.status, row.last_error = status, error[:2000]
+            if retry:
+                # Those who accepted have the mail; only the deferred ones get it on the next attempt.
+                row.rcpt_to = retry
             if status == "sent":
                 row.sent_at = now_naive
             elif status == "queued":

@@ -413,3 +413,23 @@ def test_maildctl_outbox_flush_sends_through_the_smarthost(
     listed = run_cli("maildctl", "outbox", "list", "--status", "sent", "--json", config=config_file)
     assert listed.returncode == 0, listed.stderr
     assert {row["id"] for row in json.loads(listed.stdout)} == {first, second}
+
+
+def test_a_temporary_refusal_of_one_recipient_retries_only_that_one(
+    session_factory: sessionmaker[Session], cfg: Config, ticket_id: int, smtp: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp
+    handler.refuse = {"dave@customer.test": TEMP_451}
+    outbox_id = queue(session_factory, cfg, ticket_id, to=("carol@customer.test", "dave@customer.test"))
+
+    assert flush(session_factory, via(cfg, port), now=NOW) == FlushResult(0, 1, 0)
+    row = outbox_row(session_factory, outbox_id)
+    assert (row.status, row.rcpt_to) == ("queued", ["dave@customer.test"])
+    assert "451" in row.last_error and row.next_attempt_at > NAIVE
+
+    handler.refuse = {}
+    later = NOW + backoff(1)
+    assert flush(session_factory, via(cfg, port), now=later) == FlushResult(1, 0, 0)
+    # carol got it once, dave once: nobody twice
+    assert [rcpts for _, rcpts, _ in handler.envelopes] == [["carol@customer.test"], ["dave@customer.test"]]
+    assert outbox_row(session_factory, outbox_id).status == "sent"
