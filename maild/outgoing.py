@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from maild.addresses import domain_of
 from maild.config import Config
 from maild.templating import render
+from maild.tokens import load_secret, reply_address
 from storage.models import Desk, OutboxMessage, Ticket
 
 
@@ -82,7 +83,11 @@ def queue_mail(
     msg["Message-ID"] = message_id
     msg["Date"] = format_datetime(now)
     msg["From"] = _address(desk.name, desk.primary_address)
-    msg["Reply-To"] = _address(desk.name, desk.primary_address)
+    # Replies come back to an address that names this ticket, whatever the client does to the headers.
+    if ticket.id is None:
+        session.flush()
+    signed = reply_address(load_secret(cfg.data_dir), desk.primary_address, ticket.id)
+    msg["Reply-To"] = _address(desk.name, signed)
     msg["To"] = ", ".join(_address(name, addr) for name, addr in to)
     msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
     if in_reply_to:

@@ -1,16 +1,33 @@
 """thread: is this a follow-up of an existing ticket?
 
-In order: In-Reply-To/References against every Message-ID we stored (inbound) or sent (outbox), then a
-`[NUMBER]` tag of any desk's pattern in the subject; otherwise the mail opens a new ticket. The rule that
-matched is recorded on the message (`threaded_by`)."""
+In order: a signed reply address (`desk+token@`) among the recipients, In-Reply-To/References against
+every Message-ID we stored (inbound) or sent (outbox), then a `[NUMBER]` tag of any desk's pattern in the
+subject; otherwise the mail opens a new ticket. The rule that matched is recorded on the message
+(`threaded_by`)."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
+from maild.tokens import load_secret, token_of, verify_token
 from numbering.pattern import find_numbers
 from pipeline.context import Context, Stop
 from storage.models import Desk, Message, OutboxMessage, Ticket
+
+
+def _by_token(ctx: Context) -> Ticket | None:
+    """A signed `desk+token@` address among the recipients: the strongest evidence there is."""
+    mail = ctx.require_mail()
+    candidates = [ctx.spool.recipient, *mail.delivered_to, *(a for _, a in mail.to), *(a for _, a in mail.cc)]
+    secret = load_secret(ctx.cfg.data_dir)
+    for address in candidates:
+        token = token_of(address) if address else None
+        target = verify_token(secret, token) if token else None
+        if target is not None:
+            ticket = ctx.session.get(Ticket, target.ticket_id)
+            if ticket is not None:
+                return ticket
+    return None
 
 
 def _by_references(ctx: Context, ids: list[str]) -> Ticket | None:
@@ -47,6 +64,10 @@ def _by_subject(ctx: Context, subject: str) -> Ticket | None:
 
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
+    ticket = _by_token(ctx)
+    if ticket is not None:
+        ctx.ticket, ctx.threaded_by = ticket, "token"
+        return None
     ticket = _by_references(ctx, mail.thread_ids)
     if ticket is not None:
         ctx.ticket, ctx.threaded_by = ticket, "references"

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
+from maild.tokens import load_secret, token_of, verify_token
 from storage.db import transaction
 from storage.models import AuditLog, Contact
 from tests.pipeline.helpers import (
@@ -229,7 +230,12 @@ def test_auto_reply_to_a_new_ticket(client: str, session_factory: Factory, cfg: 
     assert row.message_id.endswith("@example.com>")
     assert msg["Subject"] == "[SUP-26-03-1] Drucker brennt"
     assert (msg["From"].addresses[0].display_name, msg["From"].addresses[0].addr_spec) == ("support", SUPPORT)
-    assert msg["Reply-To"].addresses[0].addr_spec == SUPPORT
+    # Reply-To is the desk's signed address for this ticket
+    reply_to = msg["Reply-To"].addresses[0].addr_spec
+    local, _, domain = reply_to.rpartition("@")
+    assert (local.split("+")[0], domain) == ("support", "example.com")
+    target = verify_token(load_secret(cfg.data_dir), token_of(reply_to) or "")
+    assert target is not None and target.ticket_id == row.ticket_id and target.agent_id is None
     [to] = msg["To"].addresses
     assert (to.display_name, to.addr_spec) == ("Müller, Jürgen", "j.mueller@contoso.de")
     assert msg["In-Reply-To"] == "<new@contoso.de>"

@@ -4,6 +4,8 @@ rule that matched is kept on the message (`threaded_by`); a customer's reply set
 
 from __future__ import annotations
 
+from email import message_from_bytes, policy
+
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -257,3 +259,47 @@ def test_an_overlong_message_id_is_stored_and_threads(session_factory: Factory, 
     assert (result.outcome, result.ticket_number) == ("replied", FIRST)
     # and the same overlong mail again is a duplicate, not a second ticket
     assert deliver(session_factory, cfg, mail(message_id=long_id), SUPPORT).outcome == "duplicate"
+
+
+def _signed_reply_to(session_factory: Factory) -> str:
+    with session_factory() as s:
+        [row] = outbox(s)
+    return str(parsed_reply_to(row.raw))
+
+
+def parsed_reply_to(raw: bytes) -> str:
+    return message_from_bytes(raw, policy=policy.default)["Reply-To"].addresses[0].addr_spec
+
+
+def test_a_reply_to_the_signed_address_threads_without_headers_or_tag(
+    session_factory: Factory, cfg: Config
+) -> None:
+    """A phone client that drops In-Reply-To/References and the subject tag still lands by the token."""
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    signed = _signed_reply_to(session_factory)
+    reply = mail(to=signed, subject="my phone ate the subject", message_id="<phone@customer.example>")
+    result = deliver(session_factory, cfg, reply, signed)
+    assert (result.outcome, result.ticket_number) == ("replied", FIRST)
+    with session_factory() as s:
+        assert messages(s)[-1].threaded_by == "token"
+
+
+def test_the_token_wins_over_references_and_tag(session_factory: Factory, cfg: Config) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    signed = _signed_reply_to(session_factory)
+    deliver(session_factory, cfg, mail(subject="second", message_id="<other@customer.example>"), SUPPORT)
+    # names ticket 2 by header and tag, but is addressed to ticket 1's signed address
+    reply = mail(
+        to=signed,
+        subject="Re: [SUP-26-03-2] second",
+        message_id="<both@customer.example>",
+        extra=[("In-Reply-To", "<other@customer.example>")],
+    )
+    assert deliver(session_factory, cfg, reply, signed).ticket_number == FIRST
+
+
+def test_a_forged_token_is_treated_as_no_token(session_factory: Factory, cfg: Config) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    forged = "support+1-0-" + "a" * 20 + "@example.com"
+    result = deliver(session_factory, cfg, mail(to=forged, subject="hi", message_id="<f@x.example>"), forged)
+    assert (result.outcome, result.ticket_number) == ("created", "SUP-26-03-2")
