@@ -9,7 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin_cli.common import App, UserError, iso, print_json, print_table
-from storage.models import TICKET_STATUSES, Desk, Message, Ticket
+from maild.addresses import is_valid, normalize
+from maild.participants import NotAddable, add_cc, remove_cc
+from storage.models import TICKET_STATUSES, AuditLog, Desk, Message, Ticket
 
 
 def register(commands: Any) -> None:
@@ -24,6 +26,11 @@ def register(commands: Any) -> None:
     show.add_argument("number")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=show_ticket)
+    cc = sub.add_parser("cc", help="add or remove a sub-customer (gets the ticket's customer-visible mail)")
+    cc.add_argument("number")
+    cc.add_argument("change", choices=("add", "remove"))
+    cc.add_argument("email")
+    cc.set_defaults(handler=change_cc)
 
 
 def ticket_json(ticket: Ticket, message_count: int) -> dict[str, Any]:
@@ -118,4 +125,27 @@ def show_ticket(app: App, args: argparse.Namespace) -> int:
     for m in data["messages"]:
         print(f"\n--- #{m['id']} {m['kind']} from {m['from']} at {m['created_at']}")
         print(m["text"].rstrip())
+    return 0
+
+
+def change_cc(app: App, args: argparse.Namespace) -> int:
+    email = normalize(args.email)
+    if not is_valid(email):
+        raise UserError(f"invalid address {args.email!r}: give a plain address like bob@example.com")
+    with app.session() as session:
+        ticket = find_ticket(session, args.number)
+        try:
+            if args.change == "add":
+                add_cc(session, ticket, email)
+            else:
+                remove_cc(session, ticket, email)
+        except NotAddable as exc:
+            raise UserError(f"cannot {args.change} {email}: {exc}") from None
+        session.add(
+            AuditLog(
+                actor="maildctl", action=f"cc_{args.change}", ticket_id=ticket.id, detail={"email": email}
+            )
+        )
+        number = ticket.number
+    print(f"{number}: {email} {'added as sub-customer' if args.change == 'add' else 'removed'}")
     return 0

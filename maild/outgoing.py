@@ -59,6 +59,7 @@ def queue_mail(
     template: str,
     to: list[tuple[str, str]],
     *,
+    cc: list[tuple[str, str]] | None = None,
     in_reply_to: str = "",
     references: list[str] | None = None,
     automatic: bool,
@@ -89,6 +90,8 @@ def queue_mail(
     signed = reply_address(load_secret(cfg.data_dir), desk.primary_address, ticket.id)
     msg["Reply-To"] = _address(desk.name, signed)
     msg["To"] = ", ".join(_address(name, addr) for name, addr in to)
+    if cc:
+        msg["Cc"] = ", ".join(_address(name, addr) for name, addr in cc)
     msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
@@ -105,7 +108,7 @@ def queue_mail(
         template=template,
         message_id=message_id,
         mail_from=desk.primary_address,
-        rcpt_to=[addr for _, addr in to],
+        rcpt_to=list(dict.fromkeys(addr for _, addr in [*to, *(cc or [])])),
         subject=subject,
         raw=msg.as_bytes(),
         created_at=now.replace(tzinfo=None),

@@ -1,10 +1,12 @@
 """apply: the ticket change. A new ticket (numbered, the sender as customer), or a reply on the found
-ticket: a customer reply sets the status `open`, an agent's sets `waiting`."""
+ticket: a customer reply sets the status `open`, an agent's sets `waiting`. Addresses in Cc of a mail
+from a participant become sub-customers (never desk addresses, agents or the sender; capped)."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
+from maild.participants import NotAddable, add_cc, is_participant
 from numbering.allocate import allocate_number
 from pipeline.context import Context, Stop
 from storage import attachments
@@ -57,6 +59,19 @@ def _store_message(ctx: Context, ticket: Ticket, kind: str) -> Message:
     return message
 
 
+def _add_cc_participants(ctx: Context, ticket: Ticket) -> None:
+    mail = ctx.require_mail()
+    if ctx.agent is not None or not is_participant(ticket, mail.from_address):
+        return  # a stranger cannot put people on someone else's ticket
+    for name, address in mail.cc:
+        if address == mail.from_address:
+            continue
+        try:
+            add_cc(ctx.session, ticket, address, name)
+        except NotAddable:
+            continue  # desk address, agent, already on it, or the cap: nothing to add
+
+
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
     if ctx.ticket is None:
@@ -74,6 +89,7 @@ def run(ctx: Context) -> Stop | None:
         ticket.updated_at = ctx.now_naive
         ctx.outcome, action = "replied", "message_added"
     ctx.ticket = ticket
+    _add_cc_participants(ctx, ticket)
     ctx.message = _store_message(ctx, ticket, "agent" if ctx.agent is not None else "customer")
     ctx.session.flush()
     ctx.session.add(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from maild.participants import get_or_create_contact
 from pipeline.context import Context, Stop
-from storage.models import Agent, Contact
+from storage.models import Agent
 
 
 def run(ctx: Context) -> Stop | None:
@@ -15,12 +16,5 @@ def run(ctx: Context) -> Stop | None:
     ).first()
     if ctx.agent is not None:
         return None
-    contact = ctx.session.scalars(select(Contact).where(Contact.email == mail.from_address)).first()
-    if contact is None:
-        contact = Contact(email=mail.from_address, display_name=mail.from_name)
-        ctx.session.add(contact)
-        ctx.session.flush()
-    elif mail.from_name and not contact.display_name:
-        contact.display_name = mail.from_name
-    ctx.contact = contact
+    ctx.contact = get_or_create_contact(ctx.session, mail.from_address, mail.from_name)
     return None

@@ -5,6 +5,7 @@ is noted on the spool row, never a reason to lose the ticket."""
 from __future__ import annotations
 
 from maild.outgoing import queue_mail
+from maild.participants import customer_recipients
 from pipeline.context import Context, Stop
 from storage.db import is_transient
 
@@ -13,14 +14,15 @@ def run(ctx: Context) -> Stop | None:
     mail, desk = ctx.require_mail(), ctx.require_desk()
     if ctx.outcome != "created" or not desk.auto_reply or ctx.ticket is None:
         return None
-    customer = ctx.ticket.customer
+    customer, sub_customers = customer_recipients(ctx.ticket)
     try:
         row = queue_mail(
             ctx.session,
             ctx.cfg,
             ctx.ticket,
             "ticket_created",
-            [(customer.display_name, customer.email)],
+            [customer],
+            cc=sub_customers,
             in_reply_to=mail.message_id if mail.has_message_id else "",
             references=mail.references,
             automatic=True,

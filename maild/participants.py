@@ -1,0 +1,68 @@
+"""Who is on a ticket: its customer and sub-customers (CC). Shared by the pipeline and maildctl."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from maild.addresses import base_address, normalize
+from storage.models import Agent, Contact, DeskAddress, Participant, Ticket
+
+MAX_CC = 10
+
+
+class NotAddable(ValueError):
+    """This address cannot be a sub-customer; the message says why."""
+
+
+def get_or_create_contact(session: Session, email: str, display_name: str = "") -> Contact:
+    """One contact per address, case-insensitive; a display name fills an empty one, never overwrites."""
+    email = normalize(email)
+    contact = session.scalars(select(Contact).where(Contact.email == email)).first()
+    if contact is None:
+        contact = Contact(email=email, display_name=display_name[:200])
+        session.add(contact)
+        session.flush()
+    elif display_name and not contact.display_name:
+        contact.display_name = display_name[:200]
+    return contact
+
+
+def is_participant(ticket: Ticket, email: str) -> bool:
+    return any(p.contact.email == normalize(email) for p in ticket.participants)
+
+
+def add_cc(session: Session, ticket: Ticket, email: str, display_name: str = "") -> Participant:
+    """Make `email` a sub-customer; raises NotAddable for desk addresses, agents, the cap, or duplicates."""
+    email = normalize(email)
+    if session.scalars(select(DeskAddress.id).where(DeskAddress.address == base_address(email))).first():
+        raise NotAddable(f"{email} is a desk address")
+    if session.scalars(select(Agent.id).where(Agent.email == email)).first():
+        raise NotAddable(f"{email} is an agent")
+    if is_participant(ticket, email):
+        raise NotAddable(f"{email} is on {ticket.number} already")
+    if sum(1 for p in ticket.participants if p.role == "cc") >= MAX_CC:
+        raise NotAddable(f"{ticket.number} has the most sub-customers allowed ({MAX_CC})")
+    participant = Participant(contact=get_or_create_contact(session, email, display_name), role="cc")
+    ticket.participants.append(participant)
+    session.flush()
+    return participant
+
+
+def remove_cc(session: Session, ticket: Ticket, email: str) -> None:
+    email = normalize(email)
+    for participant in ticket.participants:
+        if participant.contact.email == email:
+            if participant.role != "cc":
+                raise NotAddable(f"{email} is the customer of {ticket.number}, not a sub-customer")
+            ticket.participants.remove(participant)
+            session.flush()
+            return
+    raise NotAddable(f"{email} is not on {ticket.number}")
+
+
+def customer_recipients(ticket: Ticket) -> tuple[tuple[str, str], list[tuple[str, str]]]:
+    """(To, Cc) of customer-visible mail: the customer, then the sub-customers."""
+    customer = ticket.customer
+    ccs = [(p.contact.display_name, p.contact.email) for p in ticket.participants if p.role == "cc"]
+    return (customer.display_name, customer.email), ccs
