@@ -102,6 +102,7 @@ def show_ticket(app: App, args: argparse.Namespace) -> int:
         ticket = find_ticket(session, args.number)
         data = ticket_json(ticket, len(ticket.messages))
         data["participants"] = [p.contact.email for p in ticket.participants]
+        data["linked_ticket"] = ticket.linked_ticket.number if ticket.linked_ticket else None
         data["messages"] = [
             {
                 "id": m.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline import apply, dedupe, identify, notify, parse, route, thread
+from pipeline import apply, dedupe, identify, notify, parse, policy, route, thread
 from pipeline.context import Context, Stop
 
 Stage = Callable[[Context], Stop | None]
@@ -16,6 +16,7 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("dedupe", dedupe.run),
     ("identify", identify.run),
     ("thread", thread.run),
+    ("policy", policy.run),
     ("apply", apply.run),
     ("notify", notify.run),
 )

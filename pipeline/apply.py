@@ -4,6 +4,8 @@ from a participant become sub-customers (never desk addresses, agents or the sen
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 
 from maild.participants import NotAddable, add_cc, is_participant
@@ -26,8 +28,21 @@ def _new_ticket(ctx: Context) -> Ticket:
         created_at=ctx.now_naive,
         updated_at=ctx.now_naive,
     )
+    ticket.linked_ticket = ctx.linked_ticket
     ctx.session.add(ticket)
     ctx.session.add(Participant(ticket=ticket, contact=ctx.contact, role="customer"))
+    for note in ctx.notes:
+        ctx.session.add(
+            Message(
+                ticket=ticket,
+                desk_id=desk.id,
+                kind="system",
+                message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
+                text=note,
+                threaded_by="policy",
+                created_at=ctx.now_naive,
+            )
+        )
     return ticket
 
 

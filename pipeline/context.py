@@ -33,7 +33,11 @@ class Context:
     agent: Agent | None = None  # set by identify when the sender is an agent
     contact: Contact | None = None  # set by identify when the sender is not an agent
     ticket: Ticket | None = None
-    threaded_by: str = ""  # references | subject | new
+    threaded_by: str = ""  # token | references | subject | new
+    linked_ticket: Ticket | None = (
+        None  # policy: the new ticket is opened in place of a follow-up to this one
+    )
+    notes: list[str] = field(default_factory=list)  # system notes for the ticket (why policy decided so)
     message: Message | None = None
     outcome: str = ""
     reason: str = ""

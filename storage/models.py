@@ -45,6 +45,10 @@ class Desk(Base):
     pattern: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     auto_reply: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A stranger quoting a number in the subject does not join that ticket (a new, linked one instead).
+    hijack_guard: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # A customer reply to a ticket closed longer ago than this opens a new, linked ticket.
+    reopen_days: Mapped[int] = mapped_column(Integer, default=14, server_default="14")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     addresses: Mapped[list[DeskAddress]] = relationship(
@@ -107,11 +111,13 @@ class Ticket(Base):
     priority: Mapped[str] = mapped_column(String(10), default="normal")
     customer_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     desk: Mapped[Desk] = relationship()
     customer: Mapped[Contact] = relationship()
+    linked_ticket: Mapped[Ticket | None] = relationship(remote_side="Ticket.id")
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
     )

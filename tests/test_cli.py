@@ -675,6 +675,7 @@ def test_spool_list_json(hctl: Ctl) -> None:
         "dedupe",
         "identify",
         "thread",
+        "policy",
         "apply",
         "notify",
     ]

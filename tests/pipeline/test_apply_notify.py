@@ -92,6 +92,7 @@ def test_new_ticket(session_factory: Factory, cfg: Config) -> None:
             "dedupe",
             "identify",
             "thread",
+            "policy",
             "apply",
             "notify",
         ]

@@ -50,6 +50,7 @@ def test_stage_order_is_the_documented_one() -> None:
         "dedupe",
         "identify",
         "thread",
+        "policy",
         "apply",
         "notify",
     ]

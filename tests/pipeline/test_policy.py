@@ -1,0 +1,108 @@
+"""policy: the hijack guard and the reopen window decide whether a follow-up joins the ticket it names."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.config import Config
+from storage.db import transaction
+from storage.models import Desk, Ticket
+from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, deliver, mail, make_desk
+from tests.pipeline.helpers import ticket as ticket_by_number
+
+Factory = sessionmaker[Session]
+FIRST, SECOND = "SUP-26-03-1", "SUP-26-03-2"
+
+
+@pytest.fixture(autouse=True)
+def _desk(session_factory: Factory) -> None:
+    make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
+
+
+def set_desk(factory: Factory, **options: object) -> None:
+    with transaction(factory) as s:
+        desk = s.scalars(select(Desk)).one()
+        for key, value in options.items():
+            setattr(desk, key, value)
+
+
+def close(factory: Factory, number: str, at: dt.datetime) -> None:
+    with transaction(factory) as s:
+        ticket = ticket_by_number(s, number)
+        ticket.status, ticket.updated_at = "closed", at.replace(tzinfo=None)
+
+
+def summary(factory: Factory, number: str) -> tuple[str, int, str | None, list[str]]:
+    with factory() as s:
+        t = ticket_by_number(s, number)
+        linked = s.get(Ticket, t.linked_ticket_id).number if t.linked_ticket_id else None
+        return t.status, len(t.messages), linked, [m.text for m in t.messages if m.kind == "system"]
+
+
+def tagged_reply(sender: str, message_id: str) -> bytes:
+    return mail(sender=sender, subject=f"Re: [{FIRST}] Printer on fire", message_id=message_id)
+
+
+def test_a_stranger_quoting_a_number_opens_a_new_linked_ticket(session_factory: Factory, cfg: Config) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    result = deliver(session_factory, cfg, tagged_reply("mallory@evil.example", "<m@evil.example>"), SUPPORT)
+    assert (result.outcome, result.ticket_number) == ("created", SECOND)
+    assert summary(session_factory, FIRST)[1] == 1  # nothing joined the customer's ticket
+    status, count, linked, notes = summary(session_factory, SECOND)
+    assert (status, linked) == ("open", FIRST)
+    assert len(notes) == 1 and "mallory@evil.example" in notes[0] and FIRST in notes[0]
+    assert count == 2  # the stranger's mail and the note
+
+
+def test_the_customer_and_a_reply_by_headers_still_join(session_factory: Factory, cfg: Config) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    assert (
+        deliver(
+            session_factory, cfg, tagged_reply("alice@customer.example", "<a2@c.example>"), SUPPORT
+        ).ticket_number
+        == FIRST
+    )
+    # a stranger answering by In-Reply-To holds a mail of the thread: the guard is for the tag alone
+    by_headers = mail(
+        sender="colleague@customer.example",
+        subject="Re: Printer on fire",
+        message_id="<c@c.example>",
+        extra=[("In-Reply-To", "<first@customer.example>")],
+    )
+    assert deliver(session_factory, cfg, by_headers, SUPPORT).ticket_number == FIRST
+
+
+def test_the_guard_can_be_turned_off_per_desk(session_factory: Factory, cfg: Config) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    set_desk(session_factory, hijack_guard=False)
+    result = deliver(session_factory, cfg, tagged_reply("mallory@evil.example", "<m@evil.example>"), SUPPORT)
+    assert (result.outcome, result.ticket_number) == ("replied", FIRST)
+
+
+@pytest.mark.parametrize(
+    ("reopen_days", "days_later", "joins"), [(14, 13, True), (14, 15, False), (3, 4, False)]
+)
+def test_a_closed_ticket_reopens_within_the_window_else_a_linked_ticket(
+    session_factory: Factory, cfg: Config, reopen_days: int, days_later: int, joins: bool
+) -> None:
+    set_desk(session_factory, reopen_days=reopen_days)
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    close(session_factory, FIRST, NOW)
+    later = NOW + dt.timedelta(days=days_later)
+    result = deliver(
+        session_factory, cfg, tagged_reply("alice@customer.example", "<late@c.example>"), SUPPORT, later
+    )
+    if joins:
+        assert (result.outcome, result.ticket_number) == ("replied", FIRST)
+        assert summary(session_factory, FIRST)[0] == "open"
+    else:
+        assert (result.outcome, result.ticket_number[:7]) == ("created", "SUP-26-")
+        assert result.ticket_number != FIRST
+        status, _, linked, notes = summary(session_factory, result.ticket_number)
+        assert (status, linked) == ("open", FIRST)
+        assert f"{reopen_days} days" in notes[0]
+        assert summary(session_factory, FIRST)[0] == "closed"
