@@ -25,6 +25,17 @@ def register(commands: Any) -> None:
     )
     add.add_argument("--timezone", default="UTC", help="IANA time zone for number periods (default UTC)")
     add.add_argument("--no-auto-reply", action="store_true", help="do not send ticket_created auto-replies")
+    add.add_argument(
+        "--no-hijack-guard",
+        action="store_true",
+        help="let anyone join a ticket by quoting its number in the subject",
+    )
+    add.add_argument(
+        "--reopen-days",
+        type=int,
+        default=14,
+        help="a reply to a ticket closed longer ago opens a new linked ticket (default 14)",
+    )
     add.set_defaults(handler=add_desk)
     lst = sub.add_parser("list", help="list desks")
     lst.add_argument("--json", action="store_true")
@@ -42,6 +53,8 @@ def desk_json(desk: Desk) -> dict[str, Any]:
         "pattern": desk.pattern,
         "timezone": desk.timezone,
         "auto_reply": desk.auto_reply,
+        "hijack_guard": desk.hijack_guard,
+        "reopen_days": desk.reopen_days,
         # sorted: the agent_desks relationship has no order, and PostgreSQL returned it differently
         # from SQLite (`agent list` sorts its desks the same way)
         "agents": sorted(agent.email for agent in desk.agents),
@@ -63,6 +76,8 @@ def add_desk(app: App, args: argparse.Namespace) -> int:
         raise UserError(
             f"unknown --timezone {args.timezone!r}: use an IANA name like Europe/Budapest"
         ) from None
+    if args.reopen_days < 0:
+        raise UserError(f"--reopen-days must be 0 or more, got {args.reopen_days}")
     addresses = [normalize(a) for a in args.address]
     for address in addresses:
         if not is_valid(address) or "+" in address.partition("@")[0]:
@@ -80,7 +95,12 @@ def add_desk(app: App, args: argparse.Namespace) -> int:
                     f"({other.pattern}): give it a distinct prefix"
                 )
         desk = Desk(
-            name=name, pattern=args.pattern, timezone=args.timezone, auto_reply=not args.no_auto_reply
+            name=name,
+            pattern=args.pattern,
+            timezone=args.timezone,
+            auto_reply=not args.no_auto_reply,
+            hijack_guard=not args.no_hijack_guard,
+            reopen_days=args.reopen_days,
         )
         desk.addresses = [DeskAddress(address=a) for a in dict.fromkeys(addresses)]
         session.add(desk)

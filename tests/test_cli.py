@@ -239,6 +239,9 @@ def test_desk_add_list_show(ctl: Ctl) -> None:
             "--pattern",
             "BIL-{{nr}}",
             "--no-auto-reply",
+            "--no-hijack-guard",
+            "--reopen-days",
+            "3",
         )
     )
 
@@ -251,11 +254,14 @@ def test_desk_add_list_show(ctl: Ctl) -> None:
         "pattern": "SUP-{{yy}}-{{nr-y}}",
         "timezone": "Europe/Budapest",
         "auto_reply": True,
+        "hijack_guard": True,
+        "reopen_days": 14,
         "agents": [],
         "created_at": support["created_at"],
     }
     parse_iso(support["created_at"])
     assert desks[0]["auto_reply"] is False
+    assert (desks[0]["hijack_guard"], desks[0]["reopen_days"]) == (False, 3)
     assert desks[0]["timezone"] == "UTC"
 
     assert as_json(ctl("desk", "show", "support", "--json")) == support
