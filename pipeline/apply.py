@@ -4,6 +4,7 @@ from a participant become sub-customers (never desk addresses, agents or the sen
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from sqlalchemy import select
@@ -64,7 +65,11 @@ def _store_message(ctx: Context, ticket: Ticket, kind: str) -> Message:
         created_at=ctx.now_naive,
     )
     for part in mail.attachments:
-        digest = attachments.store(ctx.cfg.attachment_dir, part.data)
+        digest = (
+            hashlib.sha256(part.data).hexdigest()
+            if ctx.dry_run
+            else attachments.store(ctx.cfg.attachment_dir, part.data)
+        )
         message.attachments.append(
             Attachment(
                 filename=part.filename, content_type=part.content_type, size=len(part.data), sha256=digest

@@ -28,6 +28,8 @@ class Context:
     spool: SpoolEntry
     raw: bytes
     now: dt.datetime  # aware UTC
+    # maildctl explain: run every stage, write no file; the caller rolls the transaction back.
+    dry_run: bool = False
     mail: ParsedMail | None = None
     desk: Desk | None = None
     agent: Agent | None = None  # set by identify when the sender is an agent
