@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.addresses import is_valid, normalize
+from maild.attachment_policy import parse_extensions
 from numbering.pattern import Pattern, PatternError
-from storage.models import Desk, DeskAddress
+from storage.models import AuditLog, Desk, DeskAddress
 
 
 def register(commands: Any) -> None:
@@ -24,19 +25,12 @@ def register(commands: Any) -> None:
         "--pattern", required=True, help="ticket number pattern, e.g. 'SUP-{{yy}}-{{mm}}-{{nr-m}}'"
     )
     add.add_argument("--timezone", default="UTC", help="IANA time zone for number periods (default UTC)")
-    add.add_argument("--no-auto-reply", action="store_true", help="do not send ticket_created auto-replies")
-    add.add_argument(
-        "--no-hijack-guard",
-        action="store_true",
-        help="let anyone join a ticket by quoting its number in the subject",
-    )
-    add.add_argument(
-        "--reopen-days",
-        type=int,
-        default=14,
-        help="a reply to a ticket closed longer ago opens a new linked ticket (default 14)",
-    )
+    _option_arguments(add)
     add.set_defaults(handler=add_desk)
+    change = sub.add_parser("set", help="change a desk's options")
+    change.add_argument("name")
+    _option_arguments(change)
+    change.set_defaults(handler=set_desk)
     lst = sub.add_parser("list", help="list desks")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_desks)
@@ -44,6 +38,55 @@ def register(commands: Any) -> None:
     show.add_argument("name")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=show_desk)
+
+
+# (option, help); each is --option / --no-option on `desk add` and `desk set`.
+_SWITCHES = (
+    ("auto_reply", "answer new tickets with the ticket_created mail (default on)"),
+    ("hijack_guard", "a stranger quoting a ticket's number in the subject gets a new ticket (default on)"),
+    ("clients_only", "only known contacts may open tickets by mail; others are refused (default off)"),
+    ("replies_only", "new tickets by mail are refused with the replies_only_refusal mail (default off)"),
+)
+
+
+def _option_arguments(parser: argparse.ArgumentParser) -> None:
+    for option, text in _SWITCHES:
+        parser.add_argument(
+            f"--{option.replace('_', '-')}", dest=option, action=argparse.BooleanOptionalAction, help=text
+        )
+    parser.add_argument(
+        "--reopen-days",
+        type=int,
+        help="a reply to a ticket closed longer ago opens a new linked ticket (default 14)",
+    )
+    parser.add_argument(
+        "--allowed-extensions",
+        help="attachments kept, e.g. 'pdf,png,jpg' ('' = any but executables and scripts, the default)",
+    )
+    parser.add_argument("--max-attachment-mb", type=int, help="larger attachments are refused (default 25)")
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line, checked; the ones not given are left out."""
+    options = {option: getattr(args, option) for option, _ in _SWITCHES if getattr(args, option) is not None}
+    if args.reopen_days is not None:
+        if args.reopen_days < 0:
+            raise UserError(f"--reopen-days must be 0 or more, got {args.reopen_days}")
+        options["reopen_days"] = args.reopen_days
+    if args.max_attachment_mb is not None:
+        if not 1 <= args.max_attachment_mb <= 2048:
+            raise UserError(f"--max-attachment-mb must be between 1 and 2048, got {args.max_attachment_mb}")
+        options["max_attachment_mb"] = args.max_attachment_mb
+    if args.allowed_extensions is not None:
+        extensions = parse_extensions(args.allowed_extensions)
+        bad = sorted(e for e in extensions if not e.isalnum())
+        if bad:
+            raise UserError(
+                f"invalid --allowed-extensions {args.allowed_extensions!r}: {bad[0]!r} is not an extension; "
+                "give a list like 'pdf,png,jpg'"
+            )
+        options["allowed_extensions"] = ",".join(sorted(extensions))
+    return options
 
 
 def desk_json(desk: Desk) -> dict[str, Any]:
@@ -55,6 +98,10 @@ def desk_json(desk: Desk) -> dict[str, Any]:
         "auto_reply": desk.auto_reply,
         "hijack_guard": desk.hijack_guard,
         "reopen_days": desk.reopen_days,
+        "clients_only": desk.clients_only,
+        "replies_only": desk.replies_only,
+        "allowed_extensions": [e for e in desk.allowed_extensions.split(",") if e],
+        "max_attachment_mb": desk.max_attachment_mb,
         # sorted: the agent_desks relationship has no order, and PostgreSQL returned it differently
         # from SQLite (`agent list` sorts its desks the same way)
         "agents": sorted(agent.email for agent in desk.agents),
@@ -76,8 +123,7 @@ def add_desk(app: App, args: argparse.Namespace) -> int:
         raise UserError(
             f"unknown --timezone {args.timezone!r}: use an IANA name like Europe/Budapest"
         ) from None
-    if args.reopen_days < 0:
-        raise UserError(f"--reopen-days must be 0 or more, got {args.reopen_days}")
+    options = _options(args)
     addresses = [normalize(a) for a in args.address]
     for address in addresses:
         if not is_valid(address) or "+" in address.partition("@")[0]:
@@ -98,9 +144,7 @@ def add_desk(app: App, args: argparse.Namespace) -> int:
             name=name,
             pattern=args.pattern,
             timezone=args.timezone,
-            auto_reply=not args.no_auto_reply,
-            hijack_guard=not args.no_hijack_guard,
-            reopen_days=args.reopen_days,
+            **options,
         )
         desk.addresses = [DeskAddress(address=a) for a in dict.fromkeys(addresses)]
         session.add(desk)
@@ -113,6 +157,28 @@ def _get_desk(session: Any, name: str) -> Desk:
     if desk is None:
         raise UserError(f"no desk named {name!r}: see 'maildctl desk list'")
     return desk
+
+
+def set_desk(app: App, args: argparse.Namespace) -> int:
+    options = _options(args)
+    if not options:
+        raise UserError(
+            "nothing to change: give an option such as --replies-only (maildctl desk set --help)"
+        )
+    with app.session() as session:
+        desk = _get_desk(session, args.name)
+        before = {key: getattr(desk, key) for key in options}
+        for key, value in options.items():
+            setattr(desk, key, value)
+        session.add(
+            AuditLog(
+                actor="maildctl",
+                action="desk_set",
+                detail={"desk": desk.name, "before": before, "after": options},
+            )
+        )
+    print(f"desk {args.name}: " + ", ".join(f"{key} = {value}" for key, value in options.items()))
+    return 0
 
 
 def list_desks(app: App, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.addresses import is_valid, normalize
 from maild.participants import NotAddable, add_cc, remove_cc
-from storage.models import TICKET_STATUSES, AuditLog, Desk, Message, Ticket
+from storage.models import TICKET_STATUSES, Attachment, AuditLog, Desk, Message, Ticket
 
 
 def register(commands: Any) -> None:
@@ -44,6 +44,19 @@ def ticket_json(ticket: Ticket, message_count: int) -> dict[str, Any]:
         "created_at": iso(ticket.created_at),
         "updated_at": iso(ticket.updated_at),
         "message_count": message_count,
+    }
+
+
+def attachment_json(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "name": attachment.filename,
+        "size": attachment.size,
+        "type": attachment.content_type,
+        "sha256": attachment.sha256,
+        "stored": attachment.refused_reason is None,
+        "refused_reason": attachment.refused_reason,
+        "inline": attachment.inline,
+        "content_id": attachment.content_id,
     }
 
 
@@ -108,10 +121,14 @@ def show_ticket(app: App, args: argparse.Namespace) -> int:
                 "id": m.id,
                 "from": m.from_address,
                 "kind": m.kind,
+                "subject": m.subject,
                 "text": m.text,
+                "visible_text": m.visible_text,
+                "has_html": m.html is not None,
                 "message_id": m.message_id,
                 "threaded_by": m.threaded_by,
-                "attachments": [a.filename for a in m.attachments],
+                "attachments": [attachment_json(a) for a in m.attachments],
+                "notes": m.notes,
                 "created_at": iso(m.created_at),
             }
             for m in ticket.messages
@@ -124,8 +141,13 @@ def show_ticket(app: App, args: argparse.Namespace) -> int:
     print(f"customer {data['customer']}")
     print(f"participants: {', '.join(data['participants'])}")
     for m in data["messages"]:
-        print(f"\n--- #{m['id']} {m['kind']} from {m['from']} at {m['created_at']}")
-        print(m["text"].rstrip())
+        print(f"\n--- #{m['id']} {m['kind']} from {m['from']} at {m['created_at']} ({m['threaded_by']})")
+        print((m["visible_text"] or m["text"]).rstrip())
+        for a in m["attachments"]:
+            state = "stored" if a["stored"] else f"refused: {a['refused_reason']}"
+            print(f"  [attachment] {a['name']} ({a['type']}, {a['size']} bytes, {state})")
+        for note in m["notes"]:
+            print(f"  [note] {note}")
     return 0
 
 

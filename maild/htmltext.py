@@ -1,9 +1,12 @@
-"""HTML → readable plain text for mails that carry no text/plain part (stdlib only)."""
+"""HTML in mail: readable plain text for mails without a text/plain part, and the sanitised HTML that is
+the only form of it ever stored for display."""
 
 from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+
+import nh3
 
 _BLOCK = {
     "p",
@@ -56,3 +59,25 @@ def html_to_text(html: str) -> str:
     parser.close()
     lines = [line.strip() for line in "".join(parser.parts).splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+# `cid:` stays so inline images still point at their attachment (Attachment.content_id); everything that
+# runs (script, event handlers, javascript: URLs, forms, iframes) goes. Styles are cut down to what changes
+# how text reads, so a mail cannot overlay the page it is shown in.
+_URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES | {"cid"}
+_ATTRIBUTES = {**nh3.ALLOWED_ATTRIBUTES, "*": {"style"}}
+_STYLE_PROPERTIES = {
+    "color",
+    "background-color",
+    "font-weight",
+    "font-style",
+    "font-size",
+    "text-decoration",
+    "text-align",
+}
+
+
+def sanitize_html(html: str) -> str:
+    return nh3.clean(
+        html, url_schemes=_URL_SCHEMES, attributes=_ATTRIBUTES, filter_style_properties=_STYLE_PROPERTIES
+    )

@@ -8,34 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses
 
-from maild.htmltext import html_to_text
+from maild.attachment_policy import sanitize_filename
+from maild.htmltext import html_to_text, sanitize_html
+from maild.quotes import visible_text
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 _MAX_ID = 900
 # As wide as the columns they are stored in (contacts/messages names, attachment filenames): PostgreSQL
 # refuses a longer value, and the mail must not fail over a signature-length display name.
 NAME_MAX = 200
-FILENAME_MAX = 255
 
 
 def _clean(text: str) -> str:
     """Without NUL characters, which PostgreSQL text cannot hold and no reader needs."""
     return text.replace("\x00", "")
-
-
-def _fit_filename(name: str) -> str:
-    if len(name) <= FILENAME_MAX:
-        return name
-    stem, dot, ext = name.rpartition(".")
-    if dot and 0 < len(ext) <= 10:  # keep the extension: it says what the file is
-        return f"{stem[: FILENAME_MAX - len(ext) - 1]}.{ext}"
-    return name[:FILENAME_MAX]
 
 
 class NotAMessage(Exception):
@@ -44,9 +37,11 @@ class NotAMessage(Exception):
 
 @dataclass
 class ParsedAttachment:
-    filename: str
+    filename: str  # sanitised
     content_type: str
     data: bytes
+    content_id: str | None = None  # without the angle brackets, as `cid:` URLs name it
+    inline: bool = False
 
 
 @dataclass
@@ -61,8 +56,9 @@ class ParsedMail:
     delivered_to: list[str]
     in_reply_to: list[str]
     references: list[str]
-    text: str
-    html: str | None
+    text: str  # the whole body
+    html: str | None  # sanitised
+    visible_text: str  # without quoted history and signature
     attachments: list[ParsedAttachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
 
@@ -144,7 +140,71 @@ def _decode_part(part: Message, defects: list[str]) -> str:
     return _clean(text.replace("\r\n", "\n"))
 
 
-def _body(msg: EmailMessage, defects: list[str]) -> tuple[str, str | None]:
+def _leaves(part: Message, parent: str = "") -> Iterator[tuple[Message, str]]:
+    """Every non-multipart part with the subtype of the multipart holding it. A message/rfc822 is a leaf:
+    a forwarded mail is kept whole, as an attachment, not mixed into this one."""
+    if part.get_content_maintype() == "multipart" and part.is_multipart():
+        payload = part.get_payload()
+        for child in payload if isinstance(payload, list) else []:
+            yield from _leaves(child, part.get_content_subtype())
+    else:
+        yield part, parent
+
+
+def _is_body_text(part: Message, parent: str) -> bool:
+    """Text meant to be read in the mail itself: not attached, not named, not an alternative rendering."""
+    if part.get_content_type() != "text/plain" or parent == "alternative":
+        return False
+    try:
+        return part.get_content_disposition() != "attachment" and not part.get_filename()
+    except Exception:
+        return False
+
+
+def _part_bytes(part: Message, defects: list[str]) -> bytes:
+    try:
+        if part.get_content_type() == "message/rfc822" or part.is_multipart():
+            inner = part.get_payload()
+            if isinstance(inner, list):
+                return b"".join(sub.as_bytes() for sub in inner if isinstance(sub, Message))
+        payload = part.get_payload(decode=True)
+    except Exception as exc:  # a nested message whose headers cannot be written back out
+        defects.append(f"attachment: {type(exc).__name__}")
+        return b""
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _attachment(part: Message, data: bytes, position: int, defects: list[str]) -> ParsedAttachment:
+    ctype = part.get_content_type()
+    try:
+        filename = _clean(part.get_filename() or "")
+    except Exception:
+        filename = ""
+    if not filename and ctype == "message/rfc822":
+        inner = part.get_payload()
+        subject = ""
+        if isinstance(inner, list) and inner:
+            subject = _header(inner[0], "Subject", defects)
+        filename = f"{subject or 'message'}.eml"
+    content_id = _header(part, "Content-ID", defects).strip().strip("<>") or None
+    try:
+        inline = part.get_content_disposition() == "inline" or (
+            content_id is not None and part.get_content_disposition() is None
+        )
+    except Exception:
+        inline = False
+    fallback = "inline" if inline else f"attachment-{position}"
+    return ParsedAttachment(
+        sanitize_filename(filename, ctype, fallback=fallback), ctype, data, content_id, inline
+    )
+
+
+def _body_and_attachments(
+    msg: EmailMessage, defects: list[str]
+) -> tuple[str, str | None, list[ParsedAttachment]]:
+    """text/plain preferred; HTML converted to text when there is none. Every other leaf is an attachment,
+    inline images (cid:) included; extra inline text parts (Apple Mail puts text after an image in its own
+    part) are appended to the text."""
     try:
         plain = msg.get_body(preferencelist=("plain",))
         html = msg.get_body(preferencelist=("html",))
@@ -159,36 +219,30 @@ def _body(msg: EmailMessage, defects: list[str]) -> tuple[str, str | None]:
     ):
         # A multipart without a usable boundary is left as one unparsed body: keep its text, not nothing.
         plain = msg
-    html_text = _decode_part(html, defects) if html is not None else None
-    if plain is not None:
-        return _decode_part(plain, defects), html_text
-    if html_text is not None:
-        return html_to_text(html_text), html_text
-    return "", None
-
-
-def _attachments(msg: EmailMessage, defects: list[str]) -> list[ParsedAttachment]:
+    html_source = _decode_part(html, defects) if html is not None else None
+    texts = [_decode_part(plain, defects)] if plain is not None else []
     found: list[ParsedAttachment] = []
     try:
-        parts = list(msg.iter_attachments())
+        leaves = list(_leaves(msg))
     except Exception as exc:
         defects.append(f"attachments: {type(exc).__name__}")
-        return found
-    for part in parts:
-        if part.get_content_type() == "message/rfc822":
-            inner = part.get_payload()
-            data = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
-        else:
-            payload = part.get_payload(decode=True)
-            data = payload if isinstance(payload, bytes) else b""
-        try:
-            filename = part.get_filename() or ""
-        except Exception:
-            filename = ""
-        found.append(
-            ParsedAttachment(_fit_filename(_clean(filename)) or "attachment", part.get_content_type(), data)
-        )
-    return found
+        leaves = []
+    for part, parent in leaves:
+        if part is plain or part is html:
+            continue
+        if plain is not None and _is_body_text(part, parent):
+            texts.append(_decode_part(part, defects))
+            continue
+        if part.get_content_maintype() == "multipart" or (
+            part.get_content_type() == "text/plain" and not part.get_payload()
+        ):
+            continue  # an empty shell, nothing to keep
+        found.append(_attachment(part, _part_bytes(part, defects), len(found) + 1, defects))
+    if texts:
+        text = "\n".join(t for t in texts if t.strip()) if len(texts) > 1 else texts[0]
+    else:
+        text = html_to_text(html_source) if html_source is not None else ""
+    return text, (sanitize_html(html_source) if html_source is not None else None), found
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
@@ -205,7 +259,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     from_name, from_address = senders[0]
     header_ids = _message_ids(_header(msg, "Message-ID", defects))
     message_id = header_ids[0] if header_ids else f"<{hashlib.sha256(raw).hexdigest()}@no-message-id.maild>"
-    text, html = _body(msg, defects)
+    text, html, attachments = _body_and_attachments(msg, defects)
     return ParsedMail(
         message_id=message_id,
         has_message_id=bool(header_ids),
@@ -221,6 +275,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         references=_message_ids(_header(msg, "References", defects)),
         text=text,
         html=html,
-        attachments=_attachments(msg, defects),
+        visible_text=visible_text(text),
+        attachments=attachments,
         defects=defects,
     )

@@ -5,10 +5,12 @@ from a participant become sub-customers (never desk addresses, agents or the sen
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 
 from sqlalchemy import select
 
+from maild.attachment_policy import refusal
 from maild.participants import NotAddable, add_cc, is_participant
 from numbering.allocate import allocate_number
 from pipeline.context import Context, Stop
@@ -47,8 +49,58 @@ def _new_ticket(ctx: Context) -> Ticket:
     return ticket
 
 
-def _store_message(ctx: Context, ticket: Ticket, kind: str) -> Message:
+# A forwarded mail that opens a ticket *is* its quoted part: its visible text is the whole text.
+_FORWARD_PREFIX = re.compile(r"^\s*(?:fwd?|wg|tr|rv|vs|vb|doorst|pd|enc|i|rif|továbbítás)\s*:", re.IGNORECASE)
+
+
+def _visible_text(ctx: Context, opens_ticket: bool) -> str:
+    mail = ctx.require_mail()
+    if opens_ticket and _FORWARD_PREFIX.match(mail.subject):
+        return mail.text.strip()
+    return mail.visible_text
+
+
+def _attachment_rows(ctx: Context) -> tuple[list[Attachment], list[str]]:
+    """The mail's attachments as rows: kept ones stored (deduplicated by content), refused ones recorded
+    with the reason. Also what a reader should be told about them."""
     mail, desk = ctx.require_mail(), ctx.require_desk()
+    rows: list[Attachment] = []
+    notes: list[str] = []
+    for part in mail.attachments:
+        digest = hashlib.sha256(part.data).hexdigest()
+        reason = refusal(
+            part.filename,
+            part.content_type,
+            part.data,
+            allowed_extensions=desk.allowed_extensions,
+            max_mb=desk.max_attachment_mb,
+        )
+        if reason is None and not ctx.dry_run:
+            attachments.store(ctx.cfg.attachment_dir, part.data)
+        if reason is not None:
+            notes.append(f"attachment {part.filename} refused: {reason}")
+        if part.content_type == "application/ms-tnef" or part.filename.lower() == "winmail.dat":
+            notes.append(
+                f"{part.filename} is Outlook's TNEF wrapper: the files inside it are not unpacked; "
+                "ask the sender to send attachments as plain files"
+            )
+        rows.append(
+            Attachment(
+                filename=part.filename,
+                content_type=part.content_type[:255],
+                size=len(part.data),
+                sha256=digest,
+                refused_reason=reason,
+                content_id=part.content_id[:255] if part.content_id else None,
+                inline=part.inline,
+            )
+        )
+    return rows, notes
+
+
+def _store_message(ctx: Context, ticket: Ticket, kind: str, opens_ticket: bool) -> Message:
+    mail, desk = ctx.require_mail(), ctx.require_desk()
+    rows, attachment_notes = _attachment_rows(ctx)
     message = Message(
         ticket=ticket,
         desk_id=desk.id,
@@ -60,21 +112,13 @@ def _store_message(ctx: Context, ticket: Ticket, kind: str) -> Message:
         message_id=mail.message_id,
         in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else "",
         text=mail.text,
+        visible_text=_visible_text(ctx, opens_ticket),
         html=mail.html,
+        notes=[*(f"MIME defect: {d}" for d in mail.defects), *attachment_notes],
         threaded_by=ctx.threaded_by,
         created_at=ctx.now_naive,
     )
-    for part in mail.attachments:
-        digest = (
-            hashlib.sha256(part.data).hexdigest()
-            if ctx.dry_run
-            else attachments.store(ctx.cfg.attachment_dir, part.data)
-        )
-        message.attachments.append(
-            Attachment(
-                filename=part.filename, content_type=part.content_type, size=len(part.data), sha256=digest
-            )
-        )
+    message.attachments.extend(rows)
     ctx.session.add(message)
     return message
 
@@ -110,7 +154,9 @@ def run(ctx: Context) -> Stop | None:
         ctx.outcome, action = "replied", "message_added"
     ctx.ticket = ticket
     _add_cc_participants(ctx, ticket)
-    ctx.message = _store_message(ctx, ticket, "agent" if ctx.agent is not None else "customer")
+    ctx.message = _store_message(
+        ctx, ticket, "agent" if ctx.agent is not None else "customer", opens_ticket=ctx.outcome == "created"
+    )
     ctx.session.flush()
     ctx.session.add(
         AuditLog(

@@ -49,6 +49,13 @@ class Desk(Base):
     hijack_guard: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     # A customer reply to a ticket closed longer ago than this opens a new, linked ticket.
     reopen_days: Mapped[int] = mapped_column(Integer, default=14, server_default="14")
+    # Only senders who are already contacts may open tickets by mail (others are refused, unanswered).
+    clients_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # New tickets by mail are refused with the replies_only_refusal answer; replies still thread.
+    replies_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Comma-separated extensions ("pdf,png"); empty: any but executables and scripts.
+    allowed_extensions: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    max_attachment_mb: Mapped[int] = mapped_column(Integer, default=25, server_default="25")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     addresses: Mapped[list[DeskAddress]] = relationship(
@@ -156,8 +163,12 @@ class Message(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str] = mapped_column(String(998), index=True)
     in_reply_to: Mapped[str] = mapped_column(String(998), default="")
-    text: Mapped[str] = mapped_column(Text, default="")
-    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text, default="")  # the whole body, quotes and signature included
+    # What a reader needs: the text without the quoted history and the signature.
+    visible_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    html: Mapped[str | None] = mapped_column(Text)  # sanitised (nh3) before it is stored
+    # What a reader should know about the content: MIME defects, removed HTML, refused attachments.
+    notes: Mapped[list[Any]] = mapped_column(default=list)
     threaded_by: Mapped[str] = mapped_column(String(30), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -175,8 +186,11 @@ class Attachment(Base):
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str | None] = mapped_column(String(64))  # None when refused
+    # Always the content's digest; the file is in the store only when refused_reason is None.
+    sha256: Mapped[str | None] = mapped_column(String(64))
     refused_reason: Mapped[str | None] = mapped_column(String(200))
+    content_id: Mapped[str | None] = mapped_column(String(255))  # what `cid:` links in the HTML name
+    inline: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     message: Mapped[Message] = relationship(back_populates="attachments")
 

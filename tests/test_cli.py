@@ -256,6 +256,10 @@ def test_desk_add_list_show(ctl: Ctl) -> None:
         "auto_reply": True,
         "hijack_guard": True,
         "reopen_days": 14,
+        "clients_only": False,
+        "replies_only": False,
+        "allowed_extensions": [],
+        "max_attachment_mb": 25,
         "agents": [],
         "created_at": support["created_at"],
     }
