@@ -15,10 +15,14 @@ class NotAddable(ValueError):
     """This address cannot be a sub-customer; the message says why."""
 
 
+def find_contact(session: Session, email: str) -> Contact | None:
+    return session.scalars(select(Contact).where(Contact.email == normalize(email))).first()
+
+
 def get_or_create_contact(session: Session, email: str, display_name: str = "") -> Contact:
     """One contact per address, case-insensitive; a display name fills an empty one, never overwrites."""
     email = normalize(email)
-    contact = session.scalars(select(Contact).where(Contact.email == email)).first()
+    contact = find_contact(session, email)
     if contact is None:
         contact = Contact(email=email, display_name=display_name[:200])
         session.add(contact)

@@ -34,6 +34,7 @@ class Context:
     desk: Desk | None = None
     agent: Agent | None = None  # set by identify when the sender is an agent
     contact: Contact | None = None  # set by identify when the sender is not an agent
+    known_sender: bool = False  # identify: the contact existed before this mail
     ticket: Ticket | None = None
     threaded_by: str = ""  # token | references | subject | new
     linked_ticket: Ticket | None = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from maild.participants import get_or_create_contact
+from maild.participants import find_contact, get_or_create_contact
 from pipeline.context import Context, Stop
 from storage.models import Agent
 
@@ -16,5 +16,7 @@ def run(ctx: Context) -> Stop | None:
     ).first()
     if ctx.agent is not None:
         return None
+    # Known before this mail? (clients_only lets only known contacts open tickets.)
+    ctx.known_sender = find_contact(ctx.session, mail.from_address) is not None
     ctx.contact = get_or_create_contact(ctx.session, mail.from_address, mail.from_name)
     return None

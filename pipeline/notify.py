@@ -1,25 +1,70 @@
-"""notify: queue what this mail calls for. For now: the `ticket_created` auto-reply to the customer of a
-new ticket, threaded to their mail, unless the desk has auto-replies off. A reply that cannot be rendered
-is noted on the spool row, never a reason to lose the ticket."""
+"""notify: queue what this mail calls for: the `ticket_created` auto-reply to the customer (and
+sub-customers) of a new ticket, threaded to their mail, unless the desk has auto-replies off. Also the
+answer to a refused mail (policy). A reply that cannot be rendered is noted on the spool row, never a
+reason to lose the ticket."""
 
 from __future__ import annotations
 
-from maild.outgoing import queue_mail
+from collections.abc import Callable
+
+from maild.outgoing import queue_desk_mail, queue_mail
 from maild.participants import customer_recipients
 from pipeline.context import Context, Stop
 from storage.db import is_transient
+from storage.models import OutboxMessage
+
+
+def _queue_courtesy(ctx: Context, queue: Callable[[], OutboxMessage]) -> None:
+    try:
+        row = queue()
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        # The ticket is the customer's mail and the auto-reply a courtesy: a broken desk template must not
+        # roll the ticket back (and fail every new mail). queue_mail adds its row last, so nothing half-made
+        # is left in the session; the spool row's reason says why nothing was sent.
+        note = f"auto-reply not queued: {type(exc).__name__}: {exc}"
+        ctx.reason = f"{ctx.reason}; {note}"[:2000] if ctx.reason else note[:2000]
+        return
+    ctx.queued.append(row)
+
+
+def answer_refused(ctx: Context, template: str) -> None:
+    """Tell the sender of a refused mail why (policy's replies_only), unless the desk answers nothing."""
+    mail, desk = ctx.require_mail(), ctx.require_desk()
+    if not desk.auto_reply:
+        return
+    _queue_courtesy(
+        ctx,
+        lambda: queue_desk_mail(
+            ctx.session,
+            ctx.cfg,
+            desk,
+            template,
+            [(mail.from_name, mail.from_address)],
+            in_reply_to=mail.message_id if mail.has_message_id else "",
+            references=mail.references,
+            automatic=True,
+            now=ctx.now,
+            variables={
+                "customer_name": mail.from_name or mail.from_address,
+                "original_subject": mail.subject or "(no subject)",
+            },
+        ),
+    )
 
 
 def run(ctx: Context) -> Stop | None:
-    mail, desk = ctx.require_mail(), ctx.require_desk()
-    if ctx.outcome != "created" or not desk.auto_reply or ctx.ticket is None:
+    mail, desk, ticket = ctx.require_mail(), ctx.require_desk(), ctx.ticket
+    if ctx.outcome != "created" or not desk.auto_reply or ticket is None:
         return None
-    customer, sub_customers = customer_recipients(ctx.ticket)
-    try:
-        row = queue_mail(
+    customer, sub_customers = customer_recipients(ticket)
+    _queue_courtesy(
+        ctx,
+        lambda: queue_mail(
             ctx.session,
             ctx.cfg,
-            ctx.ticket,
+            ticket,
             "ticket_created",
             [customer],
             cc=sub_customers,
@@ -27,14 +72,6 @@ def run(ctx: Context) -> Stop | None:
             references=mail.references,
             automatic=True,
             now=ctx.now,
-        )
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        # The ticket is the customer's mail and the auto-reply a courtesy: a broken desk template must not
-        # roll the ticket back (and fail every new mail). queue_mail adds its row last, so nothing half-made
-        # is left in the session; the spool row's reason says why nothing was sent.
-        ctx.reason = f"auto-reply not queued: {type(exc).__name__}: {exc}"[:2000]
-        return None
-    ctx.queued.append(row)
+        ),
+    )
     return None

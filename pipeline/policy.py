@@ -3,7 +3,10 @@
 - Hijack guard: a mail that matched only by the `[NUMBER]` in its subject, from someone who is not a
   participant of that ticket, does not join it: it opens a new ticket linked to that one, with a note.
 - Closed tickets: a customer reply within the desk's reopen window reopens it (apply sets `open`);
-  later, it opens a new ticket linked to the closed one."""
+  later, it opens a new ticket linked to the closed one.
+- New tickets by mail: `clients_only` refuses senders who were not contacts before (silently: no
+  backscatter to strangers); `replies_only` refuses everyone, answering with `replies_only_refusal`.
+  Replies to existing tickets pass both."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import datetime as dt
 
 from maild.participants import is_participant
 from pipeline.context import Context, Stop
+from pipeline.notify import answer_refused
 
 
 def _open_linked_instead(ctx: Context, note: str) -> None:
@@ -18,10 +22,26 @@ def _open_linked_instead(ctx: Context, note: str) -> None:
     ctx.notes.append(note)
 
 
-def run(ctx: Context) -> Stop | None:
+def _refuse_new_ticket(ctx: Context) -> Stop | None:
+    mail, desk = ctx.require_mail(), ctx.require_desk()
+    if desk.clients_only and not ctx.known_sender:
+        verdict = Stop("refused", f"clients_only: {mail.from_address} is not a known contact of {desk.name}")
+    elif desk.replies_only:
+        answer_refused(ctx, "replies_only_refusal")
+        verdict = Stop("refused", f"replies_only: {desk.name} takes replies to existing tickets only")
+    else:
+        return None
+    if ctx.contact is not None and not ctx.known_sender:
+        ctx.session.delete(ctx.contact)  # a refused mail leaves no contact behind, only its spool record
+        ctx.contact = None
+    return verdict
+
+
+def _check_follow_up(ctx: Context) -> None:
+    """Turn a follow-up that must not join its ticket into a new, linked one."""
     mail, ticket = ctx.require_mail(), ctx.ticket
     if ticket is None or ctx.agent is not None:
-        return None
+        return
     if (
         ctx.threaded_by == "subject"
         and ticket.desk.hijack_guard
@@ -32,7 +52,7 @@ def run(ctx: Context) -> Stop | None:
             f"{mail.from_address} quoted {ticket.number} in the subject but is not on that ticket, "
             "so this mail opened a new one",
         )
-        return None
+        return
     if ticket.status == "closed":
         window = dt.timedelta(days=ticket.desk.reopen_days)
         if ctx.now_naive - ticket.updated_at > window:
@@ -40,4 +60,10 @@ def run(ctx: Context) -> Stop | None:
                 ctx,
                 f"follow-up to {ticket.number}, closed more than {ticket.desk.reopen_days} days ago",
             )
+
+
+def run(ctx: Context) -> Stop | None:
+    _check_follow_up(ctx)
+    if ctx.ticket is None and ctx.agent is None:
+        return _refuse_new_ticket(ctx)
     return None

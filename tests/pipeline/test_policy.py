@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from email import message_from_bytes, policy
 
 import pytest
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from storage.db import transaction
-from storage.models import Desk, Ticket
+from storage.models import Contact, Desk, OutboxMessage, SpoolEntry, Ticket
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, deliver, mail, make_desk
 from tests.pipeline.helpers import ticket as ticket_by_number
 
@@ -106,3 +107,92 @@ def test_a_closed_ticket_reopens_within_the_window_else_a_linked_ticket(
         assert (status, linked) == ("open", FIRST)
         assert f"{reopen_days} days" in notes[0]
         assert summary(session_factory, FIRST)[0] == "closed"
+
+
+def spool_rows(factory: Factory) -> list[tuple[str | None, str]]:
+    with factory() as s:
+        return [(e.outcome, e.reason) for e in s.scalars(select(SpoolEntry).order_by(SpoolEntry.id))]
+
+
+def contact_emails(factory: Factory) -> list[str]:
+    with factory() as s:
+        return sorted(s.scalars(select(Contact.email)))
+
+
+def test_clients_only_refuses_strangers_silently_and_keeps_no_contact(
+    session_factory: Factory, cfg: Config
+) -> None:
+    set_desk(session_factory, clients_only=True)
+    result = deliver(session_factory, cfg, mail(sender="Stranger <s@unknown.example>"), SUPPORT)
+    assert (result.outcome, result.ticket_number, result.outbox_ids) == ("refused", None, ())
+    assert "clients_only" in result.reason and "s@unknown.example" in result.reason
+    assert spool_rows(session_factory)[-1][0] == "refused"
+    with session_factory() as s:
+        assert s.scalars(select(Ticket)).all() == [] and s.scalars(select(OutboxMessage)).all() == []
+    assert contact_emails(session_factory) == []  # refusing did not make them "known" for next time
+
+
+def test_clients_only_lets_known_contacts_open_tickets_and_everyone_reply(
+    session_factory: Factory, cfg: Config
+) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)  # alice is a contact now
+    set_desk(session_factory, clients_only=True)
+    again = deliver(
+        session_factory, cfg, mail(subject="Scanner too", message_id="<2@customer.example>"), SUPPORT
+    )
+    assert (again.outcome, again.ticket_number) == ("created", SECOND)
+    # A reply passes whoever sends it: clients_only is about opening tickets.
+    reply = mail(
+        sender="Bob <bob@customer.example>",
+        subject="Re: Printer on fire",
+        message_id="<3@customer.example>",
+        extra=[("In-Reply-To", "<first@customer.example>")],
+    )
+    assert deliver(session_factory, cfg, reply, SUPPORT).outcome == "replied"
+
+
+def test_replies_only_answers_a_new_mail_with_the_refusal_and_opens_nothing(
+    session_factory: Factory, cfg: Config
+) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    set_desk(session_factory, replies_only=True)
+    new = mail(sender="Carol <carol@customer.example>", subject="New question", message_id="<c1@x.example>")
+    result = deliver(session_factory, cfg, new, SUPPORT)
+    assert (result.outcome, result.ticket_number) == ("refused", None)
+    assert "replies_only" in result.reason
+    with session_factory() as s:
+        refusal = s.get(OutboxMessage, result.outbox_ids[0])
+        assert refusal is not None
+        assert (refusal.template, refusal.rcpt_to, refusal.ticket_id) == (
+            "replies_only_refusal",
+            ["carol@customer.example"],
+            None,
+        )
+        sent = message_from_bytes(refusal.raw, policy=policy.default)
+        assert sent["In-Reply-To"] == "<c1@x.example>" and sent["Auto-Submitted"] == "auto-replied"
+        assert "New question" in sent["Subject"] and "[SUP-" not in sent["Subject"]
+        body = sent.get_body(preferencelist=("plain",))
+        assert body is not None and "only takes replies" in body.get_content()
+        assert [t.number for t in s.scalars(select(Ticket))] == [FIRST]
+    assert "carol@customer.example" not in contact_emails(session_factory)
+    # The customer's reply to her open ticket still threads.
+    reply = mail(subject=f"Re: [{FIRST}] Printer on fire", message_id="<r@customer.example>")
+    assert deliver(session_factory, cfg, reply, SUPPORT).outcome == "replied"
+
+
+def test_replies_only_with_auto_reply_off_refuses_without_answering(
+    session_factory: Factory, cfg: Config
+) -> None:
+    set_desk(session_factory, replies_only=True, auto_reply=False)
+    result = deliver(session_factory, cfg, mail(), SUPPORT)
+    assert (result.outcome, result.outbox_ids) == ("refused", ())
+
+
+def test_a_stranger_redirected_by_the_hijack_guard_is_refused_on_a_replies_only_desk(
+    session_factory: Factory, cfg: Config
+) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    set_desk(session_factory, replies_only=True)
+    result = deliver(session_factory, cfg, tagged_reply("mallory@evil.example", "<m@evil.example>"), SUPPORT)
+    assert result.outcome == "refused"
+    assert summary(session_factory, FIRST)[1] == 1
