@@ -1,9 +1,16 @@
-"""Compose an outgoing mail from a template and queue it in the outbox (same transaction as the change)."""
+"""Compose an outgoing mail from a template and queue it in the outbox (same transaction as the change).
+
+Every mail of a ticket carries one References chain built from the ticket's own history, and the same
+Thread-Topic / Thread-Index, so the customer's client (Outlook, Gmail, Apple Mail) shows the ticket as one
+conversation whichever of our mails they answer."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import re
 import uuid
+from collections.abc import Sequence
 from email import charset as _charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
@@ -11,13 +18,29 @@ from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.addresses import domain_of
 from maild.config import Config
-from maild.templating import render
+from maild.templating import Rendered, render
 from maild.tokens import load_secret, reply_address
-from storage.models import Desk, OutboxMessage, Ticket
+from storage.models import Desk, Message, OutboxMessage, Ticket
+
+# RFC 5322 §3.6.4 sets no limit, but MTAs and clients choke on huge headers; trim as news and mail
+# clients do (RFC 5537 §3.4.4): keep the first id (the root) and the newest ones.
+MAX_REFERENCES = 20
+MAX_REFERENCES_CHARS = 2000
+
+# Ids that name nothing on the customer's side: our system notes, and the stand-ins mailparse makes for a
+# mail without a Message-ID or with an overlong one.
+_SYNTHETIC_ID_SUFFIXES = ("@maild.invalid>", "@no-message-id.maild>", "@long-message-id.maild>")
+_UNSTORED_KINDS = ("system", "note")  # never sent as mail, so no client knows their ids
+
+# Reply and forward prefixes of the common clients' languages; Outlook's Thread-Topic has none.
+_SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|aw|fw|fwd|wg|sv|vs|antw|tr|rif)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
+_THREAD_NAMESPACE = uuid.UUID("6f1c3d52-8a47-4f1e-9d1b-7c2b5a0e9f31")  # maild's own, for Thread-Index GUIDs
+_FILETIME_EPOCH = dt.datetime(1601, 1, 1)
 
 
 def new_message_id(desk: Desk) -> str:
@@ -40,6 +63,11 @@ def _text_part(text: str, subtype: str) -> MIMENonMultipart:
     return part
 
 
+def _header_value(value: str) -> str | Header:
+    """Header values stay ASCII on the wire: non-ASCII text goes as RFC 2047 encoded words."""
+    return value if value.isascii() else Header(value, "utf-8")
+
+
 def ticket_variables(cfg: Config, ticket: Ticket, **extra: Any) -> dict[str, Any]:
     customer = ticket.customer
     return {
@@ -50,6 +78,158 @@ def ticket_variables(cfg: Config, ticket: Ticket, **extra: Any) -> dict[str, Any
         "customer_name": customer.display_name or customer.email,
         **extra,
     }
+
+
+# --- threading ------------------------------------------------------------------------------------
+
+
+def _is_real_id(message_id: str) -> bool:
+    return bool(message_id) and not message_id.endswith(_SYNTHETIC_ID_SUFFIXES)
+
+
+def _ticket_history(session: Session, ticket: Ticket) -> list[str]:
+    """Message-IDs of the ticket's mail, in and out, oldest first. Inbound and outbound rows interleave by
+    time; on a tie the inbound one goes first (an auto-reply carries the time of the mail it answers)."""
+    inbound = session.execute(
+        select(Message.created_at, Message.id, Message.message_id).where(
+            Message.ticket_id == ticket.id, Message.kind.not_in(_UNSTORED_KINDS)
+        )
+    )
+    outbound = session.execute(
+        select(OutboxMessage.created_at, OutboxMessage.id, OutboxMessage.message_id).where(
+            OutboxMessage.ticket_id == ticket.id
+        )
+    )
+    rows = [(at, 0, row_id, mid) for at, row_id, mid in inbound]
+    rows += [(at, 1, row_id, mid) for at, row_id, mid in outbound]
+    rows.sort(key=lambda row: (row[0], row[1], row[2]))
+    return [mid for *_, mid in rows]
+
+
+def _merge(history: Sequence[str], given: Sequence[str]) -> list[str]:
+    """The ticket's history with the caller's references woven in, each list keeping its own order: ids
+    the ticket does not know go before the first id it knows (they are older, e.g. the thread a new ticket
+    was a reply to) or right after the last known id that precedes them."""
+    known = set(history)
+    before: list[str] = []
+    after: dict[str, list[str]] = {}
+    anchor: str | None = None
+    for mid in given:
+        if mid in known:
+            anchor = mid
+        elif anchor is None:
+            before.append(mid)
+        else:
+            after.setdefault(anchor, []).append(mid)
+    return [*before, *(m for known_id in history for m in (known_id, *after.get(known_id, [])))]
+
+
+def cap_references(chain: Sequence[str]) -> list[str]:
+    """The root and as many of the newest ids as fit in MAX_REFERENCES ids / MAX_REFERENCES_CHARS."""
+    if len(chain) <= MAX_REFERENCES and len(" ".join(chain)) <= MAX_REFERENCES_CHARS:
+        return list(chain)
+    root, newest_first = chain[0], list(reversed(chain[1:]))
+    kept: list[str] = []
+    size = len(root)
+    for mid in newest_first:
+        if len(kept) + 2 > MAX_REFERENCES or size + 1 + len(mid) > MAX_REFERENCES_CHARS:
+            break
+        kept.append(mid)
+        size += 1 + len(mid)
+    return [root, *reversed(kept)]
+
+
+def _thread(history: Sequence[str], references: Sequence[str], in_reply_to: str) -> tuple[str, list[str]]:
+    """(In-Reply-To, References): de-duplicated, oldest first, the answered id last; without an explicit
+    one the mail answers the newest id, so Gmail (which needs In-Reply-To or References) still threads it."""
+    real_history = [mid for mid in history if _is_real_id(mid)]
+    real_references = [mid for mid in references if _is_real_id(mid)]
+    in_reply_to = in_reply_to if _is_real_id(in_reply_to) else ""
+    chain = [mid for mid in dict.fromkeys(_merge(real_history, real_references)) if mid != in_reply_to]
+    if in_reply_to:
+        chain.append(in_reply_to)
+    chain = cap_references(chain) if chain else []
+    return (in_reply_to or (chain[-1] if chain else "")), chain
+
+
+def thread_topic(ticket: Ticket) -> str:
+    """The subject a conversation is known by: the ticket's, without our tag and reply prefixes."""
+    topic = ticket.subject.replace(f"[{ticket.number}]", " ")
+    return " ".join(_SUBJECT_PREFIX.sub("", topic).split()) or ticket.number
+
+
+def thread_index(ticket: Ticket, desk: Desk) -> str:
+    """Outlook's Thread-Index of a conversation's first mail: 6 bytes of FILETIME (the ticket's creation;
+    its top byte is 0x01 from 1829 to 2057) and a GUID, here a uuid5 of the ticket number under the
+    desk's domain. Derived, not stored, so it is the same on every mail of the ticket; Outlook groups by
+    these 22 bytes."""
+    # Integer arithmetic: a float has too few digits for 100-ns ticks since 1601.
+    ticks = (ticket.created_at - _FILETIME_EPOCH) // dt.timedelta(microseconds=1) * 10
+    header = ticks.to_bytes(8, "big")[:6]
+    guid = uuid.uuid5(_THREAD_NAMESPACE, f"{ticket.number}@{domain_of(desk.primary_address)}")
+    return base64.b64encode(header + guid.bytes).decode("ascii")
+
+
+# --- composition ----------------------------------------------------------------------------------
+
+
+def _queue(
+    session: Session,
+    desk: Desk,
+    template: str,
+    rendered: Rendered,
+    subject: str,
+    *,
+    to: list[tuple[str, str]],
+    cc: list[tuple[str, str]] | None,
+    reply_to: str,
+    in_reply_to: str,
+    references: list[str],
+    thread_headers: Sequence[tuple[str, str | Header]],
+    automatic: bool,
+    now: dt.datetime,
+    ticket_id: int | None,
+) -> OutboxMessage:
+    """Build the mail and add its outbox row, last: a failure before leaves nothing in the session."""
+    message_id = new_message_id(desk)
+    body = _text_part(rendered.text, "plain")
+    if rendered.html is not None:
+        msg = MIMEMultipart("alternative")
+        msg.attach(body)
+        msg.attach(_text_part(rendered.html, "html"))
+    else:
+        msg = body
+    msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(now)
+    msg["From"] = _address(desk.name, desk.primary_address)
+    msg["Reply-To"] = _address(desk.name, reply_to)
+    msg["To"] = ", ".join(_address(name, addr) for name, addr in to)
+    if cc:
+        msg["Cc"] = ", ".join(_address(name, addr) for name, addr in cc)
+    msg["Subject"] = _header_value(subject)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    if references:
+        msg["References"] = " ".join(references)
+    for name, value in thread_headers:
+        msg[name] = value
+    if automatic:
+        msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Loop"] = desk.primary_address
+    row = OutboxMessage(
+        desk_id=desk.id,
+        ticket_id=ticket_id,
+        template=template,
+        message_id=message_id,
+        mail_from=desk.primary_address,
+        rcpt_to=list(dict.fromkeys(addr for _, addr in [*to, *(cc or [])])),
+        subject=subject,
+        raw=msg.as_bytes(),
+        created_at=now.replace(tzinfo=None),
+        next_attempt_at=now.replace(tzinfo=None),
+    )
+    session.add(row)
+    return row
 
 
 def queue_mail(
@@ -66,6 +246,8 @@ def queue_mail(
     now: dt.datetime,
     variables: dict[str, Any] | None = None,
 ) -> OutboxMessage:
+    """A mail about `ticket`: `[NUMBER]` in the subject, Reply-To signed for the ticket, threaded on the
+    ticket's whole history (`references` and `in_reply_to` are merged into it)."""
     desk = ticket.desk
     rendered = render(
         cfg.template_dir, desk.name, template, ticket_variables(cfg, ticket, **(variables or {}))
@@ -73,46 +255,63 @@ def queue_mail(
     subject = rendered.subject
     if f"[{ticket.number}]" not in subject:  # threading by subject needs the tag, whatever a template says
         subject = f"[{ticket.number}] {subject}".strip()
-    message_id = new_message_id(desk)
-    body = _text_part(rendered.text, "plain")
-    if rendered.html is not None:
-        msg = MIMEMultipart("alternative")
-        msg.attach(body)
-        msg.attach(_text_part(rendered.html, "html"))
-    else:
-        msg = body
-    msg["Message-ID"] = message_id
-    msg["Date"] = format_datetime(now)
-    msg["From"] = _address(desk.name, desk.primary_address)
-    # Replies come back to an address that names this ticket, whatever the client does to the headers.
-    if ticket.id is None:
+    if ticket.id is None:  # a new ticket: its id (token, history) and created_at exist after the flush
         session.flush()
+    parent, chain = _thread(_ticket_history(session, ticket), references or [], in_reply_to)
+    # Replies come back to an address that names this ticket, whatever the client does to the headers.
     signed = reply_address(load_secret(cfg.data_dir), desk.primary_address, ticket.id)
-    msg["Reply-To"] = _address(desk.name, signed)
-    msg["To"] = ", ".join(_address(name, addr) for name, addr in to)
-    if cc:
-        msg["Cc"] = ", ".join(_address(name, addr) for name, addr in cc)
-    msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
-    if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-    chain = [*(references or []), *([in_reply_to] if in_reply_to else [])]
-    if chain:
-        msg["References"] = " ".join(dict.fromkeys(chain))
-    if automatic:
-        msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Loop"] = desk.primary_address
-    msg["X-Maild-Ticket"] = ticket.number
-    row = OutboxMessage(
-        desk_id=desk.id,
+    return _queue(
+        session,
+        desk,
+        template,
+        rendered,
+        subject,
+        to=to,
+        cc=cc,
+        reply_to=signed,
+        in_reply_to=parent,
+        references=chain,
+        thread_headers=[
+            ("Thread-Topic", _header_value(thread_topic(ticket))),
+            ("Thread-Index", thread_index(ticket, desk)),
+            ("X-Maild-Ticket", ticket.number),
+        ],
+        automatic=automatic,
+        now=now,
         ticket_id=ticket.id,
-        template=template,
-        message_id=message_id,
-        mail_from=desk.primary_address,
-        rcpt_to=list(dict.fromkeys(addr for _, addr in [*to, *(cc or [])])),
-        subject=subject,
-        raw=msg.as_bytes(),
-        created_at=now.replace(tzinfo=None),
-        next_attempt_at=now.replace(tzinfo=None),
     )
-    session.add(row)
-    return row
+
+
+def queue_desk_mail(
+    session: Session,
+    cfg: Config,
+    desk: Desk,
+    template: str,
+    to: list[tuple[str, str]],
+    *,
+    in_reply_to: str = "",
+    references: list[str] | None = None,
+    automatic: bool,
+    now: dt.datetime,
+    variables: dict[str, Any] | None = None,
+) -> OutboxMessage:
+    """A mail from the desk that belongs to no ticket (e.g. the refusal of a new mail): no subject tag, and
+    Reply-To the desk's plain address, since there is no ticket for a signed one to name."""
+    rendered = render(cfg.template_dir, desk.name, template, {"desk_name": desk.name, **(variables or {})})
+    parent, chain = _thread([], references or [], in_reply_to)
+    return _queue(
+        session,
+        desk,
+        template,
+        rendered,
+        rendered.subject,
+        to=to,
+        cc=None,
+        reply_to=desk.primary_address,
+        in_reply_to=parent,
+        references=chain,
+        thread_headers=(),
+        automatic=automatic,
+        now=now,
+        ticket_id=None,
+    )
