@@ -37,6 +37,7 @@ class Context:
     known_sender: bool = False  # identify: the contact existed before this mail
     ticket: Ticket | None = None
     threaded_by: str = ""  # token | references | subject | new
+    redirected_from: list[str] = field(default_factory=list)  # thread: merged tickets passed on the way
     linked_ticket: Ticket | None = (
         None  # policy: the new ticket is opened in place of a follow-up to this one
     )

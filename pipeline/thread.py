@@ -3,7 +3,7 @@
 In order: a signed reply address (`desk+token@`) among the recipients, In-Reply-To/References against
 every Message-ID we stored (inbound) or sent (outbox), then a `[NUMBER]` tag of any desk's pattern in the
 subject; otherwise the mail opens a new ticket. The rule that matched is recorded on the message
-(`threaded_by`)."""
+(`threaded_by`). A ticket found by any rule that was merged into another leads to the survivor."""
 
 from __future__ import annotations
 
@@ -62,19 +62,28 @@ def _by_subject(ctx: Context, subject: str) -> Ticket | None:
     return None
 
 
+MAX_MERGE_HOPS = 20  # a chain of merges is short; the bound only guards against a cycle
+
+
+def _survivor(ctx: Context, ticket: Ticket) -> Ticket:
+    """The ticket `ticket` was merged into, following merges of merges."""
+    hops = 0
+    while ticket.merged_into is not None and hops < MAX_MERGE_HOPS:
+        ctx.redirected_from.append(ticket.number)
+        ticket, hops = ticket.merged_into, hops + 1
+    return ticket
+
+
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
-    ticket = _by_token(ctx)
-    if ticket is not None:
-        ctx.ticket, ctx.threaded_by = ticket, "token"
-        return None
-    ticket = _by_references(ctx, mail.thread_ids)
-    if ticket is not None:
-        ctx.ticket, ctx.threaded_by = ticket, "references"
-        return None
-    ticket = _by_subject(ctx, mail.subject)
-    if ticket is not None:
-        ctx.ticket, ctx.threaded_by = ticket, "subject"
-        return None
+    for rule, find in (
+        ("token", lambda: _by_token(ctx)),
+        ("references", lambda: _by_references(ctx, mail.thread_ids)),
+        ("subject", lambda: _by_subject(ctx, mail.subject)),
+    ):
+        ticket = find()
+        if ticket is not None:
+            ctx.ticket, ctx.threaded_by = _survivor(ctx, ticket), rule
+            return None
     ctx.threaded_by = "new"
     return None

@@ -119,12 +119,19 @@ class Ticket(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    # Set on a ticket merged into another: its number, headers and token keep leading to the survivor.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     desk: Mapped[Desk] = relationship()
     customer: Mapped[Contact] = relationship()
-    linked_ticket: Mapped[Ticket | None] = relationship(remote_side="Ticket.id")
+    linked_ticket: Mapped[Ticket | None] = relationship(
+        remote_side="Ticket.id", foreign_keys="Ticket.linked_ticket_id"
+    )
+    merged_into: Mapped[Ticket | None] = relationship(
+        remote_side="Ticket.id", foreign_keys="Ticket.merged_into_id"
+    )
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
     )

@@ -303,3 +303,41 @@ def test_a_forged_token_is_treated_as_no_token(session_factory: Factory, cfg: Co
     forged = "support+1-0-" + "a" * 20 + "@example.com"
     result = deliver(session_factory, cfg, mail(to=forged, subject="hi", message_id="<f@x.example>"), forged)
     assert (result.outcome, result.ticket_number) == ("created", "SUP-26-03-2")
+
+
+def _merge(session_factory: Factory, old: str, survivor: str) -> None:
+    """What `maildctl ticket merge` leaves behind (issue 7): the old ticket points at the survivor."""
+    with transaction(session_factory) as s:
+        ticket(s, old).merged_into = ticket(s, survivor)
+
+
+@pytest.mark.parametrize("rule", ["token", "references", "subject"])
+def test_mail_for_a_merged_ticket_lands_in_the_survivor(
+    rule: str, session_factory: Factory, cfg: Config
+) -> None:
+    deliver(session_factory, cfg, mail(subject="survivor", message_id="<s@customer.example>"), SUPPORT)
+    deliver(session_factory, cfg, mail(subject="merged away", message_id="<old@customer.example>"), SUPPORT)
+    with session_factory() as s:
+        old_reply_to = str(parsed_reply_to(outbox(s)[-1].raw))
+    _merge(session_factory, "SUP-26-03-2", FIRST)
+    recipient, extra, subject = SUPPORT, [], "Re: merged away"
+    if rule == "token":
+        recipient = old_reply_to
+    elif rule == "references":
+        extra = [("In-Reply-To", "<old@customer.example>")]
+    else:
+        subject = "Re: [SUP-26-03-2] merged away"
+    reply = mail(to=recipient, subject=subject, message_id="<late@customer.example>", extra=extra)
+    result = deliver(session_factory, cfg, reply, recipient)
+    assert (result.outcome, result.ticket_number) == ("replied", FIRST)
+    with session_factory() as s:
+        assert messages(s)[-1].threaded_by == rule
+
+
+def test_a_merge_of_a_merge_is_followed_to_the_end(session_factory: Factory, cfg: Config) -> None:
+    for n in (1, 2, 3):
+        deliver(session_factory, cfg, mail(subject=f"t{n}", message_id=f"<t{n}@customer.example>"), SUPPORT)
+    _merge(session_factory, "SUP-26-03-3", "SUP-26-03-2")
+    _merge(session_factory, "SUP-26-03-2", FIRST)
+    reply = mail(subject="Re: [SUP-26-03-3] t3", message_id="<r3@customer.example>")
+    assert deliver(session_factory, cfg, reply, SUPPORT).ticket_number == FIRST

@@ -1,4 +1,4 @@
-"""visible text, content notes, inline attachments, desk intake and attachment options
+"""visible text, content notes, inline attachments, desk intake and attachment options, merge redirects
 
 Revision ID: 0003
 Revises: 0002
@@ -25,6 +25,12 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("max_attachment_mb", sa.Integer(), server_default="25", nullable=False))
 
+    with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("merged_into_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            "fk_tickets_merged_into_id", "tickets", ["merged_into_id"], ["id"], ondelete="SET NULL"
+        )
+
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("visible_text", sa.Text(), server_default="", nullable=False))
         batch_op.add_column(sa.Column("notes", sa.JSON(), server_default="[]", nullable=False))
@@ -42,6 +48,10 @@ def downgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_column("notes")
         batch_op.drop_column("visible_text")
+
+    with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.drop_constraint("fk_tickets_merged_into_id", type_="foreignkey")
+        batch_op.drop_column("merged_into_id")
 
     with op.batch_alter_table("desks", schema=None) as batch_op:
         batch_op.drop_column("max_attachment_mb")
