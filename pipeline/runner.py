@@ -7,20 +7,31 @@ error as its reason, so a mail that trips a bug is kept and visible instead of r
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.addresses import normalize
 from maild.config import Config
 from pipeline import STAGES
-from pipeline.context import Context
+from pipeline.context import Context, Stop
 from storage.db import is_transient, transaction
 from storage.models import SpoolEntry, Ticket
 from storage.spool import read_raw
 
+if TYPE_CHECKING:
+    from pipeline.explain import Explanation
+
 MAX_ATTEMPTS = 3
+
+# Called after each stage that returned (with its Stop, if it stopped there): maildctl explain describes
+# the context at that point, while the session is still live.
+AfterStage = Callable[[str, Context, Stop | None], None]
 
 
 @dataclass(frozen=True)
@@ -31,7 +42,7 @@ class Result:
     outbox_ids: tuple[int, ...] = ()
 
 
-def _run_stages(ctx: Context) -> None:
+def _run_stages(ctx: Context, after_stage: AfterStage | None = None) -> None:
     for name, stage in STAGES:
         started = time.perf_counter()
         verdict = stage(ctx)
@@ -40,8 +51,12 @@ def _run_stages(ctx: Context) -> None:
             entry["stop"] = verdict.outcome
             ctx.outcome, ctx.reason = verdict.outcome, verdict.reason
             ctx.trace.append(entry)
+            if after_stage is not None:
+                after_stage(name, ctx, verdict)
             return
         ctx.trace.append(entry)
+        if after_stage is not None:
+            after_stage(name, ctx, None)
 
 
 def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, now: dt.datetime) -> Result:
@@ -107,3 +122,47 @@ def _record_failure(
         entry.outcome = "quarantined"
         entry.processed_at = now.replace(tzinfo=None)
         return Result("quarantined", reason, None)
+
+
+def explain(
+    factory: sessionmaker[Session], cfg: Config, raw: bytes, recipient: str, now: dt.datetime | None = None
+) -> Explanation:
+    """Run the stages on `raw` as a dry run and say what each decided; the transaction is always rolled
+    back and no file is written (Context.dry_run), so the database and the stores stay as they were.
+
+    A stage that raises is reported as outcome "error" (the real pipeline would retry, then quarantine);
+    a locked or unreachable database propagates, as in `process`."""
+    from pipeline import explain as explaining  # only maildctl explain pays for it
+
+    now = now or dt.datetime.now(dt.UTC)
+    stages: list[dict[str, str]] = []
+
+    def describe(name: str, ctx: Context, stop: Stop | None) -> None:
+        stages.append(explaining.describe(name, ctx, stop))
+
+    with factory() as session:
+        session.begin()
+        try:
+            explaining.track_inserts(session)
+            # A row of its own, never committed: apply links the message to it, as to a real delivery.
+            entry = SpoolEntry(
+                sha256=hashlib.sha256(raw).hexdigest(),
+                recipient=normalize(recipient or ""),
+                ingress="explain",
+                size=len(raw),
+            )
+            session.add(entry)
+            session.flush()
+            ctx = Context(session=session, cfg=cfg, spool=entry, raw=raw, now=now, dry_run=True)
+            try:
+                _run_stages(ctx, describe)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # The stage after the last one that returned is the one that raised.
+                failed = STAGES[len(stages)][0] if len(stages) < len(STAGES) else "?"
+                return explaining.failed(ctx, stages, failed, exc)
+            # Plain data only: after the rollback below the ORM objects are gone or expired.
+            return explaining.summarize(ctx, stages)
+        finally:
+            session.rollback()
