@@ -71,11 +71,11 @@ def new_mail(i: int, rng: random.Random) -> bytes:
     ).encode()
 
 
-def reply_mail(i: int, rng: random.Random, original_id: str, number: str | None) -> bytes:
+def reply_mail(i: int, rng: random.Random, original_id: str, number: str | None, sender: str) -> bytes:
     subject = f"Re: [{number}] follow-up" if number else "Re: follow-up"
     header = f"In-Reply-To: {original_id}\r\nReferences: {original_id}\r\n" if number is None else ""
     return (
-        f"From: Customer {i} <customer{i % 300}@example.org>\r\n"
+        f"From: {sender}\r\n"
         f"To: support@example.com\r\nSubject: {subject}\r\n"
         f"Message-ID: <bench-r{i}-{rng.getrandbits(40)}@example.org>\r\n{header}"
         "Content-Type: text/plain; charset=utf-8\r\n\r\n"
@@ -115,13 +115,14 @@ def reset_postgresql(url: str) -> None:
 def bench_in_process(config: Path, mails: int, rng: random.Random) -> tuple[float, int]:
     cfg = load_config(str(config))
     factory = make_sessionmaker(make_engine(cfg.database_url, cfg.busy_timeout_ms))
-    sent: list[tuple[str, str]] = []  # (Message-ID, ticket number) of new tickets
+    sent: list[tuple[str, str, str]] = []  # (Message-ID, ticket number, From) of new tickets
     outcomes: dict[str, int] = {}
     started = time.perf_counter()
     for i in range(mails):
         if sent and i % 3 == 2:
-            original, number = rng.choice(sent)
-            raw = reply_mail(i, rng, original, number if i % 2 else None)
+            # From the ticket's customer: a stranger quoting its number opens a new ticket (hijack guard).
+            original, number, sender = rng.choice(sent)
+            raw = reply_mail(i, rng, original, number if i % 2 else None, sender)
         else:
             raw = new_mail(i, rng)
         digest = write_raw(cfg.spool_dir, raw)
@@ -133,7 +134,14 @@ def bench_in_process(config: Path, mails: int, rng: random.Random) -> tuple[floa
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
         if result.outcome == "created":
             assert result.ticket_number
-            sent.append((raw.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode(), result.ticket_number))
+            header = raw.decode()
+            sent.append(
+                (
+                    header.split("Message-ID: ")[1].split("\r\n")[0],
+                    result.ticket_number,
+                    header.split("From: ")[1].split("\r\n")[0],
+                )
+            )
     elapsed = time.perf_counter() - started
     expected_replies = sum(1 for i in range(mails) if i % 3 == 2)
     assert outcomes.get("replied", 0) == expected_replies, outcomes
