@@ -34,7 +34,12 @@ MAX_REFERENCES_CHARS = 2000
 
 # Ids that name nothing on the customer's side: our system notes, and the stand-ins mailparse makes for a
 # mail without a Message-ID or with an overlong one.
-_SYNTHETIC_ID_SUFFIXES = ("@maild.invalid>", "@no-message-id.maild>", "@long-message-id.maild>")
+_SYNTHETIC_ID_SUFFIXES = (
+    "@maild.invalid>",
+    "@no-message-id.maild>",
+    "@long-message-id.maild>",
+    "@reused-message-id.maild>",
+)
 _UNSTORED_KINDS = ("system", "note")  # never sent as mail, so no client knows their ids
 
 # Reply and forward prefixes of the common clients' languages; Outlook's Thread-Topic has none.

@@ -110,6 +110,7 @@ def _store_message(ctx: Context, ticket: Ticket, kind: str, opens_ticket: bool) 
         from_name=mail.from_name,
         subject=mail.subject,
         message_id=mail.message_id,
+        content_sha256=ctx.content_sha256 or None,
         in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else "",
         text=mail.text,
         visible_text=_visible_text(ctx, opens_ticket),

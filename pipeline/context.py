@@ -31,6 +31,7 @@ class Context:
     # maildctl explain: run every stage, write no file; the caller rolls the transaction back.
     dry_run: bool = False
     mail: ParsedMail | None = None
+    content_sha256: str = ""  # dedupe: what the mail says, beside its Message-ID
     desk: Desk | None = None
     agent: Agent | None = None  # set by identify when the sender is an agent
     contact: Contact | None = None  # set by identify when the sender is not an agent

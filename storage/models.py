@@ -169,6 +169,9 @@ class Message(Base):
     from_name: Mapped[str] = mapped_column(String(200), default="")
     subject: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str] = mapped_column(String(998), index=True)
+    # What the mail says (sender, subject, text, attachments): a re-delivery has the same, a device that
+    # reuses its Message-ID for new content (scanners do) does not.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
     in_reply_to: Mapped[str] = mapped_column(String(998), default="")
     text: Mapped[str] = mapped_column(Text, default="")  # the whole body, quotes and signature included
     # What a reader needs: the text without the quoted history and the signature.

@@ -68,6 +68,22 @@ def test_same_message_id_with_other_bytes_is_a_duplicate(session_factory: Factor
     assert counts(session_factory) == (1, 1, 1)
 
 
+def test_a_reused_message_id_with_new_content_is_a_new_mail(session_factory: Factory, cfg: Config) -> None:
+    """Scanners and some ticket systems send every mail with the same Message-ID: new words, new mail."""
+    scan = mail(sender="scanner@office.example", subject="Scan", body="Pages: 1\n", message_id="<1@mfp>")
+    again = mail(sender="scanner@office.example", subject="Scan", body="Pages: 2\n", message_id="<1@mfp>")
+    assert deliver(session_factory, cfg, scan, SUPPORT).outcome == "created"
+    second = deliver(session_factory, cfg, again, SUPPORT)
+    assert (second.outcome, second.ticket_number) == ("created", "SUP-26-03-2")
+    # and that second mail delivered once more is a duplicate of itself, not a third ticket
+    assert deliver(session_factory, cfg, again, SUPPORT).outcome == "duplicate"
+    with session_factory() as s:
+        ids = [m.message_id for m in messages(s)]
+        assert ids[0] == "<1@mfp>" and ids[1].endswith("@reused-message-id.maild>")
+        assert spool(s)[1].header_message_id == "<1@mfp>"
+    assert counts(session_factory) == (2, 2, 2)
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 def test_a_reply_delivered_twice_is_stored_once(client: str, session_factory: Factory, cfg: Config) -> None:
     deliver(session_factory, cfg, mail(), SUPPORT)

@@ -33,6 +33,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("visible_text", sa.Text(), server_default="", nullable=False))
+        batch_op.add_column(sa.Column("content_sha256", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("notes", sa.JSON(), server_default="[]", nullable=False))
 
     with op.batch_alter_table("attachments", schema=None) as batch_op:
@@ -47,6 +48,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_column("notes")
+        batch_op.drop_column("content_sha256")
         batch_op.drop_column("visible_text")
 
     with op.batch_alter_table("tickets", schema=None) as batch_op:
