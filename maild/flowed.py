@@ -23,12 +23,13 @@ def unflow(text: str, *, delsp: bool = False) -> str:
         if soft and delsp:
             content = content[:-1]
         if paragraph is not None and line_depth != depth:
-            lines.append(_render(depth, paragraph))  # improperly flowed: a new depth ends the paragraph
+            # improperly flowed: a new depth ends the paragraph, and its soft space ends with it
+            lines.append(_render(depth, paragraph.rstrip(" ")))
             paragraph = None
         paragraph, depth = (content if paragraph is None else paragraph + content), line_depth
         if not soft:
             lines.append(_render(depth, paragraph))
             paragraph = None
     if paragraph is not None:
-        lines.append(_render(depth, paragraph))
+        lines.append(_render(depth, paragraph.rstrip(" ")))
     return "\n".join(lines)
