@@ -16,12 +16,48 @@ from typing import Any
 EX_CONFIG = 78
 
 
+MiB = 1024 * 1024
+
+
 class ConfigError(Exception):
     """An invalid configuration: names the key and the problem in one line."""
 
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"config: {key}: {problem}")
         self.key = key
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """Where a listener binds: TCP `host:port`, or a unix socket `path`."""
+
+    host: str = ""
+    port: int = 0
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Listen:
+    """The `[listen]` table: what `maild serve` accepts mail on, and its limits."""
+
+    lmtp: tuple[ListenAddress, ...] = ()
+    smtp: tuple[ListenAddress, ...] = (ListenAddress("127.0.0.1", 2525),)
+    # 30 MB of attachments grow to about 40.5 MB in base64 (4/3, plus line ends): 50 MiB leaves room.
+    max_message_bytes: int = 50 * MiB
+    max_connections: int = 100
+    timeout: float = 300.0  # seconds a client may stay silent (RFC 5321 suggests 5 minutes)
+    workers: int = 2  # pipeline worker threads
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+# Each worker holds one database connection, intake threads one each; the engine's pool has 5 + 10 overflow.
+MAX_WORKERS = 10
 
 
 @dataclass(frozen=True)
@@ -33,6 +69,7 @@ class Config:
     smarthost: tuple[str, int] | None
     smtp_timeout: float
     ticket_url: str
+    listen: Listen = Listen()
 
     @property
     def spool_dir(self) -> Path:
@@ -61,7 +98,19 @@ _SCHEMA: dict[str, Any] = {
     "ticket_url": str,
     "database": {"url": str, "busy_timeout_ms": int},
     "outgoing": {"smarthost": str, "timeout": (int, float)},
+    "listen": {
+        "lmtp": (str, list),
+        "smtp": (str, list),
+        "max_message_bytes": int,
+        "max_connections": int,
+        "timeout": (int, float),
+        "workers": int,
+        "tls_cert": str,
+        "tls_key": str,
+    },
 }
+
+_KINDS = {(int, float): "a number", (str, list): "a string or a list of strings"}
 
 
 def _check_keys(table: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> None:
@@ -75,7 +124,7 @@ def _check_keys(table: dict[str, Any], schema: dict[str, Any], prefix: str = "")
                 raise ConfigError(name, "must be a table, e.g. [" + name + "]")
             _check_keys(value, expected, prefix=f"{name}.")
         elif isinstance(value, bool) or not isinstance(value, expected):
-            kind = "a number" if expected == (int, float) else f"a {expected.__name__}"
+            kind = _KINDS.get(expected) or f"a {expected.__name__}"
             raise ConfigError(name, f"must be {kind}, got {value!r}")
 
 
@@ -84,6 +133,80 @@ def _parse_hostport(key: str, value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(key, f'must be "host:port", got {value!r}')
     return host.strip("[]"), int(port)
+
+
+def _parse_listen_address(key: str, value: str) -> ListenAddress:
+    if value.startswith("unix:"):
+        path = Path(value.removeprefix("unix:"))
+        if not path.is_absolute():
+            raise ConfigError(key, f'needs an absolute socket path ("unix:/run/maild/lmtp"), got {value!r}')
+        return ListenAddress(path=path)
+    try:
+        host, port = _parse_hostport(key, value)
+    except ConfigError:
+        raise ConfigError(key, f'must be "host:port" or "unix:/path", got {value!r}') from None
+    return ListenAddress(host, port)
+
+
+def _parse_listen_addresses(key: str, value: str | list[Any]) -> tuple[ListenAddress, ...]:
+    values = [value] if isinstance(value, str) else value
+    for item in values:
+        if not isinstance(item, str):
+            raise ConfigError(key, f"must be a string or a list of strings, got {value!r}")
+    addresses = tuple(_parse_listen_address(key, item) for item in values)
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError(key, f"lists an address twice: {value!r}")
+    return addresses
+
+
+def _parse_listen(table: dict[str, Any], path: Path | None) -> Listen:
+    default = Listen()
+    if "lmtp" in table or "smtp" in table:
+        # The listeners named are the ones that run: `lmtp = "unix:/…"` alone means no SMTP port.
+        lmtp = _parse_listen_addresses("listen.lmtp", table.get("lmtp", []))
+        smtp = _parse_listen_addresses("listen.smtp", table.get("smtp", []))
+    else:
+        lmtp, smtp = default.lmtp, default.smtp
+    shared = set(lmtp) & set(smtp)
+    if shared:
+        raise ConfigError("listen.smtp", f"{min(map(str, shared))} is also an LMTP address")
+    limits = {
+        "max_message_bytes": (default.max_message_bytes, 1024),
+        "max_connections": (default.max_connections, 1),
+        "workers": (default.workers, 1),
+    }
+    values = {}
+    for key, (fallback, least) in limits.items():
+        values[key] = table.get(key, fallback)
+        if values[key] < least:
+            raise ConfigError(f"listen.{key}", f"must be >= {least}, got {values[key]}")
+    if values["workers"] > MAX_WORKERS:
+        raise ConfigError("listen.workers", f"must be <= {MAX_WORKERS} (one database connection each)")
+    timeout = float(table.get("timeout", default.timeout))
+    if timeout <= 0:
+        raise ConfigError("listen.timeout", "must be > 0 seconds")
+    # Relative to the config file, like data_dir. The files are read by `maild serve` only: `maild pipe`
+    # and maildctl, often another user, must not fail on a key they cannot read.
+    base = path.parent if path is not None else Path.cwd()
+    tls: dict[str, Path | None] = {}
+    for key in ("tls_cert", "tls_key"):
+        value = table.get(key)
+        if value is not None and not value.strip():
+            raise ConfigError(f"listen.{key}", "must name a PEM file, got an empty string")
+        tls[key] = (base / Path(value).expanduser()).resolve() if value else None
+    if (tls["tls_cert"] is None) != (tls["tls_key"] is None):
+        missing = "tls_key" if tls["tls_key"] is None else "tls_cert"
+        raise ConfigError(f"listen.{missing}", "missing: STARTTLS needs both tls_cert and tls_key")
+    return Listen(
+        lmtp=lmtp,
+        smtp=smtp,
+        max_message_bytes=values["max_message_bytes"],
+        max_connections=values["max_connections"],
+        timeout=timeout,
+        workers=values["workers"],
+        tls_cert=tls["tls_cert"],
+        tls_key=tls["tls_key"],
+    )
 
 
 def config_path(explicit: str | None) -> Path:
@@ -146,4 +269,5 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         smarthost=_parse_hostport("outgoing.smarthost", smarthost) if smarthost else None,
         smtp_timeout=timeout,
         ticket_url=raw.get("ticket_url", ""),
+        listen=_parse_listen(raw.get("listen", {}), path),
     )

@@ -303,3 +303,116 @@ def test_maildctl_init_with_an_invalid_config_creates_nothing(tmp_path: Path) ->
     path = write(tmp_path / "maild.toml", 'data_dir = "data"\nbogus = 1\n')
     assert_one_line_config_error(run_cli("maildctl", "init", config=path), "maildctl", "bogus")
     assert not (tmp_path / "data").exists()
+
+
+# --- [listen]: maild serve ------------------------------------------------------------------------
+
+
+def test_without_listen_smtp_on_loopback_2525_and_no_lmtp(tmp_path: Path) -> None:
+    listen = load_config(str(write(tmp_path / "maild.toml", 'data_dir = "/dir"\n'))).listen
+
+    assert [str(a) for a in listen.smtp] == ["127.0.0.1:2525"]
+    assert listen.lmtp == ()
+    assert listen.max_message_bytes == 50 * 1024 * 1024  # a 30 MB attachment in base64 is ~40.5 MB
+    assert (listen.max_connections, listen.timeout, listen.workers) == (100, 300.0, 2)
+    assert listen.tls_cert is None and listen.tls_key is None
+
+
+def test_listen_table_with_every_key(tmp_path: Path) -> None:
+    text = (
+        'data_dir = "/dir"\n[listen]\nlmtp = ["127.0.0.1:2424", "unix:/run/maild/lmtp", "[::1]:2424"]\n'
+        'smtp = "0.0.0.0:25"\nmax_message_bytes = 10485760\nmax_connections = 7\ntimeout = 12.5\n'
+        'workers = 4\ntls_cert = "tls/cert.pem"\ntls_key = "/etc/maild/key.pem"\n'
+    )
+    listen = load_config(str(write(tmp_path / "etc" / "maild.toml", text))).listen
+
+    assert [str(a) for a in listen.lmtp] == ["127.0.0.1:2424", "unix:/run/maild/lmtp", "[::1]:2424"]
+    assert listen.lmtp[1].path == Path("/run/maild/lmtp")
+    assert (listen.lmtp[2].host, listen.lmtp[2].port) == ("::1", 2424)
+    assert [str(a) for a in listen.smtp] == ["0.0.0.0:25"]
+    assert (listen.max_message_bytes, listen.max_connections, listen.timeout, listen.workers) == (
+        10485760,
+        7,
+        12.5,
+        4,
+    )
+    # Relative to the config file, like data_dir; the files are only read by `maild serve`.
+    assert listen.tls_cert == tmp_path / "etc" / "tls" / "cert.pem"
+    assert listen.tls_key == Path("/etc/maild/key.pem")
+
+
+def test_naming_only_lmtp_turns_smtp_off(tmp_path: Path) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "/dir"\n[listen]\nlmtp = "unix:/run/maild/lmtp"\n')
+    listen = load_config(str(path)).listen
+    assert [str(a) for a in listen.lmtp] == ["unix:/run/maild/lmtp"]
+    assert listen.smtp == ()
+
+
+def test_limits_alone_keep_the_default_smtp_listener(tmp_path: Path) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "/dir"\n[listen]\nworkers = 1\n')
+    listen = load_config(str(path)).listen
+    assert [str(a) for a in listen.smtp] == ["127.0.0.1:2525"]
+    assert listen.workers == 1
+
+
+def test_empty_lists_listen_nowhere(tmp_path: Path) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "/dir"\n[listen]\nsmtp = []\nlmtp = []\n')
+    listen = load_config(str(path)).listen
+    assert listen.smtp == () and listen.lmtp == ()
+
+
+LISTEN_INVALID: list[tuple[str, str, str]] = [
+    ("listen not a table", 'listen = "127.0.0.1:25"\n', "listen"),
+    ("unknown listen key", "[listen]\nport = 25\n", "listen.port"),
+    ("smtp a number", "[listen]\nsmtp = 25\n", "listen.smtp"),
+    ("smtp without port", '[listen]\nsmtp = "127.0.0.1"\n', "listen.smtp"),
+    ("lmtp port too big", '[listen]\nlmtp = "127.0.0.1:99999"\n', "listen.lmtp"),
+    ("lmtp list with a number", '[listen]\nlmtp = ["127.0.0.1:2424", 2425]\n', "listen.lmtp"),
+    ("relative unix socket", '[listen]\nlmtp = "unix:run/lmtp"\n', "listen.lmtp"),
+    ("address twice", '[listen]\nsmtp = ["127.0.0.1:25", "127.0.0.1:25"]\n', "listen.smtp"),
+    ("lmtp and smtp on one port", '[listen]\nsmtp = "127.0.0.1:25"\nlmtp = "127.0.0.1:25"\n', "listen.smtp"),
+    ("max size a string", '[listen]\nmax_message_bytes = "50M"\n', "listen.max_message_bytes"),
+    ("max size tiny", "[listen]\nmax_message_bytes = 10\n", "listen.max_message_bytes"),
+    ("no connections", "[listen]\nmax_connections = 0\n", "listen.max_connections"),
+    ("timeout zero", "[listen]\ntimeout = 0\n", "listen.timeout"),
+    ("timeout a bool", "[listen]\ntimeout = true\n", "listen.timeout"),
+    ("no workers", "[listen]\nworkers = 0\n", "listen.workers"),
+    ("too many workers", "[listen]\nworkers = 50\n", "listen.workers"),
+    ("workers a float", "[listen]\nworkers = 2.5\n", "listen.workers"),
+    ("cert without key", '[listen]\ntls_cert = "/etc/cert.pem"\n', "listen.tls_key"),
+    ("key without cert", '[listen]\ntls_key = "/etc/key.pem"\n', "listen.tls_cert"),
+    ("empty cert", '[listen]\ntls_cert = ""\ntls_key = "/etc/key.pem"\n', "listen.tls_cert"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"), [(t, k) for _, t, k in LISTEN_INVALID], ids=[c for c, _, _ in LISTEN_INVALID]
+)
+def test_invalid_listen_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "/d"\n' + text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.key == key
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [(t, k) for c, t, k in LISTEN_INVALID if c in ("smtp without port", "no workers", "cert without key")],
+)
+def test_maild_serve_with_an_invalid_listen_config_exits_78(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path / "maild.toml", f'data_dir = "{tmp_path / "data"}"\n' + text)
+    assert_one_line_config_error(run_cli("maild", "serve", config=path), "maild serve", key)
+    assert_one_line_config_error(run_cli("maild", "check-config", config=path), "maild", key)
+
+
+def test_maild_serve_with_a_certificate_it_cannot_load_exits_78(tmp_path: Path) -> None:
+    cert = write(tmp_path / "cert.pem", "not a certificate\n")
+    text = f'data_dir = "{tmp_path / "data"}"\n[listen]\ntls_cert = "{cert}"\ntls_key = "{cert}"\n'
+    path = write(tmp_path / "maild.toml", text)
+    # check-config and `maild pipe` do not read the files (they may run as a user who cannot).
+    assert run_cli("maild", "check-config", config=path).returncode == 0
+    line = assert_one_line_config_error(
+        run_cli("maild", "serve", config=path), "maild serve", "listen.tls_cert"
+    )
+    assert str(cert) in line
