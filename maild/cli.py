@@ -16,6 +16,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     pipe.add_argument("--recipient", help="envelope recipient (default: Delivered-To, X-Original-To, To)")
     commands.add_parser("check-config", help="validate the config file and exit (0 ok, 78 invalid)")
+    commands.add_parser(
+        "serve", help="run the daemon: LMTP/SMTP listeners and pipeline workers; JSON log lines on stdout"
+    )
     return parser
 
 
@@ -25,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         from maild.pipe import run_pipe
 
         return run_pipe(args.config, args.recipient)
+    if args.command == "serve":
+        from maild.serve import run_serve
+
+        return run_serve(args.config)
     if args.command == "check-config":
         from maild.config import EX_CONFIG, ConfigError, load_config
 

@@ -1,0 +1,419 @@
+"""LMTP and SMTP intake for `maild serve` (aiosmtpd), deliberately thin like Postfix's smtpd.
+
+At the edge: RCPT of an address no desk has → 550 5.1.1; more than the size limit → 552 5.3.4; any
+database or disk trouble → 451 4.3.0, so the MTA keeps the mail and retries. At the end of DATA the raw
+bytes are written and fsynced to the spool and one 'received' row per recipient is committed; only then
+does the client get its 250 (LMTP: one reply per recipient). The pipeline runs afterwards in worker
+threads (`on_spooled`): a crash in between leaves 'received' rows that `maild serve` processes at start.
+
+All database and disk work runs in an executor: the event loop only moves bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from maild.addresses import base_address, normalize
+from maild.config import Config, ListenAddress
+from maild.logs import get_logger
+from storage.db import transaction
+from storage.models import DeskAddress
+from storage.spool import record_received, write_raw
+
+log = get_logger("maild.listeners")
+
+TRY_LATER = "451 4.3.0 Temporary local problem, try again later"
+SHUTTING_DOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
+TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, try again later\r\n"
+MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: a server must accept at least 100 per message
+# aiosmtpd refuses DATA lines over 1000 bytes with a permanent 500: a sloppy client's unwrapped HTML would
+# bounce. RFC 5321 asks senders to wrap; a helpdesk would rather read the mail than be right.
+LINE_LENGTH_LIMIT = 1024 * 1024
+REFRESH_SECONDS = 30.0
+HEADER_SCAN_BYTES = 64 * 1024
+
+
+def describe(error: BaseException) -> str:
+    """Type and first line of an error, short: log lines must not carry a mail (or a SQL statement)."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__
+
+
+def message_id_of(raw: bytes) -> str:
+    """The Message-ID header, for the log; only the header block is parsed."""
+    end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_BYTES)
+    head = raw[: end if end >= 0 else HEADER_SCAN_BYTES]
+    value = BytesHeaderParser(policy=compat32).parsebytes(head).get("Message-ID", "")
+    return " ".join(str(value).split())[:300]
+
+
+class DeskAddresses:
+    """Which envelope recipients belong to a desk.
+
+    Hits come from memory: on SQLite every transaction, reads too, is BEGIN IMMEDIATE, so a query per RCPT
+    would queue behind the pipeline's write transactions. A miss asks the database, so a desk added with
+    `maildctl desk add` is accepted at once; the whole set is reloaded every REFRESH_SECONDS and on SIGHUP,
+    so a removed address is refused within that time (until then the route stage records it as
+    `unknown_recipient`). Blocking: call it in an executor."""
+
+    def __init__(self, factory: sessionmaker[DbSession], refresh_seconds: float = REFRESH_SECONDS) -> None:
+        self._factory = factory
+        self._refresh_seconds = refresh_seconds
+        self._known: frozenset[str] = frozenset()
+        self._loaded_at: float | None = None
+
+    def refresh(self) -> int:
+        with self._factory() as session:
+            known = frozenset(session.scalars(select(DeskAddress.address)))
+        # Replaced whole, never mutated: readers in other threads see the old or the new set.
+        self._known, self._loaded_at = known, time.monotonic()
+        return len(known)
+
+    def is_desk(self, address: str) -> bool:
+        """`address` or its `local+token@domain` form is a desk's address."""
+        base = base_address(address)
+        if self._loaded_at is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
+            self.refresh()
+        if base in self._known:
+            return True
+        with self._factory() as session:
+            found = session.scalars(select(DeskAddress.id).where(DeskAddress.address == base)).first()
+        if found is not None:
+            self._known = self._known | {base}
+        return found is not None
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A message made durable: one 'received' spool row per recipient, in RCPT order."""
+
+    spool_ids: tuple[int, ...]
+    recipients: tuple[str, ...]
+    message_id: str
+    size: int
+    ingress: str
+
+
+class Intake:
+    """The aiosmtpd handler of every listener, LMTP and SMTP alike."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        factory: sessionmaker[DbSession],
+        addresses: DeskAddresses,
+        executor: Executor,
+        on_spooled: Callable[[Spooled], None],
+    ) -> None:
+        self._cfg = cfg
+        self._factory = factory
+        self._addresses = addresses
+        self._executor = executor
+        self._on_spooled = on_spooled
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        try:
+            address.encode("utf-8")  # arguments arrive with surrogate escapes for bytes that are not UTF-8
+        except UnicodeEncodeError:
+            return "553 5.1.3 Malformed address"
+        loop = asyncio.get_running_loop()
+        try:
+            known = await loop.run_in_executor(self._executor, self._addresses.is_desk, address)
+        except Exception as exc:
+            log.warning("recipient_check_failed", recipient=address, error=describe(exc))
+            return TRY_LATER
+        if not known:
+            log.info("recipient_rejected", recipient=address, code=550, peer=_peer(session))
+            return f"550 5.1.1 <{address}>: no such desk"
+        envelope.rcpt_tos.append(address)  # a handle_RCPT hook owns the envelope's recipient list
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        lmtp = isinstance(server, LMTP)
+        raw = envelope.original_content or b""  # decode_data=False: the bytes exactly as received
+        recipients = tuple(envelope.rcpt_tos)
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(
+            self._executor, self._spool, raw, recipients, "lmtp" if lmtp else "smtp"
+        )
+        # Whatever reached the spool is processed, even if the client hangs up before its 250.
+        future.add_done_callback(self._hand_over)
+        try:
+            spooled = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error(
+                "spool_failed",
+                ingress="lmtp" if lmtp else "smtp",
+                recipients=list(recipients),
+                size=len(raw),
+                error=describe(exc),
+                duration_ms=_ms_since(started),
+            )
+            return "\r\n".join([TRY_LATER] * len(recipients)) if lmtp else TRY_LATER
+        log.info(
+            "accepted",
+            ingress=spooled.ingress,
+            message_id=spooled.message_id,
+            spool_ids=list(spooled.spool_ids),
+            recipients=list(recipients),
+            mail_from=envelope.mail_from,
+            size=spooled.size,
+            duration_ms=_ms_since(started),
+        )
+        if lmtp:  # RFC 2033: one reply per accepted recipient, in RCPT order
+            return "\r\n".join(
+                f"250 2.0.0 <{rcpt}> OK, spooled as {sid}"
+                for rcpt, sid in zip(recipients, spooled.spool_ids, strict=True)
+            )
+        return f"250 2.0.0 OK, spooled as {','.join(map(str, spooled.spool_ids))}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Without this aiosmtpd answers a permanent 500 carrying the error text: the MTA would bounce.
+        log.error("session_error", error=describe(error))
+        return TRY_LATER
+
+    def _spool(self, raw: bytes, recipients: tuple[str, ...], ingress: str) -> Spooled:
+        """Blocking: the bytes fsynced first, then the rows committed (one transaction for all)."""
+        digest = write_raw(self._cfg.spool_dir, raw)
+        with transaction(self._factory) as session:
+            ids = tuple(
+                record_received(session, digest, len(raw), normalize(rcpt), ingress).id for rcpt in recipients
+            )
+        return Spooled(ids, recipients, message_id_of(raw), len(raw), ingress)
+
+    def _hand_over(self, future: asyncio.Future[Spooled]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        try:
+            self._on_spooled(future.result())
+        except Exception as exc:  # the rows stay 'received': the recovery sweep processes them
+            log.error("hand_over_failed", error=describe(exc))
+
+
+def _peer(session: Session) -> str:
+    peer = session.peer
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer or "unix")
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+class Connections:
+    """The open sessions of all listeners: counted against max_connections, closed on shutdown."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: set[_Tracked] = set()
+
+    def admit(self, session: _Tracked) -> bool:
+        if len(self.open) >= self.limit:
+            return False
+        self.open.add(session)
+        return True
+
+    def release(self, session: _Tracked) -> None:
+        self.open.discard(session)
+
+    async def drain(self, grace_seconds: float) -> int:
+        """Close idle sessions now (421); one in a mail transaction may finish it within the grace time.
+
+        Returns how many sessions were cut off in the middle of a transaction (their clients retry)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        cut_off = 0
+        while self.open:
+            late = loop.time() >= deadline
+            for session in list(self.open):
+                if session.closing:
+                    continue
+                if not session.in_transaction:
+                    session.shut(SHUTTING_DOWN)
+                elif late:
+                    session.shut(SHUTTING_DOWN)
+                    cut_off += 1
+            if late and all(s.closing for s in self.open):
+                break
+            await asyncio.sleep(0.05)
+        return cut_off
+
+
+class _Tracked(SMTP):
+    """What maild adds to aiosmtpd's protocols: the connection limit, shutdown, enhanced status codes."""
+
+    line_length_limit = LINE_LENGTH_LIMIT
+
+    def __init__(self, handler: Intake, *, connections: Connections, **kwargs: Any) -> None:
+        self._connections = connections
+        self._refused = False
+        self.closing = False
+        super().__init__(handler, **kwargs)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Between MAIL and the reply to DATA (the envelope is reset just before that reply is written)."""
+        return self.envelope is not None and self.envelope.mail_from is not None
+
+    def shut(self, reply: bytes) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.write(reply)  # type: ignore[attr-defined]
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called again after STARTTLS with the TLS transport: that is the same connection.
+        if self.transport is None and not self._connections.admit(self):
+            self._refused = True
+            transport.write(TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return  # aiosmtpd never saw this connection
+        self._connections.release(self)
+        super().connection_lost(error)
+
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, str):
+            status = self._with_enhanced_code(status)
+        await super().push(status)
+
+    def _with_enhanced_code(self, status: str) -> str:
+        """aiosmtpd's own size replies carry no enhanced code, and after DATA it answers an LMTP client
+        once instead of once per recipient (the client would wait for the rest until it times out)."""
+        if status.startswith("552 Error: message size exceeds"):  # MAIL FROM with SIZE=
+            return f"552 5.3.4 Message size exceeds the limit of {self.data_size_limit} bytes"
+        if status == "552 Error: Too much mail data":
+            return self._after_data(
+                f"552 5.3.4 Message size exceeds the limit of {self.data_size_limit} bytes"
+            )
+        if status.startswith("500 Line too long"):
+            return self._after_data(f"500 5.5.2 Line longer than {LINE_LENGTH_LIMIT} bytes")
+        return status
+
+    def _after_data(self, reply: str) -> str:
+        if isinstance(self, LMTP) and self.envelope is not None and self.envelope.rcpt_tos:
+            return "\r\n".join([reply] * len(self.envelope.rcpt_tos))
+        return reply
+
+
+class SMTPSession(_Tracked):
+    pass
+
+
+class LMTPSession(_Tracked, LMTP):
+    pass
+
+
+@dataclass(frozen=True)
+class Listener:
+    protocol: str  # "lmtp" | "smtp"
+    address: ListenAddress
+    server: asyncio.Server
+
+    @property
+    def bound(self) -> str:
+        """The address as bound (the resolved host and port), for the log."""
+        if self.address.path is not None:
+            return str(self.address)
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return str(ListenAddress(host, port))
+
+
+def _socket_in_use(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+async def _unix_server(factory: Callable[[], _Tracked], path: Path) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    if os.path.lexists(path):
+        if not path.is_socket():
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+        # asyncio would remove the socket of a running instance as readily as a stale one.
+        if _socket_in_use(path):
+            raise OSError(errno.EADDRINUSE, f"{path} is in use by another process")
+    server = await loop.create_unix_server(factory, str(path))
+    # The MTA's group (e.g. postfix) gets in; other local users cannot inject mail.
+    os.chmod(path, 0o660)
+    return server
+
+
+async def start_listeners(
+    cfg: Config,
+    handler: Intake,
+    connections: Connections,
+    tls_context: ssl.SSLContext | None,
+) -> list[Listener]:
+    """Bind every configured address in the running loop. On a failure the ones bound are closed again."""
+    loop = asyncio.get_running_loop()
+    common: dict[str, Any] = {
+        "connections": connections,
+        "data_size_limit": cfg.listen.max_message_bytes,
+        "enable_SMTPUTF8": True,  # aiosmtpd's default is off: 8-bit addresses would get 500
+        "hostname": socket.getfqdn(),  # once: aiosmtpd would resolve it for every connection
+        "ident": "maild",
+        "timeout": cfg.listen.timeout,
+        "loop": loop,
+    }
+    plan: list[tuple[str, ListenAddress, type[_Tracked], ssl.SSLContext | None]] = [
+        *(("lmtp", a, LMTPSession, None) for a in cfg.listen.lmtp),
+        *(("smtp", a, SMTPSession, tls_context) for a in cfg.listen.smtp),
+    ]
+    listeners: list[Listener] = []
+    try:
+        for protocol, address, session_class, tls in plan:
+
+            def factory(cls: type[_Tracked] = session_class, tls: ssl.SSLContext | None = tls) -> _Tracked:
+                return cls(handler, tls_context=tls, **common)
+
+            if address.path is not None:
+                server = await _unix_server(factory, address.path)
+            else:
+                server = await loop.create_server(factory, address.host, address.port, reuse_address=True)
+            listeners.append(Listener(protocol, address, server))
+    except BaseException:
+        await stop_listeners(listeners)
+        raise
+    return listeners
+
+
+async def stop_listeners(listeners: list[Listener]) -> None:
+    """Stop accepting; open sessions are left to `Connections.drain`."""
+    for listener in listeners:
+        listener.server.close()
+        if listener.address.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                listener.address.path.unlink()

@@ -1,0 +1,285 @@
+"""`maild serve`: the long-running daemon. One asyncio loop runs every LMTP and SMTP listener; the
+pipeline runs in a pool of worker threads, so a slow ticket never holds up intake.
+
+Life cycle:
+  start    load the config (exit 78 when invalid, also an unreadable TLS certificate), bind every listener
+           (exit 71 when an address cannot be bound), then recover the spool: every row still 'received'
+           (a crash or a stop before it was processed) goes to the workers. The database may be down at
+           start: intake answers 451 until it is back, and the recovery sweep tries again.
+  running  a message is answered 250 once it is durable in the spool (see maild.listeners), then
+           processed by a worker, then its queued replies are handed to the sender, as `maild pipe` does.
+           Every RECOVERY_SECONDS the sweep picks up rows a transient failure left 'received'.
+  SIGHUP   reload the desk address cache (the rest of the config needs a restart).
+  SIGTERM  stop accepting, let open mail transactions finish (up to DRAIN_SECONDS), let running pipeline
+  SIGINT   jobs finish, exit 0. Jobs not started yet stay 'received' and are processed at the next start:
+           a stop takes as long as one message, not as long as the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from maild.config import EX_CONFIG, Config, ConfigError, load_config
+from maild.logs import configure, get_logger
+
+EX_OK, EX_OSERR = 0, 71
+INTAKE_THREADS = 4  # spool writes and RCPT lookups; more would only queue on SQLite's write lock
+RECOVERY_SECONDS = 60.0
+RECOVERY_GRACE_SECONDS = 60.0  # younger 'received' rows are still on their way to a worker
+DRAIN_SECONDS = 30.0
+
+log = get_logger("maild.serve")
+
+
+def tls_context(cfg: Config) -> ssl.SSLContext | None:
+    """The STARTTLS context for the SMTP listeners, when a certificate is configured."""
+    listen = cfg.listen
+    if listen.tls_cert is None or listen.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(listen.tls_cert, listen.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        problem = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            "listen.tls_cert", f"cannot load {listen.tls_cert} with {listen.tls_key}: {problem}"
+        ) from None
+    return context
+
+
+def run_serve(config: str | None) -> int:
+    try:
+        cfg = load_config(config)
+        tls = tls_context(cfg)
+    except ConfigError as exc:
+        print(f"maild serve: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    configure()
+    return asyncio.run(Daemon(cfg, tls).run())
+
+
+class Daemon:
+    def __init__(self, cfg: Config, tls: ssl.SSLContext | None) -> None:
+        from maild.listeners import Connections, DeskAddresses, Intake
+        from maild.sender import flush
+        from pipeline.runner import process
+        from storage.db import make_engine, make_sessionmaker
+
+        # Imported now, not by the first mail: the pipeline's modules take a while to load.
+        self.process, self.flush = process, flush
+
+        self.cfg = cfg
+        self.tls = tls
+        self.engine = make_engine(cfg.database_url, cfg.busy_timeout_ms)
+        self.factory = make_sessionmaker(self.engine)
+        self.addresses = DeskAddresses(self.factory)
+        self.intake_pool = ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="intake")
+        self.worker_pool = ThreadPoolExecutor(cfg.listen.workers, thread_name_prefix="worker")
+        self.connections = Connections(cfg.listen.max_connections)
+        self.intake = Intake(cfg, self.factory, self.addresses, self.intake_pool, self._on_spooled)
+        self.stopping = asyncio.Event()
+        self.jobs: dict[asyncio.Future[None], tuple[int, ...]] = {}  # running or queued pipeline jobs
+        self.in_flight: set[int] = set()  # their spool ids: the sweep leaves them alone
+
+    async def run(self) -> int:
+        from maild.listeners import describe, start_listeners, stop_listeners
+
+        loop = asyncio.get_running_loop()
+        try:
+            listeners = await start_listeners(self.cfg, self.intake, self.connections, self.tls)
+        except OSError as exc:
+            log.error("cannot_listen", error=describe(exc))
+            self._close_pools()
+            return EX_OSERR
+        for listener in listeners:
+            log.info("listening", protocol=listener.protocol, address=listener.bound)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload()))
+        await self._reload(at_start=True)
+        sweeper = loop.create_task(self._sweep_forever())
+        log.info(
+            "ready",
+            listeners=[f"{listener.protocol} {listener.bound}" for listener in listeners],
+            workers=self.cfg.listen.workers,
+            max_message_bytes=self.cfg.listen.max_message_bytes,
+        )
+
+        await self.stopping.wait()
+
+        started = time.perf_counter()
+        await stop_listeners(listeners)
+        cut_off = await self.connections.drain(DRAIN_SECONDS)
+        sweeper.cancel()
+        left = await self._drain_jobs()
+        self._close_pools()
+        self.engine.dispose()
+        log.info(
+            "stopped",
+            sessions_cut_off=cut_off,
+            left_for_recovery=left,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return EX_OK
+
+    def _stop(self, signum: int) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping", signal=signal.Signals(signum).name, jobs=len(self.jobs))
+            self.stopping.set()
+
+    async def _reload(self, at_start: bool = False) -> None:
+        from maild.listeners import describe
+
+        loop = asyncio.get_running_loop()
+        try:
+            count = await loop.run_in_executor(self.intake_pool, self.addresses.refresh)
+        except Exception as exc:
+            log.error("desk_addresses_not_loaded", error=describe(exc))
+            return
+        log.info("desk_addresses_loaded", count=count, reason="start" if at_start else "SIGHUP")
+
+    # --- the pipeline in worker threads --------------------------------------------------------------
+
+    def _on_spooled(self, spooled: Any) -> None:
+        self._submit(spooled.spool_ids, spooled.message_id)
+
+    def _submit(self, spool_ids: tuple[int, ...], message_id: str | None) -> None:
+        """Queue one job per message: its recipients' rows in order, in one worker (fewer lock fights)."""
+        # dict.fromkeys: two RCPTs of one address (case, repeated) share one 'received' row.
+        ids = tuple(i for i in dict.fromkeys(spool_ids) if i not in self.in_flight)
+        if not ids:
+            return
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self.worker_pool, self._process, ids, message_id)
+        self.jobs[job] = ids
+        self.in_flight.update(ids)
+        job.add_done_callback(self._job_done)
+
+    def _job_done(self, job: asyncio.Future[None]) -> None:
+        self.in_flight.difference_update(self.jobs.pop(job, ()))
+        error = None if job.cancelled() else job.exception()
+        if error is not None:  # _process catches everything; this would be a bug in it
+            log.error("job_failed", error=repr(error)[:300])
+
+    def _process(self, spool_ids: tuple[int, ...], message_id: str | None) -> None:
+        """Blocking, in a worker thread: each spool row through the pipeline, then its replies out."""
+        from maild.listeners import describe
+
+        for spool_id in spool_ids:
+            mid = message_id if message_id is not None else self._stored_message_id(spool_id)
+            started = time.perf_counter()
+            try:
+                result = self.process(self.factory, self.cfg, spool_id)
+            except Exception as exc:  # database locked or down: the row stays 'received', the sweep retries
+                log.warning(
+                    "processing_deferred",
+                    spool_id=spool_id,
+                    message_id=mid,
+                    error=describe(exc),
+                    duration_ms=_ms_since(started),
+                )
+                continue
+            log.info(
+                "processed",
+                spool_id=spool_id,
+                message_id=mid,
+                ticket=result.ticket_number,
+                outcome=result.outcome,
+                reason=result.reason,
+                duration_ms=_ms_since(started),
+            )
+            if not result.outbox_ids:
+                continue
+            try:  # the ticket is committed; what cannot be sent now stays queued in the outbox
+                sent = self.flush(self.factory, self.cfg, result.outbox_ids)
+            except Exception as exc:
+                log.warning(
+                    "replies_not_sent", spool_id=spool_id, ticket=result.ticket_number, error=describe(exc)
+                )
+            else:
+                log.info(
+                    "replies_handed_over",
+                    spool_id=spool_id,
+                    ticket=result.ticket_number,
+                    sent=sent.sent,
+                    deferred=sent.deferred,
+                    failed=sent.failed,
+                )
+
+    def _stored_message_id(self, spool_id: int) -> str:
+        """For a recovered row: the Message-ID from the spooled file's header, for the log."""
+        from maild.listeners import message_id_of
+        from storage.files import content_path
+        from storage.models import SpoolEntry
+
+        try:
+            with self.factory() as session:
+                entry = session.get(SpoolEntry, spool_id)
+                if entry is None:
+                    return ""
+                with content_path(self.cfg.spool_dir, entry.sha256, ".eml").open("rb") as fh:
+                    return message_id_of(fh.read(64 * 1024))
+        except Exception:
+            return ""  # only for the log: processing reports the real problem
+
+    async def _drain_jobs(self) -> int:
+        """Let running jobs finish; jobs not started yet are dropped: their rows stay 'received'."""
+        jobs = dict(self.jobs)
+        self.worker_pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.gather(*jobs, return_exceptions=True)
+        return sum(len(ids) for job, ids in jobs.items() if job.cancelled())
+
+    def _close_pools(self) -> None:
+        self.worker_pool.shutdown(wait=True, cancel_futures=True)
+        self.intake_pool.shutdown(wait=True)
+
+    # --- spool recovery ------------------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        grace = 0.0  # at start every 'received' row is left over from before
+        while True:
+            await self._sweep(grace)
+            grace = RECOVERY_GRACE_SECONDS
+            await asyncio.sleep(RECOVERY_SECONDS)
+
+    async def _sweep(self, grace_seconds: float) -> None:
+        from maild.listeners import describe
+
+        loop = asyncio.get_running_loop()
+        try:
+            ids = await loop.run_in_executor(self.intake_pool, self._received_rows, grace_seconds)
+        except Exception as exc:
+            log.error("recovery_failed", error=describe(exc))
+            return
+        pending = [i for i in ids if i not in self.in_flight]
+        if pending:
+            log.info("recovering", spool_ids=pending[:100], count=len(pending))
+        for spool_id in pending:
+            self._submit((spool_id,), None)
+
+    def _received_rows(self, grace_seconds: float) -> list[int]:
+        import datetime as dt
+
+        from sqlalchemy import select
+
+        from storage.models import SpoolEntry, utcnow
+
+        cutoff = utcnow() - dt.timedelta(seconds=grace_seconds)
+        with self.factory() as session:
+            return list(
+                session.scalars(
+                    select(SpoolEntry.id)
+                    .where(SpoolEntry.state == "received", SpoolEntry.received_at <= cutoff)
+                    .order_by(SpoolEntry.id)
+                )
+            )
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
