@@ -282,9 +282,11 @@ class _Tracked(SMTP):
 
     def shut(self, reply: bytes) -> None:
         self.closing = True
-        if self.transport is not None:
-            self.transport.write(reply)  # type: ignore[attr-defined]
-            self.transport.close()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # closed already (QUIT, timeout, client gone): connection_lost is on its way
+        transport.write(reply)  # type: ignore[attr-defined]
+        transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Called again after STARTTLS with the TLS transport: that is the same connection.

@@ -103,6 +103,7 @@ class Daemon:
             loop.add_signal_handler(signum, self._stop, signum)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload()))
         await self._reload(at_start=True)
+        await self._sweep(grace_seconds=0)  # at start every 'received' row is left over from before
         sweeper = loop.create_task(self._sweep_forever())
         log.info(
             "ready",
@@ -115,6 +116,7 @@ class Daemon:
 
         started = time.perf_counter()
         await stop_listeners(listeners)
+        log.info("draining", sessions=len(self.connections.open), jobs=len(self.jobs))
         cut_off = await self.connections.drain(DRAIN_SECONDS)
         sweeper.cancel()
         left = await self._drain_jobs()
@@ -242,11 +244,9 @@ class Daemon:
     # --- spool recovery ------------------------------------------------------------------------------
 
     async def _sweep_forever(self) -> None:
-        grace = 0.0  # at start every 'received' row is left over from before
         while True:
-            await self._sweep(grace)
-            grace = RECOVERY_GRACE_SECONDS
             await asyncio.sleep(RECOVERY_SECONDS)
+            await self._sweep(RECOVERY_GRACE_SECONDS)
 
     async def _sweep(self, grace_seconds: float) -> None:
         from maild.listeners import describe
