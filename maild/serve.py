@@ -18,15 +18,32 @@ Life cycle:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import signal
 import ssl
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+
+from sqlalchemy import select
 
 from maild.config import EX_CONFIG, Config, ConfigError, load_config
+from maild.listeners import (
+    Connections,
+    DeskAddresses,
+    Intake,
+    Spooled,
+    describe,
+    message_id_of,
+    start_listeners,
+    stop_listeners,
+)
 from maild.logs import configure, get_logger
+from maild.sender import flush
+from pipeline.runner import process
+from storage.db import make_engine, make_sessionmaker
+from storage.files import content_path
+from storage.models import SpoolEntry, utcnow
 
 EX_OK, EX_OSERR = 0, 71
 INTAKE_THREADS = 4  # spool writes and RCPT lookups; more would only queue on SQLite's write lock
@@ -66,14 +83,6 @@ def run_serve(config: str | None) -> int:
 
 class Daemon:
     def __init__(self, cfg: Config, tls: ssl.SSLContext | None) -> None:
-        from maild.listeners import Connections, DeskAddresses, Intake
-        from maild.sender import flush
-        from pipeline.runner import process
-        from storage.db import make_engine, make_sessionmaker
-
-        # Imported now, not by the first mail: the pipeline's modules take a while to load.
-        self.process, self.flush = process, flush
-
         self.cfg = cfg
         self.tls = tls
         self.engine = make_engine(cfg.database_url, cfg.busy_timeout_ms)
@@ -88,9 +97,11 @@ class Daemon:
         self.in_flight: set[int] = set()  # their spool ids: the sweep leaves them alone
 
     async def run(self) -> int:
-        from maild.listeners import describe, start_listeners, stop_listeners
-
         loop = asyncio.get_running_loop()
+        # Before binding: a SIGTERM from then on drains instead of killing mid-delivery.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload()))
         try:
             listeners = await start_listeners(self.cfg, self.intake, self.connections, self.tls)
         except OSError as exc:
@@ -99,9 +110,6 @@ class Daemon:
             return EX_OSERR
         for listener in listeners:
             log.info("listening", protocol=listener.protocol, address=listener.bound)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop, signum)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload()))
         await self._reload(at_start=True)
         await self._sweep(grace_seconds=0)  # at start every 'received' row is left over from before
         sweeper = loop.create_task(self._sweep_forever())
@@ -136,8 +144,6 @@ class Daemon:
             self.stopping.set()
 
     async def _reload(self, at_start: bool = False) -> None:
-        from maild.listeners import describe
-
         loop = asyncio.get_running_loop()
         try:
             count = await loop.run_in_executor(self.intake_pool, self.addresses.refresh)
@@ -148,7 +154,7 @@ class Daemon:
 
     # --- the pipeline in worker threads --------------------------------------------------------------
 
-    def _on_spooled(self, spooled: Any) -> None:
+    def _on_spooled(self, spooled: Spooled) -> None:
         self._submit(spooled.spool_ids, spooled.message_id)
 
     def _submit(self, spool_ids: tuple[int, ...], message_id: str | None) -> None:
@@ -171,13 +177,11 @@ class Daemon:
 
     def _process(self, spool_ids: tuple[int, ...], message_id: str | None) -> None:
         """Blocking, in a worker thread: each spool row through the pipeline, then its replies out."""
-        from maild.listeners import describe
-
         for spool_id in spool_ids:
             mid = message_id if message_id is not None else self._stored_message_id(spool_id)
             started = time.perf_counter()
             try:
-                result = self.process(self.factory, self.cfg, spool_id)
+                result = process(self.factory, self.cfg, spool_id)
             except Exception as exc:  # database locked or down: the row stays 'received', the sweep retries
                 log.warning(
                     "processing_deferred",
@@ -199,7 +203,7 @@ class Daemon:
             if not result.outbox_ids:
                 continue
             try:  # the ticket is committed; what cannot be sent now stays queued in the outbox
-                sent = self.flush(self.factory, self.cfg, result.outbox_ids)
+                sent = flush(self.factory, self.cfg, result.outbox_ids)
             except Exception as exc:
                 log.warning(
                     "replies_not_sent", spool_id=spool_id, ticket=result.ticket_number, error=describe(exc)
@@ -216,10 +220,6 @@ class Daemon:
 
     def _stored_message_id(self, spool_id: int) -> str:
         """For a recovered row: the Message-ID from the spooled file's header, for the log."""
-        from maild.listeners import message_id_of
-        from storage.files import content_path
-        from storage.models import SpoolEntry
-
         try:
             with self.factory() as session:
                 entry = session.get(SpoolEntry, spool_id)
@@ -249,8 +249,6 @@ class Daemon:
             await self._sweep(RECOVERY_GRACE_SECONDS)
 
     async def _sweep(self, grace_seconds: float) -> None:
-        from maild.listeners import describe
-
         loop = asyncio.get_running_loop()
         try:
             ids = await loop.run_in_executor(self.intake_pool, self._received_rows, grace_seconds)
@@ -264,12 +262,6 @@ class Daemon:
             self._submit((spool_id,), None)
 
     def _received_rows(self, grace_seconds: float) -> list[int]:
-        import datetime as dt
-
-        from sqlalchemy import select
-
-        from storage.models import SpoolEntry, utcnow
-
         cutoff = utcnow() - dt.timedelta(seconds=grace_seconds)
         with self.factory() as session:
             return list(
