@@ -162,9 +162,7 @@ def _get_desk(session: Any, name: str) -> Desk:
 def set_desk(app: App, args: argparse.Namespace) -> int:
     options = _options(args)
     if not options:
-        raise UserError(
-            "nothing to change: give an option such as --replies-only (maildctl desk set --help)"
-        )
+        raise UserError("nothing to change: give an option such as --replies-only (maildctl desk set --help)")
     with app.session() as session:
         desk = _get_desk(session, args.name)
         before = {key: getattr(desk, key) for key in options}

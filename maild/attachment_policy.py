@@ -48,7 +48,12 @@ def sanitize_filename(name: str, content_type: str, *, fallback: str = "attachme
     """A name safe to show and to save: no directories, no control or invisible characters, no leading dots,
     at most 255 characters with the extension kept; `fallback` plus an extension from the type when empty."""
     name = re.split(r"[/\\]", name)[-1]
-    name = "".join(" " if unicodedata.category(ch) in _INVISIBLE else ch for ch in name)
+    # Control characters (tab, line break) part words; invisible format characters (zero-width space,
+    # bidi overrides) are dropped: "report\u200b.pdf" is "report.pdf", not "report .pdf".
+    name = "".join(
+        ch if unicodedata.category(ch) not in _INVISIBLE else " " if unicodedata.category(ch) == "Cc" else ""
+        for ch in name
+    )
     name = " ".join(name.split()).strip(". ")
     if not name:
         guessed = mimetypes.guess_extension(content_type, strict=False) or ".bin"

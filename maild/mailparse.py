@@ -6,16 +6,19 @@ defects. `NotAMessage` is raised only for input that is not a mail at all (quara
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import policy
+from email.header import decode_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses
 
 from maild.attachment_policy import sanitize_filename
+from maild.flowed import unflow
 from maild.htmltext import html_to_text, sanitize_html
 from maild.quotes import visible_text
 
@@ -26,9 +29,63 @@ _MAX_ID = 900
 NAME_MAX = 200
 
 
+# C1 controls (U+0080-U+009F) are never meant in mail text: they are windows-1252 bytes read as Latin-1
+# (curly quotes, €, dashes), by the sender's software or by a Latin-1 label on windows-1252 text.
+_C1_AS_CP1252 = {
+    byte: bytes([byte]).decode("windows-1252")
+    for byte in range(0x80, 0xA0)
+    if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)  # undefined in windows-1252
+}
+
+
 def _clean(text: str) -> str:
-    """Without NUL characters, which PostgreSQL text cannot hold and no reader needs."""
-    return text.replace("\x00", "")
+    """Without NUL characters, which PostgreSQL text cannot hold and no reader needs, and with C1 controls
+    read as the windows-1252 characters they stand for."""
+    return text.replace("\x00", "").translate(_C1_AS_CP1252)
+
+
+# Charset labels mail clients write that Python has no alias for (Thai and Hebrew Outlook, Java mailers,
+# old Netscape and Mac clients). Registered as codecs, so RFC 2047 words in headers decode by them too.
+_CHARSET_LABELS = {
+    "windows-874": "cp874",
+    "windows-31j": "cp932",
+    "x-sjis": "shift_jis",
+    "x-euc-jp": "euc_jp",
+    "iso-8859-8-i": "iso8859_8",
+    "iso-8859-8-e": "iso8859_8",
+    "iso-8859-6-i": "iso8859_6",
+    "iso-8859-6-e": "iso8859_6",
+    "x-gbk": "gbk",
+    "gb_2312-80": "gb2312",
+    "csgb2312": "gb2312",
+    "x-euc-cn": "gb2312",
+    "cn-big5": "big5",
+    "x-x-big5": "big5",
+    "windows-949": "cp949",
+    "x-windows-949": "cp949",
+    "x-mac-roman": "mac_roman",
+    "x-mac-cyrillic": "mac_cyrillic",
+    "x-mac-ce": "mac_latin2",
+    **{f"x-cp125{n}": f"cp125{n}" for n in range(9)},
+}
+
+
+def _charset_label(name: str) -> codecs.CodecInfo | None:
+    target = _CHARSET_LABELS.get(name.lower().replace("_", "-"))
+    return codecs.lookup(target) if target else None
+
+
+codecs.register(_charset_label)
+
+# Labels that stand for a smaller charset than the one the sender's software really wrote (GBK characters
+# in mail labelled gb2312, Microsoft's extensions of Shift_JIS and EUC-KR): tried after the label and UTF-8.
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "euc_kr": "cp949",
+    "shift_jis": "cp932",
+    "big5": "big5hkscs",
+}
 
 
 class NotAMessage(Exception):
@@ -88,11 +145,51 @@ def _header(msg: Message, name: str, defects: list[str]) -> str:
         value = msg.get(name)
     except Exception as exc:  # policy.default raises on some malformed headers
         defects.append(f"{name}: {type(exc).__name__}")
-        raw = msg.get_all(name) if hasattr(msg, "get_all") else None
-        value = raw[0] if raw else None
+        # Not get_all: it parses the same way and raises again.
+        raw = _raw_values(msg, name)
+        value = _decode_raw(raw[0]) if raw else None
     if value is None:
         return ""
-    return _clean(re.sub(r"\s+", " ", str(value)).strip())
+    text = str(value)
+    if "\ufffd" in text or _UNDECODED.search(text):
+        raw = _raw_values(msg, name)
+        text = _decode_raw(raw[0]) if raw else text
+    return _clean(re.sub(r"\s+", " ", text).strip())
+
+
+# Undeclared 8-bit bytes the parser left as surrogates (the raw fallbacks keep them).
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def _raw_values(msg: Message, name: str) -> list[str]:
+    return [v for k, v in msg.raw_items() if k.lower() == name.lower() and isinstance(v, str)]
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    superset = _SUPERSETS.get(_codec_name(charset)) if charset else None
+    for candidate in (charset, "utf-8", superset):
+        if candidate:
+            try:
+                return data.decode(candidate)
+            except (LookupError, UnicodeDecodeError, ValueError):
+                continue
+    return data.decode("windows-1252", errors="replace")
+
+
+def _decode_raw(value: str) -> str:
+    """A header the policy decoded to U+FFFD, decoded by hand: an encoded word by the superset of its
+    label (GBK in a gb2312 word, as Foxmail writes), undeclared 8-bit as UTF-8 or windows-1252."""
+    try:
+        chunks = decode_header(value.replace("\r\n", ""))
+    except Exception:
+        return value
+    return "".join(
+        _decode_bytes(
+            chunk.encode("ascii", "surrogateescape") if isinstance(chunk, str) else chunk,
+            None if isinstance(chunk, str) else charset,
+        )
+        for chunk, charset in chunks
+    )
 
 
 def _all_headers(msg: Message, name: str, defects: list[str]) -> list[str]:
@@ -108,8 +205,13 @@ def _all_headers(msg: Message, name: str, defects: list[str]) -> list[str]:
 
 def _addresses(msg: Message, name: str, defects: list[str]) -> list[tuple[str, str]]:
     result: list[tuple[str, str]] = []
-    for display, addr in getaddresses(_all_headers(msg, name, defects)):
-        addr = addr.strip().strip("<>")
+    pairs = getaddresses(_all_headers(msg, name, defects))
+    if any("\ufffd" in display or _UNDECODED.search(display + addr) for display, addr in pairs):
+        # Split the raw header (commas inside encoded words are encoded), then decode each part by hand:
+        # an undecoded 8-bit byte (a surrogate) in an address cannot be stored.
+        pairs = [(_decode_raw(d), _decode_raw(a)) for d, a in getaddresses(_raw_values(msg, name))]
+    for display, addr in pairs:
+        addr = _clean(addr.strip().strip("<>"))
         if "@" in addr:
             result.append((_clean(" ".join(display.split()))[:NAME_MAX], addr.lower()))
     return result
@@ -126,18 +228,35 @@ def _decode_part(part: Message, defects: list[str]) -> str:
     if not isinstance(payload, bytes):
         return ""
     charset = part.get_content_charset() or "utf-8"
-    for candidate in (charset, "utf-8"):
+    candidates = [charset, "utf-8"]
+    codec = _codec_name(charset)
+    if codec == "iso8859-1":
+        # Labelled Latin-1, written in windows-1252 (curly quotes, €): what browsers do too (WHATWG).
+        candidates.insert(0, "windows-1252")
+    elif codec in _SUPERSETS:
+        candidates.append(_SUPERSETS[codec])
+    for candidate in candidates:
         try:
             text = payload.decode(candidate)
             break
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the charset name
             continue
     else:
         # Undeclared or mislabelled 8-bit: windows-1252 decodes every byte and is the usual truth.
         defects.append(f"body: not {charset}, read as windows-1252")
         text = payload.decode("windows-1252", errors="replace")
     # SMTP and LMTP hand over CRLF, a pipe transport LF: the stored text must not depend on the ingress.
-    return _clean(text.replace("\r\n", "\n"))
+    text = text.replace("\r\n", "\n")
+    if part.get_content_type() == "text/plain" and str(part.get_param("format", "")).lower() == "flowed":
+        text = unflow(text, delsp=str(part.get_param("delsp", "")).lower() == "yes")
+    return _clean(text)
+
+
+def _codec_name(charset: str) -> str:
+    try:
+        return codecs.lookup(charset).name
+    except (LookupError, ValueError):
+        return ""
 
 
 def _leaves(part: Message, parent: str = "") -> Iterator[tuple[Message, str]]:
@@ -161,12 +280,19 @@ def _is_body_text(part: Message, parent: str) -> bool:
         return False
 
 
+def _first_body_text(msg: Message) -> Message | None:
+    try:
+        return next((part for part, parent in _leaves(msg) if _is_body_text(part, parent)), None)
+    except Exception:
+        return None
+
+
 def _part_bytes(part: Message, defects: list[str]) -> bytes:
     try:
         if part.get_content_type() == "message/rfc822" or part.is_multipart():
             inner = part.get_payload()
             if isinstance(inner, list):
-                return b"".join(sub.as_bytes() for sub in inner if isinstance(sub, Message))
+                return b"".join(sub.as_bytes(policy=_VERBATIM) for sub in inner if isinstance(sub, Message))
         payload = part.get_payload(decode=True)
     except Exception as exc:  # a nested message whose headers cannot be written back out
         defects.append(f"attachment: {type(exc).__name__}")
@@ -174,10 +300,28 @@ def _part_bytes(part: Message, defects: list[str]) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
+# A forwarded mail written back as it came: headers not refolded or re-encoded, CRLF as on the wire.
+_VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
+
+
+_QUOTED_NAME = re.compile(r'\b(?:file)?name\s*=\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
+
+
+def _windows_path_tail(part: Message) -> str | None:
+    """Outlook writes Windows paths into quoted filenames with bare backslashes, which MIME quoting reads as
+    escapes: "..\\Startup\\update.bat" arrives as "..Startupupdate.bat". The last path segment instead."""
+    for header in ("Content-Disposition", "Content-Type"):
+        for raw in _raw_values(part, header):
+            match = _QUOTED_NAME.search(raw.replace("\r\n", ""))
+            if match and re.search(r'\\[^"\\]', match.group(1)):
+                return _decode_raw(match.group(1).rsplit("\\", 1)[-1])
+    return None
+
+
 def _attachment(part: Message, data: bytes, position: int, defects: list[str]) -> ParsedAttachment:
     ctype = part.get_content_type()
     try:
-        filename = _clean(part.get_filename() or "")
+        filename = _clean(_windows_path_tail(part) or part.get_filename() or "")
     except Exception:
         filename = ""
     if not filename and ctype == "message/rfc822":
@@ -185,6 +329,8 @@ def _attachment(part: Message, data: bytes, position: int, defects: list[str]) -
         subject = ""
         if isinstance(inner, list) and inner:
             subject = _header(inner[0], "Subject", defects)
+        # A subject is no path: "Invoice 03/2026" must not be cut to "2026" by the filename sanitiser.
+        subject = subject.replace("/", "_").replace("\\", "_")
         filename = f"{subject or 'message'}.eml"
     content_id = _header(part, "Content-ID", defects).strip().strip("<>") or None
     try:
@@ -209,8 +355,9 @@ def _body_and_attachments(
         plain = msg.get_body(preferencelist=("plain",))
         html = msg.get_body(preferencelist=("html",))
     except Exception as exc:
+        # The stdlib trips over a nested multipart without a usable boundary: take the first text part.
         defects.append(f"structure: {type(exc).__name__}")
-        plain, html = (msg, None) if not msg.is_multipart() else (None, None)
+        plain, html = (msg, None) if not msg.is_multipart() else (_first_body_text(msg), None)
     if (
         plain is None
         and html is None
@@ -221,6 +368,7 @@ def _body_and_attachments(
         plain = msg
     html_source = _decode_part(html, defects) if html is not None else None
     texts = [_decode_part(plain, defects)] if plain is not None else []
+    unparsed: list[str] = []
     found: list[ParsedAttachment] = []
     try:
         leaves = list(_leaves(msg))
@@ -233,6 +381,10 @@ def _body_and_attachments(
         if plain is not None and _is_body_text(part, parent):
             texts.append(_decode_part(part, defects))
             continue
+        if part.get_content_maintype() == "multipart" and part.get_payload():
+            # A nested multipart without a usable boundary is one unparsed body: its text, not nothing.
+            unparsed.append(_decode_part(part, defects))
+            continue
         if part.get_content_maintype() == "multipart" or (
             part.get_content_type() == "text/plain" and not part.get_payload()
         ):
@@ -242,10 +394,23 @@ def _body_and_attachments(
         text = "\n".join(t for t in texts if t.strip()) if len(texts) > 1 else texts[0]
     else:
         text = html_to_text(html_source) if html_source is not None else ""
+    if unparsed:
+        text = "\n".join(t for t in [text, *unparsed] if t.strip())
     return text, (sanitize_html(html_source) if html_source is not None else None), found
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
+    try:
+        return _parse(raw)
+    except RecursionError:
+        # The stdlib parses MIME nesting, forwarded messages and header comments recursively: a few hundred
+        # levels of any of them (no client writes that) exhaust the stack wherever the mail is read.
+        raise NotAMessage(
+            "nested too deeply to read (MIME parts, attached messages or header comments)"
+        ) from None
+
+
+def _parse(raw: bytes) -> ParsedMail:
     if not raw.strip():
         raise NotAMessage("empty input")
     msg = BytesParser(policy=policy.default).parsebytes(raw)

@@ -329,15 +329,21 @@ def test_corpus_files_come_in_pairs() -> None:
 @pytest.mark.parametrize("name", FILES)
 def test_corpus_file(name: str, corpus: Corpus) -> None:
     problems = corpus.mismatches[name]
+    if "known_gap" in corpus.expected[name]:
+        # A documented limit: expected to mismatch, and the test says so the day it starts to pass.
+        assert problems, f"{name}.eml now comes out as expected: drop its known_gap"
+        pytest.xfail(corpus.expected[name]["known_gap"])
     assert not problems, f"{name}.eml ({corpus.expected[name]['description']}):\n" + "\n".join(problems)
 
 
 def test_corpus_summary(corpus: Corpus, capsys: pytest.CaptureFixture[str]) -> None:
     """How many messages come out with the expected ticket, threading, text and attachments: all of them."""
     failing = {name: problems for name, problems in corpus.mismatches.items() if problems}
+    gaps = sorted(name for name in failing if "known_gap" in corpus.expected[name])
     total = len(FILES)
     with capsys.disabled():
-        print(f"\ncorpus: {total - len(failing)}/{total} messages as expected")
+        print(f"\ncorpus: {total - len(failing)}/{total} messages as expected; known gaps: {', '.join(gaps)}")
+    failing = {name: problems for name, problems in failing.items() if name not in gaps}
     assert total >= MIN_FILES
     assert not failing, (
         f"corpus: {total - len(failing)}/{total} messages as expected; mismatches:\n"
