@@ -29,3 +29,10 @@ echo "piped a reply to the auto-reply: exit $?"
 echo; maildctl ticket list
 echo; maildctl spool list
 echo; echo "auto-replies in demo-data/data/outgoing/new: $(ls demo-data/data/outgoing/new | wc -l)"
+
+# Then the daemon itself, on the embedded default: SMTP on 127.0.0.1:2525, outgoing mail to the Maildir.
+# Send it a first mail from another shell:
+#   swaks --server 127.0.0.1:2525 --to support@example.com --from you@example.org --header 'Subject: Hello'
+# Stop it with Ctrl-C (it drains what is in flight).
+echo; echo "starting maild serve (Ctrl-C stops it)"
+exec maild serve
