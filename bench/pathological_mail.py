@@ -1,6 +1,6 @@
 """How long parsing takes for the pathological shapes of tests/test_fuzz.py (each once took minutes).
 
-    .venv/bin/python bench/pathological_mail.py
+.venv/bin/python bench/pathological_mail.py
 """
 
 from __future__ import annotations
