@@ -16,6 +16,7 @@ from email.header import decode_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses
+from functools import cached_property
 
 from maild.attachment_policy import sanitize_filename
 from maild.flowed import unflow
@@ -99,6 +100,11 @@ class ParsedAttachment:
     data: bytes
     content_id: str | None = None  # without the angle brackets, as `cid:` URLs name it
     inline: bool = False
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hashed once: dedupe, the attachment policy's record and the store all need it (30 MB mail)."""
+        return hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass

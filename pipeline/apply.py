@@ -4,7 +4,6 @@ from a participant become sub-customers (never desk addresses, agents or the sen
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 
@@ -67,7 +66,6 @@ def _attachment_rows(ctx: Context) -> tuple[list[Attachment], list[str]]:
     rows: list[Attachment] = []
     notes: list[str] = []
     for part in mail.attachments:
-        digest = hashlib.sha256(part.data).hexdigest()
         reason = refusal(
             part.filename,
             part.content_type,
@@ -76,7 +74,7 @@ def _attachment_rows(ctx: Context) -> tuple[list[Attachment], list[str]]:
             max_mb=desk.max_attachment_mb,
         )
         if reason is None and not ctx.dry_run:
-            attachments.store(ctx.cfg.attachment_dir, part.data)
+            attachments.store(ctx.cfg.attachment_dir, part.data, part.sha256)
         if reason is not None:
             notes.append(f"attachment {part.filename} refused: {reason}")
         if part.content_type == "application/ms-tnef" or part.filename.lower() == "winmail.dat":
@@ -89,7 +87,7 @@ def _attachment_rows(ctx: Context) -> tuple[list[Attachment], list[str]]:
                 filename=part.filename,
                 content_type=part.content_type[:255],
                 size=len(part.data),
-                sha256=digest,
+                sha256=part.sha256,
                 refused_reason=reason,
                 content_id=part.content_id[:255] if part.content_id else None,
                 inline=part.inline,

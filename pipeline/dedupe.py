@@ -22,7 +22,7 @@ def content_digest(mail: ParsedMail) -> str:
     for value in (mail.from_address, mail.subject, mail.text, mail.html or ""):
         digest.update(value.encode("utf-8", "surrogatepass") + b"\x00")
     for part in mail.attachments:
-        digest.update(hashlib.sha256(part.data).digest())
+        digest.update(bytes.fromhex(part.sha256))
     return digest.hexdigest()
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from storage.files import content_path, store_bytes
 
 
-def store(root: Path, data: bytes) -> str:
-    digest, _ = store_bytes(root, data)
+def store(root: Path, data: bytes, digest: str | None = None) -> str:
+    digest, _ = store_bytes(root, data, digest=digest)
     return digest
 
 

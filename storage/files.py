@@ -20,11 +20,12 @@ def content_path(root: Path, digest: str, suffix: str = "") -> Path:
     return root / digest[:2] / digest[2:4] / f"{digest}{suffix}"
 
 
-def store_bytes(root: Path, data: bytes, suffix: str = "") -> tuple[str, Path]:
+def store_bytes(root: Path, data: bytes, suffix: str = "", *, digest: str | None = None) -> tuple[str, Path]:
     """Write `data` under its sha256 and make it durable (write tmp, fsync, rename, fsync dir).
 
-    Returns (sha256 hex, path). Storing the same bytes twice is a no-op the second time."""
-    digest = hashlib.sha256(data).hexdigest()
+    Returns (sha256 hex, path). Storing the same bytes twice is a no-op the second time. `digest`, when the
+    caller hashed the bytes already, saves hashing them again."""
+    digest = digest or hashlib.sha256(data).hexdigest()
     path = content_path(root, digest, suffix)
     if path.exists() and path.stat().st_size == len(data):
         return digest, path
