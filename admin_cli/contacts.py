@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from admin_cli.common import App, UserError, iso, print_json, print_table
-from maild.addresses import base_address, is_valid, normalize
-from maild.participants import find_contact, get_or_create_contact
-from storage.models import Agent, Contact, DeskAddress, Participant
+from maild.addresses import is_valid, normalize
+from maild.participants import NotAddable, check_customer_address, find_contact, get_or_create_contact
+from storage.models import Contact, Participant
 
 
 def register(commands: Any) -> None:
@@ -32,10 +32,10 @@ def add_contact(app: App, args: argparse.Namespace) -> int:
     if not is_valid(email):
         raise UserError(f"invalid address {args.email!r}: give a plain address like bob@example.com")
     with app.session() as session:
-        if session.scalars(select(DeskAddress.id).where(DeskAddress.address == base_address(email))).first():
-            raise UserError(f"{email} is a desk address, not a contact")
-        if session.scalars(select(Agent.id).where(Agent.email == email)).first():
-            raise UserError(f"{email} is an agent, not a contact")
+        try:
+            check_customer_address(session, email)
+        except NotAddable as exc:
+            raise UserError(f"{exc}, not a contact") from None
         existed = find_contact(session, email) is not None
         contact = get_or_create_contact(session, email)
         if args.name.strip():

@@ -36,13 +36,18 @@ def is_participant(ticket: Ticket, email: str) -> bool:
     return any(p.contact.email == normalize(email) for p in ticket.participants)
 
 
-def add_cc(session: Session, ticket: Ticket, email: str, display_name: str = "") -> Participant:
-    """Make `email` a sub-customer; raises NotAddable for desk addresses, agents, the cap, or duplicates."""
-    email = normalize(email)
+def check_customer_address(session: Session, email: str) -> None:
+    """Raise NotAddable when `email` belongs to the helpdesk itself: a desk address or an agent."""
     if session.scalars(select(DeskAddress.id).where(DeskAddress.address == base_address(email))).first():
         raise NotAddable(f"{email} is a desk address")
     if session.scalars(select(Agent.id).where(Agent.email == email)).first():
         raise NotAddable(f"{email} is an agent")
+
+
+def add_cc(session: Session, ticket: Ticket, email: str, display_name: str = "") -> Participant:
+    """Make `email` a sub-customer; raises NotAddable for desk addresses, agents, the cap, or duplicates."""
+    email = normalize(email)
+    check_customer_address(session, email)
     if is_participant(ticket, email):
         raise NotAddable(f"{email} is on {ticket.number} already")
     if sum(1 for p in ticket.participants if p.role == "cc") >= MAX_CC:
