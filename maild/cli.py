@@ -15,6 +15,7 @@ def _parser() -> argparse.ArgumentParser:
         "pipe", help="read one message on stdin (MTA pipe transport); exit per sysexits"
     )
     pipe.add_argument("--recipient", help="envelope recipient (default: Delivered-To, X-Original-To, To)")
+    pipe.add_argument("--sender", default="", help="envelope sender (Postfix: ${sender}; empty for bounces)")
     commands.add_parser("check-config", help="validate the config file and exit (0 ok, 78 invalid)")
     commands.add_parser(
         "serve", help="run the daemon: LMTP/SMTP listeners and pipeline workers; JSON log lines on stdout"
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "pipe":
         from maild.pipe import run_pipe
 
-        return run_pipe(args.config, args.recipient)
+        return run_pipe(args.config, args.recipient, mail_from=args.sender)
     if args.command == "serve":
         from maild.serve import run_serve
 

@@ -158,7 +158,7 @@ class Intake:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            self._executor, self._spool, raw, recipients, "lmtp" if lmtp else "smtp"
+            self._executor, self._spool, raw, recipients, "lmtp" if lmtp else "smtp", envelope.mail_from or ""
         )
         # Whatever reached the spool is processed, even if the client hangs up before its 250.
         future.add_done_callback(self._hand_over)
@@ -198,12 +198,13 @@ class Intake:
         log.error("session_error", error=describe(error))
         return TRY_LATER
 
-    def _spool(self, raw: bytes, recipients: tuple[str, ...], ingress: str) -> Spooled:
+    def _spool(self, raw: bytes, recipients: tuple[str, ...], ingress: str, mail_from: str) -> Spooled:
         """Blocking: the bytes fsynced first, then the rows committed (one transaction for all)."""
         digest = write_raw(self._cfg.spool_dir, raw)
         with transaction(self._factory) as session:
             ids = tuple(
-                record_received(session, digest, len(raw), normalize(rcpt), ingress).id for rcpt in recipients
+                record_received(session, digest, len(raw), normalize(rcpt), ingress, mail_from).id
+                for rcpt in recipients
             )
         return Spooled(ids, recipients, message_id_of(raw), len(raw), ingress)
 

@@ -21,7 +21,9 @@ def _say(line: str) -> None:
     print(f"maild pipe: {line}", file=sys.stderr)
 
 
-def run_pipe(config: str | None, recipient: str | None, stdin: bytes | None = None) -> int:
+def run_pipe(
+    config: str | None, recipient: str | None, stdin: bytes | None = None, mail_from: str = ""
+) -> int:
     try:
         cfg = load_config(config)
     except ConfigError as exc:
@@ -47,7 +49,7 @@ def run_pipe(config: str | None, recipient: str | None, stdin: bytes | None = No
     factory = make_sessionmaker(engine)
     try:
         with transaction(factory) as session:
-            entry = record_received(session, digest, len(raw), normalize(recipient or ""), "pipe")
+            entry = record_received(session, digest, len(raw), normalize(recipient or ""), "pipe", mail_from)
             spool_id = entry.id
         result = process(factory, cfg, spool_id)
     except Exception as exc:

@@ -12,6 +12,21 @@ if ! command -v pg_virtualenv >/dev/null || ! ls /usr/lib/postgresql/*/bin/initd
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-common >/dev/null
 fi
 
+# The end-to-end tests talk to real mail servers: Postfix as the MTA, Dovecot for IMAP and mailboxes, swaks as
+# the customer's client. Each test starts its own instance on loopback with a config under a temporary directory;
+# the packages' own services are not used.
+missing=()
+command -v postfix >/dev/null || missing+=(postfix)
+command -v dovecot >/dev/null || missing+=(dovecot-imapd dovecot-lmtpd)
+command -v swaks >/dev/null || missing+=(swaks)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test: installing ${missing[*]} from Debian's packages" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Tests that need one of these servers fail instead of skipping when it is missing.
+export MAILD_REQUIRE_SERVERS=1
+
 .venv/bin/ruff check .
 
 echo "== tests on SQLite"

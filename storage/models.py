@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -56,6 +57,11 @@ class Desk(Base):
     # Comma-separated extensions ("pdf,png"); empty: any but executables and scripts.
     allowed_extensions: Mapped[str] = mapped_column(String(500), default="", server_default="")
     max_attachment_mb: Mapped[int] = mapped_column(Integer, default=25, server_default="25")
+    # Auto-close: after this many hours without activity (0 = never), only from these statuses.
+    auto_close_hours: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    auto_close_statuses: Mapped[str] = mapped_column(
+        String(500), default="waiting,resolved", server_default="waiting,resolved"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     addresses: Mapped[list[DeskAddress]] = relationship(
@@ -227,6 +233,7 @@ class SpoolEntry(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))
     recipient: Mapped[str] = mapped_column(String(320), default="")
+    mail_from: Mapped[str] = mapped_column(String(320), default="", server_default="")  # envelope sender
     ingress: Mapped[str] = mapped_column(String(10))
     size: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(10), default="received", index=True)
@@ -251,7 +258,8 @@ class OutboxMessage(Base):
     template: Mapped[str] = mapped_column(String(50))
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     mail_from: Mapped[str] = mapped_column(String(320))
-    rcpt_to: Mapped[list[Any]] = mapped_column()
+    rcpt_to: Mapped[list[Any]] = mapped_column()  # recipients still to be served
+    delivered_to: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")  # who accepted it
     subject: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(10), default="queued", index=True)
@@ -260,6 +268,18 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ImapState(Base):
+    """How far IMAP polling of one account's folder got: its UIDVALIDITY and the last UID spooled."""
+
+    __tablename__ = "imap_state"
+
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)  # the [[imap]] entry's name
+    folder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class AuditLog(Base):

@@ -26,7 +26,9 @@ def read_raw(spool_dir: Path, entry: SpoolEntry) -> bytes:
     return content_path(spool_dir, entry.sha256, ".eml").read_bytes()
 
 
-def record_received(session: Session, digest: str, size: int, recipient: str, ingress: str) -> SpoolEntry:
+def record_received(
+    session: Session, digest: str, size: int, recipient: str, ingress: str, mail_from: str = ""
+) -> SpoolEntry:
     """Insert the 'received' row, or return the one a crashed earlier delivery of the same bytes left."""
     from sqlalchemy import select
 
@@ -39,7 +41,10 @@ def record_received(session: Session, digest: str, size: int, recipient: str, in
     ).first()
     if pending is not None:
         return pending
-    entry = SpoolEntry(sha256=digest, recipient=recipient, ingress=ingress, size=size)
+    # The envelope sender is what a bounce is recognised by (VERP) and what a null sender (<>) means.
+    entry = SpoolEntry(
+        sha256=digest, recipient=recipient, ingress=ingress, size=size, mail_from=mail_from[:320]
+    )
     session.add(entry)
     session.flush()
     return entry
