@@ -70,6 +70,8 @@ class Config:
     smtp_timeout: float
     ticket_url: str
     listen: Listen = Listen()
+    # Temporary failures (4xx, no connection) are retried this long, then the mail is given up as failed.
+    retry_hours: float = 120.0
 
     @property
     def spool_dir(self) -> Path:
@@ -97,7 +99,7 @@ _SCHEMA: dict[str, Any] = {
     "data_dir": str,
     "ticket_url": str,
     "database": {"url": str, "busy_timeout_ms": int},
-    "outgoing": {"smarthost": str, "timeout": (int, float)},
+    "outgoing": {"smarthost": str, "timeout": (int, float), "retry_hours": (int, float)},
     "listen": {
         "lmtp": (str, list),
         "smtp": (str, list),
@@ -261,6 +263,9 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     timeout = float(outgoing.get("timeout", 30))
     if timeout <= 0:
         raise ConfigError("outgoing.timeout", "must be > 0 seconds")
+    retry_hours = float(outgoing.get("retry_hours", 120))
+    if retry_hours <= 0:
+        raise ConfigError("outgoing.retry_hours", "must be > 0 hours (Postfix gives up after 120)")
     return Config(
         path=path,
         data_dir=data_dir,
@@ -268,6 +273,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         busy_timeout_ms=busy,
         smarthost=_parse_hostport("outgoing.smarthost", smarthost) if smarthost else None,
         smtp_timeout=timeout,
+        retry_hours=retry_hours,
         ticket_url=raw.get("ticket_url", ""),
         listen=_parse_listen(raw.get("listen", {}), path),
     )
