@@ -1,15 +1,18 @@
-"""maildctl outbox list|flush and spool list: what went out, and what came in with its outcome."""
+"""maildctl outbox list|show|retry|flush and spool list: what went out, and what came in with its outcome."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import sys
+from email import message_from_bytes, policy
 from typing import Any
 
 from sqlalchemy import select
 
 from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.sender import flush
-from storage.models import OutboxMessage, SpoolEntry, Ticket
+from storage.models import AuditLog, OutboxMessage, SpoolEntry, Ticket, utcnow
 
 OUTBOX_STATUSES = ("queued", "sent", "failed")
 SPOOL_OUTCOMES = ("created", "replied", "duplicate", "quarantined", "unknown_recipient", "rejected")
@@ -22,6 +25,17 @@ def register(commands: Any) -> None:
     lst.add_argument("--status", help=f"only this status ({', '.join(OUTBOX_STATUSES)})")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_outbox)
+    show = sub.add_parser("show", help="one outgoing mail: recipients, attempts, errors, headers")
+    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--raw", action="store_true", help="print the message itself, as sent")
+    show.set_defaults(handler=show_outbox)
+    retry = sub.add_parser(
+        "retry", help="send again now: a queued mail at once, a failed one to the recipients it failed for"
+    )
+    retry.add_argument("ids", type=int, nargs="*", metavar="ID")
+    retry.add_argument("--failed", action="store_true", help="every failed mail")
+    retry.set_defaults(handler=retry_outbox)
     fl = sub.add_parser("flush", help="send what is due now")
     fl.set_defaults(handler=flush_outbox)
 
@@ -34,6 +48,28 @@ def register(commands: Any) -> None:
     lst.set_defaults(handler=list_spool)
 
 
+def _outbox_fields(row: OutboxMessage, number: str | None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "ticket": number,
+        "template": row.template,
+        # every recipient, whatever became of them; `pending` are those still to be served
+        "to": list(dict.fromkeys([*row.delivered_to, *row.failed_to, *row.rcpt_to])),
+        "pending": list(row.rcpt_to),
+        "subject": row.subject,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": iso(row.next_attempt_at) if row.status == "queued" else None,
+        "last_error": row.last_error,
+        "message_id": row.message_id,
+        "created_at": iso(row.created_at),
+        "sent_at": iso(row.sent_at),
+        "delivered_to": list(row.delivered_to),
+        "failed_to": list(row.failed_to),
+        "retry_until": iso(row.retry_until),
+    }
+
+
 def list_outbox(app: App, args: argparse.Namespace) -> int:
     if args.status and args.status not in OUTBOX_STATUSES:
         raise UserError(f"unknown --status {args.status!r}: use one of {', '.join(OUTBOX_STATUSES)}")
@@ -42,20 +78,7 @@ def list_outbox(app: App, args: argparse.Namespace) -> int:
         query = query.where(OutboxMessage.status == args.status)
     with app.session() as session:
         rows = [
-            {
-                "id": row.id,
-                "ticket": number,
-                "template": row.template,
-                "to": list(row.rcpt_to),
-                "subject": row.subject,
-                "status": row.status,
-                "attempts": row.attempts,
-                "next_attempt_at": iso(row.next_attempt_at) if row.status == "queued" else None,
-                "last_error": row.last_error,
-                "message_id": row.message_id,
-                "created_at": iso(row.created_at),
-                "sent_at": iso(row.sent_at),
-            }
+            _outbox_fields(row, number)
             for row, number in session.execute(query.order_by(OutboxMessage.id.desc()))
         ]
     if args.json:
@@ -76,6 +99,76 @@ def list_outbox(app: App, args: argparse.Namespace) -> int:
                 for r in rows
             ],
         )
+    return 0
+
+
+def _load(session: Any, outbox_id: int) -> tuple[OutboxMessage, str | None]:
+    found = session.execute(
+        select(OutboxMessage, Ticket.number)
+        .outerjoin(Ticket, OutboxMessage.ticket_id == Ticket.id)
+        .where(OutboxMessage.id == outbox_id)
+    ).first()
+    if found is None:
+        raise UserError(f"no outgoing mail with id {outbox_id}: see `maildctl outbox list`")
+    return found[0], found[1]
+
+
+def show_outbox(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        row, number = _load(session, args.id)
+        fields = _outbox_fields(row, number)
+        raw = bytes(row.raw)
+    if args.raw:
+        sys.stdout.buffer.write(raw)
+        return 0
+    message = message_from_bytes(raw, policy=policy.default)
+    fields["headers"] = {name: str(value) for name, value in message.items()}
+    fields["size"] = len(raw)
+    if args.json:
+        print_json(fields)
+        return 0
+    for key in ("id", "status", "ticket", "template", "subject", "message_id", "created_at", "sent_at"):
+        print(f"{key}: {fields[key] if fields[key] is not None else ''}")
+    print(f"pending: {', '.join(fields['pending']) or '-'}")
+    print(f"delivered to: {', '.join(fields['delivered_to']) or '-'}")
+    print(f"failed for: {', '.join(fields['failed_to']) or '-'}")
+    print(f"attempts: {fields['attempts']}, next: {fields['next_attempt_at'] or '-'}")
+    if fields["last_error"]:
+        print(f"last error: {fields['last_error']}")
+    print()
+    for name, value in fields["headers"].items():
+        print(f"{name}: {value}")
+    return 0
+
+
+def retry_outbox(app: App, args: argparse.Namespace) -> int:
+    if bool(args.ids) == args.failed:
+        raise UserError("give the outbox ids to retry, or --failed for every failed mail (not both)")
+    now = utcnow()
+    with app.session() as session:
+        if args.failed:
+            rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed")))
+        else:
+            rows = [_load(session, outbox_id)[0] for outbox_id in dict.fromkeys(args.ids)]
+        for row in rows:
+            if row.status == "sent" and not row.failed_to:
+                raise UserError(f"outbox {row.id} was delivered to every recipient: nothing to retry")
+            before = {"status": row.status, "to": list(row.rcpt_to), "failed_to": list(row.failed_to)}
+            row.rcpt_to = list(dict.fromkeys([*row.rcpt_to, *row.failed_to]))
+            row.failed_to = []
+            row.status, row.next_attempt_at = "queued", now
+            row.retry_until = now + dt.timedelta(hours=app.cfg.retry_hours)
+            session.add(
+                AuditLog(
+                    actor="maildctl",
+                    action="outbox_retry",
+                    ticket_id=row.ticket_id,
+                    detail={"outbox_id": row.id, "before": before, "to": list(row.rcpt_to)},
+                )
+            )
+        ids = [row.id for row in rows]
+    result = flush(app.factory, app.cfg, ids)
+    print(f"retried {len(ids)}: sent {result.sent}, deferred {result.deferred}, failed {result.failed}")
     return 0
 
 

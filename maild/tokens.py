@@ -75,3 +75,35 @@ def token_of(address: str) -> str | None:
     """The `+detail` of an address, if any."""
     local = address.rpartition("@")[0]
     return local.split("+", 1)[1] if "+" in local else None
+
+
+# --- VERP: the envelope sender of each outgoing mail names the outbox row and the recipient -------------
+
+BOUNCE_LOCAL = "bounces"
+_BOUNCE_TOKEN = re.compile(rf"^([0-9a-f]+)-([a-z2-7]{{{_MAC_CHARS}}})$")
+
+
+def _bounce_mac(secret: bytes, outbox_id: int, recipient: str) -> str:
+    message = f"bounce:{outbox_id}:{recipient.lower()}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return base64.b32encode(digest).decode().lower()[:_MAC_CHARS]
+
+
+def bounce_address(secret: bytes, desk_address: str, outbox_id: int, recipient: str) -> str:
+    """`bounces+<outbox id>-<mac>@<desk domain>`: a bounce to it tells which mail failed for whom. The
+    recipient is only in the MAC (not readable in the address), so a DSN that names no recipient is
+    matched by trying the row's recipients."""
+    domain = desk_address.rpartition("@")[2]
+    return f"{BOUNCE_LOCAL}+{outbox_id:x}-{_bounce_mac(secret, outbox_id, recipient)}@{domain}"
+
+
+def parse_bounce_address(address: str) -> tuple[int, str] | None:
+    """(outbox id, mac) of a VERP address, unverified: `bounce_matches` checks a recipient against it."""
+    local = address.rpartition("@")[0].lower()
+    prefix, _, token = local.partition("+")
+    match = _BOUNCE_TOKEN.match(token) if prefix == BOUNCE_LOCAL else None
+    return (int(match[1], 16), match[2]) if match else None
+
+
+def bounce_matches(secret: bytes, outbox_id: int, mac: str, recipient: str) -> bool:
+    return hmac.compare_digest(mac, _bounce_mac(secret, outbox_id, recipient))

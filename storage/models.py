@@ -260,6 +260,10 @@ class OutboxMessage(Base):
     mail_from: Mapped[str] = mapped_column(String(320))
     rcpt_to: Mapped[list[Any]] = mapped_column()  # recipients still to be served
     delivered_to: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")  # who accepted it
+    failed_to: Mapped[list[Any]] = mapped_column(
+        default=list, server_default="[]"
+    )  # given up on (5xx, expiry)
+    retry_until: Mapped[dt.datetime | None] = mapped_column(DateTime)  # temporary failures retried until then
     subject: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(10), default="queued", index=True)

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.outgoing import queue_mail
-from maild.sender import BACKOFF_BASE, FlushResult, backoff, flush
-from storage.models import Contact, Desk, DeskAddress, OutboxMessage, Ticket
+from maild.sender import BACKOFF_BASE, CLAIM_LEASE, FlushResult, backoff, claim, flush
+from maild.tokens import bounce_address, bounce_matches, load_secret, parse_bounce_address
+from storage.models import Contact, Desk, DeskAddress, Message, OutboxMessage, Ticket
 from tests.conftest import run_cli
 
 NOW = dt.datetime(2026, 3, 7, 12, 0, tzinfo=dt.UTC)
@@ -168,7 +169,7 @@ def test_flush_delivers_to_the_outgoing_maildir(
     assert len(list((cfg.outgoing_maildir / "new").iterdir())) == 1
 
 
-def test_flush_sends_only_what_is_due_unless_asked_by_id(
+def test_flush_sends_only_what_is_due_and_ids_only_narrow_it(
     session_factory: sessionmaker[Session], cfg: Config, ticket_id: int
 ) -> None:
     later = queue(session_factory, cfg, ticket_id, now=NOW + dt.timedelta(minutes=10))
@@ -178,7 +179,12 @@ def test_flush_sends_only_what_is_due_unless_asked_by_id(
     assert outbox_row(session_factory, due).status == "sent"
     assert outbox_row(session_factory, later).status == "queued"
 
-    assert flush(session_factory, cfg, ids=[later], now=NOW) == FlushResult(1, 0, 0)
+    # ids narrow what is sent, they do not make a row due: `maildctl outbox retry` does that
+    assert flush(session_factory, cfg, ids=[later], now=NOW) == FlushResult(0, 0, 0)
+    assert flush(session_factory, cfg, ids=[due], now=NOW + dt.timedelta(hours=1)) == FlushResult(0, 0, 0)
+    assert flush(session_factory, cfg, ids=[later], now=NOW + dt.timedelta(minutes=10)) == FlushResult(
+        1, 0, 0
+    )
     assert outbox_row(session_factory, later).status == "sent"
     assert len(list((cfg.outgoing_maildir / "new").iterdir())) == 2
 
@@ -209,10 +215,22 @@ def test_smarthost_receives_the_message_with_its_envelope(
 
     assert flush(session_factory, via(cfg, port), now=NOW) == FlushResult(1, 0, 0)
 
-    [(mail_from, rcpt_tos, content)] = handler.envelopes
+    # one transaction per recipient, each with its own VERP envelope sender naming the row and recipient
+    assert [rcpts for _, rcpts, _ in handler.envelopes] == [["carol@customer.test"], ["dave@customer.test"]]
+    senders = [mail_from for mail_from, _, _ in handler.envelopes]
+    secret = load_secret(cfg.data_dir)
+    for sender, rcpt in zip(senders, ["carol@customer.test", "dave@customer.test"], strict=True):
+        assert sender.startswith("bounces+") and sender.endswith("@example.com")
+        parsed = parse_bounce_address(sender)
+        assert parsed is not None and parsed[0] == outbox_id
+        assert bounce_matches(secret, outbox_id, parsed[1], rcpt)
+        assert sender == bounce_address(secret, "support@example.com", outbox_id, rcpt)
+    assert senders[0] != senders[1]
+    assert not bounce_matches(secret, outbox_id, parse_bounce_address(senders[0])[1], "dave@customer.test")  # type: ignore[index]
+    content = handler.envelopes[0][2]
+    assert handler.envelopes[1][2] == content
     row = outbox_row(session_factory, outbox_id)
-    assert mail_from == "support@example.com"
-    assert rcpt_tos == ["carol@customer.test", "dave@customer.test"]
+    assert row.delivered_to == ["carol@customer.test", "dave@customer.test"] and row.rcpt_to == []
     received = message_from_bytes(content, policy=policy.default)
     assert received["Message-ID"] == row.message_id
     assert received["Subject"] == "[SUP-1] Printer on fire"
@@ -433,3 +451,141 @@ def test_a_temporary_refusal_of_one_recipient_retries_only_that_one(
     # carol got it once, dave once: nobody twice
     assert [rcpts for _, rcpts, _ in handler.envelopes] == [["carol@customer.test"], ["dave@customer.test"]]
     assert outbox_row(session_factory, outbox_id).status == "sent"
+
+
+def system_notes(factory: sessionmaker[Session], ticket_id: int) -> list[str]:
+    with factory() as s:
+        return list(
+            s.scalars(select(Message.text).where(Message.ticket_id == ticket_id, Message.kind == "system"))
+        )
+
+
+def test_a_permanent_refusal_puts_a_note_on_the_ticket(
+    session_factory: sessionmaker[Session], cfg: Config, ticket_id: int, smtp: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp
+    handler.refuse = {"dave@customer.test": PERM_550}
+    outbox_id = queue(session_factory, cfg, ticket_id, to=("carol@customer.test", "dave@customer.test"))
+
+    assert flush(session_factory, via(cfg, port), now=NOW) == FlushResult(1, 0, 0)
+
+    row = outbox_row(session_factory, outbox_id)
+    assert (row.delivered_to, row.failed_to, row.rcpt_to) == (
+        ["carol@customer.test"],
+        ["dave@customer.test"],
+        [],
+    )
+    [note] = system_notes(session_factory, ticket_id)
+    assert "could not be delivered" in note
+    assert "dave@customer.test: 550" in note and "No such user here" in note
+    assert "carol@customer.test" not in note
+
+
+def test_temporary_failures_are_given_up_after_retry_hours_with_a_note(
+    session_factory: sessionmaker[Session], cfg: Config, ticket_id: int, smtp: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp
+    handler.rcpt_reply = TEMP_451
+    outbox_id = queue(session_factory, cfg, ticket_id)
+    cfg = dataclasses.replace(via(cfg, port), retry_hours=2)
+
+    assert flush(session_factory, cfg, now=NOW) == FlushResult(0, 1, 0)
+    assert system_notes(session_factory, ticket_id) == []
+    row = outbox_row(session_factory, outbox_id)
+    assert row.retry_until == NAIVE + dt.timedelta(hours=2)
+
+    assert flush(session_factory, cfg, now=NOW + dt.timedelta(hours=1)) == FlushResult(0, 1, 0)
+    assert flush(session_factory, cfg, now=NOW + dt.timedelta(hours=2)) == FlushResult(0, 0, 1)
+
+    row = outbox_row(session_factory, outbox_id)
+    assert (row.status, row.failed_to, row.rcpt_to) == ("failed", ["carol@customer.test"], [])
+    [note] = system_notes(session_factory, ticket_id)
+    assert "retried for 2 hours" in note and "451" in note
+    assert handler.envelopes == []
+
+
+def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(
+    session_factory: sessionmaker[Session], cfg: Config, ticket_id: int
+) -> None:
+    first = queue(session_factory, cfg, ticket_id)
+    second = queue(session_factory, cfg, ticket_id)
+
+    assert claim(session_factory, NAIVE, limit=1) == [first]
+    assert claim(session_factory, NAIVE) == [second]  # another sender takes what is left
+    assert claim(session_factory, NAIVE) == []
+    # a sender that died while sending: the row is due again once the lease is over (at least once)
+    assert claim(session_factory, NAIVE + CLAIM_LEASE) == [first, second]
+    # and a flush meanwhile sends nothing twice
+    assert flush(session_factory, cfg, now=NOW) == FlushResult(0, 0, 0)
+    assert flush(session_factory, cfg, now=NOW + 2 * CLAIM_LEASE) == FlushResult(2, 0, 0)
+
+
+def test_maildctl_outbox_show_and_retry_a_failed_mail(
+    session_factory: sessionmaker[Session],
+    cfg: Config,
+    ticket_id: int,
+    smtp: tuple[Recorder, int],
+    config_file: Path,
+) -> None:
+    handler, port = smtp
+    handler.refuse = {"dave@customer.test": PERM_550}
+    outbox_id = queue(session_factory, cfg, ticket_id, to=("carol@customer.test", "dave@customer.test"))
+    config_file.write_text(config_file.read_text() + f'\n[outgoing]\nsmarthost = "127.0.0.1:{port}"\n')
+    assert flush(session_factory, via(cfg, port)) == FlushResult(1, 0, 0)
+
+    shown = run_cli("maildctl", "outbox", "show", str(outbox_id), "--json", config=config_file)
+    assert shown.returncode == 0, shown.stderr
+    fields = json.loads(shown.stdout)
+    assert fields["status"] == "sent" and fields["ticket"] == "SUP-1"
+    assert fields["delivered_to"] == ["carol@customer.test"]
+    assert fields["failed_to"] == ["dave@customer.test"]
+    assert fields["headers"]["Subject"] == "[SUP-1] Printer on fire"
+    text = run_cli("maildctl", "outbox", "show", str(outbox_id), config=config_file)
+    assert "failed for: dave@customer.test" in text.stdout and "550" in text.stdout
+    raw = run_cli("maildctl", "outbox", "show", str(outbox_id), "--raw", config=config_file)
+    assert raw.stdout.replace("\r\n", "\n") == outbox_row(session_factory, outbox_id).raw.decode().replace(
+        "\r\n", "\n"
+    )
+
+    # dave's mailbox exists now: retry sends to dave only, not again to carol
+    handler.refuse = {}
+    retried = run_cli("maildctl", "outbox", "retry", str(outbox_id), config=config_file)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.strip() == "retried 1: sent 1, deferred 0, failed 0"
+    assert [rcpts for _, rcpts, _ in handler.envelopes] == [["carol@customer.test"], ["dave@customer.test"]]
+    row = outbox_row(session_factory, outbox_id)
+    assert (row.status, row.delivered_to, row.failed_to) == (
+        "sent",
+        ["carol@customer.test", "dave@customer.test"],
+        [],
+    )
+
+    again = run_cli("maildctl", "outbox", "retry", str(outbox_id), config=config_file)
+    assert again.returncode == 1
+    assert again.stderr.strip().endswith("was delivered to every recipient: nothing to retry")
+    missing = run_cli("maildctl", "outbox", "show", "999", config=config_file)
+    assert missing.returncode == 1 and "no outgoing mail with id 999" in missing.stderr
+    assert "Traceback" not in missing.stderr + again.stderr
+    neither = run_cli("maildctl", "outbox", "retry", config=config_file)
+    assert neither.returncode == 1 and "--failed" in neither.stderr
+
+
+def test_maildctl_outbox_retry_failed_requeues_every_failed_mail(
+    session_factory: sessionmaker[Session],
+    cfg: Config,
+    ticket_id: int,
+    smtp: tuple[Recorder, int],
+    config_file: Path,
+) -> None:
+    handler, port = smtp
+    handler.rcpt_reply = PERM_550
+    failed = [queue(session_factory, cfg, ticket_id), queue(session_factory, cfg, ticket_id)]
+    assert flush(session_factory, via(cfg, port)) == FlushResult(0, 0, 2)
+    handler.rcpt_reply = None
+    config_file.write_text(config_file.read_text() + f'\n[outgoing]\nsmarthost = "127.0.0.1:{port}"\n')
+
+    proc = run_cli("maildctl", "outbox", "retry", "--failed", config=config_file)
+
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "retried 2: sent 2, deferred 0, failed 0"
+    assert [outbox_row(session_factory, i).status for i in failed] == ["sent", "sent"]

@@ -33,6 +33,8 @@ def upgrade() -> None:
 
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("delivered_to", sa.JSON(), server_default="[]", nullable=False))
+        batch_op.add_column(sa.Column("failed_to", sa.JSON(), server_default="[]", nullable=False))
+        batch_op.add_column(sa.Column("retry_until", sa.DateTime(), nullable=True))
 
     op.create_table(
         "imap_state",
@@ -48,6 +50,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("imap_state")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_column("retry_until")
+        batch_op.drop_column("failed_to")
         batch_op.drop_column("delivered_to")
     with op.batch_alter_table("spool", schema=None) as batch_op:
         batch_op.drop_column("mail_from")
