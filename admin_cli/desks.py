@@ -12,7 +12,7 @@ from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.addresses import is_valid, normalize
 from maild.attachment_policy import parse_extensions
 from numbering.pattern import Pattern, PatternError
-from storage.models import AuditLog, Desk, DeskAddress
+from storage.models import TICKET_STATUSES, AuditLog, Desk, DeskAddress
 
 
 def register(commands: Any) -> None:
@@ -64,6 +64,16 @@ def _option_arguments(parser: argparse.ArgumentParser) -> None:
         help="attachments kept, e.g. 'pdf,png,jpg' ('' = any but executables and scripts, the default)",
     )
     parser.add_argument("--max-attachment-mb", type=int, help="larger attachments are refused (default 25)")
+    parser.add_argument(
+        "--auto-close-hours",
+        type=int,
+        help="close tickets after this many hours without activity, with the auto_close mail (0 = never, "
+        "the default)",
+    )
+    parser.add_argument(
+        "--auto-close-statuses",
+        help="only tickets in these statuses are auto-closed (default 'waiting,resolved')",
+    )
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,6 +87,21 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         if not 1 <= args.max_attachment_mb <= 2048:
             raise UserError(f"--max-attachment-mb must be between 1 and 2048, got {args.max_attachment_mb}")
         options["max_attachment_mb"] = args.max_attachment_mb
+    if args.auto_close_hours is not None:
+        if not 0 <= args.auto_close_hours <= 24 * 3650:
+            raise UserError(
+                f"--auto-close-hours must be between 0 (never) and 87600, got {args.auto_close_hours}"
+            )
+        options["auto_close_hours"] = args.auto_close_hours
+    if args.auto_close_statuses is not None:
+        statuses = list(dict.fromkeys(s.strip() for s in args.auto_close_statuses.split(",") if s.strip()))
+        unknown = [s for s in statuses if s not in TICKET_STATUSES or s == "closed"]
+        if not statuses or unknown:
+            raise UserError(
+                f"invalid --auto-close-statuses {args.auto_close_statuses!r}: give a list of "
+                f"{', '.join(s for s in TICKET_STATUSES if s != 'closed')}"
+            )
+        options["auto_close_statuses"] = ",".join(statuses)
     if args.allowed_extensions is not None:
         extensions = parse_extensions(args.allowed_extensions)
         bad = sorted(e for e in extensions if not e.isalnum())
@@ -102,6 +127,8 @@ def desk_json(desk: Desk) -> dict[str, Any]:
         "replies_only": desk.replies_only,
         "allowed_extensions": [e for e in desk.allowed_extensions.split(",") if e],
         "max_attachment_mb": desk.max_attachment_mb,
+        "auto_close_hours": desk.auto_close_hours,
+        "auto_close_statuses": [s for s in desk.auto_close_statuses.split(",") if s],
         # sorted: the agent_desks relationship has no order, and PostgreSQL returned it differently
         # from SQLite (`agent list` sorts its desks the same way)
         "agents": sorted(agent.email for agent in desk.agents),
