@@ -56,6 +56,61 @@ class Listen:
     tls_key: Path | None = None
 
 
+@dataclass(frozen=True)
+class ImapAccount:
+    """One `[[imap]]` entry: a mailbox `maild serve` polls, whose mail goes to `desk`."""
+
+    name: str  # unique; the key of its polling state (ImapState.account)
+    desk: str
+    host: str
+    username: str
+    port: int = 993
+    tls: bool = True  # IMAPS; plain IMAP only to a loopback host (tests, a local Dovecot)
+    password_env: str | None = None
+    password_file: Path | None = None
+    folder: str = "INBOX"
+    move_to: str | None = None  # after spooling: move there instead of setting \Seen
+    poll_seconds: float = 60.0
+    idle: bool = True
+
+    def password(self) -> str:
+        """Read when needed, not at load: `maild pipe` and maildctl (another user, often) must not fail on
+        a secret only `maild serve` needs. Raises ConfigError naming the key."""
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env, "")
+            if not value:
+                raise ConfigError(
+                    f"imap.{self.name}.password_env", f"environment variable {self.password_env} is not set"
+                )
+            return value
+        assert self.password_file is not None  # parsing guarantees exactly one of the two
+        key = f"imap.{self.name}.password_file"
+        try:
+            value = self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(key, f"cannot read {self.password_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(key, f"{self.password_file} is not UTF-8") from None
+        if not value:
+            raise ConfigError(key, f"{self.password_file} is empty")
+        return value
+
+
+def check_imap_secrets(cfg: Config) -> None:
+    """Every IMAP password can be read now (for `maild check-config` and `maild serve` at start)."""
+    for account in cfg.imap:
+        account.password()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The `[scheduler]` table: how often `maild serve` runs its periodic jobs, in seconds."""
+
+    outbox_seconds: float = 30.0  # send what is due (retries; mail queued by maildctl or a crashed sender)
+    auto_close_seconds: float = 300.0
+    recovery_seconds: float = 60.0  # spool rows left 'received' by a transient failure
+
+
 # Each worker holds one database connection, intake threads one each; the engine's pool has 5 + 10 overflow.
 MAX_WORKERS = 10
 
@@ -72,6 +127,8 @@ class Config:
     listen: Listen = Listen()
     # Temporary failures (4xx, no connection) are retried this long, then the mail is given up as failed.
     retry_hours: float = 120.0
+    schedule: Schedule = Schedule()
+    imap: tuple[ImapAccount, ...] = ()
 
     @property
     def spool_dir(self) -> Path:
@@ -100,6 +157,11 @@ _SCHEMA: dict[str, Any] = {
     "ticket_url": str,
     "database": {"url": str, "busy_timeout_ms": int},
     "outgoing": {"smarthost": str, "timeout": (int, float), "retry_hours": (int, float)},
+    "scheduler": {
+        "outbox_seconds": (int, float),
+        "auto_close_seconds": (int, float),
+        "recovery_seconds": (int, float),
+    },
     "listen": {
         "lmtp": (str, list),
         "smtp": (str, list),
@@ -110,9 +172,14 @@ _SCHEMA: dict[str, Any] = {
         "tls_cert": str,
         "tls_key": str,
     },
+    "imap": list,  # [[imap]]: each entry is checked by _parse_imap
 }
 
-_KINDS = {(int, float): "a number", (str, list): "a string or a list of strings"}
+_KINDS = {
+    (int, float): "a number",
+    (str, list): "a string or a list of strings",
+    list: "an array of tables ([[imap]] per entry)",
+}
 
 
 def _check_keys(table: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> None:
@@ -211,6 +278,120 @@ def _parse_listen(table: dict[str, Any], path: Path | None) -> Listen:
     )
 
 
+_IMAP_SCHEMA: dict[str, Any] = {
+    "name": str,
+    "desk": str,
+    "host": str,
+    "port": int,
+    "tls": bool,
+    "username": str,
+    "password_env": str,
+    "password_file": str,
+    "folder": str,
+    "move_to": str,
+    "poll_seconds": (int, float),
+    "idle": bool,
+}
+_IMAP_NAME_MAX = 200  # ImapState.account and .folder are String(200)
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _parse_imap(entries: list[Any], path: Path | None) -> tuple[ImapAccount, ...]:
+    accounts = tuple(_parse_imap_entry(i, entry, path) for i, entry in enumerate(entries))
+    names = [account.name for account in accounts]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(
+                f"imap.{name}.name", f"{name!r} names two [[imap]] entries; names must be unique"
+            )
+    return accounts
+
+
+def _parse_imap_entry(index: int, entry: Any, path: Path | None) -> ImapAccount:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"imap[{index}]", "must be a table: write each account as [[imap]]")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"imap[{index}].name", "missing: every [[imap]] entry needs a unique name")
+    # Errors name the entry by its name from here on: easier to find in a file than an index.
+    prefix = f"imap.{name}."
+    if "password" in entry:
+        raise ConfigError(
+            f"{prefix}password",
+            "not allowed: keep the password out of this file (password_env or password_file)",
+        )
+    for key, value in entry.items():
+        if key not in _IMAP_SCHEMA:
+            raise ConfigError(
+                f"{prefix}{key}", f"unknown key (known here: {', '.join(sorted(_IMAP_SCHEMA))})"
+            )
+        expected = _IMAP_SCHEMA[key]
+        # bool is an int in Python: `port = true` must not pass as port 1, nor `tls = 1` as a bool.
+        if (expected is bool) != isinstance(value, bool) or not isinstance(value, expected):
+            kind = _KINDS.get(expected) or f"a {expected.__name__}"
+            raise ConfigError(f"{prefix}{key}", f"must be {kind}, got {value!r}")
+    if len(name) > _IMAP_NAME_MAX or name != name.strip():
+        raise ConfigError(
+            f"{prefix}name", f"must be at most {_IMAP_NAME_MAX} characters, without outer spaces"
+        )
+    for key in ("desk", "host", "username"):
+        if not entry.get(key, "").strip():
+            raise ConfigError(f"{prefix}{key}", "missing: required in every [[imap]] entry")
+    tls = entry.get("tls", True)
+    host = entry["host"].strip()
+    if not tls and host.lower() not in _LOOPBACK_HOSTS and not host.startswith("127."):
+        raise ConfigError(
+            f"{prefix}tls",
+            f"false only for a loopback host (the password would cross the network in clear), not {host!r}",
+        )
+    port = entry.get("port", 993 if tls else 143)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{prefix}port", f"must be 1-65535, got {port}")
+    secrets = [key for key in ("password_env", "password_file") if key in entry]
+    if len(secrets) != 1:
+        problem = "give only one of" if secrets else "missing: give one of"
+        raise ConfigError(f"{prefix}password_env", f"{problem} password_env and password_file")
+    if not entry[secrets[0]].strip():
+        raise ConfigError(f"{prefix}{secrets[0]}", "must not be empty")
+    password_file = None
+    if "password_file" in entry:
+        base = path.parent if path is not None else Path.cwd()  # relative to the config, like data_dir
+        password_file = (base / Path(entry["password_file"]).expanduser()).resolve()
+    folder = entry.get("folder", "INBOX")
+    move_to = entry.get("move_to")
+    for key, value in (("folder", folder), ("move_to", move_to)):
+        if value is not None and (not value.strip() or len(value) > _IMAP_NAME_MAX):
+            raise ConfigError(f"{prefix}{key}", f"must be a folder name of 1-{_IMAP_NAME_MAX} characters")
+    if move_to is not None and move_to == folder:
+        raise ConfigError(f"{prefix}move_to", f"must differ from folder ({folder!r})")
+    poll_seconds = float(entry.get("poll_seconds", 60))
+    if poll_seconds <= 0:
+        raise ConfigError(f"{prefix}poll_seconds", "must be > 0 seconds")
+    return ImapAccount(
+        name=name,
+        desk=entry["desk"].strip(),
+        host=host,
+        username=entry["username"],
+        port=port,
+        tls=tls,
+        password_env=entry.get("password_env"),
+        password_file=password_file,
+        folder=folder,
+        move_to=move_to,
+        poll_seconds=poll_seconds,
+        idle=entry.get("idle", True),
+    )
+
+
+def _parse_schedule(table: dict[str, Any]) -> Schedule:
+    values = {}
+    for key, default in vars(Schedule()).items():
+        values[key] = float(table.get(key, default))
+        if values[key] < 0.1:
+            raise ConfigError(f"scheduler.{key}", f"must be at least 0.1 seconds, got {table[key]!r}")
+    return Schedule(**values)
+
+
 def config_path(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
@@ -274,6 +455,8 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         smarthost=_parse_hostport("outgoing.smarthost", smarthost) if smarthost else None,
         smtp_timeout=timeout,
         retry_hours=retry_hours,
+        schedule=_parse_schedule(raw.get("scheduler", {})),
         ticket_url=raw.get("ticket_url", ""),
         listen=_parse_listen(raw.get("listen", {}), path),
+        imap=_parse_imap(raw.get("imap", []), path),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from maild.config import EX_CONFIG, ConfigError, load_config
+from maild.config import EX_CONFIG, ConfigError, ImapAccount, check_imap_secrets, load_config
 from tests.conftest import run_cli
 
 
@@ -416,3 +416,143 @@ def test_maild_serve_with_a_certificate_it_cannot_load_exits_78(tmp_path: Path) 
         run_cli("maild", "serve", config=path), "maild serve", "listen.tls_cert"
     )
     assert str(cert) in line
+
+
+# --- [[imap]] accounts ------------------------------------------------------------------------------
+
+IMAP_MINIMAL = '[[imap]]\nname = "support"\ndesk = "support"\nhost = "imap.example.com"\nusername = "u"\n'
+
+
+def test_without_imap_no_accounts(tmp_path: Path) -> None:
+    assert load_config(str(write(tmp_path / "maild.toml", 'data_dir = "/d"\n'))).imap == ()
+
+
+def test_imap_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "/d"\n' + IMAP_MINIMAL + 'password_env = "IMAP_PW"\n')
+    [account] = load_config(str(path)).imap
+    assert account == ImapAccount(
+        name="support", desk="support", host="imap.example.com", username="u", password_env="IMAP_PW"
+    )
+    assert (account.port, account.tls, account.folder, account.move_to) == (993, True, "INBOX", None)
+    assert (account.poll_seconds, account.idle, account.password_file) == (60.0, True, None)
+
+
+def test_imap_with_every_key_and_two_accounts(tmp_path: Path) -> None:
+    text = (
+        'data_dir = "/d"\n'
+        + IMAP_MINIMAL
+        + 'password_file = "secrets/imap.pass"\nport = 1993\nfolder = "Help Desk"\nmove_to = "Done"\n'
+        + "poll_seconds = 2.5\nidle = false\n"
+        + '[[imap]]\nname = "local"\ndesk = "sales"\nhost = "127.0.0.1"\ntls = false\nusername = "s"\n'
+        + 'password_env = "SALES_PW"\n'
+    )
+    first, second = load_config(str(write(tmp_path / "etc" / "maild.toml", text))).imap
+    # Relative to the config file, like data_dir.
+    assert first.password_file == tmp_path / "etc" / "secrets" / "imap.pass"
+    assert (first.port, first.folder, first.move_to, first.poll_seconds, first.idle) == (
+        1993,
+        "Help Desk",
+        "Done",
+        2.5,
+        False,
+    )
+    assert (second.name, second.desk, second.tls, second.port) == ("local", "sales", False, 143)
+
+
+def test_imap_password_is_read_when_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = write(tmp_path / "imap.pass", "s3cret\n")
+    text = (
+        f'data_dir = "/d"\n{IMAP_MINIMAL}password_file = "{secret}"\n'
+        f'{IMAP_MINIMAL.replace("support", "other")}password_env = "MAILD_TEST_IMAP_PW"\n'
+    )
+    monkeypatch.delenv("MAILD_TEST_IMAP_PW", raising=False)
+    cfg = load_config(str(write(tmp_path / "maild.toml", text)))  # loading never reads secrets
+    from_file, from_env = cfg.imap
+    assert from_file.password() == "s3cret"  # the line end is not part of it
+    with pytest.raises(ConfigError) as info:
+        check_imap_secrets(cfg)
+    assert info.value.key == "imap.other.password_env"
+    assert "MAILD_TEST_IMAP_PW" in str(info.value)
+    monkeypatch.setenv("MAILD_TEST_IMAP_PW", "from-env")
+    check_imap_secrets(cfg)
+    assert from_env.password() == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"), [(None, "cannot read"), ("\n", "is empty"), (b"\xff\xfe", "not UTF-8")]
+)
+def test_imap_password_file_problems_name_the_key(
+    tmp_path: Path, content: str | bytes | None, problem: str
+) -> None:
+    secret = tmp_path / "imap.pass"
+    if isinstance(content, bytes):
+        secret.write_bytes(content)
+    elif content is not None:
+        secret.write_text(content)
+    path = write(tmp_path / "maild.toml", f'data_dir = "/d"\n{IMAP_MINIMAL}password_file = "{secret}"\n')
+    cfg = load_config(str(path))
+    with pytest.raises(ConfigError) as info:
+        check_imap_secrets(cfg)
+    assert info.value.key == "imap.support.password_file"
+    assert problem in str(info.value) and str(secret) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+IMAP_INVALID: list[tuple[str, str, str]] = [
+    ("imap a table", '[imap]\nname = "x"\n', "imap"),
+    ("imap a string", 'imap = "imap.example.com"\n', "imap"),
+    ("entry not a table", 'imap = ["x"]\n', "imap[0]"),
+    ("no name", '[[imap]]\ndesk = "d"\n', "imap[0].name"),
+    ("empty name", '[[imap]]\nname = " "\n', "imap[0].name"),
+    ("name a number", "[[imap]]\nname = 5\n", "imap[0].name"),
+    ("unknown key", IMAP_MINIMAL + 'password_env = "P"\nhots = "x"\n', "imap.support.hots"),
+    ("password in the file", IMAP_MINIMAL + 'password = "hunter2"\n', "imap.support.password"),
+    ("no password source", IMAP_MINIMAL, "imap.support.password_env"),
+    (
+        "two password sources",
+        IMAP_MINIMAL + 'password_env = "P"\npassword_file = "/p"\n',
+        "imap.support.password_env",
+    ),
+    ("empty password_env", IMAP_MINIMAL + 'password_env = ""\n', "imap.support.password_env"),
+    ("no desk", '[[imap]]\nname = "n"\nhost = "h"\nusername = "u"\npassword_env = "P"\n', "imap.n.desk"),
+    ("no host", '[[imap]]\nname = "n"\ndesk = "d"\nusername = "u"\npassword_env = "P"\n', "imap.n.host"),
+    ("no username", '[[imap]]\nname = "n"\ndesk = "d"\nhost = "h"\npassword_env = "P"\n', "imap.n.username"),
+    ("port a string", IMAP_MINIMAL + 'password_env = "P"\nport = "993"\n', "imap.support.port"),
+    ("port a bool", IMAP_MINIMAL + 'password_env = "P"\nport = true\n', "imap.support.port"),
+    ("port zero", IMAP_MINIMAL + 'password_env = "P"\nport = 0\n', "imap.support.port"),
+    ("tls a number", IMAP_MINIMAL + 'password_env = "P"\ntls = 1\n', "imap.support.tls"),
+    ("plain IMAP over the network", IMAP_MINIMAL + 'password_env = "P"\ntls = false\n', "imap.support.tls"),
+    ("idle a string", IMAP_MINIMAL + 'password_env = "P"\nidle = "yes"\n', "imap.support.idle"),
+    (
+        "poll_seconds zero",
+        IMAP_MINIMAL + 'password_env = "P"\npoll_seconds = 0\n',
+        "imap.support.poll_seconds",
+    ),
+    ("empty folder", IMAP_MINIMAL + 'password_env = "P"\nfolder = ""\n', "imap.support.folder"),
+    ("move_to the folder", IMAP_MINIMAL + 'password_env = "P"\nmove_to = "INBOX"\n', "imap.support.move_to"),
+    ("name too long", IMAP_MINIMAL.replace("support", "s" * 201, 1) + 'password_env = "P"\n', "imap.s"),
+    ("duplicate names", (IMAP_MINIMAL + 'password_env = "P"\n') * 2, "imap.support.name"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"), [(t, k) for _, t, k in IMAP_INVALID], ids=[c for c, _, _ in IMAP_INVALID]
+)
+def test_invalid_imap_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path / "maild.toml", 'data_dir = "/d"\n' + text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.key.startswith(key), info.value
+    assert str(info.value).startswith(f"config: {info.value.key}: ")
+    assert "\n" not in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_invalid_imap_config_exits_78_from_check_config(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "maild.toml", 'data_dir = "/d"\n' + IMAP_MINIMAL + 'password_env = "P"\nhots = "x"\n'
+    )
+    line = assert_one_line_config_error(
+        run_cli("maild", "check-config", config=path), "maild", "imap.support.hots"
+    )
+    assert "unknown key" in line and "host" in line
