@@ -8,7 +8,9 @@ Life cycle:
            start: intake answers 451 until it is back, and the recovery sweep tries again.
   running  a message is answered 250 once it is durable in the spool (see maild.listeners), then
            processed by a worker, then its queued replies are handed to the sender, as `maild pipe` does.
-           Every RECOVERY_SECONDS the sweep picks up rows a transient failure left 'received'.
+           The scheduler's jobs ([scheduler] in the config): `outbox` sends what is due (retries, and mail
+           a crashed or busy sender left), `auto_close` closes inactive tickets, `spool_recovery` picks up
+           rows a transient failure left 'received'.
   SIGHUP   reload the desk address cache (the rest of the config needs a restart).
   SIGTERM  stop accepting, let open mail transactions finish (up to DRAIN_SECONDS), let running pipeline
   SIGINT   jobs finish, exit 0. Jobs not started yet stay 'received' and are processed at the next start:
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
+from maild.autoclose import auto_close
 from maild.config import EX_CONFIG, Config, ConfigError, load_config
 from maild.listeners import (
     Connections,
@@ -39,7 +42,8 @@ from maild.listeners import (
     stop_listeners,
 )
 from maild.logs import configure, get_logger
-from maild.sender import flush
+from maild.scheduler import Job, start_scheduler
+from maild.sender import FlushResult, flush
 from pipeline.runner import process
 from storage.db import make_engine, make_sessionmaker
 from storage.files import content_path
@@ -47,7 +51,7 @@ from storage.models import SpoolEntry, utcnow
 
 EX_OK, EX_OSERR = 0, 71
 INTAKE_THREADS = 4  # spool writes and RCPT lookups; more would only queue on SQLite's write lock
-RECOVERY_SECONDS = 60.0
+JOB_THREADS = 2  # the scheduler's blocking work: sending the outbox, auto-close
 RECOVERY_GRACE_SECONDS = 60.0  # younger 'received' rows are still on their way to a worker
 DRAIN_SECONDS = 30.0
 
@@ -90,6 +94,7 @@ class Daemon:
         self.addresses = DeskAddresses(self.factory)
         self.intake_pool = ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="intake")
         self.worker_pool = ThreadPoolExecutor(cfg.listen.workers, thread_name_prefix="worker")
+        self.job_pool = ThreadPoolExecutor(JOB_THREADS, thread_name_prefix="job")
         self.connections = Connections(cfg.listen.max_connections)
         self.intake = Intake(cfg, self.factory, self.addresses, self.intake_pool, self._on_spooled)
         self.stopping = asyncio.Event()
@@ -112,7 +117,14 @@ class Daemon:
             log.info("listening", protocol=listener.protocol, address=listener.bound)
         await self._reload(at_start=True)
         await self._sweep(grace_seconds=0)  # at start every 'received' row is left over from before
-        sweeper = loop.create_task(self._sweep_forever())
+        schedule = self.cfg.schedule
+        scheduler = start_scheduler(
+            (
+                Job("outbox", schedule.outbox_seconds, self._send_outbox, at_start=True),
+                Job("auto_close", schedule.auto_close_seconds, self._auto_close, at_start=True),
+                Job("spool_recovery", schedule.recovery_seconds, self._recover),
+            )
+        )
         log.info(
             "ready",
             listeners=[f"{listener.protocol} {listener.bound}" for listener in listeners],
@@ -126,7 +138,7 @@ class Daemon:
         await stop_listeners(listeners)
         log.info("draining", sessions=len(self.connections.open), jobs=len(self.jobs))
         cut_off = await self.connections.drain(DRAIN_SECONDS)
-        sweeper.cancel()
+        scheduler.shutdown(wait=False)  # a job running now finishes in its thread (the pools wait for it)
         left = await self._drain_jobs()
         self._close_pools()
         self.engine.dispose()
@@ -239,14 +251,50 @@ class Daemon:
 
     def _close_pools(self) -> None:
         self.worker_pool.shutdown(wait=True, cancel_futures=True)
+        self.job_pool.shutdown(wait=True, cancel_futures=True)
         self.intake_pool.shutdown(wait=True)
+
+    # --- scheduled jobs -----------------------------------------------------------------------------
+
+    async def _send_outbox(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            result = await loop.run_in_executor(self.job_pool, flush, self.factory, self.cfg)
+        except Exception as exc:
+            log.error("job_failed", job="outbox", error=describe(exc))
+            return
+        if result != FlushResult(0, 0, 0):
+            log.info(
+                "outbox_sent",
+                sent=result.sent,
+                deferred=result.deferred,
+                failed=result.failed,
+                duration_ms=_ms_since(started),
+            )
+
+    async def _auto_close(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            result = await loop.run_in_executor(self.job_pool, auto_close, self.factory, self.cfg)
+        except Exception as exc:
+            log.error("job_failed", job="auto_close", error=describe(exc))
+            return
+        if result.closed:
+            log.info(
+                "auto_closed",
+                tickets=result.closed[:100],
+                count=len(result.closed),
+                duration_ms=_ms_since(started),
+            )
+        if result.outbox_ids:
+            await self._send_outbox()
 
     # --- spool recovery ------------------------------------------------------------------------------
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(RECOVERY_SECONDS)
-            await self._sweep(RECOVERY_GRACE_SECONDS)
+    async def _recover(self) -> None:
+        await self._sweep(RECOVERY_GRACE_SECONDS)
 
     async def _sweep(self, grace_seconds: float) -> None:
         loop = asyncio.get_running_loop()
