@@ -9,6 +9,7 @@ import hashlib
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -20,11 +21,13 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from storage.files import content_path
-from tests.conftest import BIN
+from tests.conftest import BIN, IS_POSTGRESQL
 from tests.pipeline.helpers import outbox, spool
 
 Factory = sessionmaker[Session]
@@ -86,7 +89,10 @@ def write_config(
     return path
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
+def wait_until(
+    condition: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition", interval: float = 0.05
+) -> Any:
+    """The first truthy value of `condition()`, polled every `interval` seconds; fails after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -94,7 +100,7 @@ def wait_until(condition: Callable[[], Any], timeout: float = TIMEOUT, what: str
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 def sent_mails(data_dir: Path) -> list[EmailMessage]:
@@ -274,3 +280,37 @@ class LineClient:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+
+class Lock:
+    """Another connection holds the database's write lock; serve's config waits for it only briefly."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self._pg: Connection | None = None
+        self._lite: sqlite3.Connection | None = None
+
+    def serve_url(self) -> str:
+        if IS_POSTGRESQL:
+            waiting = make_url(self.url).update_query_dict({"options": "-c lock_timeout=300"})
+            return waiting.render_as_string(hide_password=False)
+        return self.url
+
+    def acquire(self) -> None:
+        if IS_POSTGRESQL:
+            self._pg = create_engine(self.url).connect()
+            self._pg.execute(text("LOCK TABLE spool IN ACCESS EXCLUSIVE MODE"))
+        else:
+            self._lite = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
+            self._lite.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        if self._pg is not None:
+            self._pg.rollback()
+            self._pg.close()
+            self._pg.engine.dispose()
+            self._pg = None
+        if self._lite is not None:
+            self._lite.rollback()
+            self._lite.close()
+            self._lite = None

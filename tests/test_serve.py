@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,7 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import select
 
 from maild.config import Config
 from storage.db import transaction
@@ -29,6 +27,7 @@ from tests.daemon import (
     TIMEOUT,
     Factory,
     LineClient,
+    Lock,
     Serve,
     all_done,
     free_port,
@@ -293,40 +292,6 @@ def test_starttls_with_the_configured_certificate(
 
 
 # --- try again later --------------------------------------------------------------------------------
-
-
-class Lock:
-    """Another connection holds the database's write lock; serve's config waits for it only briefly."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = database_url
-        self._pg: Connection | None = None
-        self._lite: sqlite3.Connection | None = None
-
-    def serve_url(self) -> str:
-        if IS_POSTGRESQL:
-            waiting = make_url(self.url).update_query_dict({"options": "-c lock_timeout=300"})
-            return waiting.render_as_string(hide_password=False)
-        return self.url
-
-    def acquire(self) -> None:
-        if IS_POSTGRESQL:
-            self._pg = create_engine(self.url).connect()
-            self._pg.execute(text("LOCK TABLE spool IN ACCESS EXCLUSIVE MODE"))
-        else:
-            self._lite = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
-            self._lite.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        if self._pg is not None:
-            self._pg.rollback()
-            self._pg.close()
-            self._pg.engine.dispose()
-            self._pg = None
-        if self._lite is not None:
-            self._lite.rollback()
-            self._lite.close()
-            self._lite = None
 
 
 @pytest.fixture
