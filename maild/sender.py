@@ -113,8 +113,9 @@ def claim(
     now: dt.datetime,
     ids: Iterable[int] | None = None,
     limit: int = CLAIM_BATCH,
-) -> list[int]:
-    """Take up to `limit` due rows (only among `ids` when given) for this sender, for CLAIM_LEASE."""
+) -> list[OutboxMessage]:
+    """Take up to `limit` due rows (only among `ids` when given) for this sender, for CLAIM_LEASE; they
+    come back detached and loaded: on SQLite every transaction takes the write lock, so no second read."""
     query = select(OutboxMessage).where(
         OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now
     )
@@ -125,7 +126,9 @@ def claim(
         rows = list(session.scalars(query))
         for row in rows:
             row.next_attempt_at = now + CLAIM_LEASE
-        return [row.id for row in rows]
+        session.flush()
+        session.expunge_all()
+        return rows
 
 
 def _note_on_ticket(session: Session, row: OutboxMessage, text: str, now: dt.datetime) -> None:
@@ -198,21 +201,18 @@ def flush(
     sent = deferred = failed = 0
     while True:
         batch = claim(factory, now_naive, wanted)
-        if not batch:
-            return FlushResult(sent, deferred, failed)
-        for outbox_id in batch:
-            with factory() as session:
-                row = session.get(OutboxMessage, outbox_id)
-                assert row is not None
-                session.expunge(row)
+        for row in batch:
             # Sent outside any transaction: the database is not locked while a remote server thinks.
             try:
                 refused = deliver(cfg, row)
             except Exception as exc:  # Maildir unwritable and the like: every recipient retried later
                 refused = {rcpt: (451, f"{type(exc).__name__}: {exc}") for rcpt in row.rcpt_to}
-            status = _record(factory, cfg, outbox_id, refused, now_naive)
+            status = _record(factory, cfg, row.id, refused, now_naive)
             sent += status == "sent"
             deferred += status == "queued"
             failed += status == "failed"
         if wanted is not None:
-            wanted = [i for i in wanted if i not in batch]
+            claimed = {row.id for row in batch}
+            wanted = [i for i in wanted if i not in claimed]
+        if len(batch) < CLAIM_BATCH or wanted == []:  # all due were claimed: no empty claim to find out
+            return FlushResult(sent, deferred, failed)
