@@ -260,6 +260,8 @@ def test_desk_add_list_show(ctl: Ctl) -> None:
         "replies_only": False,
         "allowed_extensions": [],
         "max_attachment_mb": 25,
+        "auto_close_hours": 0,
+        "auto_close_statuses": ["waiting", "resolved"],
         "agents": [],
         "created_at": support["created_at"],
     }
