@@ -11,7 +11,7 @@ Life cycle:
            The scheduler's jobs ([scheduler] in the config): `outbox` sends what is due (retries, and mail
            a crashed or busy sender left), `auto_close` closes inactive tickets, `spool_recovery` picks up
            rows a transient failure left 'received'.
-  SIGHUP   reload the desk address cache (the rest of the config needs a restart).
+  SIGHUP   reload the desk address cache and the templates (the rest of the config needs a restart).
   SIGTERM  stop accepting, let open mail transactions finish (up to DRAIN_SECONDS), let running pipeline
   SIGINT   jobs finish, exit 0. Jobs not started yet stay 'received' and are processed at the next start:
            a stop takes as long as one message, not as long as the backlog.
@@ -44,6 +44,7 @@ from maild.listeners import (
 from maild.logs import configure, get_logger
 from maild.scheduler import Job, start_scheduler
 from maild.sender import FlushResult, flush
+from maild.templating import reload_templates
 from pipeline.runner import process
 from storage.db import make_engine, make_sessionmaker
 from storage.files import content_path
@@ -157,6 +158,8 @@ class Daemon:
 
     async def _reload(self, at_start: bool = False) -> None:
         loop = asyncio.get_running_loop()
+        if not at_start:
+            reload_templates()
         try:
             count = await loop.run_in_executor(self.intake_pool, self.addresses.refresh)
         except Exception as exc:

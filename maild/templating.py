@@ -34,6 +34,12 @@ def _environment(override_dir: Path) -> SandboxedEnvironment:
     )
 
 
+def reload_templates() -> None:
+    """Forget compiled templates (SIGHUP): Jinja notices an edited file by itself, but not a desk override
+    added beside a default it has already compiled."""
+    _environment.cache_clear()
+
+
 def desk_override_dir(template_root: Path, desk_name: str) -> Path:
     return template_root / desk_name
 

@@ -4,6 +4,7 @@ while it runs) and the auto-close job closes inactive tickets, in a real daemon 
 from __future__ import annotations
 
 import datetime as dt
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from storage.models import Desk, OutboxMessage, Ticket, utcnow
 from tests.daemon import (
     Factory,
     free_port,
+    send,
     sent_mails,
     start_fixture,  # noqa: F401 (the fixture `start`)
     wait_until,
@@ -96,4 +98,28 @@ def test_the_auto_close_job_closes_inactive_tickets_and_sends_the_notice(
     )
     with session_factory() as session:
         assert session.scalars(select(Ticket.status)).one() == "closed"
+    assert serve.stop() == 0
+
+
+def test_sighup_picks_up_a_desk_template_added_while_running(
+    tmp_path: Path, data_dir: Path, database_url: str, session_factory: Factory, start: Any
+) -> None:
+    make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
+    port = free_port()
+    listen = {"smtp": f"127.0.0.1:{port}"}
+    serve = start(write_config(tmp_path / "serve.toml", data_dir, database_url, listen=listen))
+    send(port, mail(message_id="<before@customer.example>", subject="First"), [SUPPORT])
+    wait_until(lambda: len(sent_mails(data_dir)) == 1, what="the first auto-reply")
+
+    override = data_dir / "templates" / "support"
+    override.mkdir(parents=True)
+    (override / "ticket_created.subject.j2").write_text("We got it: {{ ticket_title }}\n")
+    serve.proc.send_signal(signal.SIGHUP)
+    serve.wait_for("desk_addresses_loaded", reason="SIGHUP")
+    send(port, mail(message_id="<after@customer.example>", subject="Second"), [SUPPORT])
+    wait_until(lambda: len(sent_mails(data_dir)) == 2, what="the second auto-reply")
+
+    # the number tag depends on today's date: compare what follows it
+    subjects = sorted(str(m["Subject"]).split("] ", 1)[1] for m in sent_mails(data_dir))
+    assert subjects == ["First", "We got it: Second"]
     assert serve.stop() == 0
