@@ -2,7 +2,7 @@
 passwd-file, Maildir storage; its own config, base_dir, state_dir and log, so it never touches
 /etc/dovecot or the system's dovecot service. A fresh instance per test:
 
-    from tests.servers.dovecot import dovecot  # noqa: F401  (the fixture)
+    from tests.servers.dovecot import dovecot_fixture  # noqa: F401  (registers the fixture `dovecot`)
 
     def test_x(dovecot: Dovecot) -> None:
         address = dovecot.add_user("support")           # support@mail.test, password "secret"
@@ -321,8 +321,8 @@ def make_dovecot(directory: Path, domain: str = "mail.test") -> Dovecot:
     )
 
 
-@pytest.fixture
-def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+@pytest.fixture(name="dovecot")
+def dovecot_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
     """A fresh, running Dovecot per test; stopped and removed afterwards."""
     if not DOVECOT.exists():
         message = "dovecot not installed"
@@ -343,3 +343,9 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
         yield server
     finally:
         server.cleanup()
+
+
+# The fixture under its own name too: importing `dovecot_fixture` (with noqa F401)
+# keeps ruff quiet; importing `dovecot` works the same, but then every test parameter named `dovecot`
+# is an F811 ("redefinition of unused name").
+dovecot = dovecot_fixture
