@@ -34,10 +34,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_serve(args.config)
     if args.command == "check-config":
-        from maild.config import EX_CONFIG, ConfigError, load_config
+        from maild.config import EX_CONFIG, ConfigError, check_imap_secrets, load_config
 
         try:
             cfg = load_config(args.config)
+            check_imap_secrets(cfg)
         except ConfigError as exc:
             print(f"maild: {exc}", file=sys.stderr)
             return EX_CONFIG

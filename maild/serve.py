@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import select
 
 from maild.autoclose import auto_close
-from maild.config import EX_CONFIG, Config, ConfigError, load_config
+from maild.config import EX_CONFIG, Config, ConfigError, check_imap_secrets, load_config
+from maild.imap_poll import run_pollers
 from maild.listeners import (
     Connections,
     DeskAddresses,
@@ -79,6 +80,7 @@ def run_serve(config: str | None) -> int:
     try:
         cfg = load_config(config)
         tls = tls_context(cfg)
+        check_imap_secrets(cfg)
     except ConfigError as exc:
         print(f"maild serve: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -126,6 +128,7 @@ class Daemon:
                 Job("spool_recovery", schedule.recovery_seconds, self._recover),
             )
         )
+        pollers = loop.create_task(run_pollers(self.cfg, self.factory, self._on_spooled, self.stopping))
         log.info(
             "ready",
             listeners=[f"{listener.protocol} {listener.bound}" for listener in listeners],
@@ -139,6 +142,11 @@ class Daemon:
         await stop_listeners(listeners)
         log.info("draining", sessions=len(self.connections.open), jobs=len(self.jobs))
         cut_off = await self.connections.drain(DRAIN_SECONDS)
+        # The pollers see `stopping`, finish the message in hand (spooled, then marked) and return.
+        try:
+            await asyncio.wait_for(pollers, DRAIN_SECONDS)
+        except TimeoutError:
+            log.warning("imap_pollers_cut_off")  # what they spooled is processed at the next start
         scheduler.shutdown(wait=False)  # a job running now finishes in its thread (the pools wait for it)
         left = await self._drain_jobs()
         self._close_pools()
