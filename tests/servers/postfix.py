@@ -155,14 +155,18 @@ def pipe_maild_command(user: str = PIPE_USER) -> str:
     interpreter may sit where only root can reach it, e.g. pyenv under /root)."""
     global _shim_dir
     maild = BIN / "maild"
-    probe = subprocess.run(
-        [str(maild), "--help"], user=user, capture_output=True, timeout=COMMAND_TIMEOUT, cwd="/"
-    )
-    if probe.returncode == 0:
-        return str(maild)
+    try:
+        probe = subprocess.run(
+            [str(maild), "--help"], user=user, capture_output=True, timeout=COMMAND_TIMEOUT, cwd="/"
+        )
+        if probe.returncode == 0:
+            return str(maild)
+        problem = probe.stderr.decode(errors="replace")
+    except PermissionError as exc:  # the interpreter of the shebang is out of reach
+        problem = str(exc)
     python = Path(f"/usr/bin/python3.{sys.version_info.minor}")
     if not python.exists():
-        raise RuntimeError(f"{user} cannot run {maild} and there is no {python}: {probe.stderr!r}")
+        raise RuntimeError(f"{user} cannot run {maild} ({problem}) and there is no {python}")
     if _shim_dir is None:
         _shim_dir = Path(tempfile.mkdtemp(prefix="maild-pipe-bin-"))
         _shim_dir.chmod(0o755)
