@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.daemon import EX_OK, Factory, all_done, free_port, wait_until
 from tests.e2e.helpers import DESK, TIMEOUT, parse, relays, serve_config
 from tests.pipeline.helpers import mail, spool, tickets
@@ -149,3 +151,34 @@ def test_size_limits_postfix_refuses_over_its_own_and_maild_over_max_message_byt
 
 def _when_count(items: list[bytes], count: int) -> list[bytes] | None:
     return items if len(items) == count else None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="maild refuses the VERP address of its own replies (bounces+<id>-<mac>@<desk domain>) at RCPT "
+    "with 550 (listeners.DeskAddresses.is_desk: base address bounces@… is no desk), so Postfix's bounce "
+    "of a reply never reaches maild (and becomes a double bounce)",
+)
+def test_a_bounce_of_a_reply_comes_back_to_maild(
+    postfix: StartPostfix,
+    dovecot: Dovecot,
+    start: Any,
+    support: None,
+    tmp_path: Path,
+    data_dir: Path,
+    database_url: str,
+    session_factory: Factory,
+) -> None:
+    lmtp_port = free_port()
+    mta = postfix(lmtp_port=lmtp_port, relays=relays(dovecot))
+    start(serve_config(tmp_path / "serve.toml", data_dir, database_url, lmtp_port, mta.smtp_port))
+    ghost = f"ghost@{dovecot.domain}"  # no such mailbox: Dovecot refuses maild's auto-reply
+
+    mta.send(ghost, DESK, mail(sender=ghost, to=DESK, message_id="<ghost@mail.test>"))
+
+    # Postfix's bounce of the auto-reply goes to its VERP envelope sender, back over LMTP to maild.
+    verdict = mta.wait_log(r"to=<bounces\+[^>]*@support\.test>, relay=127\.0\.0\.1.*status=(\w+) \((.*)\)")
+    assert verdict.group(1) == "sent", verdict.group(2)
+    mta.wait_queue_empty()
+    with session_factory() as s:
+        assert any(r.recipient.startswith("bounces+") for r in spool(s))

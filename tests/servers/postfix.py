@@ -146,33 +146,31 @@ def maild_settings(lmtp_port: int | None = None, smarthost_port: int | None = No
 
 # --- the pipe user's maild ----------------------------------------------------------------------------
 
-_shim_dir: Path | None = None
+_venv_maild_runs: dict[str, bool] = {}  # per user: asked once per session (a subprocess each time)
 
 
-def pipe_maild_command(user: str = PIPE_USER) -> str:
-    """A `maild` the pipe user can run: the venv's own when the user can execute it; otherwise a script
-    that runs the venv's packages with the system's Python of the same minor version (the venv's
-    interpreter may sit where only root can reach it, e.g. pyenv under /root)."""
-    global _shim_dir
+def pipe_maild_command(directory: Path, user: str = PIPE_USER) -> str:
+    """A `maild` the pipe user can run: the venv's own when the user can execute it; otherwise a script in
+    `directory` (which the user must be able to traverse) that runs the venv's packages with the system's
+    Python of the same minor version: the venv's interpreter may sit where only root can reach it (pyenv
+    under /root on the development machine). The same code and libraries, another copy of CPython 3.x."""
     maild = BIN / "maild"
-    try:
-        probe = subprocess.run(
-            [str(maild), "--help"], user=user, capture_output=True, timeout=COMMAND_TIMEOUT, cwd="/"
-        )
-        if probe.returncode == 0:
-            return str(maild)
-        problem = probe.stderr.decode(errors="replace")
-    except PermissionError as exc:  # the interpreter of the shebang is out of reach
-        problem = str(exc)
+    if user not in _venv_maild_runs:
+        try:
+            probe = subprocess.run(
+                [str(maild), "--help"], user=user, capture_output=True, timeout=COMMAND_TIMEOUT, cwd="/"
+            )
+            _venv_maild_runs[user] = probe.returncode == 0
+        except PermissionError:  # the interpreter of the shebang is out of reach
+            _venv_maild_runs[user] = False
+    if _venv_maild_runs[user]:
+        return str(maild)
     python = Path(f"/usr/bin/python3.{sys.version_info.minor}")
     if not python.exists():
-        raise RuntimeError(f"{user} cannot run {maild} ({problem}) and there is no {python}")
-    if _shim_dir is None:
-        _shim_dir = Path(tempfile.mkdtemp(prefix="maild-pipe-bin-"))
-        _shim_dir.chmod(0o755)
-    shim = _shim_dir / "maild"
+        raise RuntimeError(f"{user} cannot run {maild}, and there is no {python} to run maild's code with")
+    shim = directory / "maild"
     site_packages = Path(sys.prefix) / "lib" / f"python3.{sys.version_info.minor}" / "site-packages"
-    # -S: no system site-packages; the venv's are added with their .pth files (the editable install).
+    # -S: not the system's site-packages; the venv's are added with their .pth files (the editable install).
     shim.write_text(
         f"#!{python} -S\nimport site, sys\nsite.addsitedir({str(site_packages)!r})\n"
         f"sys.path.insert(0, {str(ROOT)!r})\nfrom maild.cli import main\nsys.exit(main())\n"
@@ -196,17 +194,6 @@ def give_to_pipe_user(*paths: Path, user: str = PIPE_USER) -> None:
             os.chown(folder, entry.pw_uid, entry.pw_gid)
             for name in dirs + files:
                 os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-
-
-def traversable(path: Path) -> None:
-    """Let other users (the pipe user) through every directory from `path` up to below /tmp.
-
-    Only for directories the tests made outside pytest's basetemp: pytest resets its own root to 0700
-    at the start of every session, another session running at the same time would take the access away."""
-    for folder in [path, *path.parents]:
-        if folder in (Path("/"), Path(tempfile.gettempdir())):
-            break
-        folder.chmod(folder.stat().st_mode | 0o111)
 
 
 # --- the instance -------------------------------------------------------------------------------------
@@ -396,22 +383,23 @@ class Postfix:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """`postfix stop`, then make sure the master is gone (kill it when it is not)."""
+        """What `postfix stop` does, without its one-second polling: SIGTERM to the master (it stops its
+        children), wait until it is gone, SIGKILL to its process group when it does not go."""
         if not self._started:
             return
         self._started = False
         pid = self._master_pid()
-        with contextlib.suppress(subprocess.SubprocessError, AssertionError):
-            self._run(["postfix", "-c", str(self.config_dir), "stop"])
         if pid is None:
             return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         while _alive(pid):
             if time.monotonic() > deadline:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                    os.killpg(pid, signal.SIGKILL)
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     def _master_pid(self) -> int | None:
         try:
@@ -489,7 +477,7 @@ def make_postfix(
         main.update(_parameters(doc_block("main.cf pipe")))
         master = (
             doc_block("master.cf pipe")
-            .replace("/usr/local/bin/maild", pipe_maild_command())
+            .replace("/usr/local/bin/maild", pipe_maild_command(base))
             .replace("/etc/maild/maild.toml", str(pipe_config))
             .replace("user=maild", f"user={PIPE_USER}")
         )
