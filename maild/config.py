@@ -111,6 +111,18 @@ class Schedule:
     recovery_seconds: float = 60.0  # spool rows left 'received' by a transient failure
 
 
+@dataclass(frozen=True)
+class Hygiene:
+    """The `[hygiene]` table: automatic answers and blocked senders."""
+
+    autoreply_per_hour: int = 5  # automatic mails to any one address, at most (two robots cannot ping-pong)
+    autoreply_per_day: int = 20
+    blocked: str = "archive"  # archive: accept, keep as outcome `blocked` | reject: 550 at SMTP/LMTP time
+
+
+BLOCKED_ACTIONS = ("archive", "reject")
+
+
 # Each worker holds one database connection, intake threads one each; the engine's pool has 5 + 10 overflow.
 MAX_WORKERS = 10
 
@@ -128,6 +140,7 @@ class Config:
     # Temporary failures (4xx, no connection) are retried this long, then the mail is given up as failed.
     retry_hours: float = 120.0
     schedule: Schedule = Schedule()
+    hygiene: Hygiene = Hygiene()
     imap: tuple[ImapAccount, ...] = ()
 
     @property
@@ -157,6 +170,7 @@ _SCHEMA: dict[str, Any] = {
     "ticket_url": str,
     "database": {"url": str, "busy_timeout_ms": int},
     "outgoing": {"smarthost": str, "timeout": (int, float), "retry_hours": (int, float)},
+    "hygiene": {"autoreply_per_hour": int, "autoreply_per_day": int, "blocked": str},
     "scheduler": {
         "outbox_seconds": (int, float),
         "auto_close_seconds": (int, float),
@@ -392,6 +406,18 @@ def _parse_schedule(table: dict[str, Any]) -> Schedule:
     return Schedule(**values)
 
 
+def _parse_hygiene(table: dict[str, Any]) -> Hygiene:
+    default = Hygiene()
+    per_hour = table.get("autoreply_per_hour", default.autoreply_per_hour)
+    per_day = table.get("autoreply_per_day", default.autoreply_per_day)
+    if per_hour < 0 or per_day < 0:
+        raise ConfigError("hygiene.autoreply_per_hour", "limits must be >= 0 (0: no automatic answers)")
+    blocked = table.get("blocked", default.blocked)
+    if blocked not in BLOCKED_ACTIONS:
+        raise ConfigError("hygiene.blocked", f'must be "archive" or "reject", got {blocked!r}')
+    return Hygiene(per_hour, per_day, blocked)
+
+
 def config_path(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
@@ -456,6 +482,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         smtp_timeout=timeout,
         retry_hours=retry_hours,
         schedule=_parse_schedule(raw.get("scheduler", {})),
+        hygiene=_parse_hygiene(raw.get("hygiene", {})),
         ticket_url=raw.get("ticket_url", ""),
         listen=_parse_listen(raw.get("listen", {}), path),
         imap=_parse_imap(raw.get("imap", []), path),

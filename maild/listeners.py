@@ -34,6 +34,7 @@ from sqlalchemy.orm import sessionmaker
 from maild.addresses import base_address, normalize
 from maild.config import Config, ListenAddress
 from maild.logs import get_logger
+from maild.tokens import parse_bounce_address
 from storage.db import transaction
 from storage.models import DeskAddress
 from storage.spool import record_received, write_raw
@@ -88,12 +89,16 @@ class DeskAddresses:
         return len(known)
 
     def is_desk(self, address: str) -> bool:
-        """`address` or its `local+token@domain` form is a desk's address."""
+        """`address` or its `local+token@domain` form is a desk's address, or it is the VERP return path of
+        our outgoing mail (`bounces+<outbox id>-<mac>@<a desk's domain>`), where bounces come back."""
         base = base_address(address)
         if self._loaded_at is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
             self.refresh()
         if base in self._known:
             return True
+        if parse_bounce_address(address) is not None:
+            domain = "@" + base.rpartition("@")[2]
+            return any(known.endswith(domain) for known in self._known)
         with self._factory() as session:
             found = session.scalars(select(DeskAddress.id).where(DeskAddress.address == base)).first()
         if found is not None:

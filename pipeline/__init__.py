@@ -4,14 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline import apply, dedupe, identify, notify, parse, policy, route, thread
+from pipeline import (
+    apply,
+    autoreply,
+    blocked,
+    bounce,
+    dedupe,
+    identify,
+    loop,
+    notify,
+    parse,
+    policy,
+    route,
+    spam,
+    thread,
+)
 from pipeline.context import Context, Stop
 
 Stage = Callable[[Context], Stop | None]
 
-# route runs before dedupe: a mail cross-posted to two desks is new for each of them.
+# The hygiene stages (loop … autoreply) run before route: a bounce comes to `bounces+…@`, no desk's address,
+# and what is looped, a bounce, spam or blocked never needs a desk. route runs before dedupe: a mail
+# cross-posted to two desks is new for each of them.
 STAGES: tuple[tuple[str, Stage], ...] = (
     ("parse", parse.run),
+    ("loop", loop.run),
+    ("bounce", bounce.run),
+    ("spam", spam.run),
+    ("blocked", blocked.run),
+    ("autoreply", autoreply.run),
     ("route", route.run),
     ("dedupe", dedupe.run),
     ("identify", identify.run),

@@ -21,6 +21,18 @@ class Stop:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class BounceInfo:
+    """What the bounce stage read from a delivery report (RFC 3464, or flufl.bounce's heuristics)."""
+
+    permanent: bool  # 5.x.x / "failed"; False: 4.x.x / "delayed" (noted only)
+    recipients: tuple[str, ...]  # the addresses that failed
+    status: str = ""  # enhanced status code, e.g. "5.1.1" ("" when the report has none)
+    diagnostic: str = ""  # the remote server's words
+    outbox_id: int | None = None  # the outgoing mail it is about (VERP, else the original Message-ID)
+    matched_by: str = ""  # verp | message-id | "" (unmatched)
+
+
 @dataclass
 class Context:
     session: Session
@@ -44,6 +56,11 @@ class Context:
     )
     notes: list[str] = field(default_factory=list)  # system notes for the ticket (why policy decided so)
     message: Message | None = None
+    # autoreply: the class of automatic mail (out-of-office, auto-generated, list, challenge-response) and
+    # why; such mail may join a ticket but is never answered automatically.
+    automatic: str | None = None
+    automatic_reason: str = ""
+    bounce: BounceInfo | None = None  # bounce: set for a delivery report
     outcome: str = ""
     reason: str = ""
     queued: list[OutboxMessage] = field(default_factory=list)

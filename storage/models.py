@@ -109,7 +109,8 @@ class Contact(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | bouncing
+    status_reason: Mapped[str] = mapped_column(Text, default="", server_default="")  # why bouncing
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -186,6 +187,8 @@ class Message(Base):
     # What a reader should know about the content: MIME defects, removed HTML, refused attachments.
     notes: Mapped[list[Any]] = mapped_column(default=list)
     threaded_by: Mapped[str] = mapped_column(String(30), default="")
+    # autoreply stage: out-of-office | auto-generated | list | challenge-response (None: a person wrote it)
+    automatic: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
@@ -245,6 +248,8 @@ class SpoolEntry(Base):
     trace: Mapped[list[Any]] = mapped_column(default=list)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # `maildctl spool release`: an admin let it through; the spam stage does not hold it again.
+    released: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class OutboxMessage(Base):
@@ -284,6 +289,31 @@ class ImapState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BlockEntry(Base):
+    """A blocklist entry: `alice@example.com`, `@example.com` (with `subdomains`, also its subdomains), or
+    a wildcard such as `*@*.spam.test` (fnmatch, case-insensitive)."""
+
+    __tablename__ = "blocklist"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(320), unique=True)
+    subdomains: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    added_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AutoReplySent(Base):
+    """One automatic mail sent to an address: what the per-address rate limit counts."""
+
+    __tablename__ = "auto_replies"
+    __table_args__ = (Index("ix_auto_replies_address_sent_at", "address", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class AuditLog(Base):

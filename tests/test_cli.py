@@ -683,6 +683,11 @@ def test_spool_list_json(hctl: Ctl) -> None:
     assert entries[1]["reason"]  # why no desk took it
     assert [t["stage"] for t in entries[-1]["trace"]] == [
         "parse",
+        "loop",
+        "bounce",
+        "spam",
+        "blocked",
+        "autoreply",
         "route",
         "dedupe",
         "identify",

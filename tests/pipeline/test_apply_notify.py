@@ -88,6 +88,11 @@ def test_new_ticket(session_factory: Factory, cfg: Config) -> None:
         assert entry.ticket_id == t.id
         assert [e["stage"] for e in entry.trace] == [
             "parse",
+            "loop",
+            "bounce",
+            "spam",
+            "blocked",
+            "autoreply",
             "route",
             "dedupe",
             "identify",

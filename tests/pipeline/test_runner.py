@@ -43,9 +43,15 @@ def broken_notify(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_stage_order_is_the_documented_one() -> None:
-    # route before dedupe: identity is per desk, so a cross-posted mail is new for each desk.
+    # hygiene first (a bounce has no desk address); route before dedupe: identity is per desk, so a
+    # cross-posted mail is new for each desk.
     assert [name for name, _ in pipeline.STAGES] == [
         "parse",
+        "loop",
+        "bounce",
+        "spam",
+        "blocked",
+        "autoreply",
         "route",
         "dedupe",
         "identify",

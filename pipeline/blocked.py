@@ -1,0 +1,9 @@
+"""blocked: a sender on the blocklist → outcome `blocked`, nothing sent. (Stub: filled in by issue 5.)"""
+
+from __future__ import annotations
+
+from pipeline.context import Context, Stop
+
+
+def run(ctx: Context) -> Stop | None:
+    return None

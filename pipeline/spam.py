@@ -1,0 +1,9 @@
+"""spam: an upstream filter's verdict → quarantined with reason `spam`. (Stub: filled in by issue 5.)"""
+
+from __future__ import annotations
+
+from pipeline.context import Context, Stop
+
+
+def run(ctx: Context) -> Stop | None:
+    return None
