@@ -125,6 +125,8 @@ def _close_one(
         now=now.replace(tzinfo=dt.UTC),
         variables={"inactive_for": inactive_for, "reopen_days": desk.reopen_days},
     )
+    if row is None:  # nobody left to tell (bouncing, blocked, rate-limited): queue_mail logged who and why
+        return ticket.number, None
     session.flush()
     return ticket.number, row.id
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from email import charset as _charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
@@ -18,14 +21,18 @@ from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from maild.addresses import domain_of
+from maild.addresses import domain_of, normalize
+from maild.blocklist import find_block
 from maild.config import Config
 from maild.templating import Rendered, render
 from maild.tokens import load_secret, reply_address
-from storage.models import Desk, Message, OutboxMessage, Ticket
+from storage.models import AutoReplySent, Contact, Desk, Message, OutboxMessage, Ticket
+
+# stdlib logging: `maild serve` renders it as JSON; `maild pipe` (whose stdout the MTA reads) stays quiet.
+log = logging.getLogger("maild.outgoing")
 
 # RFC 5322 §3.6.4 sets no limit, but MTAs and clients choke on huge headers; trim as news and mail
 # clients do (RFC 5537 §3.4.4): keep the first id (the root) and the newest ones.
@@ -175,6 +182,103 @@ def thread_index(ticket: Ticket, desk: Desk) -> str:
     return base64.b64encode(header + guid.bytes).decode("ascii")
 
 
+# --- who may get mail -----------------------------------------------------------------------------
+
+
+@dataclass
+class Screened:
+    """The recipients a mail may go to, and those dropped with the reason (address → why)."""
+
+    kept: set[str] = field(default_factory=set)
+    dropped: dict[str, str] = field(default_factory=dict)
+
+
+def _naive_utc(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
+
+
+def _lock_addresses(session: Session, addresses: Iterable[str]) -> None:
+    """PostgreSQL: serialise the count-then-insert of the rate limit per address, so two workers
+    answering the same robot at once cannot both see 4 and send 6. (SQLite's writer lock does it.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for address in sorted(addresses):  # one order everywhere: no deadlock between two transactions
+        key = int.from_bytes(
+            hashlib.sha256(f"maild-autoreply:{address}".encode()).digest()[:8], "big", signed=True
+        )
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def screen_recipients(
+    session: Session, cfg: Config, addresses: Iterable[str], *, automatic: bool, now: dt.datetime
+) -> Screened:
+    """Drop recipients who must get no mail from us: a contact marked `bouncing`, a blocked address,
+    and for automatic mail one that had `autoreply_per_hour` automatic mails in the last hour or
+    `autoreply_per_day` in the last 24 hours (two robots answering each other stop there)."""
+    wanted = list(dict.fromkeys(normalize(a) for a in addresses if a))
+    result = Screened()
+    if not wanted:
+        return result
+    bouncing = set(
+        session.scalars(select(Contact.email).where(Contact.email.in_(wanted), Contact.status == "bouncing"))
+    )
+    for address in wanted:
+        if address in bouncing:
+            result.dropped[address] = "bouncing"
+        elif (block := find_block(session, [address])) is not None:
+            result.dropped[address] = f"blocked ({block[1].pattern})"
+    left = [a for a in wanted if a not in result.dropped]
+    if automatic and left:
+        _lock_addresses(session, left)
+        at = _naive_utc(now)
+        hour_ago, day_ago = at - dt.timedelta(hours=1), at - dt.timedelta(hours=24)
+        counts = {
+            address: (in_hour or 0, in_day or 0)
+            for address, in_hour, in_day in session.execute(
+                select(
+                    AutoReplySent.address,
+                    func.count().filter(AutoReplySent.sent_at > hour_ago),
+                    func.count(),
+                )
+                .where(AutoReplySent.address.in_(left), AutoReplySent.sent_at > day_ago)
+                .group_by(AutoReplySent.address)
+            )
+        }
+        hygiene = cfg.hygiene
+        for address in left:
+            in_hour, in_day = counts.get(address, (0, 0))
+            if in_hour >= hygiene.autoreply_per_hour:
+                result.dropped[address] = f"rate limit: {in_hour} automatic mails in the last hour"
+            elif in_day >= hygiene.autoreply_per_day:
+                result.dropped[address] = f"rate limit: {in_day} automatic mails in the last 24 hours"
+    result.kept = {a for a in wanted if a not in result.dropped}
+    return result
+
+
+def _screen(
+    session: Session,
+    cfg: Config,
+    to: list[tuple[str, str]],
+    cc: list[tuple[str, str]] | None,
+    *,
+    automatic: bool,
+    now: dt.datetime,
+    template: str,
+    dropped: dict[str, str] | None,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(to, cc) without the dropped recipients; with no To left, the remaining Cc become the To."""
+    screened = screen_recipients(
+        session, cfg, [a for _, a in [*to, *(cc or [])]], automatic=automatic, now=now
+    )
+    if screened.dropped:
+        log.info("recipients dropped from %s mail: %s", template, screened.dropped)
+        if dropped is not None:
+            dropped.update(screened.dropped)
+    kept_to = [(n, a) for n, a in to if normalize(a) in screened.kept]
+    kept_cc = [(n, a) for n, a in cc or [] if normalize(a) in screened.kept]
+    return (kept_to, kept_cc) if kept_to else (kept_cc, [])
+
+
 # --- composition ----------------------------------------------------------------------------------
 
 
@@ -234,6 +338,10 @@ def _queue(
         next_attempt_at=now.replace(tzinfo=None),
     )
     session.add(row)
+    if automatic:  # what the rate limit counts, in the transaction that queues the mail
+        session.add_all(
+            AutoReplySent(address=normalize(address), sent_at=_naive_utc(now)) for address in row.rcpt_to
+        )
     return row
 
 
@@ -250,9 +358,16 @@ def queue_mail(
     automatic: bool,
     now: dt.datetime,
     variables: dict[str, Any] | None = None,
-) -> OutboxMessage:
+    dropped: dict[str, str] | None = None,
+) -> OutboxMessage | None:
     """A mail about `ticket`: `[NUMBER]` in the subject, Reply-To signed for the ticket, threaded on the
-    ticket's whole history (`references` and `in_reply_to` are merged into it)."""
+    ticket's whole history (`references` and `in_reply_to` are merged into it).
+
+    Recipients who must get no mail (bouncing, blocked, over the automatic-mail rate limit) are left out,
+    each with the reason in `dropped` when given; with nobody left nothing is queued and it returns None."""
+    to, cc = _screen(session, cfg, to, cc, automatic=automatic, now=now, template=template, dropped=dropped)
+    if not to:
+        return None
     desk = ticket.desk
     rendered = render(
         cfg.template_dir, desk.name, template, ticket_variables(cfg, ticket, **(variables or {}))
@@ -299,9 +414,14 @@ def queue_desk_mail(
     automatic: bool,
     now: dt.datetime,
     variables: dict[str, Any] | None = None,
-) -> OutboxMessage:
+    dropped: dict[str, str] | None = None,
+) -> OutboxMessage | None:
     """A mail from the desk that belongs to no ticket (e.g. the refusal of a new mail): no subject tag, and
-    Reply-To the desk's plain address, since there is no ticket for a signed one to name."""
+    Reply-To the desk's plain address, since there is no ticket for a signed one to name. Recipients are
+    screened as in `queue_mail`; None when nobody is left."""
+    to, _ = _screen(session, cfg, to, None, automatic=automatic, now=now, template=template, dropped=dropped)
+    if not to:
+        return None
     rendered = render(cfg.template_dir, desk.name, template, {"desk_name": desk.name, **(variables or {})})
     parent, chain = _thread([], references or [], in_reply_to)
     return _queue(

@@ -115,6 +115,7 @@ def _store_message(ctx: Context, ticket: Ticket, kind: str, opens_ticket: bool) 
         html=mail.html,
         notes=[*(f"MIME defect: {d}" for d in mail.defects), *attachment_notes],
         threaded_by=ctx.threaded_by,
+        automatic=ctx.automatic,  # autoreply's class: shown to agents, and why nothing answered it
         created_at=ctx.now_naive,
     )
     message.attachments.extend(rows)

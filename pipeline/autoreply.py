@@ -1,9 +1,23 @@
-"""autoreply: automatic mail (RFC 3834 and the rest) is flagged, never answered. (Stub: issue 5.)"""
+"""autoreply: automatic mail (out-of-office, auto-generated, list/bulk, challenge-response) is flagged
+here — it may still open or join a ticket (apply stores the class on the message), but notify never
+answers it. The rules are in maild.automatic."""
 
 from __future__ import annotations
 
+from maild.automatic import classify, envelope_sender, read_headers
 from pipeline.context import Context, Stop
 
 
 def run(ctx: Context) -> Stop | None:
+    mail = ctx.require_mail()
+    headers = read_headers(ctx.raw)
+    verdict = classify(
+        headers,
+        subject=mail.subject,
+        sender=mail.from_address,
+        envelope=envelope_sender(ctx.spool.ingress, ctx.spool.mail_from, headers),
+        is_reply=bool(mail.in_reply_to or mail.references),
+    )
+    if verdict is not None:
+        ctx.automatic, ctx.automatic_reason = verdict.kind, verdict.reason
     return None

@@ -1,10 +1,38 @@
-"""loop: our own outgoing mail coming back (X-Loop with a desk address, a Message-ID we sent, a desk address
-as sender) → outcome `looped`. (Stub: filled in by issue 5.)"""
+"""loop: our own outgoing mail coming back → outcome `looped`, before anything could answer it.
+
+Ours means exactly our identity, never merely our domain (a colleague writing from the desk's domain is a
+customer like any other): an X-Loop naming a desk address (we put `X-Loop: <desk address>` on every mail
+we send), a Message-ID we gave one of our outgoing mails, or a desk address (or its `+token` form) as the
+From sender. Runs before route, so every desk's addresses count: desk A's auto-reply sent to desk B is
+a loop too."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from maild.addresses import base_address
+from maild.automatic import read_headers, x_loop_addresses
 from pipeline.context import Context, Stop
+from storage.models import DeskAddress, OutboxMessage
+
+
+def _desk_addresses(ctx: Context) -> set[str]:
+    return set(ctx.session.scalars(select(DeskAddress.address)))
 
 
 def run(ctx: Context) -> Stop | None:
+    mail = ctx.require_mail()
+    desks = _desk_addresses(ctx)
+    for address in x_loop_addresses(read_headers(ctx.raw)):
+        if base_address(address) in desks:
+            return Stop("looped", f"X-Loop: {address} is our own")
+    if (
+        mail.has_message_id
+        and ctx.session.scalars(
+            select(OutboxMessage.id).where(OutboxMessage.message_id == mail.message_id)
+        ).first()
+    ):
+        return Stop("looped", f"Message-ID {mail.message_id} is one we sent")
+    if base_address(mail.from_address) in desks:
+        return Stop("looped", f"sender {mail.from_address} is a desk address")
     return None
