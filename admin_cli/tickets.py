@@ -1,4 +1,4 @@
-"""maildctl ticket list|show."""
+"""maildctl ticket list|show|cc|block-and-delete."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session
 from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.addresses import is_valid, normalize
 from maild.participants import NotAddable, add_cc, remove_cc
-from storage.models import TICKET_STATUSES, Attachment, AuditLog, Desk, Message, Ticket
+from storage.models import TICKET_STATUSES, Attachment, AuditLog, Desk, Message, OutboxMessage, Ticket
+
+MAX_MERGE_HOPS = 50  # as the thread stage: a merge chain longer than this is a bug, not a conversation
 
 
 def register(commands: Any) -> None:
@@ -31,6 +33,15 @@ def register(commands: Any) -> None:
     cc.add_argument("change", choices=("add", "remove"))
     cc.add_argument("email")
     cc.set_defaults(handler=change_cc)
+    spam = sub.add_parser(
+        "block-and-delete",
+        help="spam: block the ticket's customer and delete the ticket (the raw mail stays in the spool)",
+    )
+    spam.add_argument("number")
+    spam.add_argument(
+        "--reason", help="the blocklist entry's reason (default: 'ticket NUMBER deleted as spam')"
+    )
+    spam.set_defaults(handler=block_and_delete)
 
 
 def ticket_json(ticket: Ticket, message_count: int) -> dict[str, Any]:
@@ -171,4 +182,77 @@ def change_cc(app: App, args: argparse.Namespace) -> int:
         )
         number = ticket.number
     print(f"{number}: {email} {'added as sub-customer' if args.change == 'add' else 'removed'}")
+    return 0
+
+
+def _whole_conversation(session: Session, ticket: Ticket) -> tuple[Ticket, list[Ticket]]:
+    """The survivor a merged number leads to, and the tickets merged into it (directly or not)."""
+    hops = 0
+    while ticket.merged_into is not None and hops < MAX_MERGE_HOPS:
+        ticket, hops = ticket.merged_into, hops + 1
+    merged: list[Ticket] = []
+    seen, frontier = {ticket.id}, [ticket.id]
+    while frontier:
+        found = [
+            t
+            for t in session.scalars(select(Ticket).where(Ticket.merged_into_id.in_(frontier)))
+            if t.id not in seen
+        ]
+        merged += found
+        seen.update(t.id for t in found)
+        frontier = [t.id for t in found]
+    return ticket, merged
+
+
+def block_and_delete(app: App, args: argparse.Namespace) -> int:
+    from admin_cli.blocks import add_entry, find_entry, valid_pattern, who
+
+    actor = who()
+    with app.session() as session:
+        ticket, merged = _whole_conversation(session, find_ticket(session, args.number))
+        number, customer = ticket.number, ticket.customer.email
+        reason = (args.reason or "").strip() or f"ticket {number} deleted as spam"
+        pattern = valid_pattern(customer)
+        already = find_entry(session, pattern) is not None
+        if not already:
+            add_entry(session, pattern, False, reason, actor)
+        doomed = [ticket, *merged]
+        ids = [t.id for t in doomed]
+        message_count = session.scalar(select(func.count(Message.id)).where(Message.ticket_id.in_(ids))) or 0
+        # Mail still queued for the ticket would go out after it is gone (outbox.ticket_id is SET NULL),
+        # the customer's auto-reply included: give it up instead.
+        queued = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.ticket_id.in_(ids), OutboxMessage.status == "queued")
+        )
+        cancelled = []
+        for row in queued:
+            row.failed_to = list(dict.fromkeys([*row.failed_to, *row.rcpt_to]))
+            row.rcpt_to, row.status = [], "failed"
+            row.last_error = f"cancelled: ticket {number} deleted as spam (maildctl ticket block-and-delete)"
+            cancelled.append(row.id)
+        session.add(
+            AuditLog(
+                actor=actor,
+                action="ticket_block_and_delete",
+                detail={
+                    "number": number,
+                    "customer": customer,
+                    "subject": ticket.subject,
+                    "desk": ticket.desk.name,
+                    "pattern": pattern,
+                    "reason": reason,
+                    "already_blocked": already,
+                    "messages": message_count,
+                    "merged": [t.number for t in merged],
+                    "outbox_cancelled": cancelled,
+                },
+            )
+        )
+        # Messages, their attachment rows and the participants go with the ticket (ORM cascades); spool,
+        # outbox and audit rows keep their history with ticket_id set to NULL by the database.
+        for doomed_ticket in doomed:
+            session.delete(doomed_ticket)
+    merged_text = f" (with merged {', '.join(t.number for t in merged)})" if merged else ""
+    blocked_text = "was blocked already" if already else "blocked"
+    print(f"{number} deleted{merged_text}, {message_count} message(s); {customer} {blocked_text}")
     return 0

@@ -8,7 +8,9 @@ one by one."""
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -17,6 +19,25 @@ from maild.addresses import normalize
 from storage.models import BlockEntry
 
 _WILDCARDS = ("*", "?", "[")
+
+
+class _Entry(Protocol):
+    """What matching needs of an entry: a BlockEntry row, or a Rule held in memory."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    @property
+    def subdomains(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A blocklist entry as plain data, for a snapshot that outlives its session (the intake's cache)."""
+
+    pattern: str
+    subdomains: bool
+    reason: str
 
 
 class InvalidPattern(ValueError):
@@ -79,7 +100,29 @@ def find_block(session: Session, addresses: Iterable[str]) -> tuple[str, BlockEn
     return None
 
 
-def _matches(entry: BlockEntry, address: str, domain: str) -> bool:
+def is_domain_pattern(pattern: str) -> bool:
+    """`@example.com`: the one form `subdomains` means something for."""
+    return pattern.startswith("@") and not any(w in pattern for w in _WILDCARDS)
+
+
+def load_rules(session: Session) -> list[Rule]:
+    return [
+        Rule(e.pattern, e.subdomains, e.reason)
+        for e in session.scalars(select(BlockEntry).order_by(BlockEntry.id))
+    ]
+
+
+def match_rules(rules: Sequence[Rule], addresses: Iterable[str]) -> tuple[str, Rule] | None:
+    """find_block over a snapshot: the first of `addresses` that a rule blocks, with that rule."""
+    for address in (normalize(a) for a in addresses if a and "@" in a):
+        domain = address.rpartition("@")[2]
+        for rule in rules:
+            if _matches(rule, address, domain):
+                return address, rule
+    return None
+
+
+def _matches(entry: _Entry, address: str, domain: str) -> bool:
     pattern = entry.pattern
     if any(w in pattern for w in _WILDCARDS):
         return fnmatch.fnmatchcase(address, pattern)

@@ -1,7 +1,9 @@
 """LMTP and SMTP intake for `maild serve` (aiosmtpd), deliberately thin like Postfix's smtpd.
 
-At the edge: RCPT of an address no desk has → 550 5.1.1; more than the size limit → 552 5.3.4; any
-database or disk trouble → 451 4.3.0, so the MTA keeps the mail and retries. At the end of DATA the raw
+At the edge: RCPT of an address no desk has → 550 5.1.1; more than the size limit → 552 5.3.4; with
+`[hygiene] blocked = "reject"`, a blocked envelope sender at MAIL and a blocked From header after DATA →
+550 5.7.1 (the sending MTA tells its user: no backscatter from us); any database or disk trouble →
+451 4.3.0, so the MTA keeps the mail and retries. At the end of DATA the raw
 bytes are written and fsynced to the spool and one 'received' row per recipient is committed; only then
 does the client get its 250 (LMTP: one reply per recipient). The pipeline runs afterwards in worker
 threads (`on_spooled`): a crash in between leaves 'received' rows that `maild serve` processes at start.
@@ -17,11 +19,12 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from maild.addresses import base_address, normalize
+from maild.blocklist import Rule, load_rules, match_rules
 from maild.config import Config, ListenAddress
 from maild.logs import get_logger
 from maild.tokens import parse_bounce_address
@@ -49,6 +53,8 @@ MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: a server must accept at least 100 pe
 # bounce. RFC 5321 asks senders to wrap; a helpdesk would rather read the mail than be right.
 LINE_LENGTH_LIMIT = 1024 * 1024
 REFRESH_SECONDS = 30.0
+# A `maildctl block add` reaches the intake within this time; until then the blocked stage archives the mail.
+BLOCKLIST_REFRESH_SECONDS = 5.0
 HEADER_SCAN_BYTES = 64 * 1024
 
 
@@ -58,12 +64,21 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__
 
 
+def _head(raw: bytes) -> bytes:
+    end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_BYTES)
+    return raw[: end if end >= 0 else HEADER_SCAN_BYTES]
+
+
 def message_id_of(raw: bytes) -> str:
     """The Message-ID header, for the log; only the header block is parsed."""
-    end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_BYTES)
-    head = raw[: end if end >= 0 else HEADER_SCAN_BYTES]
-    value = BytesHeaderParser(policy=compat32).parsebytes(head).get("Message-ID", "")
+    value = BytesHeaderParser(policy=compat32).parsebytes(_head(raw)).get("Message-ID", "")
     return " ".join(str(value).split())[:300]
+
+
+def from_addresses(raw: bytes) -> list[str]:
+    """The addresses of the From header(s); only the header block is parsed."""
+    values = BytesHeaderParser(policy=compat32).parsebytes(_head(raw)).get_all("From") or []
+    return [address for _, address in getaddresses([str(v) for v in values]) if "@" in address]
 
 
 class DeskAddresses:
@@ -106,6 +121,32 @@ class DeskAddresses:
         return found is not None
 
 
+class BlockedSenders:
+    """The blocklist as the intake sees it in reject mode: a snapshot in memory, reloaded when older than
+    `refresh_seconds`. Asking the database at every MAIL and DATA would queue each one behind the
+    pipeline's write transactions on SQLite (see DeskAddresses); a stale snapshot costs little, since
+    the blocked stage archives what slipped through. Blocking: call it in an executor."""
+
+    def __init__(
+        self, factory: sessionmaker[DbSession], refresh_seconds: float = BLOCKLIST_REFRESH_SECONDS
+    ) -> None:
+        self._factory = factory
+        self._refresh_seconds = refresh_seconds
+        self._rules: tuple[Rule, ...] = ()
+        self._loaded_at: float | None = None
+
+    def refresh(self) -> int:
+        with self._factory() as session:
+            rules = tuple(load_rules(session))
+        self._rules, self._loaded_at = rules, time.monotonic()  # replaced whole: readers see old or new
+        return len(rules)
+
+    def find(self, addresses: Iterable[str]) -> tuple[str, Rule] | None:
+        if self._loaded_at is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
+            self.refresh()
+        return match_rules(self._rules, addresses)
+
+
 @dataclass(frozen=True)
 class Spooled:
     """A message made durable: one 'received' spool row per recipient, in RCPT order."""
@@ -133,6 +174,42 @@ class Intake:
         self._addresses = addresses
         self._executor = executor
         self._on_spooled = on_spooled
+        self._blocked = BlockedSenders(factory)
+
+    @property
+    def _rejecting(self) -> bool:
+        return self._cfg.hygiene.blocked == "reject"
+
+    async def _blocked_sender(self, addresses: list[str]) -> tuple[str, Rule] | None:
+        """The first blocked address of `addresses` (in the executor); exceptions propagate."""
+        if not addresses:
+            return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._blocked.find, addresses)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        # `MAIL FROM:<>` arrives as "<>": a bounce has no sender to block.
+        if self._rejecting and "@" in address:
+            try:
+                found = await self._blocked_sender([address])
+            except Exception as exc:
+                log.warning("sender_check_failed", mail_from=address, error=describe(exc))
+                return TRY_LATER
+            if found is not None:
+                log.info(
+                    "sender_rejected",
+                    mail_from=address,
+                    entry=found[1].pattern,
+                    code=550,
+                    peer=_peer(session),
+                )
+                return f"550 5.7.1 <{address}>: sender not accepted"
+        # A handle_MAIL hook owns the envelope's sender, as handle_RCPT owns its recipients.
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -161,6 +238,10 @@ class Intake:
         raw = envelope.original_content or b""  # decode_data=False: the bytes exactly as received
         recipients = tuple(envelope.rcpt_tos)
         started = time.perf_counter()
+        if self._rejecting:
+            refusal = await self._check_from(raw, envelope, session)
+            if refusal is not None:  # nothing spooled
+                return "\r\n".join([refusal] * len(recipients)) if lmtp else refusal
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
             self._executor, self._spool, raw, recipients, "lmtp" if lmtp else "smtp", envelope.mail_from or ""
@@ -197,6 +278,27 @@ class Intake:
                 for rcpt, sid in zip(recipients, spooled.spool_ids, strict=True)
             )
         return f"250 2.0.0 OK, spooled as {','.join(map(str, spooled.spool_ids))}"
+
+    async def _check_from(self, raw: bytes, envelope: Envelope, session: Session) -> str | None:
+        """Reject mode, after DATA: the refusal when a From address is blocked, else None."""
+        try:
+            found = await self._blocked_sender(from_addresses(raw))
+        except Exception as exc:
+            log.warning("sender_check_failed", mail_from=envelope.mail_from, error=describe(exc))
+            return TRY_LATER
+        if found is None:
+            return None
+        address, rule = found
+        log.info(
+            "sender_rejected",
+            header_from=address,
+            mail_from=envelope.mail_from,
+            recipients=list(envelope.rcpt_tos),
+            entry=rule.pattern,
+            code=550,
+            peer=_peer(session),
+        )
+        return f"550 5.7.1 <{address}>: sender not accepted"
 
     async def handle_exception(self, error: Exception) -> str:
         # Without this aiosmtpd answers a permanent 500 carrying the error text: the MTA would bounce.

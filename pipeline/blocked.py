@@ -1,9 +1,25 @@
-"""blocked: a sender on the blocklist → outcome `blocked`, nothing sent. (Stub: filled in by issue 5.)"""
+"""blocked: a sender on the blocklist → outcome `blocked`: no ticket, nothing sent back.
+
+Both senders count: the From header (what the desk would answer) and the envelope sender (what an MTA
+would bounce to). A null envelope sender (`<>`, a bounce) has no address and is not looked up."""
 
 from __future__ import annotations
 
+from maild.blocklist import find_block
 from pipeline.context import Context, Stop
 
 
+def senders(ctx: Context) -> list[str]:
+    """The addresses the stage looks up, From first (explain names them too)."""
+    mail = ctx.require_mail()
+    return [a for a in (mail.from_address, ctx.spool.mail_from) if a and "@" in a]
+
+
 def run(ctx: Context) -> Stop | None:
-    return None
+    found = find_block(ctx.session, senders(ctx))
+    if found is None:
+        return None
+    address, entry = found
+    why = f": {entry.reason}" if entry.reason else ""
+    scope = " (and subdomains)" if entry.subdomains else ""
+    return Stop("blocked", f"sender {address} matches blocklist entry {entry.pattern}{scope}{why}")

@@ -1,0 +1,131 @@
+"""maildctl block add|remove|list: senders that get no ticket and no mail from us.
+
+What a match does is `[hygiene] blocked`: "archive" (accept, keep the mail with outcome `blocked`) or
+"reject" (550 5.7.1 at SMTP/LMTP time). Every change is in the audit log, with the OS user who made it."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from admin_cli.common import App, UserError, iso, print_json, print_table
+from maild.blocklist import InvalidPattern, check_pattern, is_domain_pattern
+from storage.models import AuditLog, BlockEntry
+
+MAX_REASON = 2000
+
+
+def register(commands: Any) -> None:
+    block = commands.add_parser("block", help="the blocklist: senders that get no ticket and no reply")
+    sub = block.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sub.add_parser(
+        "add",
+        help="block an address (alice@example.com), a domain (@example.com) or a wildcard (*@*.spam.test)",
+    )
+    add.add_argument("pattern", metavar="PATTERN")
+    add.add_argument(
+        "--subdomains", action="store_true", help="an @domain pattern also blocks its subdomains"
+    )
+    add.add_argument("--reason", default="", help="why (shown in the blocked mail's reason)")
+    add.set_defaults(handler=add_block)
+    remove = sub.add_parser("remove", help="unblock: remove the entry with exactly this pattern")
+    remove.add_argument("pattern", metavar="PATTERN")
+    remove.set_defaults(handler=remove_block)
+    lst = sub.add_parser("list", help="list the blocklist")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=list_blocks)
+
+
+def who() -> str:
+    """The admin's OS user: maildctl has no login of its own."""
+    try:
+        return getpass.getuser() or "maildctl"
+    except Exception:  # no USER/LOGNAME and no passwd entry (a container's arbitrary uid)
+        return "maildctl"
+
+
+def valid_pattern(text: str) -> str:
+    try:
+        return check_pattern(text)
+    except InvalidPattern as exc:
+        raise UserError(str(exc)) from None
+
+
+def find_entry(session: Session, pattern: str) -> BlockEntry | None:
+    return session.scalars(select(BlockEntry).where(BlockEntry.pattern == pattern)).first()
+
+
+def add_entry(session: Session, pattern: str, subdomains: bool, reason: str, added_by: str) -> BlockEntry:
+    """A new entry; UserError when the pattern is listed already (also used by ticket block-and-delete)."""
+    if find_entry(session, pattern) is not None:
+        raise UserError(f"{pattern} is blocked already: see 'maildctl block list'")
+    entry = BlockEntry(pattern=pattern, subdomains=subdomains, reason=reason[:MAX_REASON], added_by=added_by)
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def entry_json(entry: BlockEntry) -> dict[str, Any]:
+    return {
+        "pattern": entry.pattern,
+        "subdomains": entry.subdomains,
+        "reason": entry.reason,
+        "added_by": entry.added_by,
+        "created_at": iso(entry.created_at),
+    }
+
+
+def add_block(app: App, args: argparse.Namespace) -> int:
+    pattern = valid_pattern(args.pattern)
+    if args.subdomains and not is_domain_pattern(pattern):
+        raise UserError(f"--subdomains applies to a domain pattern like @example.com, not {pattern}")
+    actor = who()
+    try:
+        with app.session() as session:
+            entry = add_entry(session, pattern, args.subdomains, args.reason.strip(), actor)
+            session.add(AuditLog(actor=actor, action="block_add", detail=entry_json(entry)))
+    except IntegrityError:  # another maildctl added it between our check and our insert
+        raise UserError(f"{pattern} is blocked already: see 'maildctl block list'") from None
+    scope = " and its subdomains" if args.subdomains else ""
+    print(f"blocked {pattern}{scope}")
+    return 0
+
+
+def remove_block(app: App, args: argparse.Namespace) -> int:
+    pattern = args.pattern.strip().lower()  # as check_pattern stores it
+    actor = who()
+    with app.session() as session:
+        entry = find_entry(session, pattern)
+        if entry is None:
+            raise UserError(f"no blocklist entry {args.pattern!r}: see 'maildctl block list'")
+        session.add(AuditLog(actor=actor, action="block_remove", detail=entry_json(entry)))
+        session.delete(entry)
+    print(f"unblocked {pattern}")
+    return 0
+
+
+def list_blocks(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        entries = [entry_json(e) for e in session.scalars(select(BlockEntry).order_by(BlockEntry.pattern))]
+    if args.json:
+        print_json(entries)
+    else:
+        print_table(
+            ["PATTERN", "SUBDOMAINS", "ADDED BY", "CREATED", "REASON"],
+            [
+                [
+                    e["pattern"],
+                    "yes" if e["subdomains"] else "no",
+                    e["added_by"],
+                    e["created_at"],
+                    e["reason"],
+                ]
+                for e in entries
+            ],
+        )
+    return 0
