@@ -1,4 +1,5 @@
-"""maildctl outbox list|show|retry|flush and spool list: what went out, and what came in with its outcome."""
+"""maildctl outbox list|show|retry|flush and spool list|release: what went out, and what came in with its
+outcome."""
 
 from __future__ import annotations
 
@@ -15,7 +16,18 @@ from maild.sender import flush
 from storage.models import AuditLog, OutboxMessage, SpoolEntry, Ticket, utcnow
 
 OUTBOX_STATUSES = ("queued", "sent", "failed")
-SPOOL_OUTCOMES = ("created", "replied", "duplicate", "quarantined", "unknown_recipient", "rejected")
+SPOOL_OUTCOMES = (
+    "created",
+    "replied",
+    "duplicate",
+    "quarantined",
+    "unknown_recipient",
+    "rejected",
+    "looped",
+    "bounce",
+    "archived",
+    "blocked",
+)
 
 
 def register(commands: Any) -> None:
@@ -46,6 +58,12 @@ def register(commands: Any) -> None:
     lst.add_argument("--quarantined", action="store_true", help="only quarantined messages")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_spool)
+    release = sub.add_parser(
+        "release",
+        help="let a quarantined mail through (the spam verdict no longer holds it) and process it now",
+    )
+    release.add_argument("id", type=int, metavar="ID")
+    release.set_defaults(handler=release_spool)
 
 
 def _outbox_fields(row: OutboxMessage, number: str | None) -> dict[str, Any]:
@@ -223,4 +241,47 @@ def list_spool(app: App, args: argparse.Namespace) -> int:
                 for r in rows
             ],
         )
+    return 0
+
+
+def release_spool(app: App, args: argparse.Namespace) -> int:
+    """Only quarantined rows: spam, unparseable input, or a mail that failed processing MAX_ATTEMPTS times
+    (which the release replays). A blocked mail stays blocked: remove the entry, the sender writes again."""
+    from pipeline.runner import process
+
+    with app.session() as session:
+        entry = session.get(SpoolEntry, args.id, with_for_update=True)
+        if entry is None:
+            raise UserError(f"no spool entry with id {args.id}: see 'maildctl spool list'")
+        if entry.state != "done" or entry.outcome != "quarantined":
+            now = entry.outcome or entry.state
+            raise UserError(
+                f"spool entry {args.id} is not quarantined ({now}): only quarantined mail is released"
+            )
+        before = {"outcome": entry.outcome, "reason": entry.reason, "attempts": entry.attempts}
+        entry.released = True
+        entry.state, entry.outcome, entry.reason = "received", None, ""
+        entry.attempts = 0  # a mail quarantined after failed attempts gets its full count again
+        session.add(
+            AuditLog(
+                actor="maildctl", action="spool_release", detail={"spool_id": entry.id, "before": before}
+            )
+        )
+    # Committed first: if processing is cut short the row is 'received', and maild serve's recovery sweep
+    # (or the next start) processes it.
+    result = process(app.factory, app.cfg, args.id)
+    if result.outcome == "failed":  # still 'received': the recovery sweep retries it
+        raise UserError(f"released {args.id}, but processing failed ({result.reason}); it will be retried")
+    if result.outbox_ids:
+        # As maild pipe: what it queued goes out now; a send failure leaves it for the outbox's retries.
+        try:
+            flush(app.factory, app.cfg, result.outbox_ids)
+        except Exception as exc:
+            print(
+                f"maildctl: queued mail not sent yet ({type(exc).__name__}); it stays in the outbox",
+                file=sys.stderr,
+            )
+    ticket = f" {result.ticket_number}" if result.ticket_number else ""
+    reason = f" ({result.reason})" if result.reason else ""
+    print(f"released {args.id}: {result.outcome}{ticket}{reason}")
     return 0

@@ -1,9 +1,56 @@
-"""spam: an upstream filter's verdict → quarantined with reason `spam`. (Stub: filled in by issue 5.)"""
+"""spam: an upstream filter's verdict → outcome `quarantined`, reason `spam: <the header>`, nothing sent.
+
+Only yes-verdicts count, each filter's own: SpamAssassin's `X-Spam-Flag: YES` and `X-Spam-Status: Yes, …`,
+Rspamd's `X-Spam: Yes`. Rspamd's `X-Spam-Action` is not read: the actions that let mail through
+("add header", "rewrite subject") come with `X-Spam: Yes` anyway, and "greylist"/"no action" are no
+verdict. maild runs no filter of its own. A forged "No" cannot hide a "Yes" (any yes wins); a forged
+"Yes" only holds the forger's own mail. A row an admin released (`maildctl spool release`) passes."""
 
 from __future__ import annotations
 
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
 from pipeline.context import Context, Stop
+
+HEADER_SCAN_BYTES = 256 * 1024  # filters add their headers on top; a header block is never this long
+MAX_SHOWN = 200  # X-Spam-Status lists every test that hit: the reason keeps its start
+
+
+def _header_block(raw: bytes) -> bytes:
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = raw.find(separator, 0, HEADER_SCAN_BYTES)
+        if end >= 0:
+            return raw[:end]
+    return raw[:HEADER_SCAN_BYTES]
+
+
+def _is_yes(value: str) -> bool:
+    # X-Spam-Flag: YES · X-Spam: Yes · X-Spam-Status: Yes, score=7.3 required=5.0 tests=…
+    words = value.split(",", 1)[0].split()
+    return bool(words) and words[0].lower() == "yes"
+
+
+def verdict(raw: bytes) -> tuple[bool, list[str]]:
+    """(spam?, the verdict headers found, as `Name: value`, the yes-verdicts first)."""
+    # compat32 does no parsing of its own, so a malformed header cannot raise here.
+    headers = BytesHeaderParser(policy=compat32).parsebytes(_header_block(raw))
+    yes: list[str] = []
+    other: list[str] = []
+    for name in ("X-Spam-Flag", "X-Spam-Status", "X-Spam"):
+        for value in headers.get_all(name) or []:
+            text = " ".join(str(value).split())  # unfolded
+            shown = f"{name}: {text}"
+            if len(shown) > MAX_SHOWN:
+                shown = shown[: MAX_SHOWN - 1] + "…"
+            (yes if _is_yes(text) else other).append(shown)
+    return bool(yes), yes + other
 
 
 def run(ctx: Context) -> Stop | None:
+    if ctx.spool.released:
+        return None
+    spam, found = verdict(ctx.raw)
+    if spam:
+        return Stop("quarantined", f"spam: {found[0]}")
     return None
