@@ -43,6 +43,18 @@ def _print_human(result: dict[str, Any]) -> None:
         print(f"  {stage['stage']}: {stage['verdict']}")
     reason = f" ({result['reason']})" if result["reason"] else ""
     print(f"outcome: {result['outcome'] or '-'}{reason}")
+    bounce = result["bounce"]
+    if bounce is not None:
+        kind = "permanent" if bounce["permanent"] else "temporary"
+        status = f" {bounce['status']}" if bounce["status"] else ""
+        matched = f", matched by {bounce['matched_by']}" if bounce["matched_by"] else ", unmatched"
+        print(f"bounce: {kind}{status} for {', '.join(bounce['recipients']) or '-'}{matched}")
+        if bounce["diagnostic"]:
+            print(f"  diagnostic: {bounce['diagnostic']}")
+    automatic = result["automatic"]
+    if automatic is not None:
+        why = f" ({automatic['reason']})" if automatic["reason"] else ""
+        print(f"automatic: {automatic['class']}{why}")
     if result["ticket"]:
         facts = [f"threaded by {result['threaded_by']}"] if result["threaded_by"] else []
         if result["linked_ticket"]:

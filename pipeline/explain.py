@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from maild.addresses import base_address
 from maild.tokens import load_secret, token_of, verify_token
-from pipeline.context import Context, Stop
+from pipeline.context import BounceInfo, Context, Stop
+from pipeline.spam import verdict as spam_verdict
 from storage.models import Message, OutboxMessage
 
 _INSERTED = "maild.explain.inserted"
@@ -42,6 +43,8 @@ class Explanation:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     would_send: list[dict[str, Any]] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    bounce: dict[str, Any] | None = None  # a delivery report: see bounce_json
+    automatic: dict[str, Any] | None = None  # automatic mail: {"class": …, "reason": …}
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,8 @@ class Explanation:
             "attachments": self.attachments,
             "would_send": self.would_send,
             "defects": self.defects,
+            "bounce": self.bounce,
+            "automatic": self.automatic,
         }
 
 
@@ -80,6 +85,56 @@ def _is_new(session: Session, instance: object) -> bool:
 
 
 # --- one describer per stage ---------------------------------------------------------------------------
+
+
+def _senders(ctx: Context) -> str:
+    mail = ctx.require_mail()
+    envelope = ctx.spool.mail_from if "@" in ctx.spool.mail_from else ""
+    if envelope and envelope.lower() != mail.from_address.lower():
+        return f"{mail.from_address or '(no From)'} (envelope {envelope})"
+    return mail.from_address or "(no From)"
+
+
+def _loop(ctx: Context) -> str:
+    return (
+        "not our own mail coming back (no X-Loop of ours, no Message-ID we sent, sender is no desk address)"
+    )
+
+
+def _bounce_sentence(info: BounceInfo) -> str:
+    kind = "permanent failure" if info.permanent else "temporary failure (noted only)"
+    status = f" {info.status}" if info.status else ""
+    whom = ", ".join(info.recipients) or "no recipient named"
+    matched = f", matched by {info.matched_by}" if info.matched_by else ", matched to no mail we sent"
+    said = f": {info.diagnostic}" if info.diagnostic else ""
+    return f"delivery report, {kind}{status} for {whom}{matched}{said}"
+
+
+def _bounce(ctx: Context) -> str:
+    if ctx.bounce is not None:
+        return _bounce_sentence(ctx.bounce)
+    return "not a delivery report"
+
+
+def _spam(ctx: Context) -> str:
+    _spam_found, headers = spam_verdict(ctx.raw)
+    if ctx.spool.released:
+        said = f" ({'; '.join(headers)})" if headers else ""
+        return f"released by an admin: an upstream spam verdict no longer holds it{said}"
+    if headers:  # not spam, but a filter looked at it: say what it said
+        return f"upstream filter says not spam: {'; '.join(headers)}"
+    return "no spam verdict from an upstream filter (X-Spam-Flag, X-Spam-Status, X-Spam)"
+
+
+def _blocked(ctx: Context) -> str:
+    return f"sender {_senders(ctx)} not on the blocklist"
+
+
+def _autoreply(ctx: Context) -> str:
+    if ctx.automatic is not None:
+        why = f" ({ctx.automatic_reason})" if ctx.automatic_reason else ""
+        return f"automatic mail, {ctx.automatic}{why}: may join a ticket, never answered automatically"
+    return "written by a person: no sign of automatic mail"
 
 
 def _parse(ctx: Context) -> str:
@@ -257,6 +312,11 @@ def _generic(ctx: Context) -> str:
 
 DESCRIBERS: dict[str, Callable[[Context], str]] = {
     "parse": _parse,
+    "loop": _loop,
+    "bounce": _bounce,
+    "spam": _spam,
+    "blocked": _blocked,
+    "autoreply": _autoreply,
     "route": _route,
     "dedupe": _dedupe,
     "identify": _identify,
@@ -318,6 +378,24 @@ def _visible_text(ctx: Context) -> str | None:
     return stored or ctx.mail.visible_text
 
 
+def bounce_json(info: BounceInfo | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return {
+        "permanent": info.permanent,
+        "recipients": list(info.recipients),
+        "status": info.status,
+        "diagnostic": info.diagnostic,
+        "matched_by": info.matched_by,
+    }
+
+
+def automatic_json(ctx: Context) -> dict[str, Any] | None:
+    if ctx.automatic is None:
+        return None
+    return {"class": ctx.automatic, "reason": ctx.automatic_reason}
+
+
 def summarize(ctx: Context, stages: list[dict[str, str]]) -> Explanation:
     mail = ctx.mail
     return Explanation(
@@ -333,6 +411,8 @@ def summarize(ctx: Context, stages: list[dict[str, str]]) -> Explanation:
         attachments=_attachments(ctx),
         would_send=_would_send(ctx),
         defects=list(mail.defects) if mail is not None else [],
+        bounce=bounce_json(ctx.bounce),
+        automatic=automatic_json(ctx),
     )
 
 
@@ -352,6 +432,8 @@ def failed(ctx: Context, stages: list[dict[str, str]], stage: str, error: Except
             threaded_by=ctx.threaded_by or None,
             text=mail.text if mail is not None else None,
             defects=list(mail.defects) if mail is not None else [],
+            bounce=bounce_json(ctx.bounce),  # plain fields of the context: no session needed
+            automatic=automatic_json(ctx),
         )
     explanation.outcome, explanation.reason = "error", reason
     return explanation

@@ -22,10 +22,10 @@ from admin_cli.main import main as maildctl
 from maild.config import Config
 from maild.tokens import SECRET_FILE
 from pipeline import runner
-from pipeline.context import Context, Stop
+from pipeline.context import BounceInfo, Context, Stop
 from pipeline.explain import Explanation
 from storage.db import transaction
-from storage.models import Desk
+from storage.models import BlockEntry, Desk, SpoolEntry
 from tests.conftest import run_cli
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, crlf, deliver, mail, make_desk, outbox
 from tests.pipeline.helpers import ticket as ticket_by_number
@@ -304,15 +304,16 @@ def test_a_stage_the_explainer_does_not_know_gets_a_generic_verdict(
         return None
 
     def refuse(ctx: Context) -> Stop:
-        return Stop("blocked", "sender on the blocklist")
+        return Stop("greylisted", "first delivery attempt")
 
-    stages = (*pipeline.STAGES[:2], ("loop", look), ("blocked", refuse), *pipeline.STAGES[2:])
+    # Names no describer knows (the hygiene stages have their own sentences now).
+    stages = (*pipeline.STAGES[:2], ("greet", look), ("greylist", refuse), *pipeline.STAGES[2:])
     monkeypatch.setattr(runner, "STAGES", stages)
     result = explain(session_factory, cfg, mail())
     said = verdicts(result)
-    assert said["loop"] == "passed"
-    assert said["blocked"] == "blocked: sender on the blocklist"
-    assert result.outcome == "blocked" and result.stages[-1]["stop"] == "blocked"
+    assert said["greet"] == "passed"
+    assert said["greylist"] == "greylisted: first delivery attempt"
+    assert result.outcome == "greylisted" and result.stages[-1]["stop"] == "greylisted"
 
 
 def test_a_stage_that_raises_is_an_error_and_changes_nothing(
@@ -398,9 +399,12 @@ def test_cli_json_one_object_per_file_in_order(
             "attachments",
             "would_send",
             "defects",
+            "bounce",
+            "automatic",
         }
         for r in results
     )
+    assert all(r["bounce"] is None and r["automatic"] is None for r in results)  # two mails by a person
     first, second = results
     assert (first["outcome"], first["ticket"], first["threaded_by"]) == ("replied", FIRST, "references")
     assert second["outcome"] == "created" and second["ticket"].startswith("SUP-")  # numbered at today's date
@@ -439,3 +443,140 @@ def test_cli_missing_file_is_one_line_and_nothing_runs(config_file: Path, tmp_pa
     assert proc.stdout == ""  # checked before the first file ran
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [f"maildctl: cannot read {missing}: No such file or directory"]
+
+
+# --- hygiene: loop, bounce, spam, blocked, autoreply ------------------------------------------------------
+
+OUT_OF_OFFICE = crlf(
+    "\n".join(
+        [
+            "From: Bob Builder <bob@customer.example>",
+            f"To: {SUPPORT}",
+            "Subject: Automatic reply: Printer on fire",
+            "Thread-Topic: Printer on fire",
+            "Date: Sat, 07 Mar 2026 09:01:00 +0000",
+            "Message-ID: <OOO1@AM0PR07MB1234.eurprd07.prod.outlook.com>",
+            "In-Reply-To: <first@customer.example>",
+            "Auto-Submitted: auto-replied",
+            "X-Auto-Response-Suppress: All",
+            "X-MS-Exchange-Inbox-Rules-Loop: bob@customer.example",
+            "MIME-Version: 1.0",
+            "Content-Type: text/plain; charset=utf-8",
+            "",
+            "I am out of the office until Monday.",
+            "",
+        ]
+    )
+)
+
+
+def test_a_mail_by_a_person_passes_each_hygiene_stage_with_a_sentence(
+    session_factory: Factory, cfg: Config
+) -> None:
+    result = explain(session_factory, cfg, mail())
+    said = verdicts(result)
+    assert said["loop"].startswith("not our own mail coming back")
+    assert said["bounce"] == "not a delivery report"
+    assert said["spam"] == "no spam verdict from an upstream filter (X-Spam-Flag, X-Spam-Status, X-Spam)"
+    assert said["blocked"] == "sender alice@customer.example not on the blocklist"
+    assert said["autoreply"] == "written by a person: no sign of automatic mail"
+    assert (result.bounce, result.automatic) == (None, None)
+
+
+def test_a_blocked_sender_stops_at_blocked(session_factory: Factory, cfg: Config) -> None:
+    with transaction(session_factory) as session:
+        session.add(BlockEntry(pattern="@customer.example", subdomains=False, reason="fraud", added_by="t"))
+    result = explain(session_factory, cfg, mail())
+    assert (result.outcome, result.desk, result.ticket) == ("blocked", None, None)
+    assert result.stages[-1] == {
+        "stage": "blocked",
+        "verdict": "blocked: sender alice@customer.example matches blocklist entry @customer.example: fraud",
+        "stop": "blocked",
+    }
+    assert result.would_send == []
+
+
+def test_spam_stops_at_spam_and_a_no_verdict_is_named(session_factory: Factory, cfg: Config) -> None:
+    spam = explain(session_factory, cfg, mail(extra=[("X-Spam-Flag", "YES")]))
+    assert spam.outcome == "quarantined"
+    assert spam.stages[-1] == {
+        "stage": "spam",
+        "verdict": "quarantined: spam: X-Spam-Flag: YES",
+        "stop": "quarantined",
+    }
+    ham = explain(session_factory, cfg, mail(extra=[("X-Spam-Status", "No, score=-1.0 required=5.0")]))
+    assert ham.outcome == "created"
+    assert (
+        verdicts(ham)["spam"] == "upstream filter says not spam: X-Spam-Status: No, score=-1.0 required=5.0"
+    )
+
+
+def test_an_out_of_office_reply_is_automatic_in_the_sentence_and_the_json(
+    session_factory: Factory, cfg: Config
+) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)  # the ticket the out-of-office answers
+    result = explain(session_factory, cfg, OUT_OF_OFFICE)
+    assert result.automatic == {"class": "out-of-office", "reason": "Auto-Submitted: auto-replied"}
+    assert verdicts(result)["autoreply"] == (
+        "automatic mail, out-of-office (Auto-Submitted: auto-replied): may join a ticket, "
+        "never answered automatically"
+    )
+    assert result.would_send == []  # never answered
+    assert result.bounce is None
+
+
+def test_the_json_of_a_context_filled_by_hand(session_factory: Factory, cfg: Config) -> None:
+    """The builder alone: what the bounce and autoreply stages leave in the context, as JSON."""
+    from pipeline import explain as explaining
+
+    with session_factory() as session:
+        ctx = Context(session=session, cfg=cfg, spool=SpoolEntry(mail_from=""), raw=b"", now=NOW)
+        ctx.bounce = BounceInfo(
+            permanent=True,
+            recipients=("nobody@customer.example",),
+            status="5.1.1",
+            diagnostic="550 5.1.1 <nobody@customer.example>: user unknown",
+            outbox_id=7,
+            matched_by="verp",
+        )
+        ctx.automatic, ctx.automatic_reason = "auto-generated", "envelope sender <>"
+        data = explaining.summarize(ctx, []).as_json()
+        assert data["bounce"] == {
+            "permanent": True,
+            "recipients": ["nobody@customer.example"],
+            "status": "5.1.1",
+            "diagnostic": "550 5.1.1 <nobody@customer.example>: user unknown",
+            "matched_by": "verp",
+        }
+        assert data["automatic"] == {"class": "auto-generated", "reason": "envelope sender <>"}
+        assert explaining.describe("bounce", ctx, None)["verdict"] == (
+            "delivery report, permanent failure 5.1.1 for nobody@customer.example, matched by verp: "
+            "550 5.1.1 <nobody@customer.example>: user unknown"
+        )
+        ctx.bounce = BounceInfo(permanent=False, recipients=(), matched_by="")
+        assert explaining.summarize(ctx, []).as_json()["bounce"] == {
+            "permanent": False,
+            "recipients": [],
+            "status": "",
+            "diagnostic": "",
+            "matched_by": "",
+        }
+        # A stage that raised: its explanation keeps both fields too.
+        failed = explaining.failed(ctx, [], "apply", RuntimeError("x")).as_json()
+        assert failed["bounce"]["permanent"] is False and failed["automatic"]["class"] == "auto-generated"
+
+
+def test_cli_json_and_text_of_an_out_of_office_reply(
+    session_factory: Factory, cfg: Config, config_file: Path, tmp_path: Path
+) -> None:
+    deliver(session_factory, cfg, mail(), SUPPORT)
+    eml = tmp_path / "ooo.eml"
+    eml.write_bytes(OUT_OF_OFFICE)
+    proc = ctl(config_file, "explain", str(eml), "--recipient", SUPPORT, "--json")
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)
+    assert result["automatic"] == {"class": "out-of-office", "reason": "Auto-Submitted: auto-replied"}
+    assert result["bounce"] is None
+    assert (result["outcome"], result["ticket"], result["would_send"]) == ("replied", FIRST, [])
+    text = ctl(config_file, "explain", str(eml), "--recipient", SUPPORT)
+    assert "automatic: out-of-office (Auto-Submitted: auto-replied)" in text.stdout.splitlines()

@@ -307,6 +307,33 @@ def test_data_over_the_limit_is_refused_and_not_spooled(
         assert spool(s) == []
 
 
+def test_mail_from_is_kept_with_its_parameters(cfg: Config, session_factory: Factory, desks: None) -> None:
+    """Intake defines handle_MAIL (blocked senders, reject mode): the envelope keeps what aiosmtpd's own
+    MAIL handling would record, and a second MAIL in one transaction is still refused."""
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        async with intake(cfg, session_factory) as srv:
+            c = await Client.connect(srv.smtp_port)
+            await c.greet()
+            answers = [
+                await c.one("MAIL FROM:<Alice@Customer.Example> BODY=8BITMIME SIZE=1000"),
+                await c.one("MAIL FROM:<other@customer.example>"),
+                await c.one(f"RCPT TO:<{SUPPORT}>"),
+            ]
+            answers += await c.data(mail())
+            await c.close()
+            return answers, [s.ingress for s in srv.spooled]
+
+    answers, ingresses = run(scenario())
+    assert answers[0] == "250 2.1.0 OK"
+    assert answers[1].startswith("503")  # nested MAIL: the sender was recorded
+    assert answers[2].startswith("250 2.1.5") and answers[3].startswith("250 2.0.0")
+    assert ingresses == ["smtp"]
+    with session_factory() as s:
+        [row] = spool(s)
+    assert row.mail_from == "Alice@Customer.Example"  # as given: the pipeline normalises where it compares
+
+
 # --- LMTP -------------------------------------------------------------------------------------------
 
 
