@@ -1,6 +1,8 @@
-"""maildctl contact add|list: the people who write to the desks (customers and sub-customers).
+"""maildctl contact add|list|unbounce: the people who write to the desks (customers and sub-customers).
 
-A desk with clients_only accepts new tickets only from contacts, so admins register their clients here."""
+A desk with clients_only accepts new tickets only from contacts, so admins register their clients here.
+A contact whose mail bounced for good is `bouncing` (the bounce stage says why in status_reason) and gets
+no mail until `contact unbounce` — after the address was fixed on their side, say."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from sqlalchemy import func, select
 from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.addresses import is_valid, normalize
 from maild.participants import NotAddable, check_customer_address, find_contact, get_or_create_contact
-from storage.models import Contact, Participant
+from storage.models import AuditLog, Contact, Participant
 
 
 def register(commands: Any) -> None:
@@ -25,6 +27,9 @@ def register(commands: Any) -> None:
     lst = sub.add_parser("list", help="list contacts")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_contacts)
+    unbounce = sub.add_parser("unbounce", help="let mail go to a bouncing contact again")
+    unbounce.add_argument("email")
+    unbounce.set_defaults(handler=unbounce_contact)
 
 
 def add_contact(app: App, args: argparse.Namespace) -> int:
@@ -56,6 +61,7 @@ def list_contacts(app: App, args: argparse.Namespace) -> int:
                 "email": c.email,
                 "name": c.display_name,
                 "status": c.status,
+                "status_reason": c.status_reason,
                 "tickets": n,
                 "created_at": iso(c.created_at),
             }
@@ -68,8 +74,26 @@ def list_contacts(app: App, args: argparse.Namespace) -> int:
     if args.json:
         print_json(contacts)
     else:
+        # REASON last: it is long, and the columns before it keep their places.
         print_table(
-            ["EMAIL", "NAME", "STATUS", "TICKETS"],
-            [[c["email"], c["name"], c["status"], c["tickets"]] for c in contacts],
+            ["EMAIL", "NAME", "STATUS", "TICKETS", "REASON"],
+            [[c["email"], c["name"], c["status"], c["tickets"], c["status_reason"]] for c in contacts],
         )
+    return 0
+
+
+def unbounce_contact(app: App, args: argparse.Namespace) -> int:
+    email = normalize(args.email)
+    with app.session() as session:
+        contact = find_contact(session, email)
+        if contact is None:
+            raise UserError(f"no contact {email}")
+        if contact.status != "bouncing":
+            raise UserError(f"contact {email} is not bouncing (status {contact.status})")
+        reason = contact.status_reason
+        contact.status, contact.status_reason = "active", ""
+        session.add(
+            AuditLog(actor="maildctl", action="contact_unbounce", detail={"email": email, "was": reason})
+        )
+    print(f"contact {email}: bouncing -> active")
     return 0

@@ -1,4 +1,5 @@
-"""maildctl contact add|list, and what registering a contact means for a clients_only desk."""
+"""maildctl contact add|list, and what registering a contact means for a clients_only desk. (contact
+unbounce, which needs a bounce first, is tested in tests/test_bounces.py.)"""
 
 from __future__ import annotations
 
@@ -36,11 +37,12 @@ def test_a_registered_contact_may_open_tickets_on_a_clients_only_desk(
     assert known.outcome == "created"
 
     listed = json.loads(ctl(config_file, "contact", "list", "--json").stdout)
-    assert [(c["email"], c["name"], c["status"], c["tickets"]) for c in listed] == [
-        ("alice@customer.example", "Alice A.", "active", 1)
+    assert [(c["email"], c["name"], c["status"], c["status_reason"], c["tickets"]) for c in listed] == [
+        ("alice@customer.example", "Alice A.", "active", "", 1)
     ]
     table = ctl(config_file, "contact", "list").stdout.splitlines()
-    assert table[0].split() == ["EMAIL", "NAME", "STATUS", "TICKETS"] and "alice@customer.example" in table[1]
+    assert table[0].split() == ["EMAIL", "NAME", "STATUS", "TICKETS", "REASON"]
+    assert "alice@customer.example" in table[1]
     again = ctl(config_file, "contact", "add", "alice@customer.example")
     assert (again.returncode, again.stdout.strip()) == (0, "contact alice@customer.example updated")
 
