@@ -1,9 +1,324 @@
-"""bounce: delivery reports, correlated to the outgoing mail and recipient. (Stub: filled in by issue 5.)"""
+"""bounce: delivery reports, correlated to the outgoing mail and recipient they are about.
+
+What a bounce is, and what it says, is maild.dsn's business. Here it is matched to one outbox row and
+recipient: by the VERP envelope recipient (`bounces+<row>-<mac>@…`, the MAC tried against each of the
+row's recipients, so a report that names nobody or a rewritten address still matches), else by the
+returned mail's Message-ID. Then:
+- permanent (5.x.x): the contact is marked `bouncing` (never an agent or a desk address), a system note on
+  the ticket, and the `bounce_notice` to the desk's agents when the contact was not bouncing yet;
+- temporary (4.x.x, delayed): the note only;
+- unmatched: archived, `bounce-unmatched: …`, nothing changed.
+A bounce never opens a ticket. The same bounce delivered again (same bytes, or the same report
+Message-ID for the same address) is a `duplicate` and changes nothing twice."""
 
 from __future__ import annotations
 
-from pipeline.context import Context, Stop
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from maild.dsn import Failure, Report, read_bounce
+from maild.outgoing import queue_mail
+from maild.participants import NotAddable, check_customer_address, get_or_create_contact
+from maild.tokens import bounce_matches, load_secret, parse_bounce_address
+from pipeline.context import BounceInfo, Context, Stop
+from storage.db import is_transient
+from storage.models import AuditLog, Message, OutboxMessage, SpoolEntry, Ticket
+
+NOTICE_TEMPLATE = "bounce_notice"
+STATUS_REASON_MAX = 200
+
+
+@dataclass(frozen=True)
+class _Match:
+    row: OutboxMessage
+    by: str  # verp | message-id
+    failed: tuple[tuple[str, Failure | None], ...]  # (address as we sent it, what the report says of it)
 
 
 def run(ctx: Context) -> Stop | None:
+    verp = _verp_address(ctx)
+    report = read_bounce(ctx.raw, to_verp=verp is not None, null_sender=_null_sender(ctx))
+    if report is None:
+        if verp is not None:  # a vacation reply to our return path, say: for no desk, and no bounce
+            return Stop("archived", "bounce-address: mail to a VERP return path that is no delivery report")
+        return None
+    if report.delivered_only:
+        return Stop("archived", "delivery report without a failure (delivered, relayed or expanded)")
+    match, why_not = _correlate(ctx, report, verp)
+    if match is None:
+        first = report.failures[0] if report.failures else None
+        ctx.bounce = BounceInfo(
+            permanent=report.permanent,
+            recipients=report.recipients,
+            status=first.status if first else "",
+            diagnostic=first.diagnostic if first else "",
+        )
+        if _seen_before(ctx):
+            return Stop("duplicate", "this bounce was processed before")
+        return Stop("archived", f"bounce-unmatched: {why_not}")
+    failures = [failure for _, failure in match.failed if failure is not None]
+    first = failures[0] if failures else None
+    ctx.bounce = BounceInfo(
+        permanent=any(_is_permanent(report, f) for _, f in match.failed),
+        recipients=tuple(address for address, _ in match.failed),
+        status=first.status if first else "",
+        diagnostic=first.diagnostic if first else "",
+        outbox_id=match.row.id,
+        matched_by=match.by,
+    )
+    ticket = _ticket_of(ctx, match.row)
+    if ticket is not None:
+        ctx.ticket, ctx.desk = ticket, ticket.desk
+    if _seen_before(ctx) or _noted_before(ctx, match):
+        return Stop("duplicate", "this bounce was processed before")
+    reasons = [_apply(ctx, report, match, address, failure, ticket) for address, failure in match.failed]
+    return Stop("bounce", "; ".join(reasons)[:2000])
+
+
+# --- recognising and matching ---------------------------------------------------------------------
+
+
+def _verp_address(ctx: Context) -> tuple[int, str] | None:
+    """(outbox id, mac) of the VERP return path this came to: the envelope recipient, or without one (IMAP,
+    a pipe without --recipient) the address the bounce was delivered to, by its headers."""
+    mail = ctx.require_mail()
+    if ctx.spool.recipient:
+        candidates = [ctx.spool.recipient]
+    else:
+        candidates = [*mail.delivered_to, *(address for _, address in mail.to)]
+    for candidate in candidates:
+        parsed = parse_bounce_address(candidate)
+        if parsed is not None:
+            return parsed
     return None
+
+
+def _null_sender(ctx: Context) -> bool:
+    # Only SMTP/LMTP know the envelope for sure: a pipe or IMAP without a sender says nothing.
+    return ctx.spool.ingress in ("lmtp", "smtp") and ctx.spool.mail_from in ("", "<>")
+
+
+def _recipients_of(row: OutboxMessage) -> list[str]:
+    return list(dict.fromkeys(a.lower() for a in [*row.delivered_to, *row.failed_to, *row.rcpt_to]))
+
+
+def _failure_for(report: Report, address: str) -> Failure | None:
+    for failure in report.failures:
+        if address in failure.addresses:
+            return failure
+    # One recipient per VERP transaction: a report naming another (rewritten) address, or none, is still
+    # about this one. Its worst failure speaks for it.
+    ranked = sorted(report.failures, key=lambda f: not f.permanent)
+    return ranked[0] if ranked else None
+
+
+def _correlate(ctx: Context, report: Report, verp: tuple[int, str] | None) -> tuple[_Match | None, str]:
+    why = "no VERP return path"
+    if verp is not None:
+        outbox_id, mac = verp
+        row = ctx.session.get(OutboxMessage, outbox_id)
+        if row is None:
+            why = f"VERP return path names outbox row {outbox_id}, which does not exist"
+        else:
+            secret = load_secret(ctx.cfg.data_dir)
+            for address in _recipients_of(row):
+                if bounce_matches(secret, outbox_id, mac, address):
+                    return _Match(row, "verp", ((address, _failure_for(report, address)),)), ""
+            why = f"VERP return path for outbox row {outbox_id} does not verify (forged or stale)"
+    original = report.original_message_id
+    if not original:
+        return None, f"{why}, and no original Message-ID in the report"
+    row = ctx.session.scalars(select(OutboxMessage).where(OutboxMessage.message_id == original)).first()
+    if row is None:
+        return None, f"{why}, and {original} is no mail maild sent"
+    sent = _recipients_of(row)
+    named = [a for failure in report.failures for a in failure.addresses]
+    failed = [a for a in sent if a in named]
+    if not failed and not named and len(sent) == 1:
+        failed = sent  # the report names nobody, and the mail went to one address
+    if not failed:
+        return None, f"{original} (outbox row {row.id}) was not sent to {', '.join(named) or 'anyone named'}"
+    return _Match(row, "message-id", tuple((a, _failure_for(report, a)) for a in failed)), ""
+
+
+def _ticket_of(ctx: Context, row: OutboxMessage) -> Ticket | None:
+    ticket = ctx.session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
+    seen: set[int] = set()
+    while ticket is not None and ticket.merged_into is not None and ticket.id not in seen:
+        seen.add(ticket.id)  # a merge cycle would be a bug elsewhere: stop, do not spin
+        ticket = ticket.merged_into
+    return ticket
+
+
+# --- idempotence ----------------------------------------------------------------------------------
+
+
+def _seen_before(ctx: Context) -> bool:
+    """The same bytes already went through as a bounce (archived too: an unmatched one stays unmatched)."""
+    query = select(SpoolEntry.id).where(
+        SpoolEntry.sha256 == ctx.spool.sha256,
+        SpoolEntry.id != ctx.spool.id,
+        SpoolEntry.outcome.in_(("bounce", "archived")),
+    )
+    return ctx.session.scalars(query).first() is not None
+
+
+def _note_id(ctx: Context, address: str) -> str:
+    """The note's Message-ID: derived from the report's own Message-ID and the address, so the same report
+    arriving by another path (other Received lines, other bytes) finds its note and is not applied twice."""
+    mail = ctx.require_mail()
+    if not mail.has_message_id:
+        return f"<bounce.{uuid.uuid4().hex}@maild.invalid>"
+    digest = hashlib.sha256(f"{mail.message_id}|{address}".encode()).hexdigest()[:32]
+    return f"<bounce.{digest}@maild.invalid>"
+
+
+def _noted_before(ctx: Context, match: _Match) -> bool:
+    ids = [_note_id(ctx, address) for address, _ in match.failed]
+    return ctx.session.scalars(select(Message.id).where(Message.message_id.in_(ids))).first() is not None
+
+
+# --- effects --------------------------------------------------------------------------------------
+
+
+def _is_permanent(report: Report, failure: Failure | None) -> bool:
+    return failure.permanent if failure is not None else report.permanent
+
+
+def _summary(failure: Failure | None) -> str:
+    """`5.1.1 550 5.1.1 <x>: User unknown` says the code twice: the diagnostic alone when it has it."""
+    if failure is None or not (failure.status or failure.diagnostic):
+        return "no status given"
+    if failure.status and failure.status not in failure.diagnostic:
+        return f"{failure.status} {failure.diagnostic}".strip()
+    return failure.diagnostic
+
+
+def _apply(
+    ctx: Context,
+    report: Report,
+    match: _Match,
+    address: str,
+    failure: Failure | None,
+    ticket: Ticket | None,
+) -> str:
+    """Note, contact and notice for one failed address; returns the reason for the spool row."""
+    permanent = _is_permanent(report, failure)
+    summary = _summary(failure)
+    row = match.row
+    if permanent:
+        marked, newly = _mark_bouncing(ctx, address, summary, ticket, row)
+        if marked:
+            after = (
+                f"{address} is now marked bouncing: maild sends it nothing until "
+                f"`maildctl contact unbounce {address}`."
+            )
+        else:
+            after = f"{address} belongs to the helpdesk (an agent or a desk address): not marked bouncing."
+        note = f"Mail to {address} bounced: {summary}\n{after}"
+    elif failure is not None and failure.action == "delayed":
+        newly = False
+        note = (
+            f"Mail to {address} is delayed: {summary}\nThe remote mail system is still trying to deliver it."
+        )
+    else:
+        newly = False
+        note = (
+            f"Mail to {address} was not delivered (the mail system gave up after temporary errors): "
+            f"{summary}\n"
+            f"The failure was temporary, so {address} is not marked bouncing."
+        )
+    note += f"\n(The mail: {row.subject!r}, {row.template}; matched by {match.by}.)"
+    reason = f"{'permanent' if permanent else 'temporary'} failure for {address}: {summary}"
+    if ticket is not None:
+        ctx.session.add(
+            Message(
+                ticket_id=ticket.id,
+                desk_id=ticket.desk_id,
+                spool_id=ctx.spool.id,
+                kind="system",
+                message_id=_note_id(ctx, address),
+                subject=row.subject,
+                text=note,
+                threaded_by="bounce",
+                created_at=ctx.now_naive,
+            )
+        )
+        # Only when the address turns bouncing: later bounces of mail queued before say nothing new, and a
+        # bounce of a notice must never cause another notice (a bouncing agent address would loop).
+        if newly and row.template != NOTICE_TEMPLATE:
+            problem = _notify_agents(ctx, ticket, address, failure, row)
+            reason += f" ({problem})" if problem else ""
+        return reason
+    return f"{reason} (no ticket to note it on)"
+
+
+def _mark_bouncing(
+    ctx: Context, address: str, summary: str, ticket: Ticket | None, row: OutboxMessage
+) -> tuple[bool, bool]:
+    """(marked, newly marked). The helpdesk's own addresses are never marked."""
+    try:
+        check_customer_address(ctx.session, address)
+    except NotAddable:
+        return False, False
+    contact = get_or_create_contact(ctx.session, address)
+    newly = contact.status != "bouncing"
+    contact.status = "bouncing"
+    contact.status_reason = summary[:STATUS_REASON_MAX]
+    ctx.session.add(
+        AuditLog(
+            at=ctx.now_naive,
+            actor="maild",
+            action="contact_bouncing",
+            ticket_id=ticket.id if ticket is not None else None,
+            detail={
+                "email": address,
+                "reason": contact.status_reason,
+                "outbox_id": row.id,
+                "spool_id": ctx.spool.id,
+            },
+        )
+    )
+    return True, newly
+
+
+def _notify_agents(
+    ctx: Context, ticket: Ticket, address: str, failure: Failure | None, row: OutboxMessage
+) -> str:
+    """Queue the bounce_notice to the desk's agents; returns what went wrong, if anything."""
+    agents = [(a.name, a.email) for a in ticket.desk.agents if a.active and a.email != address]
+    if not agents:
+        return ""
+    dropped: dict[str, str] = {}
+    try:
+        # Automatic: Auto-Submitted keeps an agent's vacation responder from answering it (RFC 3834). The
+        # per-address rate limit of automatic mail applies too; what it holds back is named in the reason.
+        notice = queue_mail(
+            ctx.session,
+            ctx.cfg,
+            ticket,
+            NOTICE_TEMPLATE,
+            agents,
+            automatic=True,
+            now=ctx.now,
+            variables={
+                "bounced_address": address,
+                "bounce_status": failure.status if failure else "",
+                "bounce_diagnostic": failure.diagnostic if failure else "",
+                "bounced_subject": row.subject,
+            },
+            dropped=dropped,
+        )
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        # The note and the contact are what matters; a broken desk template must not undo them.
+        return f"bounce_notice not queued: {type(exc).__name__}: {exc}"[:500]
+    if notice is not None:
+        ctx.queued.append(notice)
+    if dropped:
+        return "bounce_notice not sent to " + ", ".join(f"{a} ({why})" for a, why in dropped.items())
+    return ""
