@@ -67,9 +67,13 @@ def _first(headers: Message, name: str) -> str | None:
     return values[0] if values else None
 
 
+_COMMENT = re.compile(r"\([^()]*\)")
+
+
 def _token(value: str) -> str:
-    """`auto-replied; owner-email="x@y"` → `auto-replied`: RFC 3834 allows parameters."""
-    return value.split(";", 1)[0].strip().lower()
+    """`auto-replied; owner-email="x@y"` or `auto-replied (vacation)` → `auto-replied`: RFC 3834 allows
+    parameters and comments (Sieve vacation and Zimbra write one)."""
+    return _COMMENT.sub(" ", value).split(";", 1)[0].strip().lower()
 
 
 # --- envelope ---------------------------------------------------------------------------------------
