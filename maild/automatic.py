@@ -162,8 +162,9 @@ _OOO_WEAK = (
 
 def _phrases(words: tuple[str, ...]) -> re.Pattern[str]:
     alternatives = "|".join(sorted((re.escape(w) for w in set(words)), key=len, reverse=True))
-    # "Automatic reply: …", "Réponse automatique : …", "Out of Office", "Autoreply - …", "自動応答：…"
-    return re.compile(rf"^\s*(?:{alternatives})\s*(?:[:：\-–]|$)", re.IGNORECASE)
+    # "Automatic reply: …", "Réponse automatique : …", "Out of Office", "Autoreply - …", "自動応答：…",
+    # also after a ticket system's tag: "[rt.example #90412] AutoReply: …"
+    return re.compile(rf"^\s*(?:\[[^\]]*\]\s*)?(?:{alternatives})\s*(?:[:：\-–]|$)", re.IGNORECASE)
 
 
 _OOO_STRONG_RE = _phrases(_OOO_STRONG)
