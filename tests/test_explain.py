@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import pipeline
 from admin_cli.main import main as maildctl
 from maild.config import Config
-from maild.tokens import SECRET_FILE
+from maild.tokens import SECRET_FILE, bounce_address, load_secret
 from pipeline import runner
 from pipeline.context import BounceInfo, Context, Stop
 from pipeline.explain import Explanation
@@ -34,6 +34,7 @@ Factory = sessionmaker[Session]
 FIRST, SECOND = "SUP-26-03-1", "SUP-26-03-2"
 STAGE_NAMES = [name for name, _ in pipeline.STAGES]
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
+ALICE = "alice@customer.example"
 
 
 @pytest.fixture(autouse=True)
@@ -580,3 +581,46 @@ def test_cli_json_and_text_of_an_out_of_office_reply(
     assert (result["outcome"], result["ticket"], result["would_send"]) == ("replied", FIRST, [])
     text = ctl(config_file, "explain", str(eml), "--recipient", SUPPORT)
     assert "automatic: out-of-office (Auto-Submitted: auto-replied)" in text.stdout.splitlines()
+
+
+def test_cli_json_of_a_real_delivery_report(
+    session_factory: Factory, cfg: Config, config_file: Path, tmp_path: Path
+) -> None:
+    from tests.test_bounces import postfix_dsn
+
+    assert deliver(session_factory, cfg, mail(), SUPPORT).outcome == "created"
+    with session_factory() as session:
+        [auto_reply] = outbox(session)
+    address = bounce_address(load_secret(cfg.data_dir), auto_reply.mail_from, auto_reply.id, ALICE)
+    matched = tmp_path / "matched.eml"
+    matched.write_bytes(postfix_dsn(ALICE, to=address))
+    # A Postfix report about a mail we never sent: a bounce, matched to nothing.
+    unmatched = tmp_path / "unmatched.eml"
+    unmatched.write_bytes(
+        (Path(__file__).parent / "corpus/bounces/101-postfix-user-unknown.eml").read_bytes()
+    )
+    db_before = database_state(session_factory)
+    proc = ctl(config_file, "explain", str(matched), "--recipient", address, "--json")
+    assert proc.returncode == 0, proc.stderr
+    other = ctl(config_file, "explain", str(unmatched), "--recipient", SUPPORT, "--json")
+    assert other.returncode == 0, other.stderr
+    assert database_state(session_factory) == db_before  # the contact is not marked bouncing by a dry run
+    [result] = json.loads(proc.stdout)
+    assert result["outcome"] == "bounce"
+    assert result["bounce"] == {
+        "permanent": True,
+        "recipients": [ALICE],
+        "status": "5.1.1",
+        "diagnostic": f"550 5.1.1 <{ALICE}>: Recipient address rejected: User unknown",
+        "matched_by": "verp",
+    }
+    assert result["automatic"] is None  # the bounce stage stops before autoreply classifies it
+    assert result["stages"][-1]["stage"] == "bounce" and result["stages"][-1]["stop"] == "bounce"
+    [report] = json.loads(other.stdout)
+    assert report["outcome"] == "archived" and report["reason"].startswith("bounce-unmatched")
+    assert report["bounce"]["permanent"] is True and report["bounce"]["status"] == "5.1.1"
+    assert report["bounce"]["recipients"] == ["carol@customer.example"]
+    assert report["bounce"]["matched_by"] == ""
+    text = ctl(config_file, "explain", str(matched), "--recipient", address).stdout.splitlines()
+    assert f"bounce: permanent 5.1.1 for {ALICE}, matched by verp" in text
+    assert f"  diagnostic: 550 5.1.1 <{ALICE}>: Recipient address rejected: User unknown" in text
