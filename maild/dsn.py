@@ -124,7 +124,8 @@ def is_daemon_address(address: str) -> bool:
 
 
 def _read_bounce(raw: bytes, *, to_verp: bool, null_sender: bool) -> Report | None:
-    head = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    end = re.search(rb"\r?\n\r?\n", raw)
+    head = BytesHeaderParser(policy=compat32).parsebytes(raw[: end.end()] if end else raw)
     from_daemon = null_sender or _from_daemon(head)
     # Cheap way out for the mail people write: only reports, daemons and our return path are parsed whole.
     if not (head.get_content_type() == "multipart/report" or from_daemon or to_verp):

@@ -347,6 +347,18 @@ def test_verp_matches_a_report_that_names_nobody_or_a_rewritten_address(
         assert contact(s, "a.example@mailstore.customer.example") is None
 
 
+def test_without_an_envelope_recipient_the_verp_address_in_the_headers_matches(
+    reply: OutboxMessage, cfg: Config, session_factory: sessionmaker[Session]
+) -> None:
+    # IMAP, or a pipe without --recipient: the bounce's To names the return path it was sent to.
+    address = verp(cfg, reply)
+    result = deliver(session_factory, cfg, postfix_dsn(ALICE, to=address), "")
+    assert result.outcome == "bounce" and result.reason.startswith(f"permanent failure for {ALICE}: ")
+    with session_factory() as s:
+        [note] = notes(s)
+        assert "matched by verp" in note.text
+
+
 def test_a_temporary_bounce_is_only_noted(
     reply: OutboxMessage, cfg: Config, session_factory: sessionmaker[Session]
 ) -> None:
