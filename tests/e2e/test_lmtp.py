@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
+from sqlalchemy import select
 
+from storage.models import Contact, OutboxMessage
 from tests.daemon import EX_OK, Factory, all_done, free_port, wait_until
 from tests.e2e.helpers import DESK, TIMEOUT, parse, relays, serve_config
-from tests.pipeline.helpers import mail, spool, tickets
+from tests.pipeline.helpers import mail, outbox, spool, tickets
 from tests.servers.dovecot import Dovecot
 from tests.servers.postfix import StartPostfix
 
@@ -149,16 +150,15 @@ def test_size_limits_postfix_refuses_over_its_own_and_maild_over_max_message_byt
     assert serve.stop() == EX_OK
 
 
+def _outbox(session_factory: Factory) -> list[OutboxMessage]:
+    with session_factory() as s:
+        return outbox(s)
+
+
 def _when_count(items: list[bytes], count: int) -> list[bytes] | None:
     return items if len(items) == count else None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="maild refuses the VERP address of its own replies (bounces+<id>-<mac>@<desk domain>) at RCPT "
-    "with 550 (listeners.DeskAddresses.is_desk: base address bounces@… is no desk), so Postfix's bounce "
-    "of a reply never reaches maild (and becomes a double bounce)",
-)
 def test_a_bounce_of_a_reply_comes_back_to_maild(
     postfix: StartPostfix,
     dovecot: Dovecot,
@@ -180,5 +180,21 @@ def test_a_bounce_of_a_reply_comes_back_to_maild(
     verdict = mta.wait_log(r"to=<bounces\+[^>]*@support\.test>, relay=127\.0\.0\.1.*status=(\w+) \((.*)\)")
     assert verdict.group(1) == "sent", verdict.group(2)
     mta.wait_queue_empty()
+    wait_until(all_done(session_factory, 2), TIMEOUT, "the mail and its bounce processed")
     with session_factory() as s:
-        assert any(r.recipient.startswith("bounces+") for r in spool(s))
+        [ticket] = tickets(s)  # the bounce opened none
+        [mail_row, bounce_row] = spool(s)
+        assert mail_row.outcome == "created"
+        assert bounce_row.recipient.startswith("bounces+") and bounce_row.mail_from == "<>"  # null sender
+        assert bounce_row.outcome == "bounce", bounce_row.reason
+        assert bounce_row.reason.startswith(f"permanent failure for {ghost}: ")
+        assert bounce_row.ticket_id == ticket.id
+        # Dovecot's refusal, as Postfix's DSN carries it: a 5.1.1 for a user that does not exist.
+        assert "5.1.1" in bounce_row.reason
+        ghost_contact = s.scalars(select(Contact).where(Contact.email == ghost)).one()
+        assert ghost_contact.status == "bouncing" and "5.1.1" in ghost_contact.status_reason
+        [note] = [m for m in ticket.messages if m.kind == "system"]
+        assert note.text.startswith(f"Mail to {ghost} bounced: ")
+        assert "matched by verp" in note.text
+    # The desk has no agents: nobody to notify, and nothing else went out (the ticket_created reply only).
+    assert [r.template for r in _outbox(session_factory)] == ["ticket_created"]
