@@ -425,9 +425,11 @@ def _parse(raw: bytes) -> ParsedMail:
         raise NotAMessage("not a mail message: no header fields")
     defects = [type(d).__name__ for d in msg.defects]
     senders = _addresses(msg, "From", defects) or _addresses(msg, "Sender", defects)
-    if not senders:
+    if not senders and msg.get_content_type() != "multipart/report":
         raise NotAMessage("no sender address in From or Sender")
-    from_name, from_address = senders[0]
+    # A delivery report may come from a mail system that names no sender (Courier: `From: … <@>`): the
+    # bounce stage reads it; anything else without a sender is quarantined there.
+    from_name, from_address = senders[0] if senders else ("", "")
     header_ids = _message_ids(_header(msg, "Message-ID", defects))
     message_id = header_ids[0] if header_ids else f"<{hashlib.sha256(raw).hexdigest()}@no-message-id.maild>"
     text, html, attachments = _body_and_attachments(msg, defects)

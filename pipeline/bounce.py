@@ -44,6 +44,8 @@ def run(ctx: Context) -> Stop | None:
     if report is None:
         if verp is not None:  # a vacation reply to our return path, say: for no desk, and no bounce
             return Stop("archived", "bounce-address: mail to a VERP return path that is no delivery report")
+        if not ctx.require_mail().from_address:  # parse lets a report without a sender through, for us only
+            return Stop("quarantined", "no sender address in From or Sender")
         return None
     if report.delivered_only:
         return Stop("archived", "delivery report without a failure (delivered, relayed or expanded)")

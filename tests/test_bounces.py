@@ -540,16 +540,7 @@ def run_stage(
     return bounce.run(ctx), ctx.bounce
 
 
-# Courier writes its bounces `From: "Courier mail server at …" <@>`: maild.mailparse finds no sender address
-# in that and the parse stage quarantines the mail before the bounce stage sees it (a change in
-# maild/mailparse.py, not owned here; maild.dsn reads the file fine, see above).
-_COURIER_GAP = pytest.mark.xfail(
-    strict=True, reason="parse quarantines a From without an address (Courier's <@>)"
-)
-STAGE_FILES = [pytest.param(p, marks=_COURIER_GAP) if "courier" in p.name else p for p in FILES]
-
-
-@pytest.mark.parametrize("eml", STAGE_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("eml", FILES, ids=lambda p: p.stem)
 def test_the_stage_matches_each_corpus_bounce_to_the_mail_it_returns(
     eml: Path, reply: OutboxMessage, cfg: Config, session_factory: sessionmaker[Session]
 ) -> None:
