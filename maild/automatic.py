@@ -78,19 +78,19 @@ def _token(value: str) -> str:
 
 # --- envelope ---------------------------------------------------------------------------------------
 
-_ENVELOPE_INGRESS = ("lmtp", "smtp")  # an SMTP session always has a MAIL FROM, <> included
+NULL_SENDER = "<>"  # how SpoolEntry.mail_from records MAIL FROM:<> ("" means: this delivery did not say)
 
 
-def envelope_sender(ingress: str, mail_from: str, headers: Message) -> str | None:
+def envelope_sender(mail_from: str, headers: Message) -> str | None:
     """The envelope sender ("" for the null sender <>), or None when this delivery did not say.
 
-    `SpoolEntry.mail_from` is "" both for `MAIL FROM:<>` and for `maild pipe` without `--sender`, so an
-    empty value counts only for the SMTP-like ingresses; otherwise the Return-Path the delivering MTA
-    wrote (the topmost: Postfix drops senders' own Return-Path headers) decides."""
+    `SpoolEntry.mail_from` is "<>" for the null sender (SMTP/LMTP `MAIL FROM:<>`, `maild pipe --sender ''`)
+    and "" when the ingress did not know (pipe without --sender, IMAP without Return-Path); then the
+    Return-Path the delivering MTA wrote (the topmost: Postfix drops senders' own) decides."""
+    if mail_from == NULL_SENDER:
+        return ""
     if mail_from:
         return mail_from
-    if ingress in _ENVELOPE_INGRESS:
-        return ""
     return_path = _first(headers, "Return-Path")
     if return_path is None:
         return None

@@ -15,7 +15,9 @@ def _parser() -> argparse.ArgumentParser:
         "pipe", help="read one message on stdin (MTA pipe transport); exit per sysexits"
     )
     pipe.add_argument("--recipient", help="envelope recipient (default: Delivered-To, X-Original-To, To)")
-    pipe.add_argument("--sender", default="", help="envelope sender (Postfix: ${sender}; empty for bounces)")
+    pipe.add_argument(
+        "--sender", help="envelope sender (Postfix: ${sender} with null_sender=; an empty value is <>)"
+    )
     commands.add_parser("check-config", help="validate the config file and exit (0 ok, 78 invalid)")
     commands.add_parser(
         "serve", help="run the daemon: LMTP/SMTP listeners and pipeline workers; JSON log lines on stdout"
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "pipe":
         from maild.pipe import run_pipe
 
-        return run_pipe(args.config, args.recipient, mail_from=args.sender)
+        # Given but empty is the null sender (a bounce); not given: unknown (the Return-Path header may say).
+        mail_from = "" if args.sender is None else (args.sender or "<>")
+        return run_pipe(args.config, args.recipient, mail_from=mail_from)
     if args.command == "serve":
         from maild.serve import run_serve
 

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from maild.addresses import base_address, normalize
+from maild.automatic import NULL_SENDER
 from maild.blocklist import Rule, load_rules, match_rules
 from maild.config import Config, ListenAddress
 from maild.logs import get_logger
@@ -244,7 +245,12 @@ class Intake:
                 return "\r\n".join([refusal] * len(recipients)) if lmtp else refusal
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            self._executor, self._spool, raw, recipients, "lmtp" if lmtp else "smtp", envelope.mail_from or ""
+            self._executor,
+            self._spool,
+            raw,
+            recipients,
+            "lmtp" if lmtp else "smtp",
+            envelope.mail_from or NULL_SENDER,
         )
         # Whatever reached the spool is processed, even if the client hangs up before its 250.
         future.add_done_callback(self._hand_over)

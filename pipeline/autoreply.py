@@ -15,7 +15,7 @@ def run(ctx: Context) -> Stop | None:
         headers,
         subject=mail.subject,
         sender=mail.from_address,
-        envelope=envelope_sender(ctx.spool.ingress, ctx.spool.mail_from, headers),
+        envelope=envelope_sender(ctx.spool.mail_from, headers),
         is_reply=bool(mail.in_reply_to or mail.references),
     )
     if verdict is not None:

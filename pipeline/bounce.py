@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from maild.automatic import NULL_SENDER
 from maild.dsn import Failure, Report, read_bounce
 from maild.outgoing import queue_mail
 from maild.participants import NotAddable, check_customer_address, get_or_create_contact
@@ -99,8 +100,8 @@ def _verp_address(ctx: Context) -> tuple[int, str] | None:
 
 
 def _null_sender(ctx: Context) -> bool:
-    # Only SMTP/LMTP know the envelope for sure: a pipe or IMAP without a sender says nothing.
-    return ctx.spool.ingress in ("lmtp", "smtp") and ctx.spool.mail_from in ("", "<>")
+    # "" is an ingress that did not say (pipe without --sender, IMAP): only "<>" is known to be null.
+    return ctx.spool.mail_from == NULL_SENDER
 
 
 def _recipients_of(row: OutboxMessage) -> list[str]:

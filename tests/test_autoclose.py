@@ -3,6 +3,7 @@ once close each ticket once."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -13,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.autoclose import auto_close, describe_hours
-from maild.config import Config
+from maild.config import Config, Hygiene
 from storage.db import transaction
 from storage.models import AuditLog, Desk, Message, OutboxMessage, Ticket
 from tests.conftest import run_cli
@@ -169,6 +170,8 @@ def test_a_customer_reply_after_auto_close_reopens_the_ticket(session_factory: F
 
 
 def test_two_instances_running_at_once_close_each_ticket_once(session_factory: Factory, cfg: Config) -> None:
+    # Twelve closing notices to one customer at once: above the default auto-reply rate limit (5).
+    cfg = dataclasses.replace(cfg, hygiene=Hygiene(autoreply_per_hour=100, autoreply_per_day=100))
     make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
     numbers = open_tickets(session_factory, cfg, 12)
     set_desk(session_factory, auto_close_hours=1)

@@ -253,20 +253,18 @@ def test_an_empty_envelope_sender_is_automatic_an_unknown_one_is_not() -> None:
     assert kind(envelope="MAILER-DAEMON") == AUTO_GENERATED  # Postfix's default null_sender replacement
 
 
-def test_envelope_sender_by_ingress() -> None:
+def test_envelope_sender_null_known_and_unknown() -> None:
     plain = read_headers(mail())
     with_null = read_headers(mail(extra=[("Return-Path", "<>")]))
     with_address = read_headers(mail(extra=[("Return-Path", "<alice@customer.example>")]))
-    # LMTP and SMTP always know the envelope: "" is MAIL FROM:<>.
-    assert envelope_sender("lmtp", "", plain) == ""
-    assert envelope_sender("smtp", "", plain) == ""
-    assert envelope_sender("smtp", ALICE, plain) == ALICE
-    # maild pipe without --sender and IMAP do not; the delivering MTA's Return-Path tells.
-    assert envelope_sender("pipe", "", plain) is None
-    assert envelope_sender("imap", "", plain) is None
-    assert envelope_sender("pipe", "", with_null) == ""
-    assert envelope_sender("imap", "", with_address) == ALICE
-    assert envelope_sender("pipe", ALICE, with_null) == ALICE
+    # "<>" is a null sender the ingress saw (MAIL FROM:<>, maild pipe --sender '').
+    assert envelope_sender("<>", plain) == ""
+    assert envelope_sender(ALICE, plain) == ALICE
+    assert envelope_sender(ALICE, with_null) == ALICE  # the envelope wins over a header
+    # "" is an ingress that did not say (pipe without --sender, IMAP): the delivering MTA's Return-Path tells.
+    assert envelope_sender("", plain) is None
+    assert envelope_sender("", with_null) == ""
+    assert envelope_sender("", with_address) == ALICE
 
 
 # --- the stage in the pipeline --------------------------------------------------------------------------
@@ -319,7 +317,7 @@ def test_an_automatic_reply_joins_the_ticket_flagged(session_factory: Factory, c
 def test_a_null_envelope_sender_over_lmtp_gets_no_answer(session_factory: Factory, cfg: Config) -> None:
     make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
 
-    result = deliver_lmtp(session_factory, cfg, mail(), "")
+    result = deliver_lmtp(session_factory, cfg, mail(), "<>")
 
     assert result.outcome == "created" and result.outbox_ids == ()
     with session_factory() as s:

@@ -477,3 +477,28 @@ def test_parallel_mails_of_a_new_customer_make_one_contact(
         assert {t.customer.email for t in found} == {"alice@customer.example"}
         assert len({t.customer_id for t in found}) == 1
     assert len(sent_mails(data_dir)) == 4
+
+
+@pytest.mark.parametrize(
+    ("arguments", "stored", "answered"),
+    [
+        ((), "", True),  # not given: unknown (a Return-Path header could tell)
+        (("--sender", "alice@customer.example"), "alice@customer.example", True),
+        (("--sender", ""), "<>", False),  # Postfix's ${sender} with null_sender=: a bounce's null sender
+    ],
+)
+def test_the_envelope_sender_is_stored_and_a_null_one_is_not_answered(
+    config_file: Path,
+    session_factory: Factory,
+    support: None,
+    arguments: tuple[str, ...],
+    stored: str,
+    answered: bool,
+) -> None:
+    proc = run_cli("maild", "pipe", "--recipient", SUPPORT, *arguments, config=config_file, stdin=mail())
+
+    assert proc.returncode == 0, proc.stderr
+    with session_factory() as s:
+        [row] = spool(s)
+        assert (row.mail_from, row.outcome) == (stored, "created")
+        assert len(outbox(s)) == (1 if answered else 0)

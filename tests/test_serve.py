@@ -400,6 +400,10 @@ def test_sigterm_lets_the_mail_in_transfer_finish_and_exits_0(
     assert_nothing_lost(serve_config, session_factory, start, expected_tickets=1)
 
 
+# Eight new tickets from one customer within the hour: above the default auto-reply rate limit (5).
+ONE_SENDER_MANY_MAILS = "[hygiene]\nautoreply_per_hour = 100\nautoreply_per_day = 100"
+
+
 def test_sigterm_with_a_backlog_leaves_the_rest_for_the_next_start(
     tmp_path: Path, data_dir: Path, database_url: str, session_factory: Factory, support: None, start: Any
 ) -> None:
@@ -409,7 +413,8 @@ def test_sigterm_with_a_backlog_leaves_the_rest_for_the_next_start(
         # for outgoing.timeout while the other seven wait for the only worker. Deterministic backlog.
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        outgoing = f'[outgoing]\nsmarthost = "127.0.0.1:{silent.getsockname()[1]}"\ntimeout = 4'
+        smarthost = f"127.0.0.1:{silent.getsockname()[1]}"
+        outgoing = f'[outgoing]\nsmarthost = "{smarthost}"\ntimeout = 4\n{ONE_SENDER_MANY_MAILS}'
         listen = {"smtp": f"127.0.0.1:{port}", "workers": 1}
         slow = write_config(tmp_path / "slow.toml", data_dir, database_url, listen=listen, extra=outgoing)
         serve = start(slow)
@@ -435,7 +440,9 @@ def test_sigterm_with_a_backlog_leaves_the_rest_for_the_next_start(
         assert (first_reply.status, first_reply.attempts) == ("queued", 1)  # the smarthost timed out
 
     # The next start (outgoing to the Maildir now) processes the seven; nothing is lost or doubled.
-    config = write_config(tmp_path / "maildir.toml", data_dir, database_url, listen=listen)
+    config = write_config(
+        tmp_path / "maildir.toml", data_dir, database_url, listen=listen, extra=ONE_SENDER_MANY_MAILS
+    )
     restarted = start(config)
     assert restarted.find("recovering")[0]["count"] == 7
     wait_until(all_done(session_factory, 8), what="the backlog processed after the restart")

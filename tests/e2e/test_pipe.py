@@ -80,7 +80,7 @@ def test_a_mail_through_the_pipe_becomes_a_ticket_and_the_auto_reply_reaches_the
     mta.wait_queue_empty()
     with session_factory() as s:
         [null_sender] = [r for r in spool(s) if r.header_message_id == "<dsn-1@mail.test>"]
-        assert (null_sender.mail_from, null_sender.state) == ("", "done")
+        assert (null_sender.mail_from, null_sender.state) == ("<>", "done")  # null sender
 
 
 def test_no_auto_reply_to_a_null_sender(
@@ -105,7 +105,7 @@ def test_no_auto_reply_to_a_null_sender(
         # Kept as a ticket, flagged by the empty --sender together with the `Return-Path: <>` Postfix's pipe
         # flag R writes (a pipe without --sender would leave the envelope unknown).
         [row] = spool(s)
-        assert (row.mail_from, row.outcome) == ("", "created")
+        assert (row.mail_from, row.outcome) == ("<>", "created")
         assert "automatic mail (auto-generated: envelope sender <>)" in row.reason
     assert dovecot.messages(customer) == []
 
