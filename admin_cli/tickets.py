@@ -138,6 +138,7 @@ def show_ticket(app: App, args: argparse.Namespace) -> int:
                 "has_html": m.html is not None,
                 "message_id": m.message_id,
                 "threaded_by": m.threaded_by,
+                "automatic": m.automatic,  # out-of-office, auto-generated, list, challenge-response, or null
                 "attachments": [attachment_json(a) for a in m.attachments],
                 "notes": m.notes,
                 "created_at": iso(m.created_at),

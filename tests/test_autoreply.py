@@ -5,8 +5,10 @@ automatic mail rate-limited per address)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -28,6 +30,7 @@ from pipeline.runner import Result, process
 from storage.db import transaction
 from storage.models import AutoReplySent, BlockEntry, Contact, Desk, Message
 from storage.spool import record_received, write_raw
+from tests.conftest import run_cli
 from tests.pipeline.helpers import (
     NOW,
     SUP_PATTERN,
@@ -294,7 +297,9 @@ def test_an_out_of_office_mail_opens_a_flagged_ticket_and_gets_no_answer(
         assert "not answered: automatic mail (out-of-office: out-of-office subject" in row.reason
 
 
-def test_an_automatic_reply_joins_the_ticket_flagged(session_factory: Factory, cfg: Config) -> None:
+def test_an_automatic_reply_joins_the_ticket_flagged(
+    session_factory: Factory, cfg: Config, config_file: Path
+) -> None:
     make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
     first = deliver(session_factory, cfg, mail(), SUPPORT)
     with session_factory() as s:
@@ -312,6 +317,10 @@ def test_an_automatic_reply_joins_the_ticket_flagged(session_factory: Factory, c
     with session_factory() as s:
         assert [m.automatic for m in messages(s)] == [None, OUT_OF_OFFICE]
         assert len(outbox(s)) == 1
+    # an agent sees the flag on the ticket
+    shown = run_cli("maildctl", "ticket", "show", str(first.ticket_number), "--json", config=config_file)
+    assert shown.returncode == 0, shown.stderr
+    assert [m["automatic"] for m in json.loads(shown.stdout)["messages"]] == [None, OUT_OF_OFFICE]
 
 
 def test_a_null_envelope_sender_over_lmtp_gets_no_answer(session_factory: Factory, cfg: Config) -> None:
