@@ -15,7 +15,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email import charset as _charset
+from email import encoders
 from email.header import Header
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr
@@ -29,7 +31,7 @@ from maild.blocklist import find_block
 from maild.config import Config
 from maild.templating import Rendered, render
 from maild.tokens import load_secret, reply_address
-from storage.models import AutoReplySent, Contact, Desk, Message, OutboxMessage, Ticket
+from storage.models import Agent, AutoReplySent, Contact, Desk, Message, OutboxMessage, Ticket
 
 # stdlib logging: `maild serve` renders it as JSON; `maild pipe` (whose stdout the MTA reads) stays quiet.
 log = logging.getLogger("maild.outgoing")
@@ -48,11 +50,28 @@ _SYNTHETIC_ID_SUFFIXES = (
     "@reused-message-id.maild>",
 )
 _UNSTORED_KINDS = ("system", "note")  # never sent as mail, so no client knows their ids
+# Mail to agents only: kept out of the References of later ticket mail, which customers get too (the
+# ids would name mails they never saw). Notices still thread, on the customer mail they quote.
+AGENT_ONLY_TEMPLATES = ("new_ticket_notice", "customer_reply_notice", "assigned_notice")
 
 # Reply and forward prefixes of the common clients' languages; Outlook's Thread-Topic has none.
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|aw|fw|fwd|wg|sv|vs|antw|tr|rif)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
 _THREAD_NAMESPACE = uuid.UUID("6f1c3d52-8a47-4f1e-9d1b-7c2b5a0e9f31")  # maild's own, for Thread-Index GUIDs
 _FILETIME_EPOCH = dt.datetime(1601, 1, 1)
+
+
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    """A file to attach to an outgoing mail (e.g. a customer's attachment, forwarded to the agents)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def agent_display_name(agent: Agent) -> str:
+    """How an agent is named in mail: the display name for tickets, else the name."""
+    return agent.display_name.strip() or agent.name
 
 
 def new_message_id(desk: Desk) -> str:
@@ -72,6 +91,21 @@ def _address(name: str, addr: str) -> str:
 def _text_part(text: str, subtype: str) -> MIMENonMultipart:
     part = MIMENonMultipart("text", subtype)
     part.set_payload(text, _UTF8_QP)
+    return part
+
+
+def _attachment_part(attachment: OutgoingAttachment) -> MIMEBase:
+    maintype, _, subtype = attachment.content_type.partition("/")
+    if not maintype or not subtype or "/" in subtype:
+        maintype, subtype = "application", "octet-stream"
+    part = MIMEBase(maintype, subtype)
+    part.set_payload(attachment.data)
+    encoders.encode_base64(part)  # base64 whatever the type: text attachments keep their exact bytes
+    name = attachment.filename or "attachment"
+    # RFC 2231 for non-ASCII names, which every current client reads.
+    part.add_header(
+        "Content-Disposition", "attachment", filename=name if name.isascii() else ("utf-8", "", name)
+    )
     return part
 
 
@@ -109,7 +143,7 @@ def _ticket_history(session: Session, ticket: Ticket) -> list[str]:
     )
     outbound = session.execute(
         select(OutboxMessage.created_at, OutboxMessage.id, OutboxMessage.message_id).where(
-            OutboxMessage.ticket_id == ticket.id
+            OutboxMessage.ticket_id == ticket.id, OutboxMessage.template.not_in(AGENT_ONLY_TEMPLATES)
         )
     )
     rows = [(at, 0, row_id, mid) for at, row_id, mid in inbound]
@@ -209,12 +243,29 @@ def _lock_addresses(session: Session, addresses: Iterable[str]) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+def active_agent_addresses(session: Session, addresses: Iterable[str]) -> set[str]:
+    wanted = [normalize(a) for a in addresses if a]
+    if not wanted:
+        return set()
+    return set(session.scalars(select(Agent.email).where(Agent.email.in_(wanted), Agent.active.is_(True))))
+
+
 def screen_recipients(
-    session: Session, cfg: Config, addresses: Iterable[str], *, automatic: bool, now: dt.datetime
+    session: Session,
+    cfg: Config,
+    addresses: Iterable[str],
+    *,
+    automatic: bool,
+    now: dt.datetime,
+    exempt_agents: bool = False,
 ) -> Screened:
     """Drop recipients who must get no mail from us: a contact marked `bouncing`, a blocked address,
     and for automatic mail one that had `autoreply_per_hour` automatic mails in the last hour or
-    `autoreply_per_day` in the last 24 hours (two robots answering each other stop there)."""
+    `autoreply_per_day` in the last 24 hours (two robots answering each other stop there).
+
+    `exempt_agents`: active agents are not rate-limited. Notifications are our own staff's work queue (a
+    busy desk sends an agent dozens an hour), and an agent's vacation responder cannot ping-pong with us:
+    the notices say Auto-Submitted and automatic mail is never answered."""
     wanted = list(dict.fromkeys(normalize(a) for a in addresses if a))
     result = Screened()
     if not wanted:
@@ -228,6 +279,9 @@ def screen_recipients(
         elif (block := find_block(session, [address])) is not None:
             result.dropped[address] = f"blocked ({block[1].pattern})"
     left = [a for a in wanted if a not in result.dropped]
+    if exempt_agents:
+        staff = active_agent_addresses(session, left)
+        left = [a for a in left if a not in staff]
     if automatic and left:
         _lock_addresses(session, left)
         at = _naive_utc(now)
@@ -265,10 +319,16 @@ def _screen(
     now: dt.datetime,
     template: str,
     dropped: dict[str, str] | None,
+    exempt_agents: bool = False,
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(to, cc) without the dropped recipients; with no To left, the remaining Cc become the To."""
     screened = screen_recipients(
-        session, cfg, [a for _, a in [*to, *(cc or [])]], automatic=automatic, now=now
+        session,
+        cfg,
+        [a for _, a in [*to, *(cc or [])]],
+        automatic=automatic,
+        now=now,
+        exempt_agents=exempt_agents,
     )
     if screened.dropped:
         log.info("recipients dropped from %s mail: %s", template, screened.dropped)
@@ -298,14 +358,24 @@ def _queue(
     automatic: bool,
     now: dt.datetime,
     ticket_id: int | None,
+    auto_submitted: str = "auto-replied",
+    attachments: Sequence[OutgoingAttachment] = (),
+    unlimited: Iterable[str] = (),
 ) -> OutboxMessage:
-    """Build the mail and add its outbox row, last: a failure before leaves nothing in the session."""
+    """Build the mail and add its outbox row, last: a failure before leaves nothing in the session.
+    `unlimited`: recipients exempt from the rate limit, whose mails it does not count either."""
     message_id = new_message_id(desk)
-    body = _text_part(rendered.text, "plain")
+    body: MIMENonMultipart | MIMEMultipart = _text_part(rendered.text, "plain")
     if rendered.html is not None:
-        msg = MIMEMultipart("alternative")
+        alternative = MIMEMultipart("alternative")
+        alternative.attach(body)
+        alternative.attach(_text_part(rendered.html, "html"))
+        body = alternative
+    if attachments:
+        msg: MIMENonMultipart | MIMEMultipart = MIMEMultipart("mixed")
         msg.attach(body)
-        msg.attach(_text_part(rendered.html, "html"))
+        for attachment in attachments:
+            msg.attach(_attachment_part(attachment))
     else:
         msg = body
     msg["Message-ID"] = message_id
@@ -323,7 +393,7 @@ def _queue(
     for name, value in thread_headers:
         msg[name] = value
     if automatic:
-        msg["Auto-Submitted"] = "auto-replied"
+        msg["Auto-Submitted"] = auto_submitted
     msg["X-Loop"] = desk.primary_address
     row = OutboxMessage(
         desk_id=desk.id,
@@ -339,8 +409,11 @@ def _queue(
     )
     session.add(row)
     if automatic:  # what the rate limit counts, in the transaction that queues the mail
+        exempt = {normalize(a) for a in unlimited}
         session.add_all(
-            AutoReplySent(address=normalize(address), sent_at=_naive_utc(now)) for address in row.rcpt_to
+            AutoReplySent(address=normalize(address), sent_at=_naive_utc(now))
+            for address in row.rcpt_to
+            if normalize(address) not in exempt
         )
     return row
 
@@ -359,13 +432,31 @@ def queue_mail(
     now: dt.datetime,
     variables: dict[str, Any] | None = None,
     dropped: dict[str, str] | None = None,
+    agent_id: int | None = None,
+    auto_submitted: str = "auto-replied",
+    exempt_agents: bool = False,
+    attachments: Sequence[OutgoingAttachment] = (),
 ) -> OutboxMessage | None:
     """A mail about `ticket`: `[NUMBER]` in the subject, Reply-To signed for the ticket, threaded on the
     ticket's whole history (`references` and `in_reply_to` are merged into it).
 
     Recipients who must get no mail (bouncing, blocked, over the automatic-mail rate limit) are left out,
-    each with the reason in `dropped` when given; with nobody left nothing is queued and it returns None."""
-    to, cc = _screen(session, cfg, to, cc, automatic=automatic, now=now, template=template, dropped=dropped)
+    each with the reason in `dropped` when given; with nobody left nothing is queued and it returns None.
+
+    For mail to agents: `agent_id` binds the Reply-To token to that agent as well, `auto_submitted` is
+    the Auto-Submitted value of automatic mail (RFC 3834: `auto-generated` for notices, which answer
+    nothing), `exempt_agents` lifts the rate limit for active agents (see screen_recipients)."""
+    to, cc = _screen(
+        session,
+        cfg,
+        to,
+        cc,
+        automatic=automatic,
+        now=now,
+        template=template,
+        dropped=dropped,
+        exempt_agents=exempt_agents,
+    )
     if not to:
         return None
     desk = ticket.desk
@@ -379,7 +470,10 @@ def queue_mail(
         session.flush()
     parent, chain = _thread(_ticket_history(session, ticket), references or [], in_reply_to)
     # Replies come back to an address that names this ticket, whatever the client does to the headers.
-    signed = reply_address(load_secret(cfg.data_dir), desk.primary_address, ticket.id)
+    signed = reply_address(load_secret(cfg.data_dir), desk.primary_address, ticket.id, agent_id)
+    unlimited = (
+        active_agent_addresses(session, [a for _, a in [*to, *(cc or [])]]) if exempt_agents else set()
+    )
     return _queue(
         session,
         desk,
@@ -399,6 +493,9 @@ def queue_mail(
         automatic=automatic,
         now=now,
         ticket_id=ticket.id,
+        auto_submitted=auto_submitted,
+        attachments=attachments,
+        unlimited=unlimited,
     )
 
 

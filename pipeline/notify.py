@@ -5,24 +5,46 @@ reason to lose the ticket.
 
 Automatic mail (the autoreply stage's ctx.automatic) is never answered automatically: two robots would
 answer each other forever. maild.outgoing drops bouncing, blocked and rate-limited recipients; what was
-left out, and why, goes into the spool row's reason."""
+left out, and why, goes into the spool row's reason.
+
+Agents are told of customer mail: `new_ticket_notice` for a new ticket, `customer_reply_notice` for a
+customer's (or sub-customer's) mail on an existing one; one mail per agent, each with a Reply-To token
+bound to that agent and the ticket, the customer's visible text, the status line and the attachments.
+Who: the assigned agent if active, else every active agent of the desk. Automatic mail: a new ticket
+opened by one (an out-of-office, a monitoring alert) is still announced, flagged as automatic, since
+nobody else would ever see it; an automatic follow-up on an existing ticket (the customer's vacation
+responder answering us) is not, as it needs no one's attention and would only be noise. The notices go
+whether or not the desk sends auto-replies to customers: that switch is about customers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from maild.outgoing import queue_desk_mail, queue_mail
+from sqlalchemy.orm import Session
+
+from maild.addresses import normalize
+from maild.config import Config
+from maild.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
 from maild.participants import customer_recipients
 from pipeline.context import Context, Stop
+from storage import attachments as attachment_store
 from storage.db import is_transient
-from storage.models import OutboxMessage
+from storage.models import Agent, Message, OutboxMessage, Ticket
+
+NEW_TICKET_NOTICE = "new_ticket_notice"
+CUSTOMER_REPLY_NOTICE = "customer_reply_notice"
+ASSIGNED_NOTICE = "assigned_notice"
 
 
 def _note(ctx: Context, note: str) -> None:
     ctx.reason = f"{ctx.reason}; {note}"[:2000] if ctx.reason else note[:2000]
 
 
-def _queue_courtesy(ctx: Context, queue: Callable[[dict[str, str]], OutboxMessage | None]) -> None:
+def _queue_courtesy(
+    ctx: Context, queue: Callable[[dict[str, str]], OutboxMessage | None], what: str = "auto-reply"
+) -> None:
     dropped: dict[str, str] = {}
     try:
         row = queue(dropped)
@@ -32,11 +54,11 @@ def _queue_courtesy(ctx: Context, queue: Callable[[dict[str, str]], OutboxMessag
         # The ticket is the customer's mail and the auto-reply a courtesy: a broken desk template must not
         # roll the ticket back (and fail every new mail). queue_mail adds its rows last, so nothing half-made
         # is left in the session; the spool row's reason says why nothing was sent.
-        _note(ctx, f"auto-reply not queued: {type(exc).__name__}: {exc}")
+        _note(ctx, f"{what} not queued: {type(exc).__name__}: {exc}")
         return
     if dropped:
         who = ", ".join(f"{address} ({why})" for address, why in dropped.items())
-        _note(ctx, f"auto-reply {'not queued' if row is None else 'not sent'} to {who}")
+        _note(ctx, f"{what} {'not queued' if row is None else 'not sent'} to {who}")
     if row is not None:
         ctx.queued.append(row)
 
@@ -76,10 +98,183 @@ def answer_refused(ctx: Context, template: str) -> None:
     )
 
 
+# --- agent notifications --------------------------------------------------------------------------
+
+
+def notice_recipients(session: Session, ticket: Ticket) -> list[Agent]:
+    """The agents told about a ticket's mail: its assigned agent if active, else the desk's active agents."""
+    if ticket.assigned_agent_id is not None:
+        assignee = session.get(Agent, ticket.assigned_agent_id)
+        if assignee is not None and assignee.active:
+            return [assignee]
+    # Seam for categories (issue 7): a ticket's category with active agents narrows this list; until
+    # categories exist every active agent of the desk is told.
+    return sorted((a for a in ticket.desk.agents if a.active), key=lambda a: a.id)
+
+
+def _status_variables(session: Session, ticket: Ticket) -> dict[str, Any]:
+    assignee = session.get(Agent, ticket.assigned_agent_id) if ticket.assigned_agent_id else None
+    return {
+        "ticket_status": ticket.status,
+        "ticket_priority": ticket.priority,
+        "assigned_agent": agent_display_name(assignee) if assignee is not None else "",
+        "customer_email": ticket.customer.email,
+    }
+
+
+def _message_attachments(
+    cfg: Config, message: Message | None, in_memory: dict[str, bytes] | None = None
+) -> tuple[list[dict[str, Any]], list[OutgoingAttachment]]:
+    """What the template lists about a message's attachments, and the kept ones' bytes from the content
+    store. Refused ones are only listed, with the reason; so is a file the store lacks (never a reason
+    to lose the notice). `in_memory` (sha256 → bytes) stands in for the store in a dry run, which
+    writes no file."""
+    listed: list[dict[str, Any]] = []
+    files: list[OutgoingAttachment] = []
+    for row in message.attachments if message is not None else []:
+        reason = row.refused_reason
+        if reason is None and row.sha256:
+            try:
+                data = attachment_store.path_of(cfg.attachment_dir, row.sha256).read_bytes()
+            except FileNotFoundError:
+                data = (in_memory or {}).get(row.sha256)  # type: ignore[assignment]
+            if data is None:
+                reason = "missing from the attachment store"
+            else:
+                files.append(OutgoingAttachment(row.filename, row.content_type, data))
+        listed.append(
+            {
+                "filename": row.filename,
+                "content_type": row.content_type,
+                "size": row.size,
+                "refused_reason": reason or "",
+            }
+        )
+    return listed, files
+
+
+def _queue_notices(
+    ctx: Context,
+    ticket: Ticket,
+    template: str,
+    agents: Sequence[Agent],
+    variables: dict[str, Any],
+    files: Sequence[OutgoingAttachment],
+    *,
+    in_reply_to: str = "",
+    references: Sequence[str] = (),
+) -> None:
+    for agent in agents:
+        _queue_courtesy(
+            ctx,
+            lambda dropped, agent=agent: queue_mail(  # type: ignore[misc]
+                ctx.session,
+                ctx.cfg,
+                ticket,
+                template,
+                [(agent_display_name(agent), agent.email)],
+                in_reply_to=in_reply_to,
+                references=list(references),
+                # Automatic and auto-generated (RFC 3834): agents' vacation responders stay quiet.
+                automatic=True,
+                auto_submitted="auto-generated",
+                exempt_agents=True,
+                agent_id=agent.id,
+                now=ctx.now,
+                variables={**variables, "agent_name": agent_display_name(agent)},
+                attachments=files,
+                dropped=dropped,
+            ),
+            what=template,
+        )
+
+
+def _notify_agents(ctx: Context, ticket: Ticket) -> None:
+    mail = ctx.require_mail()
+    if ctx.agent is not None or ctx.message is None or ctx.message.kind != "customer":
+        return  # agent replies (a later change) tell the other agents themselves
+    if ctx.outcome == "created":
+        template = NEW_TICKET_NOTICE
+    elif ctx.outcome == "replied":
+        if ctx.automatic is not None:
+            _note(ctx, "agents not notified: automatic follow-up")
+            return
+        template = CUSTOMER_REPLY_NOTICE
+    else:
+        return
+    sender = normalize(mail.from_address)
+    agents = [a for a in notice_recipients(ctx.session, ticket) if a.email != sender]
+    if not agents:
+        return
+    in_memory = {part.sha256: part.data for part in mail.attachments} if ctx.dry_run else None
+    listed, files = _message_attachments(ctx.cfg, ctx.message, in_memory)
+    variables = {
+        **_status_variables(ctx.session, ticket),
+        "sender_name": mail.from_name or mail.from_address,
+        "sender_email": mail.from_address,
+        "comment_content": ctx.message.visible_text,
+        "attachments": listed,
+        "automatic": ctx.automatic or "",
+    }
+    _queue_notices(
+        ctx,
+        ticket,
+        template,
+        agents,
+        variables,
+        files,
+        in_reply_to=mail.message_id if mail.has_message_id else "",
+        references=mail.references,
+    )
+
+
+def queue_assigned_notice(
+    session: Session, cfg: Config, ticket: Ticket, agent: Agent, *, assigned_by: str, now: dt.datetime
+) -> OutboxMessage | None:
+    """Tell `agent` they were assigned `ticket` (by `assigned_by`, a name or address), with the status line
+    and the latest customer mail. For `#assign`; None when the agent gets no mail (inactive, bouncing,
+    blocked). Errors propagate: the caller decides whether the assignment stands without it."""
+    if not agent.active:
+        return None
+    latest = next((m for m in reversed(ticket.messages) if m.kind == "customer"), None)
+    listed, files = _message_attachments(cfg, latest)
+    return queue_mail(
+        session,
+        cfg,
+        ticket,
+        ASSIGNED_NOTICE,
+        [(agent_display_name(agent), agent.email)],
+        automatic=True,
+        auto_submitted="auto-generated",
+        exempt_agents=True,
+        agent_id=agent.id,
+        now=now,
+        variables={
+            **_status_variables(session, ticket),
+            "agent_name": agent_display_name(agent),
+            "assigned_by": assigned_by,
+            "sender_name": (latest.from_name or latest.from_address) if latest is not None else "",
+            "sender_email": latest.from_address if latest is not None else "",
+            "comment_content": latest.visible_text if latest is not None else "",
+            "attachments": listed,
+            "automatic": "",
+        },
+        attachments=files,
+    )
+
+
 def run(ctx: Context) -> Stop | None:
+    ticket = ctx.ticket
+    _answer_customer(ctx)  # first: the customer's mail is the one that matters most
+    if ticket is not None and ctx.outcome in ("created", "replied"):
+        _notify_agents(ctx, ticket)
+    return None
+
+
+def _answer_customer(ctx: Context) -> None:
     mail, desk, ticket = ctx.require_mail(), ctx.require_desk(), ctx.ticket
     if ctx.outcome != "created" or not desk.auto_reply or ticket is None or _automatic(ctx):
-        return None
+        return
     customer, sub_customers = customer_recipients(ticket)
     _queue_courtesy(
         ctx,
@@ -97,4 +292,3 @@ def run(ctx: Context) -> Stop | None:
             dropped=dropped,
         ),
     )
-    return None

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.addresses import normalize
 from maild.config import Config
+from maild.outgoing import AGENT_ONLY_TEMPLATES
 from pipeline.runner import Result, process
 from storage.db import transaction
 from storage.models import Agent, Desk, DeskAddress, Message, OutboxMessage, SpoolEntry, Ticket
@@ -88,8 +89,13 @@ def messages(session: Session) -> list[Message]:
     return list(session.scalars(select(Message).order_by(Message.id)))
 
 
-def outbox(session: Session) -> list[OutboxMessage]:
-    return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+def outbox(session: Session, *, agents: bool = False) -> list[OutboxMessage]:
+    """The outbox, oldest first; without `agents`, only mail to customers (agent notifications, which
+    go to every desk agent on each customer mail, are tested in tests/test_agent_notifications.py)."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id)
+    if not agents:
+        query = query.where(OutboxMessage.template.not_in(AGENT_ONLY_TEMPLATES))
+    return list(session.scalars(query))
 
 
 def spool(session: Session) -> list[SpoolEntry]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.tokens import load_secret, token_of, verify_token
+from pipeline.runner import Result
 from storage.db import transaction
 from storage.models import AuditLog, Contact
 from tests.pipeline.helpers import (
@@ -45,6 +46,13 @@ def _desks(session_factory: Factory) -> None:
     make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
     make_desk(session_factory, "sales", [SALES], SALES_PATTERN, auto_reply=False)
     make_agent(session_factory, AGENT, "Bob Agent", ["support"])
+
+
+def to_customers(factory: Factory, result: Result) -> tuple[int, ...]:
+    """The outbox ids a delivery queued for customers (the agent notices are tested elsewhere)."""
+    with transaction(factory) as s:
+        ids = {row.id for row in outbox(s)}
+    return tuple(i for i in result.outbox_ids if i in ids)
 
 
 def parsed(raw: bytes) -> EmailMessage:
@@ -159,7 +167,7 @@ def test_customer_reply_reopens(session_factory: Factory, cfg: Config) -> None:
     later = NOW + dt.timedelta(hours=3)
     reply = mail(subject="Re: [SUP-26-03-1] Printer on fire", message_id="<second@customer.example>")
     result = deliver(session_factory, cfg, reply, SUPPORT, now=later)
-    assert (result.outcome, result.outbox_ids) == ("replied", ())
+    assert (result.outcome, to_customers(session_factory, result)) == ("replied", ())
     with session_factory() as s:
         t = ticket(s, "SUP-26-03-1")
         assert (t.status, t.updated_at, t.created_at) == (
@@ -184,7 +192,11 @@ def test_agent_reply_sets_waiting(client: str, session_factory: Factory, cfg: Co
         references=["<first@customer.example>"],
     )
     result = deliver(session_factory, cfg, reply, SUPPORT)
-    assert (result.outcome, result.ticket_number, result.outbox_ids) == ("replied", "SUP-26-03-1", ())
+    assert (result.outcome, result.ticket_number, to_customers(session_factory, result)) == (
+        "replied",
+        "SUP-26-03-1",
+        (),
+    )
     with session_factory() as s:
         t = ticket(s, "SUP-26-03-1")
         assert t.status == "waiting"
@@ -221,7 +233,7 @@ def test_auto_reply_to_a_new_ticket(client: str, session_factory: Factory, cfg: 
     result = deliver(session_factory, cfg, raw, SUPPORT)
     with session_factory() as s:
         [row] = outbox(s)
-    assert result.outbox_ids == (row.id,)
+    assert to_customers(session_factory, result) == (row.id,)
     assert (row.template, row.status, row.attempts, row.mail_from, row.rcpt_to) == (
         "ticket_created",
         "queued",
@@ -286,7 +298,11 @@ def test_html_in_the_subject_is_escaped_in_the_html_part(session_factory: Factor
 
 def test_desk_without_auto_reply_queues_nothing(session_factory: Factory, cfg: Config) -> None:
     result = deliver(session_factory, cfg, mail(), SALES)
-    assert (result.outcome, result.ticket_number, result.outbox_ids) == ("created", "SALES-1", ())
+    assert (result.outcome, result.ticket_number, to_customers(session_factory, result)) == (
+        "created",
+        "SALES-1",
+        (),
+    )
     with session_factory() as s:
         assert outbox(s) == []
 
@@ -332,7 +348,11 @@ def test_a_broken_desk_template_does_not_lose_the_ticket(
     override.mkdir(parents=True)
     (override / "ticket_created.subject.j2").write_text(subject_template)
     result = deliver(session_factory, cfg, mail(), SUPPORT)
-    assert (result.outcome, result.ticket_number, result.outbox_ids) == ("created", "SUP-26-03-1", ())
+    assert (result.outcome, result.ticket_number, to_customers(session_factory, result)) == (
+        "created",
+        "SUP-26-03-1",
+        (),
+    )
     with session_factory() as s:
         assert len(tickets(s)) == 1 and outbox(s) == []
         [entry] = spool(s)
