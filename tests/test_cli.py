@@ -675,10 +675,10 @@ def test_outbox_list_json(helpdesk: Path, hctl: Ctl) -> None:
         assert row["next_attempt_at"] is None
         assert row["message_id"].endswith("@example.com>")
         assert parse_iso(row["sent_at"]) >= parse_iso(row["created_at"])
-    # the two auto-replies and the two agents' notices
+    # the two auto-replies, and SUP-1's agent's new_ticket_notice and customer_reply_notice
     assert len(list((helpdesk / "data" / "outgoing" / "new").iterdir())) == 4
     assert as_json(hctl("outbox", "list", "--status", "queued", "--json")) == []
-    assert len(as_json(hctl("outbox", "list", "--status", "sent", "--json"))) == 2
+    assert len(as_json(hctl("outbox", "list", "--status", "sent", "--json"))) == 4
 
 
 def test_spool_list_json(hctl: Ctl) -> None:
