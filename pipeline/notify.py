@@ -125,19 +125,21 @@ def _status_variables(session: Session, ticket: Ticket) -> dict[str, Any]:
 def _message_attachments(
     cfg: Config, message: Message | None, in_memory: dict[str, bytes] | None = None
 ) -> tuple[list[dict[str, Any]], list[OutgoingAttachment]]:
-    """What the template lists about a message's attachments, and the kept ones' bytes from the content
-    store. Refused ones are only listed, with the reason; so is a file the store lacks (never a reason
-    to lose the notice). `in_memory` (sha256 → bytes) stands in for the store in a dry run, which
-    writes no file."""
+    """What the template lists about a message's attachments, and the kept ones' bytes. Refused ones are
+    only listed, with the reason; so is a file the store lacks (never a reason to lose the notice).
+    `in_memory` (sha256 → bytes): the mail being processed still holds its attachments, so they are not
+    read back from the store (a 30 MB file once, not twice); a dry run writes no file anyway."""
     listed: list[dict[str, Any]] = []
     files: list[OutgoingAttachment] = []
     for row in message.attachments if message is not None else []:
         reason = row.refused_reason
         if reason is None and row.sha256:
-            try:
-                data = attachment_store.path_of(cfg.attachment_dir, row.sha256).read_bytes()
-            except FileNotFoundError:
-                data = (in_memory or {}).get(row.sha256)  # type: ignore[assignment]
+            data = (in_memory or {}).get(row.sha256)
+            if data is None:
+                try:
+                    data = attachment_store.path_of(cfg.attachment_dir, row.sha256).read_bytes()
+                except FileNotFoundError:
+                    data = None
             if data is None:
                 reason = "missing from the attachment store"
             else:
@@ -206,7 +208,7 @@ def _notify_agents(ctx: Context, ticket: Ticket) -> None:
     agents = [a for a in notice_recipients(ctx.session, ticket) if a.email != sender]
     if not agents:
         return
-    in_memory = {part.sha256: part.data for part in mail.attachments} if ctx.dry_run else None
+    in_memory = {part.sha256: part.data for part in mail.attachments}
     listed, files = _message_attachments(ctx.cfg, ctx.message, in_memory)
     variables = {
         **_status_variables(ctx.session, ticket),

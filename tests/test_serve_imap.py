@@ -22,7 +22,7 @@ from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, mail, make_desk
 from tests.servers.dovecot import Dovecot, dovecot_fixture  # noqa: F401  (the fixture `dovecot`)
 
 
-def imap_config(tmp_path: Path, data_dir: Path, database_url: str, dovecot: Dovecot, user: str) -> Path:
+def imap_config(tmp_path: Path, data_dir: Path, database_url: str, host: str, port: int, user: str) -> Path:
     secret = tmp_path / "imap-password"
     secret.write_text("secret\n")
     extra = "\n".join(
@@ -30,8 +30,8 @@ def imap_config(tmp_path: Path, data_dir: Path, database_url: str, dovecot: Dove
             "[[imap]]",
             'name = "support-inbox"',
             'desk = "support"',
-            f'host = "{dovecot.host}"',
-            f"port = {dovecot.imap_port}",
+            f'host = "{host}"',
+            f"port = {port}",
             "tls = false",
             f'username = "{user}"',
             f'password_file = "{secret}"',
@@ -54,7 +54,7 @@ def test_serve_turns_mail_in_a_polled_mailbox_into_tickets(
     inbox = dovecot.add_user("helpdesk")
     dovecot.deliver(inbox, mail(message_id="<waiting@customer.example>", subject="Already there"))
 
-    serve = start(imap_config(tmp_path, data_dir, database_url, dovecot, inbox))
+    serve = start(imap_config(tmp_path, data_dir, database_url, dovecot.host, dovecot.imap_port, inbox))
     wait_until(lambda: len(sent_mails(data_dir)) == 1, what="the first mail ticketed and answered")
     # one that arrives while serve runs (IDLE or the next poll)
     dovecot.deliver(inbox, mail(message_id="<later@customer.example>", subject="Arrived later"))
@@ -68,7 +68,7 @@ def test_serve_turns_mail_in_a_polled_mailbox_into_tickets(
     assert [r"\Seen" in flags for flags in dovecot.flags(inbox)] == [True, True]
     assert serve.stop() == 0
     # a restart fetches nothing again
-    serve = start(imap_config(tmp_path, data_dir, database_url, dovecot, inbox))
+    serve = start(imap_config(tmp_path, data_dir, database_url, dovecot.host, dovecot.imap_port, inbox))
     serve.wait_for("imap_polling")
     assert serve.stop() == 0
     with session_factory() as session:
@@ -76,9 +76,10 @@ def test_serve_turns_mail_in_a_polled_mailbox_into_tickets(
 
 
 def test_check_config_and_serve_refuse_an_unreadable_imap_password(
-    tmp_path: Path, data_dir: Path, database_url: str, dovecot: Dovecot
+    tmp_path: Path, data_dir: Path, database_url: str
 ) -> None:
-    config = imap_config(tmp_path, data_dir, database_url, dovecot, "nobody@mail.test")
+    # Refused before any connection: no IMAP server needed.
+    config = imap_config(tmp_path, data_dir, database_url, "127.0.0.1", free_port(), "nobody@mail.test")
     (tmp_path / "imap-password").unlink()
 
     for command in ("check-config", "serve"):
