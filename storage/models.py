@@ -35,7 +35,8 @@ class Base(DeclarativeBase):
 
 TICKET_STATUSES = ("open", "in_progress", "waiting", "on_hold", "resolved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
-MESSAGE_KINDS = ("customer", "agent", "note", "system")
+# held: an agent's reply kept back by the collision guard until the agent says `#send`.
+MESSAGE_KINDS = ("customer", "agent", "note", "system", "held")
 
 
 class Desk(Base):
@@ -142,7 +143,8 @@ class Ticket(Base):
         remote_side="Ticket.id", foreign_keys="Ticket.merged_into_id"
     )
     messages: Mapped[list[Message]] = relationship(
-        back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
+        # Chronological: a merge interleaves two tickets' messages (ids keep the order within a second).
+        back_populates="ticket", order_by="(Message.created_at, Message.id)", cascade="all, delete-orphan"
     )
     participants: Mapped[list[Participant]] = relationship(
         back_populates="ticket", order_by="Participant.id", cascade="all, delete-orphan"
