@@ -63,7 +63,7 @@ def _tokens(value: str) -> list[Token]:
             i = j + 1
         else:
             match = _WORD.match(value, i)
-            end = match.end() if match else i + 1  # never stall, whatever str.isspace and \\s disagree on
+            end = match.end() if match else i + 1  # never stall, whatever str.isspace and \s disagree on
             out.append(("w", value[i:end]))
             i = end
     return out
