@@ -123,6 +123,15 @@ class Hygiene:
 BLOCKED_ACTIONS = ("archive", "reject")
 
 
+@dataclass(frozen=True)
+class Agents:
+    """The `[agents]` table: how agents' mail is authenticated beyond the reply token and From."""
+
+    # authserv-ids (RFC 8601) of the MTAs whose Authentication-Results headers are believed: a DKIM, SPF
+    # or DMARC failure recorded by one of them refuses an agent reply. Empty: such headers are not read.
+    trusted_authserv_ids: tuple[str, ...] = ()
+
+
 # Each worker holds one database connection, intake threads one each; the engine's pool has 5 + 10 overflow.
 MAX_WORKERS = 10
 
@@ -141,6 +150,7 @@ class Config:
     retry_hours: float = 120.0
     schedule: Schedule = Schedule()
     hygiene: Hygiene = Hygiene()
+    agents: Agents = Agents()
     imap: tuple[ImapAccount, ...] = ()
 
     @property
@@ -171,6 +181,7 @@ _SCHEMA: dict[str, Any] = {
     "database": {"url": str, "busy_timeout_ms": int},
     "outgoing": {"smarthost": str, "timeout": (int, float), "retry_hours": (int, float)},
     "hygiene": {"autoreply_per_hour": int, "autoreply_per_day": int, "blocked": str},
+    "agents": {"trusted_authserv_ids": (list,)},
     "scheduler": {
         "outbox_seconds": (int, float),
         "auto_close_seconds": (int, float),
@@ -193,6 +204,7 @@ _KINDS = {
     (int, float): "a number",
     (str, list): "a string or a list of strings",
     list: "an array of tables ([[imap]] per entry)",
+    (list,): "a list",
 }
 
 
@@ -418,6 +430,15 @@ def _parse_hygiene(table: dict[str, Any]) -> Hygiene:
     return Hygiene(per_hour, per_day, blocked)
 
 
+def _parse_agents(table: dict[str, Any]) -> Agents:
+    ids = table.get("trusted_authserv_ids", [])
+    if not all(isinstance(i, str) and i.strip() and " " not in i.strip() for i in ids):
+        raise ConfigError(
+            "agents.trusted_authserv_ids", 'must be a list of host names, e.g. ["mx.example.com"]'
+        )
+    return Agents(tuple(i.strip().lower() for i in ids))
+
+
 def config_path(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
@@ -483,6 +504,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         retry_hours=retry_hours,
         schedule=_parse_schedule(raw.get("scheduler", {})),
         hygiene=_parse_hygiene(raw.get("hygiene", {})),
+        agents=_parse_agents(raw.get("agents", {})),
         ticket_url=raw.get("ticket_url", ""),
         listen=_parse_listen(raw.get("listen", {}), path),
         imap=_parse_imap(raw.get("imap", []), path),

@@ -49,10 +49,19 @@ _SYNTHETIC_ID_SUFFIXES = (
     "@long-message-id.maild>",
     "@reused-message-id.maild>",
 )
-_UNSTORED_KINDS = ("system", "note")  # never sent as mail, so no client knows their ids
+# Never sent to customers as such: notes and system notes stay inside; an agent's mail (and a held one) is
+# relayed under a Message-ID of ours, so its client's id would name a mail no customer saw.
+_UNSTORED_KINDS = ("system", "note", "agent", "held")
 # Mail to agents only: kept out of the References of later ticket mail, which customers get too (the
 # ids would name mails they never saw). Notices still thread, on the customer mail they quote.
-AGENT_ONLY_TEMPLATES = ("new_ticket_notice", "customer_reply_notice", "assigned_notice")
+AGENT_ONLY_TEMPLATES = (
+    "new_ticket_notice",
+    "customer_reply_notice",
+    "assigned_notice",
+    "agent_reply_notice",
+    "collision_notice",
+    "command_errors",
+)
 
 # Reply and forward prefixes of the common clients' languages; Outlook's Thread-Topic has none.
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|aw|fw|fwd|wg|sv|vs|antw|tr|rif)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
@@ -361,6 +370,7 @@ def _queue(
     auto_submitted: str = "auto-replied",
     attachments: Sequence[OutgoingAttachment] = (),
     unlimited: Iterable[str] = (),
+    from_name: str | None = None,
 ) -> OutboxMessage:
     """Build the mail and add its outbox row, last: a failure before leaves nothing in the session.
     `unlimited`: recipients exempt from the rate limit, whose mails it does not count either."""
@@ -380,7 +390,7 @@ def _queue(
         msg = body
     msg["Message-ID"] = message_id
     msg["Date"] = format_datetime(now)
-    msg["From"] = _address(desk.name, desk.primary_address)
+    msg["From"] = _address(desk.name if from_name is None else from_name, desk.primary_address)
     msg["Reply-To"] = _address(desk.name, reply_to)
     msg["To"] = ", ".join(_address(name, addr) for name, addr in to)
     if cc:
@@ -436,6 +446,7 @@ def queue_mail(
     auto_submitted: str = "auto-replied",
     exempt_agents: bool = False,
     attachments: Sequence[OutgoingAttachment] = (),
+    from_name: str | None = None,
 ) -> OutboxMessage | None:
     """A mail about `ticket`: `[NUMBER]` in the subject, Reply-To signed for the ticket, threaded on the
     ticket's whole history (`references` and `in_reply_to` are merged into it).
@@ -445,7 +456,8 @@ def queue_mail(
 
     For mail to agents: `agent_id` binds the Reply-To token to that agent as well, `auto_submitted` is
     the Auto-Submitted value of automatic mail (RFC 3834: `auto-generated` for notices, which answer
-    nothing), `exempt_agents` lifts the rate limit for active agents (see screen_recipients)."""
+    nothing), `exempt_agents` lifts the rate limit for active agents (see screen_recipients).
+    `from_name`: the From display name instead of the desk's (an agent's reply: "Anna from Support")."""
     to, cc = _screen(
         session,
         cfg,
@@ -496,6 +508,7 @@ def queue_mail(
         auto_submitted=auto_submitted,
         attachments=attachments,
         unlimited=unlimited,
+        from_name=from_name,
     )
 
 

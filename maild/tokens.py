@@ -77,6 +77,27 @@ def token_of(address: str) -> str | None:
     return local.split("+", 1)[1] if "+" in local else None
 
 
+# An agent's internal note goes to `<local>+note-<token>@…`: the same token, marked as not for the customer.
+NOTE_PREFIX = "note-"
+
+
+def note_address(secret: bytes, desk_address: str, ticket_id: int, agent_id: int) -> str:
+    local, _, domain = desk_address.rpartition("@")
+    return f"{local}+{NOTE_PREFIX}{make_token(secret, ticket_id, agent_id)}@{domain}"
+
+
+def read_reply_address(secret: bytes, address: str) -> tuple[ReplyTarget, bool] | None:
+    """(target, is_note_address) of a signed reply or note address; None for any other address."""
+    detail = token_of(address)
+    if not detail:
+        return None
+    is_note = detail.lower().startswith(NOTE_PREFIX)
+    target = verify_token(secret, detail[len(NOTE_PREFIX) :] if is_note else detail)
+    if target is None or (is_note and target.agent_id is None):
+        return None  # note addresses are only ever made for an agent
+    return target, is_note
+
+
 # --- VERP: the envelope sender of each outgoing mail names the outbox row and the recipient -------------
 
 BOUNCE_LOCAL = "bounces"

@@ -9,6 +9,7 @@ from pipeline import (
     autoreply,
     blocked,
     bounce,
+    commands,
     dedupe,
     identify,
     loop,
@@ -38,6 +39,7 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("identify", identify.run),
     ("thread", thread.run),
     ("policy", policy.run),
+    ("commands", commands.run),
     ("apply", apply.run),
     ("notify", notify.run),
 )

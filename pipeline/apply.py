@@ -96,7 +96,11 @@ def _attachment_rows(ctx: Context) -> tuple[list[Attachment], list[str]]:
     return rows, notes
 
 
-def _store_message(ctx: Context, ticket: Ticket, kind: str, opens_ticket: bool) -> Message:
+def store_message(
+    ctx: Context, ticket: Ticket, kind: str, *, opens_ticket: bool = False, visible: str | None = None
+) -> Message:
+    """The mail as a message of `ticket`, with its attachments. `visible`: what readers see, when the
+    caller decided it (an agent's reply without its command lines); else the mail's visible text."""
     mail, desk = ctx.require_mail(), ctx.require_desk()
     rows, attachment_notes = _attachment_rows(ctx)
     message = Message(
@@ -111,7 +115,7 @@ def _store_message(ctx: Context, ticket: Ticket, kind: str, opens_ticket: bool) 
         content_sha256=ctx.content_sha256 or None,
         in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else "",
         text=mail.text,
-        visible_text=_visible_text(ctx, opens_ticket),
+        visible_text=_visible_text(ctx, opens_ticket) if visible is None else visible,
         html=mail.html,
         notes=[*(f"MIME defect: {d}" for d in mail.defects), *attachment_notes],
         threaded_by=ctx.threaded_by,
@@ -136,6 +140,26 @@ def _add_cc_participants(ctx: Context, ticket: Ticket) -> None:
             continue  # desk address, agent, already on it, or the cap: nothing to add
 
 
+def _apply_agent_reply(ctx: Context, ticket: Ticket) -> str:
+    """Store an authenticated agent's mail as the commands stage saw it; the audit action."""
+    reply = ctx.agent_reply
+    assert reply is not None, "commands runs before apply for an agent reply"
+    if reply.released is not None:  # `#send`: the held reply is what goes out, dated now
+        held = reply.released
+        since = f"{held.created_at:%Y-%m-%d %H:%M} UTC"
+        held.kind, held.visible_text, held.created_at = "agent", reply.text, ctx.now_naive
+        store_message(ctx, ticket, "note", visible=f"#send: released the reply held since {since}")
+        ctx.message = held
+    else:
+        visible = reply.text or "commands: " + "; ".join(reply.command_lines)
+        ctx.message = store_message(ctx, ticket, reply.kind if reply.text else "note", visible=visible)
+    if reply.relayed and not reply.status_set:
+        ticket.status = "waiting"
+    ticket.updated_at = ctx.now_naive
+    ctx.outcome = "replied" if reply.relayed else "noted"
+    return "agent_reply" if reply.relayed else "agent_note"
+
+
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
     if ctx.ticket is None:
@@ -149,14 +173,16 @@ def run(ctx: Context) -> Stop | None:
             select(Message.id).where(Message.ticket_id == ticket.id, Message.message_id == mail.message_id)
         ).first():
             return Stop("duplicate", f"{mail.message_id} already stored on {ticket.number}")
-        ticket.status = "waiting" if ctx.agent is not None else "open"
-        ticket.updated_at = ctx.now_naive
-        ctx.outcome, action = "replied", "message_added"
+        if ctx.agent is None:
+            ticket.status = "open"
+            ticket.updated_at = ctx.now_naive
+            ctx.outcome, action = "replied", "message_added"
     ctx.ticket = ticket
-    _add_cc_participants(ctx, ticket)
-    ctx.message = _store_message(
-        ctx, ticket, "agent" if ctx.agent is not None else "customer", opens_ticket=ctx.outcome == "created"
-    )
+    if ctx.agent is not None:
+        action = _apply_agent_reply(ctx, ticket)
+    else:
+        _add_cc_participants(ctx, ticket)
+        ctx.message = store_message(ctx, ticket, "customer", opens_ticket=ctx.outcome == "created")
     ctx.session.flush()
     ctx.session.add(
         AuditLog(

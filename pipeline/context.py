@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from maild.config import Config
 from maild.mailparse import ParsedMail
+from maild.tokens import ReplyTarget
 from storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket
 
 
@@ -34,6 +35,21 @@ class BounceInfo:
 
 
 @dataclass
+class AgentReply:
+    """What the commands stage made of an authenticated agent's mail, for apply and notify."""
+
+    text: str  # what the customer (or, for a note, the agents) read: no commands, quotes or signature
+    kind: str  # "agent": relayed to the customer and sub-customers | "note": internal
+    command_lines: list[str]  # the command lines as written, for the record
+    status_set: bool = False  # a command set the status: apply does not make it `waiting`
+    released: Message | None = None  # the held reply `#send` lets go (it is relayed instead of this mail)
+
+    @property
+    def relayed(self) -> bool:
+        return self.kind == "agent" and bool(self.text.strip())
+
+
+@dataclass
 class Context:
     session: Session
     cfg: Config
@@ -45,7 +61,11 @@ class Context:
     mail: ParsedMail | None = None
     content_sha256: str = ""  # dedupe: what the mail says, beside its Message-ID
     desk: Desk | None = None
-    agent: Agent | None = None  # set by identify when the sender is an agent
+    agent: Agent | None = None  # set by identify for an authenticated agent reply
+    # identify: the signed reply address among the recipients, and whether it was a note address
+    reply_target: ReplyTarget | None = None
+    to_note_address: bool = False
+    agent_reply: AgentReply | None = None  # commands: set for an authenticated agent reply
     contact: Contact | None = None  # set by identify when the sender is not an agent
     known_sender: bool = False  # identify: the contact existed before this mail
     ticket: Ticket | None = None

@@ -1,20 +1,103 @@
-"""identify: the sender is an agent, or a contact (one per address, case-insensitive, name kept)."""
+"""identify: the sender is an authenticated agent, or a contact (one per address, case-insensitive, name
+kept).
+
+An agent reply counts only when all of these hold: the mail came to a signed reply (or note) address whose
+token names an agent, that agent is active, the From address is that agent's, and no MTA trusted by
+`[agents] trusted_authserv_ids` recorded a DKIM, SPF or DMARC failure. Agent-looking mail that fails any of
+them (a stolen token with a forged or different From, an agent's From without an agent token, a failed
+signature) is held: kept in the spool with the reason and noted on the ticket, never relayed, its
+commands never run. A token without an agent (the customers' reply address) is a customer's reply."""
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 
+from maild.addresses import normalize
+from maild.authresults import auth_failures
 from maild.participants import find_contact, get_or_create_contact
+from maild.tokens import ReplyTarget, load_secret, read_reply_address
 from pipeline.context import Context, Stop
-from storage.models import Agent
+from storage.models import Agent, Message, Ticket
+
+
+def _reply_target(ctx: Context) -> tuple[ReplyTarget, bool] | None:
+    """The first signed reply address among the envelope recipient and the addressee headers."""
+    mail = ctx.require_mail()
+    secret = load_secret(ctx.cfg.data_dir)
+    candidates = [ctx.spool.recipient, *mail.delivered_to, *(a for _, a in mail.to), *(a for _, a in mail.cc)]
+    for address in candidates:
+        found = read_reply_address(secret, address) if address else None
+        if found is not None:
+            return found
+    return None
+
+
+def _refusal(ctx: Context, sender: Agent | None) -> str | None:
+    """Why this agent-looking mail is not an agent reply, or None when it is one."""
+    mail, target = ctx.require_mail(), ctx.reply_target
+    if target is None or target.agent_id is None:
+        return (
+            f"From {mail.from_address} is an agent's address, but the mail did not come to an agent's "
+            "reply address (agents answer by replying to a notification)"
+        )
+    owner = ctx.session.get(Agent, target.agent_id)
+    if owner is None:
+        return f"the reply address names agent #{target.agent_id}, who no longer exists"
+    if normalize(mail.from_address) != owner.email:
+        return f"{owner.email}'s reply address was used by {mail.from_address or '(no From)'}"
+    if sender is None:
+        return f"{owner.email} is not an active agent"
+    failures = auth_failures(ctx.raw, ctx.cfg.agents.trusted_authserv_ids)
+    if failures:
+        return "authentication failed: " + "; ".join(failures)
+    return None
+
+
+def _hold(ctx: Context, reason: str) -> Stop:
+    """Keep the mail for review: the spool row says why; the ticket the token names gets a system note."""
+    mail, target = ctx.require_mail(), ctx.reply_target
+    ticket = ctx.session.get(Ticket, target.ticket_id) if target is not None else None
+    if ticket is not None:
+        ctx.ticket = ticket
+        note = (
+            f"A mail claiming to be an agent's reply was held for review "
+            f"(Message-ID {mail.message_id}): {reason}"
+        )
+        already = ctx.session.scalars(
+            select(Message.id).where(
+                Message.ticket_id == ticket.id, Message.kind == "system", Message.text == note
+            )
+        ).first()
+        if already is None:  # a re-delivery of the same mail adds no second note
+            ctx.session.add(
+                Message(
+                    ticket=ticket,
+                    desk_id=ticket.desk_id,
+                    kind="system",
+                    message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
+                    text=note,
+                    threaded_by="identify",
+                    created_at=ctx.now_naive,
+                )
+            )
+    return Stop("held", f"not accepted as an agent reply: {reason}")
 
 
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
-    ctx.agent = ctx.session.scalars(
-        select(Agent).where(Agent.email == mail.from_address, Agent.active.is_(True))
+    found = _reply_target(ctx)
+    ctx.reply_target, ctx.to_note_address = found if found is not None else (None, False)
+    sender = ctx.session.scalars(
+        select(Agent).where(Agent.email == normalize(mail.from_address), Agent.active.is_(True))
     ).first()
-    if ctx.agent is not None:
+    token_names_agent = ctx.reply_target is not None and ctx.reply_target.agent_id is not None
+    if sender is not None or token_names_agent:
+        reason = _refusal(ctx, sender)
+        if reason is not None:
+            return _hold(ctx, reason)
+        ctx.agent = sender
         return None
     # Known before this mail? (clients_only lets only known contacts open tickets.)
     ctx.known_sender = find_contact(ctx.session, mail.from_address) is not None

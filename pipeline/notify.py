@@ -19,6 +19,7 @@ whether or not the desk sends auto-replies to customers: that switch is about cu
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,11 +29,14 @@ from maild.addresses import normalize
 from maild.config import Config
 from maild.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
 from maild.participants import customer_recipients
+from maild.tokens import load_secret, note_address
 from pipeline.context import Context, Stop
 from storage import attachments as attachment_store
 from storage.db import is_transient
 from storage.models import Agent, Message, OutboxMessage, Ticket
 
+AGENT_REPLY = "agent_reply"
+AGENT_REPLY_NOTICE = "agent_reply_notice"
 NEW_TICKET_NOTICE = "new_ticket_notice"
 CUSTOMER_REPLY_NOTICE = "customer_reply_notice"
 ASSIGNED_NOTICE = "assigned_notice"
@@ -166,10 +170,12 @@ def _queue_notices(
     in_reply_to: str = "",
     references: Sequence[str] = (),
 ) -> None:
+    secret = load_secret(ctx.cfg.data_dir)
     for agent in agents:
+        notes_to = note_address(secret, ticket.desk.primary_address, ticket.id, agent.id)
         _queue_courtesy(
             ctx,
-            lambda dropped, agent=agent: queue_mail(  # type: ignore[misc]
+            lambda dropped, agent=agent, notes_to=notes_to: queue_mail(  # type: ignore[misc]
                 ctx.session,
                 ctx.cfg,
                 ticket,
@@ -183,7 +189,7 @@ def _queue_notices(
                 exempt_agents=True,
                 agent_id=agent.id,
                 now=ctx.now,
-                variables={**variables, "agent_name": agent_display_name(agent)},
+                variables={**variables, "agent_name": agent_display_name(agent), "note_address": notes_to},
                 attachments=files,
                 dropped=dropped,
             ),
@@ -194,7 +200,7 @@ def _queue_notices(
 def _notify_agents(ctx: Context, ticket: Ticket) -> None:
     mail = ctx.require_mail()
     if ctx.agent is not None or ctx.message is None or ctx.message.kind != "customer":
-        return  # agent replies (a later change) tell the other agents themselves
+        return
     if ctx.outcome == "created":
         template = NEW_TICKET_NOTICE
     elif ctx.outcome == "replied":
@@ -230,6 +236,72 @@ def _notify_agents(ctx: Context, ticket: Ticket) -> None:
     )
 
 
+def _relay_agent_reply(ctx: Context, ticket: Ticket) -> None:
+    """The agent's reply to the customer and sub-customers, From the desk under the agent's display name.
+    Not a courtesy: if it cannot be composed the mail fails (and is retried, then quarantined with the
+    reason) rather than being stored as answered when nobody got it."""
+    reply, agent, message = ctx.agent_reply, ctx.agent, ctx.message
+    if reply is None or agent is None or message is None or not reply.relayed:
+        return
+    in_memory = {part.sha256: part.data for part in ctx.require_mail().attachments}
+    _, files = _message_attachments(ctx.cfg, message, in_memory)
+    customer, sub_customers = customer_recipients(ticket)
+    dropped: dict[str, str] = {}
+    row = queue_mail(
+        ctx.session,
+        ctx.cfg,
+        ticket,
+        AGENT_REPLY,
+        [customer],
+        cc=sub_customers,
+        automatic=False,
+        now=ctx.now,
+        variables={"agent_name": agent_display_name(agent), "comment_content": reply.text},
+        attachments=files,
+        from_name=agent_display_name(agent),
+        dropped=dropped,
+    )
+    if row is not None:
+        ctx.queued.append(row)
+    if dropped:  # the agent must be able to see that (some) customers did not get it
+        who = ", ".join(f"{address} ({why})" for address, why in dropped.items())
+        _note(ctx, f"reply not sent to {who}")
+        ctx.session.add(
+            Message(
+                ticket=ticket,
+                desk_id=ticket.desk_id,
+                kind="system",
+                message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
+                text=f"{agent.email}'s reply was not sent to {who}",
+                threaded_by="notify",
+                created_at=ctx.now_naive,
+            )
+        )
+
+
+def _tell_other_agents(ctx: Context, ticket: Ticket) -> None:
+    """A short notice of an agent's reply or note to the agents who would be told of the ticket's mail,
+    but not to the one who wrote it."""
+    reply, agent, message = ctx.agent_reply, ctx.agent, ctx.message
+    if reply is None or agent is None or message is None or not reply.text:
+        return
+    others = [a for a in notice_recipients(ctx.session, ticket) if a.id != agent.id]
+    if not others:
+        return
+    listed, files = _message_attachments(
+        ctx.cfg, message, {p.sha256: p.data for p in ctx.require_mail().attachments}
+    )
+    variables = {
+        **_status_variables(ctx.session, ticket),
+        "sender_name": agent_display_name(agent),
+        "sender_email": agent.email,
+        "comment_content": reply.text,
+        "is_note": reply.kind == "note",
+        "attachments": listed,
+    }
+    _queue_notices(ctx, ticket, AGENT_REPLY_NOTICE, others, variables, files)
+
+
 def queue_assigned_notice(
     session: Session, cfg: Config, ticket: Ticket, agent: Agent, *, assigned_by: str, now: dt.datetime
 ) -> OutboxMessage | None:
@@ -254,6 +326,9 @@ def queue_assigned_notice(
         variables={
             **_status_variables(session, ticket),
             "agent_name": agent_display_name(agent),
+            "note_address": note_address(
+                load_secret(cfg.data_dir), ticket.desk.primary_address, ticket.id, agent.id
+            ),
             "assigned_by": assigned_by,
             "sender_name": (latest.from_name or latest.from_address) if latest is not None else "",
             "sender_email": latest.from_address if latest is not None else "",
@@ -268,7 +343,12 @@ def queue_assigned_notice(
 def run(ctx: Context) -> Stop | None:
     ticket = ctx.ticket
     _answer_customer(ctx)  # first: the customer's mail is the one that matters most
-    if ticket is not None and ctx.outcome in ("created", "replied"):
+    if ticket is None:
+        return None
+    if ctx.agent is not None:
+        _relay_agent_reply(ctx, ticket)
+        _tell_other_agents(ctx, ticket)
+    elif ctx.outcome in ("created", "replied"):
         _notify_agents(ctx, ticket)
     return None
 

@@ -9,25 +9,15 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from maild.tokens import load_secret, token_of, verify_token
 from numbering.pattern import find_numbers
 from pipeline.context import Context, Stop
 from storage.models import Desk, Message, OutboxMessage, Ticket
 
 
 def _by_token(ctx: Context) -> Ticket | None:
-    """A signed `desk+token@` address among the recipients: the strongest evidence there is."""
-    mail = ctx.require_mail()
-    candidates = [ctx.spool.recipient, *mail.delivered_to, *(a for _, a in mail.to), *(a for _, a in mail.cc)]
-    secret = load_secret(ctx.cfg.data_dir)
-    for address in candidates:
-        token = token_of(address) if address else None
-        target = verify_token(secret, token) if token else None
-        if target is not None:
-            ticket = ctx.session.get(Ticket, target.ticket_id)
-            if ticket is not None:
-                return ticket
-    return None
+    """A signed `desk+token@` address among the recipients (identify found it): the strongest evidence."""
+    target = ctx.reply_target
+    return ctx.session.get(Ticket, target.ticket_id) if target is not None else None
 
 
 def _by_references(ctx: Context, ids: list[str]) -> Ticket | None:

@@ -27,6 +27,7 @@ from tests.pipeline.helpers import (
     SALES_PATTERN,
     SUP_PATTERN,
     SUPPORT,
+    agent_address,
     client_mail,
     deliver,
     mail,
@@ -87,7 +88,7 @@ def add_messages(factory: Factory, number: str, ids: list[str], start: int) -> N
                 Message(
                     ticket=t,
                     desk_id=t.desk_id,
-                    kind="customer" if i % 2 else "agent",
+                    kind="customer",
                     message_id=mid,
                     created_at=at(start + i).replace(tzinfo=None),
                 )
@@ -122,22 +123,29 @@ def test_a_conversation_is_one_chain_root_first(session_factory: Factory, cfg: C
         references=["<a@mail.gmail.com>", answer_id],
     )
     assert deliver(session_factory, cfg, reply, SUPPORT, now=at(20)).outcome == "replied"
-    # an agent answering from their own mail client: stored inbound, part of the conversation too
+    # an agent answering from their own mail client: the relay (our id) is in the conversation, the
+    # agent's own mail (an id no customer saw) is not
     agent_mail = client_mail(
         "thunderbird",
         sender=("Bob Agent", AGENT),
         subject=f"Re: [{number}] Printer on fire",
         message_id="<c@example.com>",
-        in_reply_to="<b@mail.gmail.com>",
-        references=["<a@mail.gmail.com>", answer_id, "<b@mail.gmail.com>"],
+        body="The fire brigade is on its way.\n",
     )
-    assert deliver(session_factory, cfg, agent_mail, SUPPORT, now=at(30)).outcome == "replied"
+    to = agent_address(session_factory, cfg, number, AGENT)
+    relayed = deliver(session_factory, cfg, agent_mail, to, now=at(30))
+    assert relayed.outcome == "replied"
+    with session_factory() as s:
+        [relay_id] = [i for i in relayed.outbox_ids if s.get(OutboxMessage, i).template == "agent_reply"]
+        relay = parsed(s.get(OutboxMessage, relay_id).raw)
+    relay_mid = relay["Message-ID"]
+    assert relay["In-Reply-To"] == "<b@mail.gmail.com>"
     last = client_mail(
         "gmail",
         subject=f"Re: [{number}] Printer on fire",
         message_id="<d@mail.gmail.com>",
-        in_reply_to="<c@example.com>",
-        references=["<a@mail.gmail.com>", answer_id, "<b@mail.gmail.com>", "<c@example.com>"],
+        in_reply_to=relay_mid,
+        references=["<a@mail.gmail.com>", answer_id, "<b@mail.gmail.com>", relay_mid],
     )
     assert deliver(session_factory, cfg, last, SUPPORT, now=at(40)).outcome == "replied"
     with transaction(session_factory) as s:  # an internal note: no client ever saw its id
@@ -159,7 +167,7 @@ def test_a_conversation_is_one_chain_root_first(session_factory: Factory, cfg: C
         auto_reply.message_id,
         answer_id,
         "<b@mail.gmail.com>",
-        "<c@example.com>",
+        relay_mid,
         "<d@mail.gmail.com>",
     ]
     assert references(newest) == expected

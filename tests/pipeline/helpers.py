@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.addresses import normalize
 from maild.config import Config
 from maild.outgoing import AGENT_ONLY_TEMPLATES
+from maild.tokens import load_secret, note_address, reply_address
 from pipeline.runner import Result, process
 from storage.db import transaction
 from storage.models import Agent, Desk, DeskAddress, Message, OutboxMessage, SpoolEntry, Ticket
@@ -75,6 +76,17 @@ def deliver(
     with transaction(factory) as session:
         spool_id = record_received(session, digest, len(raw), normalize(recipient), "pipe").id
     return process(factory, cfg, spool_id, now)
+
+
+def agent_address(
+    factory: sessionmaker[Session], cfg: Config, number: str, agent_email: str, *, note: bool = False
+) -> str:
+    """The signed address an agent's notices on ticket `number` carry (Reply-To, or the note address)."""
+    with factory() as session:
+        t = ticket(session, number)
+        agent = session.scalars(select(Agent).where(Agent.email == normalize(agent_email))).one()
+        make = note_address if note else reply_address
+        return make(load_secret(cfg.data_dir), t.desk.primary_address, t.id, agent.id)
 
 
 def tickets(session: Session) -> list[Ticket]:

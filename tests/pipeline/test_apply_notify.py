@@ -17,7 +17,7 @@ from maild.config import Config
 from maild.tokens import load_secret, token_of, verify_token
 from pipeline.runner import Result
 from storage.db import transaction
-from storage.models import AuditLog, Contact
+from storage.models import AuditLog, Contact, OutboxMessage
 from tests.pipeline.helpers import (
     CLIENTS,
     NOW,
@@ -25,6 +25,7 @@ from tests.pipeline.helpers import (
     SALES_PATTERN,
     SUP_PATTERN,
     SUPPORT,
+    agent_address,
     client_mail,
     deliver,
     mail,
@@ -106,6 +107,7 @@ def test_new_ticket(session_factory: Factory, cfg: Config) -> None:
             "identify",
             "thread",
             "policy",
+            "commands",
             "apply",
             "notify",
         ]
@@ -183,6 +185,7 @@ def test_customer_reply_reopens(session_factory: Factory, cfg: Config) -> None:
 @pytest.mark.parametrize("client", CLIENTS)
 def test_agent_reply_sets_waiting(client: str, session_factory: Factory, cfg: Config) -> None:
     deliver(session_factory, cfg, mail(), SUPPORT)
+    to = agent_address(session_factory, cfg, "SUP-26-03-1", AGENT)
     reply = client_mail(
         client,
         sender=("Bob Agent", "Bob.Agent@example.com"),
@@ -191,15 +194,15 @@ def test_agent_reply_sets_waiting(client: str, session_factory: Factory, cfg: Co
         in_reply_to="<first@customer.example>",
         references=["<first@customer.example>"],
     )
-    result = deliver(session_factory, cfg, reply, SUPPORT)
-    assert (result.outcome, result.ticket_number, to_customers(session_factory, result)) == (
-        "replied",
-        "SUP-26-03-1",
-        (),
-    )
+    result = deliver(session_factory, cfg, reply, to)
+    assert (result.outcome, result.ticket_number) == ("replied", "SUP-26-03-1")
+    [relay_id] = to_customers(session_factory, result)  # relayed to the customer
     with session_factory() as s:
         t = ticket(s, "SUP-26-03-1")
         assert t.status == "waiting"
+        relay = s.get(OutboxMessage, relay_id)
+        assert relay is not None and relay.template == "agent_reply"
+        assert relay.rcpt_to == ["alice@customer.example"]
         assert [(m.kind, m.from_address) for m in t.messages] == [
             ("customer", "alice@customer.example"),
             ("agent", AGENT),
@@ -209,12 +212,12 @@ def test_agent_reply_sets_waiting(client: str, session_factory: Factory, cfg: Co
 
 def test_agent_cannot_open_a_ticket_by_new_mail(session_factory: Factory, cfg: Config) -> None:
     result = deliver(session_factory, cfg, mail(sender=f"Bob <{AGENT}>"), SUPPORT)
-    assert result.outcome == "rejected"
+    assert result.outcome == "held"  # an agent's From without an agent's reply address: held for review
     assert result.ticket_number is None
     with session_factory() as s:
         assert tickets(s) == [] and outbox(s) == [] and messages(s) == []
-        assert spool(s)[0].outcome == "rejected"
-    # The rejected mail took no number: the next ticket is still the first.
+        assert spool(s)[0].outcome == "held"
+    # The held mail took no number: the next ticket is still the first.
     assert deliver(session_factory, cfg, mail(message_id="<x@c>"), SUPPORT).ticket_number == "SUP-26-03-1"
 
 

@@ -57,6 +57,7 @@ def test_stage_order_is_the_documented_one() -> None:
         "identify",
         "thread",
         "policy",
+        "commands",
         "apply",
         "notify",
     ]
