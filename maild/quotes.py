@@ -125,8 +125,10 @@ def _plausible_signature(signature: str) -> bool:
     return len(signature) <= SIGNATURE_MAX_CHARS and signature.count("\n") < SIGNATURE_MAX_LINES
 
 
-def visible_text(text: str) -> str:
-    """The newest reply in `text`; the whole text when nothing is left after removing quotes."""
+def visible_text(text: str, *, whole_when_empty: bool = True) -> str:
+    """The newest reply in `text`; the whole text when nothing is left after removing quotes (a customer's
+    mail is never shown empty), unless `whole_when_empty` is off: an agent's reply of commands above the
+    quoted notice has nothing to say to the customer."""
     if not text.strip():
         return ""
     shortened, hidden = _for_parser(text[:PARSE_LIMIT])
@@ -142,4 +144,4 @@ def visible_text(text: str) -> str:
         # The mail opens with a quote header: the sender answered below or between the quoted lines.
         body = _without_quoted_lines(body)
     body = strip_signoff(_without_trailing_quote(body)).strip()
-    return body or text.strip()
+    return body or (text.strip() if whole_when_empty else "")

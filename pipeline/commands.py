@@ -312,7 +312,7 @@ def run(ctx: Context) -> Stop | None:
             errors.append(CommandError(bad.line_number, _command_lines(source, [bad])[0], str(exc)))
     if errors:
         return _answer_errors(ctx, ticket, errors)
-    own = visible_text(parsed.body).strip()
+    own = visible_text(parsed.body, whole_when_empty=False)
     text = "\n\n".join(part for part in (canned, own) if part)
     kind = "note" if parsed.is_note or ctx.to_note_address else "agent"
     reply = AgentReply(

@@ -246,6 +246,10 @@ def _relay_agent_reply(ctx: Context, ticket: Ticket) -> None:
     in_memory = {part.sha256: part.data for part in ctx.require_mail().attachments}
     _, files = _message_attachments(ctx.cfg, message, in_memory)
     customer, sub_customers = customer_recipients(ticket)
+    # As a person's reply: to the customers' latest mail (not to our own auto-reply, the newest id).
+    latest = next(
+        (m for m in reversed(ticket.messages) if m.kind == "customer" and m.automatic is None), None
+    )
     dropped: dict[str, str] = {}
     row = queue_mail(
         ctx.session,
@@ -254,6 +258,7 @@ def _relay_agent_reply(ctx: Context, ticket: Ticket) -> None:
         AGENT_REPLY,
         [customer],
         cc=sub_customers,
+        in_reply_to=latest.message_id if latest is not None else "",
         automatic=False,
         now=ctx.now,
         variables={"agent_name": agent_display_name(agent), "comment_content": reply.text},
