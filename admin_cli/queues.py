@@ -27,6 +27,9 @@ SPOOL_OUTCOMES = (
     "bounce",
     "archived",
     "blocked",
+    "refused",
+    "held",
+    "noted",
 )
 
 

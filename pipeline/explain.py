@@ -19,7 +19,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from maild.addresses import base_address
-from maild.tokens import load_secret, token_of, verify_token
+from maild.tokens import load_secret, read_reply_address
 from pipeline.context import BounceInfo, Context, Stop
 from pipeline.spam import verdict as spam_verdict
 from storage.models import Message, OutboxMessage
@@ -175,7 +175,8 @@ def _dedupe(ctx: Context) -> str:
 def _identify(ctx: Context) -> str:
     mail = ctx.require_mail()
     if ctx.agent is not None:
-        return f"sender {mail.from_address} is agent {ctx.agent.name}"
+        where = "note address" if ctx.to_note_address else "reply address"
+        return f"sender {mail.from_address} is agent {ctx.agent.name}, writing to their {where}"
     if ctx.contact is not None:
         return f"sender {mail.from_address} is a contact ({'known' if ctx.known_sender else 'new'})"
     return f"sender {mail.from_address} not identified"
@@ -191,8 +192,7 @@ def _token_address(ctx: Context) -> str:
         *(a for _, a in mail.to),
         *(a for _, a in mail.cc),
     ]:
-        token = token_of(address) if address else None
-        if token and verify_token(secret, token) is not None:
+        if address and read_reply_address(secret, address) is not None:
             return address
     return "?"
 
@@ -247,6 +247,18 @@ def _policy(ctx: Context) -> str:
             "the reply reopens it"
         )
     return f"joins {ticket.number} (status {ticket.status})"
+
+
+def _commands(ctx: Context) -> str:
+    reply = ctx.agent_reply
+    if reply is None:
+        return "no agent reply: no commands"
+    done = f"carried out: {'; '.join(reply.command_lines)}" if reply.command_lines else "no commands"
+    if reply.released is not None:
+        return f"#send releases the held reply; {done}"
+    if reply.relayed:
+        return f"{done}; the reply goes to the customer"
+    return f"{done}; {'an internal note' if reply.text else 'nothing goes to the customer'}"
 
 
 def _apply(ctx: Context) -> str:
@@ -322,6 +334,7 @@ DESCRIBERS: dict[str, Callable[[Context], str]] = {
     "identify": _identify,
     "thread": _thread,
     "policy": _policy,
+    "commands": _commands,
     "apply": _apply,
     "notify": _notify,
 }
