@@ -1,8 +1,9 @@
-"""maildctl ticket list|show|cc|block-and-delete."""
+"""maildctl ticket list|show|cc|merge|block-and-delete."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import func, select
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.addresses import is_valid, normalize
+from maild.merge import MergeRefused, merge_tickets
 from maild.participants import NotAddable, add_cc, remove_cc
 from storage.models import TICKET_STATUSES, Attachment, AuditLog, Desk, Message, OutboxMessage, Ticket
 
@@ -33,6 +35,20 @@ def register(commands: Any) -> None:
     cc.add_argument("change", choices=("add", "remove"))
     cc.add_argument("email")
     cc.set_defaults(handler=change_cc)
+    merge = sub.add_parser(
+        "merge",
+        help="merge tickets into the oldest one (lowest id), which keeps its number and customer",
+        description=(
+            "Merge tickets into the oldest of them: its subject gets ' [MERGED]', its status becomes that of "
+            "the ticket with the latest reply, and it takes over the others' messages, participants (their "
+            "customers become sub-customers), tags, time entries and mail. The others are closed; their "
+            "numbers, mails and reply addresses lead to the survivor."
+        ),
+    )
+    merge.add_argument("numbers", nargs="+", metavar="NUMBER", help="two or more ticket numbers")
+    merge.add_argument("--force", action="store_true", help="merge tickets of different desks")
+    merge.add_argument("--json", action="store_true")
+    merge.set_defaults(handler=merge_numbers)
     spam = sub.add_parser(
         "block-and-delete",
         help="spam: block the ticket's customer and delete the ticket (the raw mail stays in the spool)",
@@ -123,8 +139,12 @@ def list_tickets(app: App, args: argparse.Namespace) -> int:
 
 def show_ticket(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
-        ticket = find_ticket(session, args.number)
+        asked = find_ticket(session, args.number)
+        # A merged number shows the survivor, as mail to it lands there.
+        ticket, merged = _whole_conversation(session, asked)
         data = ticket_json(ticket, len(ticket.messages))
+        data["merged_from"] = asked.number if asked.id != ticket.id else None  # set: redirected from it
+        data["merged_tickets"] = [t.number for t in merged]  # merged into this one, directly or not
         data["participants"] = [p.contact.email for p in ticket.participants]
         data["linked_ticket"] = ticket.linked_ticket.number if ticket.linked_ticket else None
         data["messages"] = [
@@ -148,7 +168,11 @@ def show_ticket(app: App, args: argparse.Namespace) -> int:
     if args.json:
         print_json(data)
         return 0
+    if data["merged_from"]:
+        print(f"({data['merged_from']} is merged into {data['number']}: showing {data['number']})")
     print(f"{data['number']}  {data['subject']}")
+    if data["merged_tickets"]:
+        print(f"merged: {', '.join(data['merged_tickets'])}")
     print(f"status {data['status']}, priority {data['priority']}, desk {data['desk']}")
     print(f"customer {data['customer']}")
     print(f"participants: {', '.join(data['participants'])}")
@@ -183,6 +207,30 @@ def change_cc(app: App, args: argparse.Namespace) -> int:
         )
         number = ticket.number
     print(f"{number}: {email} {'added as sub-customer' if args.change == 'add' else 'removed'}")
+    return 0
+
+
+def merge_numbers(app: App, args: argparse.Namespace) -> int:
+    from admin_cli.blocks import who
+
+    with app.session() as session:
+        found = [find_ticket(session, number) for number in args.numbers]
+        try:
+            now = dt.datetime.now(dt.UTC)
+            survivor = merge_tickets(session, found, actor=who(), now=now, force=args.force)
+        except MergeRefused as exc:
+            raise UserError(f"cannot merge: {exc}") from None
+        merged = sorted({t.id: t.number for t in found if t.id != survivor.id}.items())
+        data = {
+            "survivor": survivor.number,
+            "merged": [number for _, number in merged],
+            "status": survivor.status,
+            "subject": survivor.subject,
+        }
+    if args.json:
+        print_json(data)
+    else:
+        print(f"merged {', '.join(data['merged'])} into {data['survivor']} (status {data['status']})")
     return 0
 
 
