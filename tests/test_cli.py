@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.tokens import load_secret, reply_address
 from numbering.pattern import Pattern, PatternError
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import current_head
@@ -462,6 +463,8 @@ def test_agent_add_refusals(ctl: Ctl, session_factory: Any, args: list[str], exp
 # --- tickets, outbox, spool (made by `maild pipe`) ------------------------------------------------
 
 
+# Filled in by `helpdesk`: the token needs the data dir's secret.
+AGENT_REPLY_ADDRESS = "{agent reply address}"
 HELPDESK_MAILS: list[tuple[str, tuple[str, ...], int]] = [
     (
         mail(
@@ -500,7 +503,7 @@ HELPDESK_MAILS: list[tuple[str, tuple[str, ...], int]] = [
             "Unplug it, please.",
             "In-Reply-To: <m3@customer.test>",
         ),
-        (),
+        ("--recipient", AGENT_REPLY_ADDRESS),  # the agent answers to their notice's Reply-To
         0,
     ),
     (mail("x@spam.test", "nobody@example.com", "Hi", "<s1@spam.test>", "?"), (), 67),
@@ -545,8 +548,10 @@ def helpdesk(_template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         seed_desk(factory, "sales", "SAL-{{nr}}", "sales@example.com")
         seed_agent(factory, "alice@example.org", "Alice", "support")
         engine.dispose()
+        # SUP-1 is ticket 1, Alice agent 1
+        agent_reply = reply_address(load_secret(root / "data"), "support@example.com", 1, 1)
         for raw, args, code in HELPDESK_MAILS:
-            proc = pipe(config, raw, *args)
+            proc = pipe(config, raw, *(agent_reply if a == AGENT_REPLY_ADDRESS else a for a in args))
             assert proc.returncode == code, proc.stderr
         yield root
 
@@ -663,22 +668,22 @@ def test_outbox_list_json(helpdesk: Path, hctl: Ctl) -> None:
     # (the agents' notices of these mails are tested in tests/test_agent_notifications.py)
     rows = [r for r in rows if not r["template"].endswith("_notice")]
     # one ticket_created auto-reply per new ticket, delivered by `maild pipe` to the outgoing Maildir
-    assert [(r["ticket"], r["to"], r["status"]) for r in rows] == [
-        ("SAL-1", ["dan@shop.test"], "sent"),
-        ("SUP-1", ["carol@customer.test"], "sent"),
+    assert [(r["ticket"], r["template"], r["to"], r["status"]) for r in rows] == [
+        ("SUP-1", "agent_reply", ["carol@customer.test"], "sent"),  # Alice's answer, relayed
+        ("SAL-1", "ticket_created", ["dan@shop.test"], "sent"),
+        ("SUP-1", "ticket_created", ["carol@customer.test"], "sent"),
     ]
     for row in rows:
-        assert row["template"] == "ticket_created"
         assert row["subject"].startswith(f"[{row['ticket']}] ")
         assert row["attempts"] == 1
         assert row["last_error"] == ""
         assert row["next_attempt_at"] is None
         assert row["message_id"].endswith("@example.com>")
         assert parse_iso(row["sent_at"]) >= parse_iso(row["created_at"])
-    # the two auto-replies, and SUP-1's agent's new_ticket_notice and customer_reply_notice
-    assert len(list((helpdesk / "data" / "outgoing" / "new").iterdir())) == 4
+    # the two auto-replies, SUP-1's agent's new_ticket_notice and customer_reply_notice, and the relay
+    assert len(list((helpdesk / "data" / "outgoing" / "new").iterdir())) == 5
     assert as_json(hctl("outbox", "list", "--status", "queued", "--json")) == []
-    assert len(as_json(hctl("outbox", "list", "--status", "sent", "--json"))) == 4
+    assert len(as_json(hctl("outbox", "list", "--status", "sent", "--json"))) == 5
 
 
 def test_spool_list_json(hctl: Ctl) -> None:
@@ -708,6 +713,7 @@ def test_spool_list_json(hctl: Ctl) -> None:
         "identify",
         "thread",
         "policy",
+        "commands",
         "apply",
         "notify",
     ]
