@@ -19,6 +19,7 @@ from maild.authresults import auth_failures
 from maild.participants import find_contact, get_or_create_contact
 from maild.tokens import ReplyTarget, load_secret, read_reply_address
 from pipeline.context import Context, Stop
+from pipeline.thread import find_ticket
 from storage.models import Agent, Message, Ticket
 
 
@@ -56,9 +57,13 @@ def _refusal(ctx: Context, sender: Agent | None) -> str | None:
 
 
 def _hold(ctx: Context, reason: str) -> Stop:
-    """Keep the mail for review: the spool row says why; the ticket the token names gets a system note."""
+    """Keep the mail for review: the spool row says why; the ticket it follows up (by its token, else by
+    the thread rules: an agent answering a customer directly with the desk in Cc) gets a system note."""
     mail, target = ctx.require_mail(), ctx.reply_target
-    ticket = ctx.session.get(Ticket, target.ticket_id) if target is not None else None
+    if target is not None:
+        ticket = ctx.session.get(Ticket, target.ticket_id)
+    else:
+        ticket, _ = find_ticket(ctx)
     if ticket is not None:
         ctx.ticket = ticket
         note = (

@@ -64,7 +64,8 @@ def _survivor(ctx: Context, ticket: Ticket) -> Ticket:
     return ticket
 
 
-def run(ctx: Context) -> Stop | None:
+def find_ticket(ctx: Context) -> tuple[Ticket | None, str]:
+    """(the ticket this mail follows up, the rule that found it), or (None, "new")."""
     mail = ctx.require_mail()
     for rule, find in (
         ("token", lambda: _by_token(ctx)),
@@ -73,7 +74,10 @@ def run(ctx: Context) -> Stop | None:
     ):
         ticket = find()
         if ticket is not None:
-            ctx.ticket, ctx.threaded_by = _survivor(ctx, ticket), rule
-            return None
-    ctx.threaded_by = "new"
+            return _survivor(ctx, ticket), rule
+    return None, "new"
+
+
+def run(ctx: Context) -> Stop | None:
+    ctx.ticket, ctx.threaded_by = find_ticket(ctx)
     return None

@@ -144,7 +144,9 @@ class Ticket(Base):
     )
     messages: Mapped[list[Message]] = relationship(
         # Chronological: a merge interleaves two tickets' messages (ids keep the order within a second).
-        back_populates="ticket", order_by="(Message.created_at, Message.id)", cascade="all, delete-orphan"
+        back_populates="ticket",
+        order_by="(Message.created_at, Message.id)",
+        cascade="all, delete-orphan",
     )
     participants: Mapped[list[Participant]] = relationship(
         back_populates="ticket", order_by="Participant.id", cascade="all, delete-orphan"

@@ -419,17 +419,16 @@ def test_a_bad_command_line_stops_the_whole_reply_and_the_agent_is_told(
 # --- spoofing ---------------------------------------------------------------------------------------
 
 
-def held_state(factory: Factory, result: Result, *, on_ticket: bool = True) -> None:
-    """Held: not relayed, nothing executed, the spool row says why, the ticket its token names (if any)
-    has a system note."""
+def held_state(factory: Factory, result: Result) -> None:
+    """Held: not relayed, nothing executed, the spool row says why, the ticket has a system note."""
     assert result.outcome == "held"
     assert queued(factory, result, "agent_reply") == []
     assert state(factory) == ("open", "normal", None)
     with factory() as s:
         [row] = s.scalars(select(SpoolEntry).where(SpoolEntry.outcome == "held")).all()
-        assert row.ticket_id == (ticket(s, NUMBER).id if on_ticket else None)
+        assert row.ticket_id == ticket(s, NUMBER).id
         notes = s.scalars(select(Message.text).where(Message.kind == "system")).all()
-        assert any("held for review" in n for n in notes) == on_ticket
+        assert any("held for review" in n for n in notes)
         assert s.scalars(select(Message).where(Message.kind.in_(("agent", "note")))).all() == []
 
 
@@ -456,7 +455,7 @@ def test_a_valid_token_from_another_agents_address_is_held(session_factory: Fact
 @pytest.mark.usefixtures("desk")
 def test_an_agents_from_without_an_agent_token_is_held(session_factory: Factory, cfg: Config) -> None:
     result = deliver(session_factory, cfg, agent_mail("#close\n\nClosing.\n"), SUPPORT, now=later(5))
-    held_state(session_factory, result, on_ticket=False)  # no token: nothing says which ticket
+    held_state(session_factory, result)  # no token: the ticket its subject names gets the note
     assert "did not come to an agent's reply address" in result.reason
 
 
