@@ -284,6 +284,12 @@ def run(ctx: Context) -> Stop | None:
     agent, ticket, mail = ctx.agent, ctx.ticket, ctx.require_mail()
     if agent is None or ticket is None:
         return None  # apply refuses an agent's mail that names no ticket
+    if ctx.automatic is not None:
+        # The agent's vacation responder answering a notice: kept for the other agents, never relayed to
+        # the customer, and no "command" in it is carried out.
+        text = f"[automatic mail: {ctx.automatic}] {visible_text(mail.text, whole_when_empty=False)}"
+        ctx.agent_reply = AgentReply(text=text.strip(), kind="note", command_lines=[])
+        return None
     parsed = parse_commands(mail.text)
     errors, released = list(parsed.errors), None
     if not errors and any(isinstance(c, SendCommand) for c in parsed.commands):

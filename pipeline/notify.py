@@ -290,6 +290,9 @@ def _tell_other_agents(ctx: Context, ticket: Ticket) -> None:
     reply, agent, message = ctx.agent_reply, ctx.agent, ctx.message
     if reply is None or agent is None or message is None or not reply.text:
         return
+    if ctx.automatic is not None:  # two agents' vacation responders must not answer each other via us
+        _note(ctx, "agents not notified: automatic mail")
+        return
     others = [a for a in notice_recipients(ctx.session, ticket) if a.id != agent.id]
     if not others:
         return

@@ -384,6 +384,27 @@ def test_merge_moves_this_ticket_into_the_older_one_and_answers_there(
     assert relay.rcpt_to == [ALICE, "dan@customer.example"]
 
 
+@pytest.mark.usefixtures("desk")
+def test_an_agents_out_of_office_answer_to_a_notice_is_kept_as_a_note_and_not_relayed(
+    session_factory: Factory, cfg: Config
+) -> None:
+    result = reply(
+        session_factory,
+        cfg,
+        "#close\n\nI am out of the office until Monday.\n",
+        extra=(("Auto-Submitted", "auto-replied"),),  # type: ignore[arg-type]
+    )
+    assert result.outcome == "noted"
+    assert queued(session_factory, result, "agent_reply") == []
+    assert (
+        queued(session_factory, result, "agent_reply_notice") == []
+    )  # Bob's responder gets nothing to answer
+    assert state(session_factory) == ("open", "normal", None)  # not closed by a robot
+    with session_factory() as s:
+        note = s.scalars(select(Message).where(Message.kind == "note")).one()
+        assert note.visible_text.startswith("[automatic mail: out-of-office]")
+
+
 # --- command errors: nothing done, nothing sent, the agent told --------------------------------------
 
 
