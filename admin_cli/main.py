@@ -8,7 +8,20 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from admin_cli import agents, blocks, canned, contacts, desks, explain, queues, tickets
+from admin_cli import (
+    agents,
+    blocks,
+    canned,
+    contacts,
+    desks,
+    escalations,
+    explain,
+    importing,
+    queues,
+    reports,
+    statuses,
+    tickets,
+)
 from admin_cli.common import App, UserError
 from maild.config import EX_CONFIG, ConfigError, load_config
 
@@ -21,7 +34,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = commands.add_parser("init", help="create or upgrade the database and the data directory")
     init.set_defaults(handler=run_init)
-    for module in (desks, agents, contacts, tickets, blocks, queues, explain, canned):
+    for module in (
+        desks,
+        agents,
+        contacts,
+        tickets,
+        blocks,
+        queues,
+        explain,
+        canned,
+        statuses,
+        escalations,
+        importing,
+        reports,
+    ):
         module.register(commands)
     return parser
 

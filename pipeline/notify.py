@@ -35,6 +35,7 @@ from storage import attachments as attachment_store
 from storage.db import is_transient
 from storage.models import Agent, Message, OutboxMessage, Ticket
 
+IMPORT_INGRESS = "import"  # spool rows of `maildctl import`
 AGENT_REPLY = "agent_reply"
 AGENT_REPLY_NOTICE = "agent_reply_notice"
 NEW_TICKET_NOTICE = "new_ticket_notice"
@@ -350,6 +351,9 @@ def queue_assigned_notice(
 
 def run(ctx: Context) -> Stop | None:
     ticket = ctx.ticket
+    if ctx.spool.ingress == IMPORT_INGRESS:
+        _note(ctx, "imported backlog: nothing sent")
+        return None  # a replayed mailbox is history: nobody is answered or told again
     _answer_customer(ctx)  # first: the customer's mail is the one that matters most
     if ticket is None:
         return None

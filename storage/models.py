@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -21,8 +22,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    inspect,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 
 def utcnow() -> dt.datetime:
@@ -129,6 +132,10 @@ class Ticket(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id", ondelete="SET NULL"))
+    # When the status last changed (escalations count hours in a status; reports time resolutions). Kept
+    # by the before_flush hook below from updated_at, which every status change sets with it.
+    status_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # Set on a ticket merged into another: its number, headers and token keep leading to the survivor.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -136,6 +143,7 @@ class Ticket(Base):
 
     desk: Mapped[Desk] = relationship()
     customer: Mapped[Contact] = relationship()
+    category: Mapped[Category | None] = relationship()
     linked_ticket: Mapped[Ticket | None] = relationship(
         remote_side="Ticket.id", foreign_keys="Ticket.linked_ticket_id"
     )
@@ -297,6 +305,97 @@ class ImapState(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class DeskStatus(Base):
+    """A custom status of one desk (`maildctl status add`), beside the built-in TICKET_STATUSES."""
+
+    __tablename__ = "desk_statuses"
+    __table_args__ = (UniqueConstraint("desk_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    desk_id: Mapped[int] = mapped_column(ForeignKey("desks.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(30))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Category(Base):
+    """A category of a desk's tickets; its agents (if any) get the notices of its tickets."""
+
+    __tablename__ = "categories"
+    __table_args__ = (UniqueConstraint("desk_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    desk_id: Mapped[int] = mapped_column(ForeignKey("desks.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    desk: Mapped[Desk] = relationship()
+    agents: Mapped[list[Agent]] = relationship(secondary="category_agents", order_by="Agent.id")
+
+
+class CategoryAgent(Base):
+    __tablename__ = "category_agents"
+
+    category_id: Mapped[int] = mapped_column(
+        ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+
+
+class TicketFlag(Base):
+    """A ticket flagged to an agent's attention (`maildctl ticket flag`), until cleared."""
+
+    __tablename__ = "ticket_flags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    flagged_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class EscalationRule(Base):
+    """ "After `after_hours` in status `in_status` (and priority `with_priority`, if set) → set status,
+    priority or desk, notify the agents, or send the customer `remind_template`." Fires once per ticket
+    state (EscalationFired)."""
+
+    __tablename__ = "escalation_rules"
+    __table_args__ = (UniqueConstraint("desk_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    desk_id: Mapped[int] = mapped_column(ForeignKey("desks.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    after_hours: Mapped[float] = mapped_column(Float)
+    in_status: Mapped[str] = mapped_column(String(30))
+    with_priority: Mapped[str | None] = mapped_column(String(10))
+    set_status: Mapped[str | None] = mapped_column(String(30))
+    set_priority: Mapped[str | None] = mapped_column(String(10))
+    set_desk_id: Mapped[int | None] = mapped_column(ForeignKey("desks.id", ondelete="SET NULL"))
+    notify_agents: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    remind_template: Mapped[str | None] = mapped_column(String(50))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    desk: Mapped[Desk] = relationship(foreign_keys=[desk_id])
+    set_desk: Mapped[Desk | None] = relationship(foreign_keys=[set_desk_id])
+
+
+class EscalationFired(Base):
+    """A rule fired for a ticket in one state (`state_key`: the status and when it was entered); the
+    unique constraint makes the firing exactly-once even with two daemons."""
+
+    __tablename__ = "escalation_fired"
+    __table_args__ = (UniqueConstraint("rule_id", "ticket_id", "state_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("escalation_rules.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    state_key: Mapped[str] = mapped_column(String(200))
+    fired_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class CannedReply(Base):
     """A prepared answer agents insert with `#canned NAME`; `desk_id` None: offered on every desk."""
 
@@ -364,3 +463,15 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(50))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+@event.listens_for(Session, "before_flush")
+def _keep_status_changed_at(session: Session, _context: object, _instances: object) -> None:
+    """Every status change sets `updated_at` with it (apply, commands, auto-close, merge, maildctl): the
+    time the status changed is that updated_at. One hook instead of a rule each of them must remember."""
+    for obj in session.new:
+        if isinstance(obj, Ticket) and obj.status_changed_at is None:
+            obj.status_changed_at = obj.updated_at or obj.created_at
+    for obj in session.dirty:
+        if isinstance(obj, Ticket) and inspect(obj).attrs.status.history.has_changes():
+            obj.status_changed_at = obj.updated_at

@@ -1,0 +1,9 @@
+"""maildctl: (being written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    """Adds nothing yet."""
