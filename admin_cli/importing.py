@@ -7,3 +7,7 @@ from typing import Any
 
 def register(commands: Any) -> None:
     """Adds nothing yet."""
+
+
+def register_ticket_commands(ticket_actions: Any) -> None:
+    """`maildctl ticket export` (registered under `ticket` by admin_cli.tickets). Adds nothing yet."""

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from admin_cli import importing
 from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.addresses import is_valid, normalize
 from maild.merge import MergeRefused, merge_tickets
@@ -58,6 +59,7 @@ def register(commands: Any) -> None:
         "--reason", help="the blocklist entry's reason (default: 'ticket NUMBER deleted as spam')"
     )
     spam.set_defaults(handler=block_and_delete)
+    importing.register_ticket_commands(sub)  # ticket export lives with import
 
 
 def ticket_json(ticket: Ticket, message_count: int) -> dict[str, Any]:

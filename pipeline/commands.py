@@ -46,6 +46,7 @@ from maild.merge import MergeRefused, merge_tickets
 from maild.outgoing import agent_display_name, queue_mail, ticket_variables
 from maild.participants import MAX_CC, NotAddable, check_customer_address, is_participant
 from maild.quotes import visible_text
+from maild.statuses import custom_statuses
 from pipeline.apply import store_message
 from pipeline.context import AgentReply, Context, Stop
 from pipeline.notify import queue_assigned_notice
@@ -290,12 +291,14 @@ def run(ctx: Context) -> Stop | None:
         text = f"[automatic mail: {ctx.automatic}] {visible_text(mail.text, whole_when_empty=False)}"
         ctx.agent_reply = AgentReply(text=text.strip(), kind="note", command_lines=[])
         return None
-    parsed = parse_commands(mail.text)
+    statuses = custom_statuses(ctx.session, ticket.desk_id)
+    parsed = parse_commands(mail.text, statuses)
     errors, released = list(parsed.errors), None
     if not errors and any(isinstance(c, SendCommand) for c in parsed.commands):
         released, errors = _release(ctx, ticket, parsed)
         if released is not None:
-            parsed = parse_commands(released.text)  # the held reply's own commands, checked again now
+            # the held reply's own commands, checked again now
+            parsed = parse_commands(released.text, statuses)
             errors = list(parsed.errors)
     actions: list[tuple[Command, Action]] = []
     canned = ""

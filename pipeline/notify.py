@@ -107,13 +107,17 @@ def answer_refused(ctx: Context, template: str) -> None:
 
 
 def notice_recipients(session: Session, ticket: Ticket) -> list[Agent]:
-    """The agents told about a ticket's mail: its assigned agent if active, else the desk's active agents."""
+    """The agents told about a ticket's mail: its assigned agent if active, else its category's active
+    agents, else the desk's active agents."""
     if ticket.assigned_agent_id is not None:
         assignee = session.get(Agent, ticket.assigned_agent_id)
         if assignee is not None and assignee.active:
             return [assignee]
-    # Seam for categories (issue 7): a ticket's category with active agents narrows this list; until
-    # categories exist every active agent of the desk is told.
+    # A ticket's category with active agents narrows the list to them; else every active desk agent.
+    if ticket.category is not None:
+        category_agents = [a for a in ticket.category.agents if a.active]
+        if category_agents:
+            return category_agents
     return sorted((a for a in ticket.desk.agents if a.active), key=lambda a: a.id)
 
 
