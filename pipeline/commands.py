@@ -18,6 +18,7 @@ missed. `#send` (alone) in a reply lets the held reply go as it was."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select
 
@@ -173,24 +174,30 @@ def _command_lines(text: str, commands: list[Command]) -> list[str]:
     return [lines[c.line_number - 1].strip() for c in commands]
 
 
-def _answer_errors(ctx: Context, ticket: Ticket, errors: list[CommandError]) -> Stop:
+def _answer_agent(ctx: Context, ticket: Ticket, template: str, variables: dict[str, Any]) -> None:
+    """maild's answer to the agent's mail (RFC 3834 auto-replied, so their client's rules stay quiet),
+    Reply-To their token for the ticket."""
     mail, agent = ctx.require_mail(), ctx.agent
     assert agent is not None
     row = queue_mail(
         ctx.session,
         ctx.cfg,
         ticket,
-        "command_errors",
+        template,
         [(agent_display_name(agent), agent.email)],
         in_reply_to=mail.message_id if mail.has_message_id else "",
         automatic=True,
         exempt_agents=True,
         agent_id=agent.id,
         now=ctx.now,
-        variables={"agent_name": agent_display_name(agent), "errors_text": describe_errors(errors)},
+        variables={"agent_name": agent_display_name(agent), **variables},
     )
     if row is not None:
         ctx.queued.append(row)
+
+
+def _answer_errors(ctx: Context, ticket: Ticket, errors: list[CommandError]) -> Stop:
+    _answer_agent(ctx, ticket, "command_errors", {"errors_text": describe_errors(errors)})
     ctx.ticket = ticket
     summary = "; ".join(f"line {e.line_number}: {e.problem}" for e in errors)
     return Stop("refused", f"agent reply not carried out: {summary}"[:2000])
@@ -221,23 +228,12 @@ def _missed(ctx: Context, ticket: Ticket) -> list[Message]:
 
 
 def _hold_collision(ctx: Context, ticket: Ticket, text: str, missed: list[Message]) -> Stop:
-    mail, agent = ctx.require_mail(), ctx.agent
-    assert agent is not None
     held = store_message(ctx, ticket, "held", visible=text)
-    row = queue_mail(
-        ctx.session,
-        ctx.cfg,
+    _answer_agent(
+        ctx,
         ticket,
         "collision_notice",
-        [(agent_display_name(agent), agent.email)],
-        in_reply_to=mail.message_id if mail.has_message_id else "",
-        automatic=True,
-        auto_submitted="auto-generated",
-        exempt_agents=True,
-        agent_id=agent.id,
-        now=ctx.now,
-        variables={
-            "agent_name": agent_display_name(agent),
+        {
             "held_text": text,
             "missed": [
                 {
@@ -251,8 +247,6 @@ def _hold_collision(ctx: Context, ticket: Ticket, text: str, missed: list[Messag
             ],
         },
     )
-    if row is not None:
-        ctx.queued.append(row)
     ctx.ticket, ctx.message = ticket, held
     who = ", ".join(dict.fromkeys(m.from_address for m in missed))
     return Stop(
