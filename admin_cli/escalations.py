@@ -1,9 +1,289 @@
-"""maildctl: (being written)."""
+"""maildctl escalation add|list|remove|set: per-desk rules "after H hours in status S (and priority P) →
+set status / priority / desk, notify the agents, send the customer a reminder", which `maild serve` runs
+every `[scheduler] escalation_seconds` (maild/escalations.py). Each rule fires once per ticket state."""
 
 from __future__ import annotations
 
+import argparse
+import math
+import re
 from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from admin_cli.blocks import who
+from admin_cli.common import App, UserError, iso, print_json, print_table
+from maild.config import Config
+from maild.escalations import DEFAULT_REMINDER, describe_rule
+from maild.statuses import statuses_of
+from maild.templating import desk_override_dir
+from storage.models import PRIORITIES, AuditLog, Desk, EscalationFired, EscalationRule
+from templates import DEFAULT_DIR
+
+RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,49}")  # a file name part: no '/', no '..'
+MAX_HOURS = 24 * 365 * 10
 
 
 def register(commands: Any) -> None:
-    """Adds nothing yet."""
+    escalation = commands.add_parser(
+        "escalation", help="escalation rules and reminders: what happens to tickets left in a status"
+    )
+    sub = escalation.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sub.add_parser(
+        "add",
+        help="add an escalation rule to a desk",
+        description="After --after-hours in --status (and --priority, if given), the scheduler of "
+        "'maild serve' does the rule's actions, once per ticket state: a ticket that leaves the status "
+        "and comes back later is escalated again. Give at least one action.",
+    )
+    add.add_argument("desk", metavar="DESK")
+    add.add_argument("name", metavar="NAME", help="the rule's name (letters, digits and . _ -)")
+    add.add_argument("--after-hours", required=True, metavar="H", help="hours in the status (e.g. 24, 0.5)")
+    add.add_argument("--status", required=True, metavar="S", help="the status the ticket must be in")
+    add.add_argument(
+        "--priority", metavar="P", help=f"only tickets of this priority ({', '.join(PRIORITIES)})"
+    )
+    add.add_argument("--set-status", metavar="S2", help="action: set this status")
+    add.add_argument("--set-priority", metavar="P2", help="action: set this priority")
+    add.add_argument("--set-desk", metavar="D2", help="action: move the ticket to this desk")
+    add.add_argument(
+        "--notify-agents", action="store_true", help="action: mail the ticket's agents an escalation notice"
+    )
+    add.add_argument(
+        "--remind",
+        nargs="?",
+        const=DEFAULT_REMINDER,
+        metavar="TEMPLATE",
+        help=f"action: mail the customer this template (default {DEFAULT_REMINDER}: 'we are waiting for "
+        "your answer'); a package template or one of the desk's overrides",
+    )
+    add.set_defaults(handler=add_rule)
+    lst = sub.add_parser("list", help="list escalation rules")
+    lst.add_argument("--desk", help="only this desk's rules")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=list_rules)
+    remove = sub.add_parser("remove", help="remove an escalation rule")
+    remove.add_argument("desk", metavar="DESK")
+    remove.add_argument("name", metavar="NAME")
+    remove.set_defaults(handler=remove_rule)
+    change = sub.add_parser("set", help="switch an escalation rule on or off")
+    change.add_argument("desk", metavar="DESK")
+    change.add_argument("name", metavar="NAME")
+    # Not an argparse mutually exclusive group: its complaint is a usage block and exit 2, ours one line.
+    change.add_argument("--active", action="store_true", help="the scheduler runs it (the default)")
+    change.add_argument("--inactive", action="store_true", help="the scheduler skips it")
+    change.set_defaults(handler=set_rule)
+
+
+def _desk(session: Session, name: str, option: str = "") -> Desk:
+    desk = session.scalars(select(Desk).where(Desk.name == name)).first()
+    if desk is None:
+        raise UserError(
+            f"no desk named {name!r}{' (' + option + ')' if option else ''}: see 'maildctl desk list'"
+        )
+    return desk
+
+
+def _rule(session: Session, desk: Desk, name: str) -> EscalationRule:
+    rule = session.scalars(
+        select(EscalationRule).where(EscalationRule.desk_id == desk.id, EscalationRule.name == name)
+    ).first()
+    if rule is None:
+        raise UserError(
+            f"no escalation rule {name!r} on desk {desk.name}: "
+            f"see 'maildctl escalation list --desk {desk.name}'"
+        )
+    return rule
+
+
+def _hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = math.nan
+    if not (0 < hours <= MAX_HOURS):  # also NaN
+        raise UserError(f"invalid --after-hours {text!r}: give a number of hours above 0, e.g. 24 or 0.5")
+    return hours
+
+
+def _status(session: Session, desk: Desk, status: str, option: str) -> str:
+    known = statuses_of(session, desk.id)
+    if status not in known:
+        raise UserError(
+            f"invalid {option} {status!r}: desk {desk.name} has {', '.join(known)} "
+            f"(add one with 'maildctl status add {desk.name} NAME')"
+        )
+    return status
+
+
+def _priority(priority: str | None, option: str) -> str | None:
+    if priority is not None and priority not in PRIORITIES:
+        raise UserError(f"invalid {option} {priority!r}: use one of {', '.join(PRIORITIES)}")
+    return priority
+
+
+def template_exists(cfg: Config, desk: Desk, name: str) -> bool:
+    """A mail template the desk can render: a subject and a body, each from the desk's overrides or the
+    package (maild.templating.render looks in that order)."""
+    dirs = (desk_override_dir(cfg.template_dir, desk.name), DEFAULT_DIR)
+    has = {
+        part: any((d / f"{name}.{part}.j2").is_file() for d in dirs) for part in ("subject", "txt", "html")
+    }
+    return has["subject"] and (has["txt"] or has["html"])
+
+
+def _template(cfg: Config, desk: Desk, name: str) -> str:
+    if not TEMPLATE_NAME.fullmatch(name) or not template_exists(cfg, desk, name):
+        where = desk_override_dir(cfg.template_dir, desk.name)
+        raise UserError(
+            f"no mail template {name!r} for desk {desk.name}: put {name}.subject.j2 and {name}.txt.j2 in "
+            f"{where}, or use a package one such as {DEFAULT_REMINDER}"
+        )
+    return name
+
+
+def rule_json(rule: EscalationRule, fired: int) -> dict[str, Any]:
+    return {
+        "desk": rule.desk.name,
+        "name": rule.name,
+        "active": rule.active,
+        "after_hours": rule.after_hours,
+        "status": rule.in_status,
+        "priority": rule.with_priority,
+        "set_status": rule.set_status,
+        "set_priority": rule.set_priority,
+        "set_desk": rule.set_desk.name if rule.set_desk is not None else None,
+        "notify_agents": rule.notify_agents,
+        "remind": rule.remind_template,
+        "fired": fired,
+        "created_at": iso(rule.created_at),
+    }
+
+
+def _fired(session: Session, rule: EscalationRule) -> int:
+    count = session.scalar(select(func.count()).where(EscalationFired.rule_id == rule.id))
+    return count or 0
+
+
+def add_rule(app: App, args: argparse.Namespace) -> int:
+    if not RULE_NAME.fullmatch(args.name):
+        raise UserError(f"invalid rule name {args.name!r}: use 1-100 letters, digits and . _ -")
+    hours = _hours(args.after_hours)
+    if not (args.set_status or args.set_priority or args.set_desk or args.notify_agents or args.remind):
+        raise UserError(
+            "the rule does nothing: give at least one of --set-status, --set-priority, --set-desk, "
+            "--notify-agents, --remind [TEMPLATE]"
+        )
+    actor = who()
+    try:
+        with app.session() as session:
+            desk = _desk(session, args.desk)
+            status = _status(session, desk, args.status, "--status")
+            priority = _priority(args.priority, "--priority")
+            target = _desk(session, args.set_desk, "--set-desk") if args.set_desk else None
+            if target is not None and target.id == desk.id:
+                raise UserError(
+                    f"--set-desk {target.name} is the rule's own desk: give another desk or leave it out"
+                )
+            set_status = None
+            if args.set_status:
+                # Set before the move: a status both desks know.
+                for where in (desk, target) if target is not None else (desk,):
+                    _status(session, where, args.set_status, "--set-status")
+                if args.set_status == status:
+                    raise UserError(
+                        f"--set-status {status} is the status the rule waits in: give another one"
+                    )
+                set_status = args.set_status
+            set_priority = _priority(args.set_priority, "--set-priority")
+            # The reminder is sent after the move, so from the desk the ticket ends on, with its templates.
+            remind = _template(app.cfg, target or desk, args.remind) if args.remind else None
+            if _exists(session, desk, args.name):
+                raise UserError(
+                    f"desk {desk.name} already has an escalation rule {args.name!r}: "
+                    f"'maildctl escalation remove {desk.name} {args.name}' first"
+                )
+            rule = EscalationRule(
+                desk=desk,
+                name=args.name,
+                after_hours=hours,
+                in_status=status,
+                with_priority=priority,
+                set_status=set_status,
+                set_priority=set_priority,
+                set_desk=target,
+                notify_agents=args.notify_agents,
+                remind_template=remind,
+                active=True,
+            )
+            session.add(rule)
+            session.flush()
+            data = rule_json(rule, 0)
+            session.add(AuditLog(actor=actor, action="escalation_add", detail=data))
+            summary = describe_rule(rule)
+    except IntegrityError:  # another maildctl added the same name meanwhile
+        raise UserError(
+            f"escalation rule {args.name!r} was added meanwhile: see 'maildctl escalation list'"
+        ) from None
+    print(f"escalation rule {args.name} added to desk {args.desk}: {summary}")
+    return 0
+
+
+def _exists(session: Session, desk: Desk, name: str) -> bool:
+    query = select(EscalationRule.id).where(EscalationRule.desk_id == desk.id, EscalationRule.name == name)
+    return session.scalars(query).first() is not None
+
+
+def list_rules(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        query = select(EscalationRule).join(Desk, EscalationRule.desk_id == Desk.id)
+        if args.desk:
+            query = query.where(EscalationRule.desk_id == _desk(session, args.desk).id)
+        rules = list(session.scalars(query.order_by(Desk.name, EscalationRule.name)))
+        entries = [(rule_json(rule, _fired(session, rule)), describe_rule(rule)) for rule in rules]
+    if args.json:
+        print_json([entry for entry, _ in entries])
+    else:
+        print_table(
+            ["DESK", "NAME", "ACTIVE", "FIRED", "RULE"],
+            [[e["desk"], e["name"], "yes" if e["active"] else "no", e["fired"], text] for e, text in entries],
+        )
+    return 0
+
+
+def remove_rule(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        desk = _desk(session, args.desk)
+        rule = _rule(session, desk, args.name)
+        session.add(
+            AuditLog(actor=who(), action="escalation_remove", detail=rule_json(rule, _fired(session, rule)))
+        )
+        session.delete(rule)  # its firings go with it (ON DELETE CASCADE)
+    print(f"escalation rule {args.name} removed from desk {args.desk}")
+    return 0
+
+
+def set_rule(app: App, args: argparse.Namespace) -> int:
+    if args.active == args.inactive:
+        raise UserError("give either --active or --inactive")
+    with app.session() as session:
+        desk = _desk(session, args.desk)
+        rule = _rule(session, desk, args.name)
+        before, rule.active = rule.active, args.active
+        session.add(
+            AuditLog(
+                actor=who(),
+                action="escalation_set",
+                detail={
+                    "desk": desk.name,
+                    "name": rule.name,
+                    "before": {"active": before},
+                    "after": {"active": rule.active},
+                },
+            )
+        )
+    print(f"escalation rule {args.name} of desk {args.desk} is now {'active' if args.active else 'inactive'}")
+    return 0

@@ -108,6 +108,7 @@ class Schedule:
 
     outbox_seconds: float = 30.0  # send what is due (retries; mail queued by maildctl or a crashed sender)
     auto_close_seconds: float = 300.0
+    escalation_seconds: float = 300.0  # per-desk escalation rules and reminders (maild.escalations)
     recovery_seconds: float = 60.0  # spool rows left 'received' by a transient failure
 
 
@@ -185,6 +186,7 @@ _SCHEMA: dict[str, Any] = {
     "scheduler": {
         "outbox_seconds": (int, float),
         "auto_close_seconds": (int, float),
+        "escalation_seconds": (int, float),
         "recovery_seconds": (int, float),
     },
     "listen": {

@@ -9,8 +9,9 @@ Life cycle:
   running  a message is answered 250 once it is durable in the spool (see maild.listeners), then
            processed by a worker, then its queued replies are handed to the sender, as `maild pipe` does.
            The scheduler's jobs ([scheduler] in the config): `outbox` sends what is due (retries, and mail
-           a crashed or busy sender left), `auto_close` closes inactive tickets, `spool_recovery` picks up
-           rows a transient failure left 'received'.
+           a crashed or busy sender left), `auto_close` closes inactive tickets, `escalations` runs the
+           desks' escalation rules and reminders, `spool_recovery` picks up rows a transient failure left
+           'received'.
   SIGHUP   reload the desk address cache and the templates (the rest of the config needs a restart).
   SIGTERM  stop accepting, let open mail transactions finish (up to DRAIN_SECONDS), let running pipeline
   SIGINT   jobs finish, exit 0. Jobs not started yet stay 'received' and are processed at the next start:
@@ -31,6 +32,7 @@ from sqlalchemy import select
 
 from maild.autoclose import auto_close
 from maild.config import EX_CONFIG, Config, ConfigError, check_imap_secrets, load_config
+from maild.escalations import escalate
 from maild.imap_poll import run_pollers
 from maild.listeners import (
     Connections,
@@ -53,7 +55,7 @@ from storage.models import SpoolEntry, utcnow
 
 EX_OK, EX_OSERR = 0, 71
 INTAKE_THREADS = 4  # spool writes and RCPT lookups; more would only queue on SQLite's write lock
-JOB_THREADS = 2  # the scheduler's blocking work: sending the outbox, auto-close
+JOB_THREADS = 2  # the scheduler's blocking work: sending the outbox, auto-close, escalations
 RECOVERY_GRACE_SECONDS = 60.0  # younger 'received' rows are still on their way to a worker
 DRAIN_SECONDS = 30.0
 
@@ -125,6 +127,7 @@ class Daemon:
             (
                 Job("outbox", schedule.outbox_seconds, self._send_outbox, at_start=True),
                 Job("auto_close", schedule.auto_close_seconds, self._auto_close, at_start=True),
+                Job("escalations", schedule.escalation_seconds, self._escalate, at_start=True),
                 Job("spool_recovery", schedule.recovery_seconds, self._recover),
             )
         )
@@ -297,6 +300,24 @@ class Daemon:
                 "auto_closed",
                 tickets=result.closed[:100],
                 count=len(result.closed),
+                duration_ms=_ms_since(started),
+            )
+        if result.outbox_ids:
+            await self._send_outbox()
+
+    async def _escalate(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            result = await loop.run_in_executor(self.job_pool, escalate, self.factory, self.cfg)
+        except Exception as exc:
+            log.error("job_failed", job="escalations", error=describe(exc))
+            return
+        if result.fired:
+            log.info(
+                "escalations_fired",
+                firings=[{"desk": d, "rule": r, "ticket": t} for d, r, t in result.fired[:100]],
+                count=len(result.fired),
                 duration_ms=_ms_since(started),
             )
         if result.outbox_ids:
