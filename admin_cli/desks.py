@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.addresses import is_valid, normalize
 from maild.attachment_policy import parse_extensions
+from maild.statuses import normalise_status, statuses_of
 from numbering.pattern import Pattern, PatternError
 from storage.models import TICKET_STATUSES, AuditLog, Desk, DeskAddress
 
@@ -94,13 +96,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             )
         options["auto_close_hours"] = args.auto_close_hours
     if args.auto_close_statuses is not None:
-        statuses = list(dict.fromkeys(s.strip() for s in args.auto_close_statuses.split(",") if s.strip()))
-        unknown = [s for s in statuses if s not in TICKET_STATUSES or s == "closed"]
-        if not statuses or unknown:
-            raise UserError(
-                f"invalid --auto-close-statuses {args.auto_close_statuses!r}: give a list of "
-                f"{', '.join(s for s in TICKET_STATUSES if s != 'closed')}"
-            )
+        # Checked against the desk's statuses (custom ones too) by _check_auto_close once the desk is read.
+        statuses = dict.fromkeys(
+            normalise_status(s) for s in args.auto_close_statuses.split(",") if s.strip()
+        )
         options["auto_close_statuses"] = ",".join(statuses)
     if args.allowed_extensions is not None:
         extensions = parse_extensions(args.allowed_extensions)
@@ -112,6 +111,19 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             )
         options["allowed_extensions"] = ",".join(sorted(extensions))
     return options
+
+
+def _check_auto_close(options: dict[str, Any], text: str | None, allowed: Sequence[str]) -> None:
+    """--auto-close-statuses names statuses the desk has (built-in or its own), never `closed`."""
+    if "auto_close_statuses" not in options:
+        return
+    statuses = [s for s in options["auto_close_statuses"].split(",") if s]
+    unknown = [s for s in statuses if s not in allowed or s == "closed"]
+    if not statuses or unknown:
+        raise UserError(
+            f"invalid --auto-close-statuses {text!r}: give a list of "
+            f"{', '.join(s for s in allowed if s != 'closed')} (custom ones: 'maildctl status add')"
+        )
 
 
 def desk_json(desk: Desk) -> dict[str, Any]:
@@ -151,6 +163,7 @@ def add_desk(app: App, args: argparse.Namespace) -> int:
             f"unknown --timezone {args.timezone!r}: use an IANA name like Europe/Budapest"
         ) from None
     options = _options(args)
+    _check_auto_close(options, args.auto_close_statuses, TICKET_STATUSES)  # a new desk has no custom ones
     addresses = [normalize(a) for a in args.address]
     for address in addresses:
         if not is_valid(address) or "+" in address.partition("@")[0]:
@@ -192,6 +205,7 @@ def set_desk(app: App, args: argparse.Namespace) -> int:
         raise UserError("nothing to change: give an option such as --replies-only (maildctl desk set --help)")
     with app.session() as session:
         desk = _get_desk(session, args.name)
+        _check_auto_close(options, args.auto_close_statuses, statuses_of(session, desk.id))
         before = {key: getattr(desk, key) for key in options}
         for key, value in options.items():
             setattr(desk, key, value)

@@ -1,9 +1,458 @@
-"""maildctl: (being written)."""
+"""maildctl status add|list|remove and category add|list|remove|agents|assign: how a desk sorts its tickets.
+
+A custom status belongs to one desk, beside the built-in ones every desk has; agents set it with
+`#status NAME`, `desk set --auto-close-statuses` may list it. A category belongs to one desk; when it has
+active agents, the notices of its tickets go only to them (pipeline/notify.py notice_recipients)."""
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import unicodedata
 from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from admin_cli.blocks import who
+from admin_cli.common import App, UserError, iso, print_json, print_table
+from admin_cli.tickets import MAX_MERGE_HOPS, find_ticket
+from maild import ticket_ops
+from maild.addresses import normalize
+from maild.statuses import (
+    BUILTIN_DESCRIPTIONS,
+    InvalidStatus,
+    custom_status_name,
+    find_custom,
+    ticket_counts,
+    uses_of,
+)
+from storage.models import TICKET_STATUSES, Agent, AuditLog, Category, Desk, DeskStatus, Ticket
+
+MAX_DESCRIPTION = 500
+MAX_CATEGORY = 100  # categories.name is VARCHAR(100)
 
 
 def register(commands: Any) -> None:
-    """Adds nothing yet."""
+    _register_statuses(commands)
+    _register_categories(commands)
+
+
+def _register_statuses(commands: Any) -> None:
+    status = commands.add_parser("status", help="ticket statuses: the built-in ones and each desk's own")
+    sub = status.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sub.add_parser(
+        "add",
+        help="add a custom status to a desk",
+        description="Add a status that the desk's agents can set with '#status NAME'. The name is "
+        "lower-cased, spaces and '-' become '_' ('On Vacation' is on_vacation).",
+    )
+    add.add_argument("desk", metavar="DESK")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--description", default="", help="what the status means (shown by status list)")
+    add.set_defaults(handler=add_status)
+    lst = sub.add_parser("list", help="list the built-in statuses, then each desk's custom ones")
+    lst.add_argument("--desk", help="only the statuses of this desk")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=list_statuses)
+    remove = sub.add_parser(
+        "remove", help="remove a desk's custom status (refused while tickets or settings use it)"
+    )
+    remove.add_argument("desk", metavar="DESK")
+    remove.add_argument("name", metavar="NAME")
+    remove.set_defaults(handler=remove_status)
+
+
+def _register_categories(commands: Any) -> None:
+    category = commands.add_parser("category", help="ticket categories of a desk, and the agents of each")
+    sub = category.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sub.add_parser(
+        "add",
+        help="add a category to a desk",
+        description="Add a category. When it has active agents, the notices of its tickets go only to "
+        "them (an assigned agent still gets them alone); without, to all the desk's agents.",
+    )
+    add.add_argument("desk", metavar="DESK")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument(
+        "--agent", action="extend", nargs="+", default=[], metavar="EMAIL", help="an agent of the desk"
+    )
+    add.set_defaults(handler=add_category)
+    lst = sub.add_parser("list", help="list categories with their agents")
+    lst.add_argument("--desk", help="only this desk's categories")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=list_categories)
+    remove = sub.add_parser("remove", help="remove a category (its tickets are left without one)")
+    remove.add_argument("desk", metavar="DESK")
+    remove.add_argument("name", metavar="NAME")
+    remove.set_defaults(handler=remove_category)
+    agents = sub.add_parser("agents", help="add agents to or remove agents from a category")
+    agents.add_argument("desk", metavar="DESK")
+    agents.add_argument("name", metavar="NAME")
+    agents.add_argument("--add", action="extend", nargs="+", default=[], metavar="EMAIL")
+    agents.add_argument("--remove", action="extend", nargs="+", default=[], metavar="EMAIL")
+    agents.set_defaults(handler=change_category_agents)
+    assign = sub.add_parser("assign", help="set a ticket's category, or take it away with --none")
+    assign.add_argument("number", metavar="NUMBER")
+    assign.add_argument("name", metavar="NAME", nargs="?", help="a category of the ticket's desk")
+    assign.add_argument("--none", action="store_true", help="leave the ticket without a category")
+    assign.set_defaults(handler=assign_category)
+
+
+# --- shared look-ups ------------------------------------------------------------------------------
+
+
+def _desk(session: Session, name: str) -> Desk:
+    desk = session.scalars(select(Desk).where(Desk.name == name)).first()
+    if desk is None:
+        raise UserError(f"no desk named {name!r}: see 'maildctl desk list'")
+    return desk
+
+
+def _audit(session: Session, action: str, detail: dict[str, Any]) -> None:
+    session.add(AuditLog(actor=who(), action=action, detail=detail))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- statuses -------------------------------------------------------------------------------------
+
+
+def _custom_name(text: str) -> str:
+    try:
+        return custom_status_name(text)
+    except InvalidStatus as exc:
+        raise UserError(str(exc)) from None
+
+
+def add_status(app: App, args: argparse.Namespace) -> int:
+    name = _custom_name(args.name)
+    description = " ".join(args.description.split())
+    if len(description) > MAX_DESCRIPTION:
+        raise UserError(f"--description is longer than {MAX_DESCRIPTION} characters")
+    exists = f"desk {args.desk} has a status {name!r} already: see 'maildctl status list --desk {args.desk}'"
+    try:
+        with app.session() as session:
+            desk = _desk(session, args.desk)
+            if find_custom(session, desk.id, name) is not None:
+                raise UserError(exists)
+            session.add(DeskStatus(desk_id=desk.id, name=name, description=description))
+            _audit(session, "status_add", {"desk": desk.name, "name": name, "description": description})
+    except IntegrityError:  # another maildctl added it between our check and our insert
+        raise UserError(exists) from None
+    print(f"status {name} added to desk {args.desk}")
+    return 0
+
+
+def list_statuses(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        desk = _desk(session, args.desk) if args.desk else None
+        counts = ticket_counts(session, desk.id if desk else None)
+        entries: list[dict[str, Any]] = [
+            {
+                "name": name,
+                "desk": None,
+                "builtin": True,
+                "description": BUILTIN_DESCRIPTIONS[name],
+                "tickets": sum(n for (_, status), n in counts.items() if status == name),
+                "created_at": None,
+            }
+            for name in TICKET_STATUSES
+        ]
+        query = select(DeskStatus, Desk.name).join(Desk, DeskStatus.desk_id == Desk.id)
+        if desk is not None:
+            query = query.where(DeskStatus.desk_id == desk.id)
+        for row, desk_name in session.execute(query.order_by(Desk.name, DeskStatus.id)):
+            entries.append(
+                {
+                    "name": row.name,
+                    "desk": desk_name,
+                    "builtin": False,
+                    "description": row.description,
+                    "tickets": counts.get((row.desk_id, row.name), 0),
+                    "created_at": iso(row.created_at),
+                }
+            )
+    if args.json:
+        print_json(entries)
+    else:
+        print_table(
+            ["STATUS", "DESK", "TICKETS", "DESCRIPTION"],
+            [
+                [e["name"], "(built-in)" if e["builtin"] else e["desk"], e["tickets"], e["description"]]
+                for e in entries
+            ],
+        )
+    return 0
+
+
+def remove_status(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        desk = _desk(session, args.desk)
+        row = find_custom(session, desk.id, args.name)
+        if row is None:
+            builtin = args.name.strip().lower() in TICKET_STATUSES
+            raise UserError(
+                f"{args.name!r} is a built-in status and cannot be removed"
+                if builtin
+                else f"desk {desk.name} has no custom status {args.name!r}: "
+                f"see 'maildctl status list --desk {desk.name}'"
+            )
+        _refuse_if_used(session, desk, row.name)
+        _audit(
+            session, "status_remove", {"desk": desk.name, "name": row.name, "description": row.description}
+        )
+        session.delete(row)
+    print(f"status {row.name} removed from desk {desk.name}")
+    return 0
+
+
+def _refuse_if_used(session: Session, desk: Desk, name: str) -> None:
+    """A removed status must not strand tickets, the auto-close list or escalation rules on a name
+    `#status` and maildctl no longer accept."""
+    uses = uses_of(session, desk, name)
+    if uses.tickets:
+        some = "1 ticket has" if uses.tickets == 1 else f"{uses.tickets} tickets have"
+        raise UserError(
+            f"{some} status {name} on desk {desk.name}: move them first, e.g. "
+            f"'maildctl ticket status NUMBER open' (find them with "
+            f"'maildctl ticket list --desk {desk.name} --status {name}')"
+        )
+    if uses.auto_close:
+        rest = ",".join(s for s in desk.auto_close_statuses.split(",") if s and s != name) or "waiting"
+        raise UserError(
+            f"status {name} is one of desk {desk.name}'s auto-close statuses: first run "
+            f"'maildctl desk set {desk.name} --auto-close-statuses {rest}'"
+        )
+    if uses.escalation_rules:
+        raise UserError(
+            f"status {name} is used by escalation rule(s) {', '.join(uses.escalation_rules)} of desk "
+            f"{desk.name}: change or remove them first"
+        )
+
+
+# --- categories -----------------------------------------------------------------------------------
+
+
+def _category_name(text: str) -> str:
+    name = " ".join(text.split())
+    if not name or len(name) > MAX_CATEGORY or any(unicodedata.category(c).startswith("C") for c in name):
+        raise UserError(f"invalid category name {text!r}: use 1-{MAX_CATEGORY} printable characters")
+    return name
+
+
+def _find_category(session: Session, desk: Desk, name: str) -> Category | None:
+    # One name per desk whatever its case: "Billing" and "billing" would be two categories to nobody.
+    wanted = " ".join(name.split()).lower()
+    return session.scalars(
+        select(Category).where(Category.desk_id == desk.id, func.lower(Category.name) == wanted)
+    ).first()
+
+
+def _category(session: Session, desk: Desk, name: str) -> Category:
+    category = _find_category(session, desk, name)
+    if category is None:
+        raise UserError(
+            f"desk {desk.name} has no category {name!r}: see 'maildctl category list --desk {desk.name}'"
+        )
+    return category
+
+
+def _desk_agents(session: Session, desk: Desk, emails: list[str]) -> list[Agent]:
+    """The agents of these addresses, each of them an agent of `desk`, in the order given."""
+    found: dict[int, Agent] = {}
+    for email in emails:
+        address = normalize(email)
+        agent = session.scalars(select(Agent).where(Agent.email == address)).first()
+        if agent is None:
+            raise UserError(f"no agent {address}: see 'maildctl agent list'")
+        if desk not in agent.desks:
+            raise UserError(
+                f"{address} is not an agent of desk {desk.name}: add the desk with "
+                f"'maildctl agent set {address} --desk {desk.name}' (and the agent's other desks)"
+            )
+        found.setdefault(agent.id, agent)
+    return list(found.values())
+
+
+def category_json(category: Category, desk_name: str, tickets: int) -> dict[str, Any]:
+    return {
+        "desk": desk_name,
+        "name": category.name,
+        "agents": [a.email for a in category.agents],
+        "inactive_agents": [a.email for a in category.agents if not a.active],
+        "tickets": tickets,
+        "created_at": iso(category.created_at),
+    }
+
+
+def add_category(app: App, args: argparse.Namespace) -> int:
+    name = _category_name(args.name)
+    exists = f"desk {args.desk} has a category {name!r} already: see 'maildctl category list'"
+    try:
+        with app.session() as session:
+            desk = _desk(session, args.desk)
+            same = _find_category(session, desk, name)
+            if same is not None:
+                raise UserError(exists.replace(repr(name), repr(same.name)))
+            agents = _desk_agents(session, desk, args.agent)
+            session.add(Category(desk_id=desk.id, name=name, agents=agents))
+            _audit(
+                session,
+                "category_add",
+                {"desk": desk.name, "name": name, "agents": [a.email for a in agents]},
+            )
+    except IntegrityError:  # another maildctl added it meanwhile
+        raise UserError(exists) from None
+    who_gets = f"notices go to {', '.join(a.email for a in agents)}" if agents else "no agents of its own"
+    print(f"category {name} added to desk {args.desk} ({who_gets})")
+    return 0
+
+
+def list_categories(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        query = select(Category, Desk.name).join(Desk, Category.desk_id == Desk.id)
+        if args.desk:
+            query = query.where(Category.desk_id == _desk(session, args.desk).id)
+        counts = dict(
+            session.execute(
+                select(Ticket.category_id, func.count())
+                .where(Ticket.category_id.is_not(None), Ticket.merged_into_id.is_(None))
+                .group_by(Ticket.category_id)
+            ).all()
+        )
+        entries = [
+            category_json(category, desk_name, counts.get(category.id, 0))
+            for category, desk_name in session.execute(query.order_by(Desk.name, Category.name))
+        ]
+    if args.json:
+        print_json(entries)
+    else:
+        print_table(
+            ["DESK", "CATEGORY", "TICKETS", "AGENTS"],
+            [
+                [
+                    e["desk"],
+                    e["name"],
+                    e["tickets"],
+                    ", ".join(a + (" (inactive)" if a in e["inactive_agents"] else "") for a in e["agents"])
+                    or "(all desk agents)",
+                ]
+                for e in entries
+            ],
+        )
+    return 0
+
+
+def remove_category(app: App, args: argparse.Namespace) -> int:
+    actor, now = who(), _now()
+    with app.session() as session:
+        desk = _desk(session, args.desk)
+        category = _category(session, desk, args.name)
+        tickets = list(session.scalars(select(Ticket).where(Ticket.category_id == category.id)))
+        # Set here, not only by ON DELETE SET NULL: each ticket that loses its category gets its audit entry.
+        for ticket in tickets:
+            ticket.category_id = None
+            ticket_ops.audit(
+                session, ticket, "category", actor=actor, now=now, before=category.name, after=None
+            )
+        session.add(
+            AuditLog(
+                actor=actor,
+                action="category_remove",
+                detail={
+                    "desk": desk.name,
+                    "name": category.name,
+                    "agents": [a.email for a in category.agents],
+                    "tickets": [t.number for t in tickets],
+                },
+            )
+        )
+        session.flush()
+        session.delete(category)
+        name = category.name
+    left = f"; {len(tickets)} ticket(s) left without a category" if tickets else ""
+    print(f"category {name} removed from desk {desk.name}{left}")
+    return 0
+
+
+def change_category_agents(app: App, args: argparse.Namespace) -> int:
+    if not args.add and not args.remove:
+        raise UserError("nothing to change: give --add EMAIL… and/or --remove EMAIL…")
+    with app.session() as session:
+        desk = _desk(session, args.desk)
+        category = _category(session, desk, args.name)
+        before = [a.email for a in category.agents]
+        added = _desk_agents(session, desk, args.add)
+        removed: list[Agent] = []
+        for email in args.remove:
+            address = normalize(email)
+            agent = next((a for a in category.agents if a.email == address), None)
+            if agent is None:
+                raise UserError(
+                    f"{address} is not an agent of category {category.name}: "
+                    f"see 'maildctl category list --desk {desk.name}'"
+                )
+            removed.append(agent)
+        if {a.id for a in added} & {a.id for a in removed}:
+            raise UserError("an agent is both in --add and in --remove: give each once")
+        agents = [a for a in category.agents if a not in removed]
+        agents += [a for a in added if a not in agents]
+        category.agents = sorted(agents, key=lambda a: a.id)
+        after = [a.email for a in category.agents]
+        _audit(
+            session,
+            "category_agents",
+            {"desk": desk.name, "name": category.name, "before": before, "after": after},
+        )
+        name = category.name
+    print(f"category {name} of desk {desk.name}: agents {', '.join(after) or '(none: all desk agents)'}")
+    return 0
+
+
+def _survivor(ticket: Ticket) -> Ticket:
+    """A merged ticket's number leads to the ticket it was merged into (as `ticket show` does)."""
+    hops = 0
+    while ticket.merged_into is not None and hops < MAX_MERGE_HOPS:
+        ticket, hops = ticket.merged_into, hops + 1
+    return ticket
+
+
+def _ticket_category(session: Session, ticket: Ticket, name: str) -> Category:
+    category = _find_category(session, ticket.desk, name)
+    if category is not None:
+        return category
+    wanted = " ".join(name.split()).lower()
+    elsewhere = sorted(
+        session.scalars(
+            select(Desk.name)
+            .join(Category, Category.desk_id == Desk.id)
+            .where(func.lower(Category.name) == wanted)
+        )
+    )
+    where = f" (desk {', '.join(elsewhere)} has one)" if elsewhere else ""
+    raise UserError(
+        f"desk {ticket.desk.name} of {ticket.number} has no category {name!r}{where}: "
+        f"see 'maildctl category list --desk {ticket.desk.name}'"
+    )
+
+
+def assign_category(app: App, args: argparse.Namespace) -> int:
+    if (args.name is None) == (not args.none):
+        raise UserError("give either a category NAME or --none")
+    actor, now = who(), _now()
+    with app.session() as session:
+        ticket = _survivor(find_ticket(session, args.number))
+        category = _ticket_category(session, ticket, args.name) if args.name is not None else None
+        before = ticket.category.name if ticket.category is not None else None
+        after = category.name if category is not None else None
+        if before != after:
+            ticket.category = category
+            ticket.updated_at = now.replace(tzinfo=None)
+            ticket_ops.audit(session, ticket, "category", actor=actor, now=now, before=before, after=after)
+        number = ticket.number
+    print(f"{number}: category {after or '(none)'}" + ("" if before != after else " (unchanged)"))
+    return 0
