@@ -19,12 +19,12 @@ whether or not the desk sends auto-replies to customers: that switch is about cu
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from maild import replies
 from maild.addresses import normalize
 from maild.config import Config
 from maild.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
@@ -36,8 +36,6 @@ from storage.db import is_transient
 from storage.models import Agent, Message, OutboxMessage, Ticket
 
 IMPORT_INGRESS = "import"  # spool rows of `maildctl import`
-AGENT_REPLY = "agent_reply"
-AGENT_REPLY_NOTICE = "agent_reply_notice"
 NEW_TICKET_NOTICE = "new_ticket_notice"
 CUSTOMER_REPLY_NOTICE = "customer_reply_notice"
 ASSIGNED_NOTICE = "assigned_notice"
@@ -242,77 +240,56 @@ def _notify_agents(ctx: Context, ticket: Ticket) -> None:
 
 
 def _relay_agent_reply(ctx: Context, ticket: Ticket) -> None:
-    """The agent's reply to the customer and sub-customers, From the desk under the agent's display name.
-    Not a courtesy: if it cannot be composed the mail fails (and is retried, then quarantined with the
-    reason) rather than being stored as answered when nobody got it."""
+    """The agent's reply to the customer and sub-customers, From the desk under the agent's display name
+    (maild.replies, as `maildctl ticket reply` sends it). Not a courtesy: if it cannot be composed the mail
+    fails (and is retried, then quarantined with the reason) rather than being stored as answered when
+    nobody got it."""
     reply, agent, message = ctx.agent_reply, ctx.agent, ctx.message
     if reply is None or agent is None or message is None or not reply.relayed:
         return
     in_memory = {part.sha256: part.data for part in ctx.require_mail().attachments}
     _, files = _message_attachments(ctx.cfg, message, in_memory)
-    customer, sub_customers = customer_recipients(ticket)
-    # As a person's reply: to the customers' latest mail (not to our own auto-reply, the newest id).
-    latest = next(
-        (m for m in reversed(ticket.messages) if m.kind == "customer" and m.automatic is None), None
-    )
-    dropped: dict[str, str] = {}
-    row = queue_mail(
+    relayed = replies.relay_reply(
         ctx.session,
         ctx.cfg,
         ticket,
-        AGENT_REPLY,
-        [customer],
-        cc=sub_customers,
-        in_reply_to=latest.message_id if latest is not None else "",
-        automatic=False,
+        reply.text,
+        writer=agent,
+        writer_label=agent.email,
         now=ctx.now,
-        variables={"agent_name": agent_display_name(agent), "comment_content": reply.text},
-        attachments=files,
-        from_name=agent_display_name(agent),
-        dropped=dropped,
+        files=files,
     )
-    if row is not None:
-        ctx.queued.append(row)
-    if dropped:  # the agent must be able to see that (some) customers did not get it
-        who = ", ".join(f"{address} ({why})" for address, why in dropped.items())
-        _note(ctx, f"reply not sent to {who}")
-        ctx.session.add(
-            Message(
-                ticket=ticket,
-                desk_id=ticket.desk_id,
-                kind="system",
-                message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
-                text=f"{agent.email}'s reply was not sent to {who}",
-                threaded_by="notify",
-                created_at=ctx.now_naive,
-            )
-        )
+    if relayed.row is not None:
+        ctx.queued.append(relayed.row)
+    if relayed.dropped:  # the agent must be able to see that (some) customers did not get it
+        _note(ctx, f"reply not sent to {relayed.not_sent}")
 
 
 def _tell_other_agents(ctx: Context, ticket: Ticket) -> None:
     """A short notice of an agent's reply or note to the agents who would be told of the ticket's mail,
-    but not to the one who wrote it."""
+    but not to the one who wrote it (maild.replies, as for `maildctl ticket reply`)."""
     reply, agent, message = ctx.agent_reply, ctx.agent, ctx.message
     if reply is None or agent is None or message is None or not reply.text:
         return
     if ctx.automatic is not None:  # two agents' vacation responders must not answer each other via us
         _note(ctx, "agents not notified: automatic mail")
         return
-    others = [a for a in notice_recipients(ctx.session, ticket) if a.id != agent.id]
-    if not others:
-        return
     listed, files = _message_attachments(
         ctx.cfg, message, {p.sha256: p.data for p in ctx.require_mail().attachments}
     )
-    variables = {
-        **_status_variables(ctx.session, ticket),
-        "sender_name": agent_display_name(agent),
-        "sender_email": agent.email,
-        "comment_content": reply.text,
-        "is_note": reply.kind == "note",
-        "attachments": listed,
-    }
-    _queue_notices(ctx, ticket, AGENT_REPLY_NOTICE, others, variables, files)
+    replies.tell_other_agents(
+        ctx.session,
+        ctx.cfg,
+        ticket,
+        reply.text,
+        writer=agent,
+        sender=(agent_display_name(agent), agent.email),
+        is_note=reply.kind == "note",
+        now=ctx.now,
+        courtesy=lambda queue, what: _queue_courtesy(ctx, queue, what),
+        listed=listed,
+        files=files,
+    )
 
 
 def queue_assigned_notice(

@@ -1,0 +1,299 @@
+"""Agent replies as the customers get them and as the other agents hear of them, one way for both
+roads in: an agent answering a notice by mail (pipeline/notify.py) and `maildctl ticket reply`
+(send_reply). Also the flag notice of `maildctl ticket flag`, the other mail an admin's ticket change
+sends an agent.
+
+The relay (`agent_reply`) goes To the customer and Cc the sub-customers, From the desk's address under
+the agent's display name (the desk's name when an admin answers as the desk), in reply to the customers'
+latest mail. It is not a courtesy: a failure to compose it propagates, so that nothing is stored as
+answered when nobody got it. The notices to the other agents (`agent_reply_notice`) are: the caller's
+`courtesy` decides what a failure means there."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from maild import ticket_ops
+from maild.config import Config
+from maild.outgoing import OutgoingAttachment, agent_display_name, queue_mail
+from maild.participants import customer_recipients
+from maild.tokens import load_secret, note_address
+from storage.db import is_transient
+from storage.models import Agent, Message, OutboxMessage, Ticket
+
+AGENT_REPLY = "agent_reply"
+AGENT_REPLY_NOTICE = "agent_reply_notice"
+FLAG_NOTICE = "flag_notice"
+
+Queue = Callable[[dict[str, str]], OutboxMessage | None]  # queues one mail; fills in who was dropped, why
+Courtesy = Callable[[Queue, str], None]  # runs a Queue for a mail that must not fail the change (template)
+
+
+def _naive(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
+
+
+def status_variables(session: Session, ticket: Ticket) -> dict[str, Any]:
+    """The status line every notice to agents carries."""
+    assignee = session.get(Agent, ticket.assigned_agent_id) if ticket.assigned_agent_id else None
+    return {
+        "ticket_status": ticket.status,
+        "ticket_priority": ticket.priority,
+        "assigned_agent": agent_display_name(assignee) if assignee is not None else "",
+        "customer_email": ticket.customer.email,
+    }
+
+
+def latest_customer_message(ticket: Ticket, *, people_only: bool = False) -> Message | None:
+    """The customers' newest mail on the ticket; `people_only`: not an automatic one (out-of-office)."""
+    return next(
+        (
+            m
+            for m in reversed(ticket.messages)
+            if m.kind == "customer" and not (people_only and m.automatic is not None)
+        ),
+        None,
+    )
+
+
+@dataclass
+class Relayed:
+    row: OutboxMessage | None  # None: every customer was dropped
+    dropped: dict[str, str] = field(default_factory=dict)  # customers left out: address → why
+
+    @property
+    def not_sent(self) -> str:
+        return ", ".join(f"{address} ({why})" for address, why in self.dropped.items())
+
+
+def relay_reply(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    text: str,
+    *,
+    writer: Agent | None,
+    writer_label: str,
+    now: dt.datetime,
+    files: Sequence[OutgoingAttachment] = (),
+) -> Relayed:
+    """Queue the `agent_reply` mail of `text`. `writer` None: the desk answers (From its name). Customers
+    who must get no mail (bouncing, blocked) are left out, and a system note on the ticket says so, so
+    that the agents see it (`writer_label`: whose reply, in that note)."""
+    customer, sub_customers = customer_recipients(ticket)
+    # As a person's reply: to the customers' latest mail (not to our own auto-reply, the newest id).
+    latest = latest_customer_message(ticket, people_only=True)
+    name = agent_display_name(writer) if writer is not None else ticket.desk.name
+    dropped: dict[str, str] = {}
+    row = queue_mail(
+        session,
+        cfg,
+        ticket,
+        AGENT_REPLY,
+        [customer],
+        cc=sub_customers,
+        in_reply_to=latest.message_id if latest is not None else "",
+        automatic=False,
+        now=now,
+        variables={"agent_name": name, "comment_content": text},
+        attachments=files,
+        from_name=name,
+        dropped=dropped,
+    )
+    relayed = Relayed(row, dropped)
+    if dropped:
+        ticket_ops.system_note(
+            session,
+            ticket,
+            f"{writer_label}'s reply was not sent to {relayed.not_sent}",
+            by="notify",
+            now=now,
+        )
+    return relayed
+
+
+def tell_other_agents(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    text: str,
+    *,
+    writer: Agent | None,
+    sender: tuple[str, str],
+    is_note: bool,
+    now: dt.datetime,
+    courtesy: Courtesy,
+    listed: Sequence[dict[str, Any]] = (),
+    files: Sequence[OutgoingAttachment] = (),
+) -> None:
+    """`agent_reply_notice` to the agents who would be told of the ticket's mail (the assigned one, else
+    the category's, else the desk's), not to the `writer`; one mail each, Reply-To bound to them.
+    `sender`: (name, address) of who wrote; `listed`/`files`: the reply's attachments."""
+    from pipeline.notify import notice_recipients  # imported here: pipeline.notify imports this module
+
+    others = [a for a in notice_recipients(session, ticket) if writer is None or a.id != writer.id]
+    if not others:
+        return
+    secret = load_secret(cfg.data_dir)
+    variables = {
+        **status_variables(session, ticket),
+        "sender_name": sender[0],
+        "sender_email": sender[1],
+        "comment_content": text,
+        "is_note": is_note,
+        "attachments": list(listed),
+    }
+    for agent in others:
+        notes_to = note_address(secret, ticket.desk.primary_address, ticket.id, agent.id)
+        courtesy(
+            lambda dropped, agent=agent, notes_to=notes_to: queue_mail(  # type: ignore[misc]
+                session,
+                cfg,
+                ticket,
+                AGENT_REPLY_NOTICE,
+                [(agent_display_name(agent), agent.email)],
+                # Automatic and auto-generated (RFC 3834): agents' vacation responders stay quiet.
+                automatic=True,
+                auto_submitted="auto-generated",
+                exempt_agents=True,
+                agent_id=agent.id,
+                now=now,
+                variables={**variables, "agent_name": agent_display_name(agent), "note_address": notes_to},
+                attachments=files,
+                dropped=dropped,
+            ),
+            AGENT_REPLY_NOTICE,
+        )
+
+
+@dataclass
+class SentReply:
+    message: Message
+    relayed: Relayed
+    notices: list[OutboxMessage] = field(default_factory=list)
+    notice_errors: list[str] = field(default_factory=list)  # notices that could not be composed
+
+
+def send_reply(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    text: str,
+    *,
+    agent: Agent | None,
+    actor: str,
+    now: dt.datetime,
+) -> SentReply:
+    """An admin's reply (`maildctl ticket reply`), as an agent's by mail is: stored as an `agent` message,
+    relayed, the ticket `waiting`, the other agents told. `agent` None: from the desk. Audited as
+    `reply` (and `status`). Flushes; the caller commits."""
+    desk = ticket.desk
+    name, address = (
+        (agent_display_name(agent), agent.email) if agent is not None else (desk.name, desk.primary_address)
+    )
+    message = Message(
+        ticket=ticket,
+        desk_id=ticket.desk_id,
+        kind="agent",
+        from_address=address,
+        from_name=name,
+        subject=f"Re: {ticket.subject}",
+        # The customers get it under the relay's Message-ID (in the outbox, which threads their answers).
+        message_id=f"<reply.{uuid.uuid4().hex}@maild.invalid>",
+        text=text,
+        visible_text=text,
+        threaded_by="maildctl",
+        created_at=_naive(now),
+    )
+    session.add(message)
+    if ticket.status != "waiting":  # as an agent's reply by mail does
+        ticket_ops.set_status(session, ticket, "waiting", actor=actor, now=now)
+    ticket.updated_at = _naive(now)
+    session.flush()
+    relayed = relay_reply(
+        session, cfg, ticket, text, writer=agent, writer_label=agent.email if agent else actor, now=now
+    )
+    sent = SentReply(message, relayed)
+
+    def courtesy(queue: Queue, what: str) -> None:
+        try:
+            row = queue({})
+        except Exception as exc:  # the reply went; a broken notice template must not take it back
+            if is_transient(exc):
+                raise
+            sent.notice_errors.append(f"{what}: {type(exc).__name__}: {exc}")
+            return
+        if row is not None:
+            sent.notices.append(row)
+
+    tell_other_agents(
+        session,
+        cfg,
+        ticket,
+        text,
+        writer=agent,
+        sender=(name, address),
+        is_note=False,
+        now=now,
+        courtesy=courtesy,
+    )
+    ticket_ops.audit(
+        session,
+        ticket,
+        "reply",
+        actor=actor,
+        now=now,
+        message=message.id,
+        as_agent=agent.email if agent is not None else None,
+        to=relayed.row.rcpt_to if relayed.row is not None else [],
+        not_sent=relayed.dropped,
+    )
+    return sent
+
+
+def queue_flag_notice(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    agent: Agent,
+    *,
+    flagged_by: str,
+    note: str,
+    now: dt.datetime,
+) -> OutboxMessage | None:
+    """Tell `agent` that `flagged_by` flagged `ticket` for them (with `note`): the status line and the
+    latest customer text, Reply-To bound to the agent, so that they can answer right away. None when the
+    agent gets no mail (inactive, bouncing, blocked). Errors propagate."""
+    if not agent.active:
+        return None
+    latest = latest_customer_message(ticket)
+    return queue_mail(
+        session,
+        cfg,
+        ticket,
+        FLAG_NOTICE,
+        [(agent_display_name(agent), agent.email)],
+        automatic=True,
+        auto_submitted="auto-generated",
+        exempt_agents=True,
+        agent_id=agent.id,
+        now=now,
+        variables={
+            **status_variables(session, ticket),
+            "agent_name": agent_display_name(agent),
+            "note_address": note_address(
+                load_secret(cfg.data_dir), ticket.desk.primary_address, ticket.id, agent.id
+            ),
+            "flagged_by": flagged_by,
+            "flag_note": note,
+            "sender_name": (latest.from_name or latest.from_address) if latest is not None else "",
+            "sender_email": latest.from_address if latest is not None else "",
+            "comment_content": latest.visible_text if latest is not None else "",
+        },
+    )
