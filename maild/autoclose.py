@@ -8,17 +8,17 @@ re-checks status and inactivity, so a ticket another instance is closing, or has
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
+from maild.notes import add_system_note
 from maild.outgoing import queue_mail
 from maild.participants import customer_recipients
 from storage.db import transaction
-from storage.models import AuditLog, Desk, Message, Ticket
+from storage.models import AuditLog, Desk, Ticket
 
 BATCH = 500  # tickets looked at per desk and run; the next run takes the rest
 
@@ -100,16 +100,12 @@ def _close_one(
             },
         )
     )
-    session.add(
-        Message(
-            ticket_id=ticket.id,
-            desk_id=desk.id,
-            kind="system",
-            message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
-            text=f"Closed automatically after {inactive_for} without activity (status was {before}).",
-            threaded_by="scheduler",
-            created_at=now,
-        )
+    add_system_note(
+        session,
+        ticket,
+        f"Closed automatically after {inactive_for} without activity (status was {before}).",
+        by="scheduler",
+        at=now,
     )
     if not desk.auto_reply:  # a desk that sends no automatic mail sends no closing notice either
         return ticket.number, None

@@ -8,13 +8,13 @@ numbers, Message-IDs and signed reply addresses keep leading to the survivor (se
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from maild.notes import add_system_note
 from storage.models import AuditLog, Message, OutboxMessage, Participant, Ticket, TicketTag, TimeEntry
 
 MERGED_MARK = "[MERGED]"
@@ -171,16 +171,12 @@ def merge_tickets(
         t.merged_into, t.status, t.updated_at = survivor, "closed", at
 
     numbers = [t.number for t in others]
-    session.add(
-        Message(
-            ticket_id=survivor.id,
-            desk_id=survivor.desk_id,
-            kind="system",
-            message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
-            text=f"Merged {', '.join(numbers)} into {survivor.number} (by {actor}).",
-            threaded_by="merge",
-            created_at=at,
-        )
+    add_system_note(
+        session,
+        survivor,
+        f"Merged {', '.join(numbers)} into {survivor.number} (by {actor}).",
+        by="merge",
+        at=at,
     )
     session.add(
         AuditLog(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -26,9 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild import maildir
 from maild.config import Config
+from maild.notes import add_system_note
 from maild.tokens import bounce_address, load_secret
 from storage.db import transaction
-from storage.models import Message, OutboxMessage, Ticket
+from storage.models import OutboxMessage, Ticket
 
 BACKOFF_BASE = dt.timedelta(minutes=1)
 BACKOFF_MAX = dt.timedelta(hours=4)
@@ -136,18 +136,7 @@ def _note_on_ticket(session: Session, row: OutboxMessage, text: str, now: dt.dat
     ticket = session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
     if ticket is None:
         return
-    session.add(
-        Message(
-            ticket_id=ticket.id,
-            desk_id=ticket.desk_id,
-            kind="system",
-            message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
-            subject=row.subject,
-            text=text,
-            threaded_by="outbox",
-            created_at=now,
-        )
-    )
+    add_system_note(session, ticket, text, by="outbox", at=now, subject=row.subject)
 
 
 def _record(

@@ -5,11 +5,11 @@ from a participant become sub-customers (never desk addresses, agents or the sen
 from __future__ import annotations
 
 import re
-import uuid
 
 from sqlalchemy import select
 
 from maild.attachment_policy import refusal
+from maild.notes import add_system_note
 from maild.participants import NotAddable, add_cc, is_participant
 from numbering.allocate import allocate_number
 from pipeline.context import Context, Stop
@@ -34,17 +34,7 @@ def _new_ticket(ctx: Context) -> Ticket:
     ctx.session.add(ticket)
     ctx.session.add(Participant(ticket=ticket, contact=ctx.contact, role="customer"))
     for note in ctx.notes:
-        ctx.session.add(
-            Message(
-                ticket=ticket,
-                desk_id=desk.id,
-                kind="system",
-                message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
-                text=note,
-                threaded_by="policy",
-                created_at=ctx.now_naive,
-            )
-        )
+        add_system_note(ctx.session, ticket, note, by="policy", at=ctx.now)
     return ticket
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from maild.automatic import NULL_SENDER
 from maild.dsn import Failure, Report, read_bounce
+from maild.notes import add_system_note
 from maild.outgoing import queue_mail
 from maild.participants import NotAddable, check_customer_address, get_or_create_contact
 from maild.tokens import bounce_matches, load_secret, parse_bounce_address
@@ -237,18 +238,15 @@ def _apply(
     note += f"\n(The mail: {row.subject!r}, {row.template}; matched by {match.by}.)"
     reason = f"{'permanent' if permanent else 'temporary'} failure for {address}: {summary}"
     if ticket is not None:
-        ctx.session.add(
-            Message(
-                ticket_id=ticket.id,
-                desk_id=ticket.desk_id,
-                spool_id=ctx.spool.id,
-                kind="system",
-                message_id=_note_id(ctx, address),
-                subject=row.subject,
-                text=note,
-                threaded_by="bounce",
-                created_at=ctx.now_naive,
-            )
+        add_system_note(
+            ctx.session,
+            ticket,
+            note,
+            by="bounce",
+            at=ctx.now,
+            subject=row.subject,
+            message_id=_note_id(ctx, address),
+            spool_id=ctx.spool.id,
         )
         # Only when the address turns bouncing: later bounces of mail queued before say nothing new, and a
         # bounce of a notice must never cause another notice (a bouncing agent address would loop).

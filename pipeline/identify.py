@@ -10,12 +10,11 @@ commands never run. A token without an agent (the customers' reply address) is a
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import select
 
 from maild.addresses import normalize
 from maild.authresults import auth_failures
+from maild.notes import add_system_note
 from maild.participants import find_contact, get_or_create_contact
 from maild.tokens import ReplyTarget, load_secret, read_reply_address
 from pipeline.context import Context, Stop
@@ -76,17 +75,7 @@ def _hold(ctx: Context, reason: str) -> Stop:
             )
         ).first()
         if already is None:  # a re-delivery of the same mail adds no second note
-            ctx.session.add(
-                Message(
-                    ticket=ticket,
-                    desk_id=ticket.desk_id,
-                    kind="system",
-                    message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
-                    text=note,
-                    threaded_by="identify",
-                    created_at=ctx.now_naive,
-                )
-            )
+            add_system_note(ctx.session, ticket, note, by="identify", at=ctx.now)
     return Stop("held", f"not accepted as an agent reply: {reason}")
 
 
