@@ -143,7 +143,7 @@ def _system_note(session: Session, ticket: Ticket, text: str, now: dt.datetime) 
 
 
 def _courtesy(
-    queue: Callable[[dict[str, str]], OutboxMessage | None], what: str, done: list[str]
+    session: Session, queue: Callable[[dict[str, str]], OutboxMessage | None], what: str, done: list[str]
 ) -> int | None:
     """Queue one mail; what went wrong goes into `done` (the note), never undoes the firing: a broken desk
     template must not keep a ticket from being escalated on every run. Database trouble is raised."""
@@ -158,7 +158,10 @@ def _courtesy(
     if dropped:
         who = ", ".join(f"{address} ({why})" for address, why in dropped.items())
         done.append(f"{what} not sent to {who}")
-    return row.id if row is not None else None
+    if row is None:
+        return None
+    session.flush()  # the row's id, for the job to send it right away
+    return row.id
 
 
 def _move(session: Session, ticket: Ticket, desk: Desk, now: dt.datetime) -> None:
@@ -198,6 +201,7 @@ def _notify(
     for agent in agents:
         notes_to = note_address(secret, ticket.desk.primary_address, ticket.id, agent.id)
         row_id = _courtesy(
+            session,
             lambda dropped, agent=agent, notes_to=notes_to: queue_mail(  # type: ignore[misc]
                 session,
                 cfg,
@@ -238,6 +242,7 @@ def _remind(
 ) -> list[int]:
     customer, sub_customers = customer_recipients(ticket)
     row_id = _courtesy(
+        session,
         lambda dropped: queue_mail(
             session,
             cfg,
@@ -254,12 +259,12 @@ def _remind(
             },
             dropped=dropped,
         ),
-        f"reminder {template}",
+        f"reminder ({template})",
         done,
     )
     if row_id is None:
         return []
-    done.append(f"reminder {template} sent to the customer")
+    done.append(f"reminder ({template}) sent to the customer")
     return [row_id]
 
 
