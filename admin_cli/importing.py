@@ -1,13 +1,164 @@
-"""maildctl: (being written)."""
+"""maildctl import mbox|maildir (a mailbox backlog through the pipeline) and maildctl ticket export."""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import select
+
+from admin_cli.common import App, UserError, print_json
+from storage.models import AuditLog, Desk
+
+KINDS = ("mbox", "maildir")  # as maild.importer's, which loads the pipeline: only when importing
+
+IMPORT_HELP = (
+    "Replay a mailbox backlog through the pipeline in date order, as mail to the desk's primary address: "
+    "tickets and replies get the mails' own dates, nothing is sent (no auto-replies, no agent notices). "
+    "Mail without a readable Date comes after all dated mail, in file order, dated at the time of the "
+    "import; a Date in the future is clamped to now. Importing the same mailbox again adds nothing: its "
+    "mail counts as duplicates. Mail the desk sent itself (its old replies) is recognised as its own "
+    "and not stored."
+)
 
 
 def register(commands: Any) -> None:
-    """Adds nothing yet."""
+    parser = commands.add_parser("import", help="import a mailbox backlog (mbox or Maildir) into a desk")
+    sub = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind in KINDS:
+        what = "an mbox file" if kind == "mbox" else "a Maildir (with cur/ and new/)"
+        one = sub.add_parser(kind, help=f"import {what}", description=IMPORT_HELP)
+        one.add_argument("path", metavar="PATH", help=what)
+        one.add_argument("--desk", required=True, help="the desk the mail was sent to")
+        one.add_argument("--json", action="store_true", help="print the summary as JSON")
+        one.set_defaults(handler=import_mailbox)
 
 
 def register_ticket_commands(ticket_actions: Any) -> None:
-    """`maildctl ticket export` (registered under `ticket` by admin_cli.tickets). Adds nothing yet."""
+    export = ticket_actions.add_parser(
+        "export",
+        help="write a ticket's conversation as an mbox (stdout by default)",
+        description=(
+            "Write the ticket's customer and agent messages, oldest first, as an mbox: mail as it came "
+            "(raw, with its attachments), messages made without mail (replies sent with maildctl, notes) "
+            "as generated mail with their text and attachments. A merged number exports the ticket it "
+            "was merged into."
+        ),
+    )
+    export.add_argument("number")
+    export.add_argument("--output", "-o", metavar="FILE", help="write to FILE (replaced) instead of stdout")
+    export.add_argument("--include-notes", action="store_true", help="also internal notes and system notes")
+    export.set_defaults(handler=export_ticket)
+
+
+class ProgressLine:
+    """A one-line counter with the rate, redrawn with \\r at most every 0.2 s."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.shown = 0.0
+
+    def __call__(self, done: int, total: int, elapsed: float) -> None:
+        now = time.monotonic()
+        if done < total and now - self.shown < 0.2:
+            return
+        self.shown = now
+        rate = done / elapsed if elapsed > 0 else 0.0
+        self.stream.write(f"\rimporting: {done}/{total} mails, {rate:.1f} mail/s ")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _print_summary(data: dict[str, Any], path: Path, desk: str) -> None:
+    print(f"imported {data['mails']} mail(s) from {path} into desk {desk}")
+    print(f"  tickets created      {data['created']}")
+    print(f"  threaded (replies)   {data['threaded']}")
+    print(f"  duplicates           {data['duplicates']}")
+    print(f"  desk's own mail      {data['desk_own_mail']}  (its old replies: recognised, not stored)")
+    for outcome, count in data["other"].items():
+        print(f"  {outcome:<20} {count}")
+    if data["undated"]:
+        print(f"  without a readable Date: {data['undated']} (imported last, dated now)")
+    if data["first_date"]:
+        print(f"  dates from {data['first_date']} to {data['last_date']}")
+    print(f"  {data['elapsed_s']:.1f} s, {data['rate_per_s']:.1f} mail/s")
+
+
+def import_mailbox(app: App, args: argparse.Namespace) -> int:
+    from admin_cli.blocks import who
+    from maild.importer import SourceError, index, open_source, replay
+
+    path = Path(args.path)
+    with app.session() as session:
+        desk = session.scalars(select(Desk).where(Desk.name == args.desk)).first()
+        if desk is None:
+            raise UserError(f"no desk named {args.desk!r}: see 'maildctl desk list'")
+        recipient = desk.primary_address
+    try:
+        box = open_source(args.kind, path)
+    except SourceError as exc:
+        raise UserError(str(exc)) from None
+    started_at = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    tty = sys.stderr.isatty()
+    if tty:
+        print(f"indexing {path} …", end="", file=sys.stderr, flush=True)
+    try:
+        order = index(box)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path} as {args.kind}: {exc}") from None
+    if tty:
+        print(f" {len(order)} mails", file=sys.stderr)
+    summary = replay(
+        app.factory,
+        app.cfg,
+        recipient,
+        box,
+        order,
+        progress=ProgressLine(sys.stderr) if tty else None,
+        started_at=started_at,
+        index_elapsed=time.perf_counter() - clock,
+    )
+    box.close()
+    data = summary.as_json()
+    with app.session() as session:
+        detail = {"kind": args.kind, "path": str(path.resolve()), "desk": args.desk, **data}
+        session.add(AuditLog(actor=who(), action="import", detail=detail))
+    if args.json:
+        print_json(data)
+    else:
+        _print_summary(data, path, args.desk)
+    return 0
+
+
+def export_ticket(app: App, args: argparse.Namespace) -> int:
+    from admin_cli.tickets import find_ticket
+    from maild.export import conversation, export_mbox
+
+    with app.session() as session:
+        ticket = conversation(find_ticket(session, args.number))
+        if args.output is None:
+            for entry in export_mbox(session, app.cfg, ticket, include_notes=args.include_notes):
+                sys.stdout.buffer.write(entry)
+            sys.stdout.buffer.flush()
+            return 0
+        target = Path(args.output)
+        partial = target.with_name(target.name + ".part")
+        try:
+            with partial.open("wb") as handle:
+                count = 0
+                for entry in export_mbox(session, app.cfg, ticket, include_notes=args.include_notes):
+                    handle.write(entry)
+                    count += 1
+            partial.replace(target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise UserError(f"cannot write {target}: {exc.strerror or exc}") from None
+        number = ticket.number
+    print(f"{number}: {count} message(s) written to {target}", file=sys.stderr)
+    return 0
