@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild import ticket_ops
 from maild.config import Config
+from maild.notes import add_system_note
 from maild.outgoing import agent_display_name, queue_mail
 from maild.participants import customer_recipients
 from maild.tokens import load_secret, note_address
 from pipeline.notify import notice_recipients
 from storage.db import is_transient, transaction
-from storage.models import Agent, Desk, EscalationFired, EscalationRule, Message, OutboxMessage, Ticket
+from storage.models import Agent, Desk, EscalationFired, EscalationRule, OutboxMessage, Ticket
 
 ACTOR = "scheduler"
 NOTICE_TEMPLATE = "escalation_notice"
@@ -125,20 +125,6 @@ def _due(rule: EscalationRule | None, ticket: Ticket, now: dt.datetime) -> bool:
         and (not rule.with_priority or ticket.priority == rule.with_priority)
         and ticket.merged_into_id is None
         and since <= now - dt.timedelta(hours=rule.after_hours)
-    )
-
-
-def _system_note(session: Session, ticket: Ticket, text: str, now: dt.datetime) -> None:
-    session.add(
-        Message(
-            ticket_id=ticket.id,
-            desk_id=ticket.desk_id,
-            kind="system",
-            message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
-            text=text,
-            threaded_by=ACTOR,
-            created_at=now,
-        )
     )
 
 
@@ -337,13 +323,14 @@ def _fire(
         outbox_ids += _notify(session, cfg, ticket, variables, done, now)
     if rule.remind_template:
         outbox_ids += _remind(session, cfg, ticket, rule.remind_template, variables, done, now)
-    _system_note(
+    add_system_note(
         session,
         ticket,
         f"Escalation rule {rule.name!r} fired after {in_status_for} in status {status_before}: "
         + ("; ".join(done) if done else "nothing to change")
         + ".",
-        now,
+        by=ACTOR,
+        at=now,
     )
     session.flush()
     return desk_name, rule.name, ticket.number, outbox_ids
