@@ -298,7 +298,7 @@ def add_category(app: App, args: argparse.Namespace) -> int:
             same = _find_category(session, desk, name)
             if same is not None:
                 raise UserError(exists.replace(repr(name), repr(same.name)))
-            agents = _desk_agents(session, desk, args.agent)
+            agents = sorted(_desk_agents(session, desk, args.agent), key=lambda a: a.id)
             session.add(Category(desk_id=desk.id, name=name, agents=agents))
             _audit(
                 session,
