@@ -137,8 +137,8 @@ def _list_status(session: Session, status: str, desk: Desk | None) -> str:
         allowed = list(dict.fromkeys([*TICKET_STATUSES, *custom]))
     found = next((s for s in allowed if s.lower() == status.strip().lower()), None)
     if found is None:
-        where = f" of desk {desk.name}" if desk is not None else ""
-        raise UserError(f"unknown --status {status!r}: use one of {', '.join(allowed)}{where}")
+        where = f" for desk {desk.name}" if desk is not None else ""
+        raise UserError(f"unknown --status {status!r}{where}: use one of {', '.join(allowed)}")
     return found
 
 
