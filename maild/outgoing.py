@@ -61,6 +61,8 @@ AGENT_ONLY_TEMPLATES = (
     "agent_reply_notice",
     "collision_notice",
     "command_errors",
+    "escalation_notice",
+    "flag_notice",
 )
 
 # Reply and forward prefixes of the common clients' languages; Outlook's Thread-Topic has none.
