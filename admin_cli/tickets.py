@@ -561,10 +561,14 @@ def assign_ticket(app: App, args: argparse.Namespace) -> int:
             )
             return 0
         ticket_ops.assign(session, ticket, agent, actor=actor, now=now)
-        mailed = (
-            agent is not None
-            and queue_assigned_notice(session, app.cfg, ticket, agent, assigned_by=actor, now=now) is not None
-        )
+        try:
+            mailed = (
+                agent is not None
+                and queue_assigned_notice(session, app.cfg, ticket, agent, assigned_by=actor, now=now)
+                is not None
+            )
+        except TemplateError as exc:
+            raise UserError(f"cannot compose assigned_notice: {type(exc).__name__}: {exc}") from None
     if agent is None:
         print(f"{number}: unassigned")
     else:
