@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from maild.addresses import is_valid, normalize
+from maild.statuses import normalise_status
 from storage.models import PRIORITIES, TICKET_STATUSES
 
 # --- the commands ---------------------------------------------------------------------------------
@@ -158,8 +159,7 @@ def _needs(name: str, argument: str, what: str) -> str:
 
 def _status(n: int, argument: str, statuses: tuple[str, ...]) -> Command:
     value = _needs("status", argument, f"a status (one of {', '.join(statuses)})")
-    # "on hold", "On-Hold" and "on_hold" are the same status to a person typing in a mail client.
-    status = re.sub(r"[\s-]+", "_", value.lower())
+    status = normalise_status(value)
     if status not in statuses:
         raise _Bad(f"#status: {value!r} is not one of {', '.join(statuses)}")
     return StatusCommand(n, status)
