@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from maild import ticket_ops
+from maild.addresses import normalize
 from maild.config import Config
 from maild.outgoing import queue_mail
 from numbering.allocate import allocate_number
@@ -48,7 +49,9 @@ def _chosen(session: Session, ticket: Ticket, message_ids: Sequence[int]) -> lis
 def _customer(session: Session, ticket: Ticket, moved: list[Message]) -> Contact:
     first = next((m for m in moved if m.kind == "customer"), None)
     if first is not None and first.from_address:
-        contact = session.scalars(select(Contact).where(Contact.email == first.from_address.lower())).first()
+        contact = session.scalars(
+            select(Contact).where(Contact.email == normalize(first.from_address))
+        ).first()
         if contact is not None:
             return contact
     return ticket.customer
