@@ -24,7 +24,7 @@ from maild.merge import MergeRefused, merge_tickets
 from maild.participants import NotAddable, add_cc, remove_cc
 from maild.replies import queue_flag_notice, send_reply
 from maild.split import SplitRefused, split_ticket
-from maild.statuses import statuses_of
+from maild.statuses import normalise_status, statuses_of
 from pipeline.notify import queue_assigned_notice
 from storage.models import (
     PRIORITIES,
@@ -135,7 +135,7 @@ def _list_status(session: Session, status: str, desk: Desk | None) -> str:
     else:
         custom = session.scalars(select(DeskStatus.name).distinct().order_by(DeskStatus.name))
         allowed = list(dict.fromkeys([*TICKET_STATUSES, *custom]))
-    found = next((s for s in allowed if s.lower() == status.strip().lower()), None)
+    found = next((s for s in allowed if s == normalise_status(status)), None)
     if found is None:
         where = f" for desk {desk.name}" if desk is not None else ""
         raise UserError(f"unknown --status {status!r}{where}: use one of {', '.join(allowed)}")
@@ -492,9 +492,9 @@ def find_agent(session: Session, who: str, *, active: bool = True) -> Agent:
 
 
 def _status_name(session: Session, ticket: Ticket, text: str) -> str:
-    """`text` as one of the ticket's desk's statuses (case-insensitive), or UserError."""
+    """`text` as one of the ticket's desk's statuses ("On Hold" is on_hold), or UserError."""
     allowed = statuses_of(session, ticket.desk_id)
-    found = next((s for s in allowed if s.lower() == text.strip().lower()), None)
+    found = next((s for s in allowed if s == normalise_status(text)), None)
     if found is None:
         raise UserError(
             f"unknown status {text!r} for desk {ticket.desk.name}: use one of {', '.join(allowed)} "

@@ -164,7 +164,7 @@ def test_status_builtin_and_custom_with_audit(
     other = open_ticket(session_factory, cfg, 2, to=SALES)
     with transaction(session_factory) as s:
         s.add(DeskStatus(desk_id=ticket(s, number).desk_id, name="awaiting_parts"))
-    assert ok(ctl(config_file, "ticket", "status", number.lower(), "in_progress")) == (
+    assert ok(ctl(config_file, "ticket", "status", number.lower(), "In Progress")) == (
         f"{number}: status open -> in_progress\n"
     )
     assert ok(ctl(config_file, "ticket", "status", number, "Awaiting_Parts")) == (
