@@ -113,7 +113,8 @@ def notice_recipients(session: Session, ticket: Ticket) -> list[Agent]:
             return [assignee]
     # A ticket's category with active agents narrows the list to them; else every active desk agent.
     if ticket.category is not None:
-        category_agents = [a for a in ticket.category.agents if a.active]
+        # (an agent who has left the desk may still be listed in its category)
+        category_agents = [a for a in ticket.category.agents if a.active and ticket.desk in a.desks]
         if category_agents:
             return category_agents
     return sorted((a for a in ticket.desk.agents if a.active), key=lambda a: a.id)
