@@ -35,6 +35,7 @@ def add_system_note(
         message_id=message_id or note_message_id(),
         subject=subject,
         text=text,
+        visible_text=text,
         threaded_by=by,
         created_at=at.astimezone(dt.UTC).replace(tzinfo=None) if at.tzinfo is not None else at,
     )

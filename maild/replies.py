@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from maild import ticket_ops
 from maild.config import Config
+from maild.notes import add_system_note
 from maild.outgoing import OutgoingAttachment, agent_display_name, queue_mail
 from maild.participants import customer_recipients
 from maild.tokens import load_secret, note_address
@@ -108,12 +109,8 @@ def relay_reply(
     )
     relayed = Relayed(row, dropped)
     if dropped:
-        ticket_ops.system_note(
-            session,
-            ticket,
-            f"{writer_label}'s reply was not sent to {relayed.not_sent}",
-            by="notify",
-            now=now,
+        add_system_note(
+            session, ticket, f"{writer_label}'s reply was not sent to {relayed.not_sent}", by="notify", at=now
         )
     return relayed
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from maild import ticket_ops
 from maild.addresses import normalize
 from maild.config import Config
+from maild.notes import add_system_note
 from maild.outgoing import queue_mail
 from numbering.allocate import allocate_number
 from storage.models import PRIORITIES, Contact, Desk, Message, Participant, SpoolEntry, Ticket
@@ -125,12 +126,10 @@ def split_ticket(
         )
     ids = [m.id for m in moved]
     listed = ", ".join(f"#{i}" for i in ids)
-    ticket_ops.system_note(
-        session, ticket, f"Split {listed} off into {new.number} (by {actor}).", by="split", now=now
+    add_system_note(
+        session, ticket, f"Split {listed} off into {new.number} (by {actor}).", by="split", at=now
     )
-    ticket_ops.system_note(
-        session, new, f"Split off {ticket.number}: {listed} (by {actor}).", by="split", now=now
-    )
+    add_system_note(session, new, f"Split off {ticket.number}: {listed} (by {actor}).", by="split", at=now)
     ticket.updated_at = at
     ticket_ops.audit(
         session,

@@ -114,22 +114,6 @@ def remove_sub_customer(
     audit(session, ticket, "cc_remove", actor=actor, now=now, email=email)
 
 
-def system_note(session: Session, ticket: Ticket, text: str, *, by: str, now: dt.datetime) -> Message:
-    """A note of maild's own on the ticket (`kind` system), e.g. what a split moved where."""
-    message = Message(
-        ticket=ticket,
-        desk_id=ticket.desk_id,
-        kind="system",
-        message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
-        text=text,
-        visible_text=text,
-        threaded_by=by,
-        created_at=_naive(now),
-    )
-    session.add(message)
-    return message
-
-
 def add_note(
     session: Session,
     ticket: Ticket,

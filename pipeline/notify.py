@@ -120,16 +120,6 @@ def notice_recipients(session: Session, ticket: Ticket) -> list[Agent]:
     return sorted((a for a in ticket.desk.agents if a.active), key=lambda a: a.id)
 
 
-def _status_variables(session: Session, ticket: Ticket) -> dict[str, Any]:
-    assignee = session.get(Agent, ticket.assigned_agent_id) if ticket.assigned_agent_id else None
-    return {
-        "ticket_status": ticket.status,
-        "ticket_priority": ticket.priority,
-        "assigned_agent": agent_display_name(assignee) if assignee is not None else "",
-        "customer_email": ticket.customer.email,
-    }
-
-
 def _message_attachments(
     cfg: Config, message: Message | None, in_memory: dict[str, bytes] | None = None
 ) -> tuple[list[dict[str, Any]], list[OutgoingAttachment]]:
@@ -221,7 +211,7 @@ def _notify_agents(ctx: Context, ticket: Ticket) -> None:
     in_memory = {part.sha256: part.data for part in mail.attachments}
     listed, files = _message_attachments(ctx.cfg, ctx.message, in_memory)
     variables = {
-        **_status_variables(ctx.session, ticket),
+        **replies.status_variables(ctx.session, ticket),
         "sender_name": mail.from_name or mail.from_address,
         "sender_email": mail.from_address,
         "comment_content": ctx.message.visible_text,
@@ -315,7 +305,7 @@ def queue_assigned_notice(
         agent_id=agent.id,
         now=now,
         variables={
-            **_status_variables(session, ticket),
+            **replies.status_variables(session, ticket),
             "agent_name": agent_display_name(agent),
             "note_address": note_address(
                 load_secret(cfg.data_dir), ticket.desk.primary_address, ticket.id, agent.id
