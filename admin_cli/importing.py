@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
 from pathlib import Path
@@ -107,7 +108,7 @@ def import_mailbox(app: App, args: argparse.Namespace) -> int:
     clock = time.perf_counter()
     tty = sys.stderr.isatty()
     if tty:
-        print(f"indexing {path} …", end="", file=sys.stderr, flush=True)
+        print(f"indexing {path} ...", end="", file=sys.stderr, flush=True)
     try:
         order = index(box)
     except (OSError, ValueError) as exc:
@@ -143,9 +144,14 @@ def export_ticket(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         ticket = conversation(find_ticket(session, args.number))
         if args.output is None:
-            for entry in export_mbox(session, app.cfg, ticket, include_notes=args.include_notes):
-                sys.stdout.buffer.write(entry)
-            sys.stdout.buffer.flush()
+            try:
+                for entry in export_mbox(session, app.cfg, ticket, include_notes=args.include_notes):
+                    sys.stdout.buffer.write(entry)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                # The reader stopped early (`| head`): not an error worth a traceback; keep the
+                # interpreter's final flush from raising again.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         target = Path(args.output)
         partial = target.with_name(target.name + ".part")
