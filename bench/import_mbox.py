@@ -34,6 +34,7 @@ from collections import Counter
 from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -217,7 +218,7 @@ def reset_postgresql(url: str) -> None:
     engine.dispose()
 
 
-def check(config: Path, seed: int, plans: list[list[Spec]], summary: dict) -> list[str]:
+def check(config: Path, seed: int, plans: list[list[Spec]], summary: dict[str, Any]) -> list[str]:
     """What is wrong with the threading; empty when every conversation is exactly one ticket."""
     cfg = load_config(str(config))
     engine = make_engine(cfg.database_url)
