@@ -78,7 +78,7 @@ def answer_refused(ctx: Context, template: str) -> None:
     """Tell the sender of a refused mail why (policy's replies_only), unless the desk answers nothing or
     the sender is a robot."""
     mail, desk = ctx.require_mail(), ctx.require_desk()
-    if not desk.auto_reply or _automatic(ctx):
+    if ctx.spool.ingress == IMPORT_INGRESS or not desk.auto_reply or _automatic(ctx):
         return
     _queue_courtesy(
         ctx,

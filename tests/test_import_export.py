@@ -282,11 +282,6 @@ def test_refused_and_held_mail_are_counted(
         assert tickets(s) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.notify.answer_refused (called by policy) does not check IMPORT_INGRESS yet: "
-    "an imported mail refused by replies_only queues the refusal",
-)
 def test_refused_import_sends_no_refusal(session_factory: Factory, config_file: Path, tmp_path: Path) -> None:
     _agent_and_stranger(config_file, tmp_path)
     with session_factory() as s:
