@@ -80,7 +80,8 @@ def _print_summary(data: dict[str, Any], path: Path, desk: str) -> None:
     print(f"  tickets created      {data['created']}")
     print(f"  threaded (replies)   {data['threaded']}")
     print(f"  duplicates           {data['duplicates']}")
-    print(f"  desk's own mail      {data['desk_own_mail']}  (its old replies: recognised, not stored)")
+    print(f"  desk's replies       {data['desk_replies']}  (stored on their tickets as the desk's answers)")
+    print(f"  desk's own mail      {data['desk_own_mail']}  (following no ticket: not stored)")
     for outcome, count in data["other"].items():
         print(f"  {outcome:<20} {count}")
     if data["undated"]:

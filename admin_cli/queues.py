@@ -30,6 +30,7 @@ SPOOL_OUTCOMES = (
     "refused",
     "held",
     "noted",
+    "desk_reply",
 )
 
 

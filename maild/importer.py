@@ -29,7 +29,7 @@ from typing import IO, Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from pipeline.notify import IMPORT_INGRESS
+from pipeline.context import IMPORT_INGRESS
 from pipeline.runner import MAX_ATTEMPTS, process
 from storage.db import transaction
 from storage.spool import record_received, write_raw
@@ -67,12 +67,14 @@ class Summary:
         return self.mails / self.elapsed if self.elapsed > 0 else 0.0
 
     def as_json(self) -> dict[str, Any]:
-        headline = {"created", "replied", "duplicate", "looped"}
+        headline = {"created", "replied", "duplicate", "looped", "desk_reply"}
         return {
             "mails": self.mails,
             "created": self.outcomes["created"],
             "threaded": self.outcomes["replied"],
             "duplicates": self.outcomes["duplicate"],
+            # the desk's old answers: stored on their tickets as agent messages; those following no ticket
+            "desk_replies": self.outcomes["desk_reply"],
             "desk_own_mail": self.outcomes["looped"],
             "other": {k: v for k, v in sorted(self.outcomes.items()) if k not in headline},
             "undated": self.undated,

@@ -163,12 +163,16 @@ def run(ctx: Context) -> Stop | None:
             select(Message.id).where(Message.ticket_id == ticket.id, Message.message_id == mail.message_id)
         ).first():
             return Stop("duplicate", f"{mail.message_id} already stored on {ticket.number}")
-        if ctx.agent is None:
+        if ctx.agent is None and not ctx.desk_reply:
             ticket.status = "open"
             ticket.updated_at = ctx.now_naive
             ctx.outcome, action = "replied", "message_added"
     ctx.ticket = ticket
-    if ctx.agent is not None:
+    if ctx.desk_reply:  # an imported old answer of the desk: as an agent's reply, without an agent
+        ctx.message = store_message(ctx, ticket, "agent")
+        ticket.status, ticket.updated_at = "waiting", ctx.now_naive
+        ctx.outcome, action = "desk_reply", "desk_reply"
+    elif ctx.agent is not None:
         action = _apply_agent_reply(ctx, ticket)
     else:
         _add_cc_participants(ctx, ticket)

@@ -13,6 +13,8 @@ from maild.mailparse import ParsedMail
 from maild.tokens import ReplyTarget
 from storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket
 
+IMPORT_INGRESS = "import"  # spool rows of `maildctl import`: history, nobody is answered or told
+
 
 @dataclass(frozen=True)
 class Stop:
@@ -68,6 +70,8 @@ class Context:
     agent_reply: AgentReply | None = None  # commands: set for an authenticated agent reply
     contact: Contact | None = None  # set by identify when the sender is not an agent
     known_sender: bool = False  # identify: the contact existed before this mail
+    # loop: an imported mail the desk itself sent (its old reply): stored on its ticket as the desk's answer
+    desk_reply: bool = False
     ticket: Ticket | None = None
     threaded_by: str = ""  # token | references | subject | new
     redirected_from: list[str] = field(default_factory=list)  # thread: merged tickets passed on the way

@@ -81,6 +81,8 @@ def _hold(ctx: Context, reason: str) -> Stop:
 
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
+    if ctx.desk_reply:
+        return None  # the desk itself: neither an agent nor a contact
     found = _reply_target(ctx)
     ctx.reply_target, ctx.to_note_address = found if found is not None else (None, False)
     sender = ctx.session.scalars(

@@ -4,7 +4,8 @@ Ours means exactly our identity, never merely our domain (a colleague writing fr
 customer like any other): an X-Loop naming a desk address (we put `X-Loop: <desk address>` on every mail
 we send), a Message-ID we gave one of our outgoing mails, or a desk address (or its `+token` form) as the
 From sender. Runs before route, so every desk's addresses count: desk A's auto-reply sent to desk B is
-a loop too."""
+a loop too. In an imported backlog (`maildctl import`), mail From a desk address is the desk's old answer:
+it goes on (desk_reply) to be stored on its ticket."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 
 from maild.addresses import base_address
 from maild.automatic import read_headers, x_loop_addresses
-from pipeline.context import Context, Stop
+from pipeline.context import IMPORT_INGRESS, Context, Stop
 from storage.models import DeskAddress, OutboxMessage
 
 
@@ -34,5 +35,8 @@ def run(ctx: Context) -> Stop | None:
     ):
         return Stop("looped", f"Message-ID {mail.message_id} is one we sent")
     if base_address(mail.from_address) in desks:
+        if ctx.spool.ingress == IMPORT_INGRESS:
+            ctx.desk_reply = True  # a backlog's old answer of the desk: history to keep, not a loop
+            return None
         return Stop("looped", f"sender {mail.from_address} is a desk address")
     return None

@@ -30,12 +30,11 @@ from maild.config import Config
 from maild.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
 from maild.participants import customer_recipients
 from maild.tokens import load_secret, note_address
-from pipeline.context import Context, Stop
+from pipeline.context import IMPORT_INGRESS, Context, Stop
 from storage import attachments as attachment_store
 from storage.db import is_transient
 from storage.models import Agent, Message, OutboxMessage, Ticket
 
-IMPORT_INGRESS = "import"  # spool rows of `maildctl import`
 NEW_TICKET_NOTICE = "new_ticket_notice"
 CUSTOMER_REPLY_NOTICE = "customer_reply_notice"
 ASSIGNED_NOTICE = "assigned_notice"

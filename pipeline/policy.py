@@ -63,6 +63,10 @@ def _check_follow_up(ctx: Context) -> None:
 
 
 def run(ctx: Context) -> Stop | None:
+    if ctx.desk_reply:
+        if ctx.ticket is None:
+            return Stop("looped", "the desk's own mail, following no ticket")
+        return None
     _check_follow_up(ctx)
     if ctx.ticket is None and ctx.agent is None:
         return _refuse_new_ticket(ctx)

@@ -173,11 +173,12 @@ def import_json(config_file: Path, kind: str, path: Path, desk: str = "support")
     return json.loads(proc.stdout)
 
 
-def counts(summary: dict[str, Any]) -> tuple[int, int, int, int, dict[str, int]]:
+def counts(summary: dict[str, Any]) -> tuple[int, int, int, int, int, dict[str, int]]:
     return (
         summary["created"],
         summary["threaded"],
         summary["duplicates"],
+        summary["desk_replies"],
         summary["desk_own_mail"],
         summary["other"],
     )
@@ -192,7 +193,7 @@ def test_mbox_import_threads_in_date_order_and_sends_nothing(
 ) -> None:
     summary = import_json(config_file, "mbox", write_mbox(tmp_path / "backlog.mbox", backlog()))
     assert summary["mails"] == 6
-    assert counts(summary) == (2, 3, 0, 1, {})
+    assert counts(summary) == (2, 3, 0, 1, 0, {})
     assert summary["undated"] == 1
     assert (summary["first_date"], summary["last_date"]) == ("2025-06-02T08:00:00Z", "2025-06-06T08:00:00Z")
     with session_factory() as s:
@@ -202,12 +203,15 @@ def test_mbox_import_threads_in_date_order_and_sends_nothing(
         assert alice.customer.email == "alice@customer.example"
         assert naive(T0) == alice.created_at
         assert alice.updated_at == naive(T0 + 4 * DAY)
-        assert [m.message_id for m in alice.messages] == [
-            "<a1@customer.example>",
-            "<a2@customer.example>",
-            "<a3@customer.example>",
+        # The desk's old answer is on the ticket as the desk's (agent) message, in its place in time.
+        assert [(m.message_id, m.kind) for m in alice.messages] == [
+            ("<a1@customer.example>", "customer"),
+            ("<d1@example.com>", "agent"),
+            ("<a2@customer.example>", "customer"),
+            ("<a3@customer.example>", "customer"),
         ]
-        assert [m.created_at for m in alice.messages] == [naive(T0 + n * DAY) for n in (0, 3, 4)]
+        assert [m.created_at for m in alice.messages] == [naive(T0 + n * DAY) for n in (0, 2, 3, 4)]
+        assert alice.messages[1].visible_text == "we are on it"
         assert [a.filename for a in alice.messages[0].attachments] == ["scan.pdf"]
         # The undated reply came last and is dated at the import; it still threads by References.
         assert [m.message_id for m in carol.messages] == ["<b1@client.example>", "<b2@client.example>"]
@@ -216,8 +220,8 @@ def test_mbox_import_threads_in_date_order_and_sends_nothing(
         assert outbox(s, agents=True) == []
         ingress = set(s.scalars(select(SpoolEntry.ingress)))
         assert ingress == {"import"}
-        looped = s.scalars(select(SpoolEntry).where(SpoolEntry.outcome == "looped")).one()
-        assert "desk address" in looped.reason
+        desk_row = s.scalars(select(SpoolEntry).where(SpoolEntry.outcome == "desk_reply")).one()
+        assert desk_row.ticket_id == alice.id
         audit = s.scalars(select(AuditLog).where(AuditLog.action == "import")).one()
         assert (audit.detail["desk"], audit.detail["created"]) == ("support", 2)
 
@@ -230,19 +234,18 @@ def test_importing_the_same_mbox_again_adds_nothing(
     with session_factory() as s:
         before = (len(tickets(s)), s.scalar(select(func.count(Message.id))))
     again = import_json(config_file, "mbox", path)
-    # The desk's own reply is recognised as its own again, before dedupe could see it.
-    assert counts(again) == (0, 0, 5, 1, {})
+    assert counts(again) == (0, 0, 6, 0, 0, {})  # the desk's stored reply too
     with session_factory() as s:
-        assert (len(tickets(s)), s.scalar(select(func.count(Message.id)))) == before == (2, 5)
+        assert (len(tickets(s)), s.scalar(select(func.count(Message.id)))) == before == (2, 6)
         assert outbox(s, agents=True) == []
 
 
 def test_maildir_import(session_factory: Factory, config_file: Path, tmp_path: Path) -> None:
     summary = import_json(config_file, "maildir", write_maildir(tmp_path / "Maildir", backlog()))
-    assert counts(summary) == (2, 3, 0, 1, {})
+    assert counts(summary) == (2, 3, 0, 1, 0, {})
     with session_factory() as s:
         alice, carol = tickets(s)
-        assert (len(alice.messages), len(carol.messages)) == (3, 2)
+        assert (len(alice.messages), len(carol.messages)) == (4, 2)
         assert alice.created_at == naive(T0)
 
 
@@ -277,7 +280,7 @@ def test_refused_and_held_mail_are_counted(
     session_factory: Factory, config_file: Path, tmp_path: Path
 ) -> None:
     summary = _agent_and_stranger(config_file, tmp_path)
-    assert counts(summary) == (0, 0, 0, 0, {"held": 1, "refused": 1})
+    assert counts(summary) == (0, 0, 0, 0, 0, {"held": 1, "refused": 1})
     with session_factory() as s:
         assert tickets(s) == []
 
