@@ -25,12 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild import ticket_ops
 from maild.config import Config
 from maild.notes import add_system_note
-from maild.outgoing import agent_display_name, queue_mail
+from maild.outgoing import queue_mail
 from maild.participants import customer_recipients
-from maild.tokens import load_secret, note_address
+from maild.replies import queue_agent_notice
 from pipeline.notify import notice_recipients
 from storage.db import is_transient, transaction
-from storage.models import Agent, Desk, EscalationFired, EscalationRule, OutboxMessage, Ticket
+from storage.models import Desk, EscalationFired, EscalationRule, OutboxMessage, Ticket
 
 ACTOR = "scheduler"
 NOTICE_TEMPLATE = "escalation_notice"
@@ -174,37 +174,18 @@ def _notify(
     if not agents:
         done.append("no active agent to notify")
         return []
-    assignee = session.get(Agent, ticket.assigned_agent_id) if ticket.assigned_agent_id else None
-    variables = {
-        **variables,
-        "ticket_status": ticket.status,
-        "ticket_priority": ticket.priority,
-        "assigned_agent": agent_display_name(assignee) if assignee is not None else "",
-        "customer_email": ticket.customer.email,
-    }
-    secret = load_secret(cfg.data_dir)
     ids = []
     for agent in agents:
-        notes_to = note_address(secret, ticket.desk.primary_address, ticket.id, agent.id)
         row_id = _courtesy(
             session,
-            lambda dropped, agent=agent, notes_to=notes_to: queue_mail(  # type: ignore[misc]
+            lambda dropped, agent=agent: queue_agent_notice(  # type: ignore[misc]
                 session,
                 cfg,
                 ticket,
                 NOTICE_TEMPLATE,
-                [(agent_display_name(agent), agent.email)],
-                # Automatic and auto-generated (RFC 3834): agents' vacation responders stay quiet.
-                automatic=True,
-                auto_submitted="auto-generated",
-                exempt_agents=True,
-                agent_id=agent.id,
+                agent,
                 now=now.replace(tzinfo=dt.UTC),
-                variables={
-                    **variables,
-                    "agent_name": agent_display_name(agent),
-                    "note_address": notes_to,
-                },
+                variables=variables,
                 dropped=dropped,
             ),
             f"notice to {agent.email}",

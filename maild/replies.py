@@ -63,6 +63,49 @@ def latest_customer_message(ticket: Ticket, *, people_only: bool = False) -> Mes
     )
 
 
+def queue_agent_notice(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    template: str,
+    agent: Agent,
+    *,
+    now: dt.datetime,
+    variables: dict[str, Any] | None = None,
+    attachments: Sequence[OutgoingAttachment] = (),
+    in_reply_to: str = "",
+    references: Sequence[str] = (),
+    dropped: dict[str, str] | None = None,
+) -> OutboxMessage | None:
+    """One notice about `ticket` to `agent`: the status line, their name and note address filled in,
+    Reply-To bound to them. Automatic and auto-generated (RFC 3834), so agents' vacation responders stay
+    quiet; exempt from the per-address rate limit (a busy desk sends an agent dozens). None when the agent
+    gets no mail (bouncing, blocked); errors propagate."""
+    secret = load_secret(cfg.data_dir)
+    return queue_mail(
+        session,
+        cfg,
+        ticket,
+        template,
+        [(agent_display_name(agent), agent.email)],
+        in_reply_to=in_reply_to,
+        references=list(references),
+        automatic=True,
+        auto_submitted="auto-generated",
+        exempt_agents=True,
+        agent_id=agent.id,
+        now=now,
+        variables={
+            **status_variables(session, ticket),
+            "agent_name": agent_display_name(agent),
+            "note_address": note_address(secret, ticket.desk.primary_address, ticket.id, agent.id),
+            **(variables or {}),
+        },
+        attachments=attachments,
+        dropped=dropped,
+    )
+
+
 @dataclass
 class Relayed:
     row: OutboxMessage | None  # None: every customer was dropped
@@ -137,9 +180,7 @@ def tell_other_agents(
     others = [a for a in notice_recipients(session, ticket) if writer is None or a.id != writer.id]
     if not others:
         return
-    secret = load_secret(cfg.data_dir)
     variables = {
-        **status_variables(session, ticket),
         "sender_name": sender[0],
         "sender_email": sender[1],
         "comment_content": text,
@@ -147,21 +188,15 @@ def tell_other_agents(
         "attachments": list(listed),
     }
     for agent in others:
-        notes_to = note_address(secret, ticket.desk.primary_address, ticket.id, agent.id)
         courtesy(
-            lambda dropped, agent=agent, notes_to=notes_to: queue_mail(  # type: ignore[misc]
+            lambda dropped, agent=agent: queue_agent_notice(  # type: ignore[misc]
                 session,
                 cfg,
                 ticket,
                 AGENT_REPLY_NOTICE,
-                [(agent_display_name(agent), agent.email)],
-                # Automatic and auto-generated (RFC 3834): agents' vacation responders stay quiet.
-                automatic=True,
-                auto_submitted="auto-generated",
-                exempt_agents=True,
-                agent_id=agent.id,
+                agent,
                 now=now,
-                variables={**variables, "agent_name": agent_display_name(agent), "note_address": notes_to},
+                variables=variables,
                 attachments=files,
                 dropped=dropped,
             ),
@@ -270,23 +305,14 @@ def queue_flag_notice(
     if not agent.active:
         return None
     latest = latest_customer_message(ticket)
-    return queue_mail(
+    return queue_agent_notice(
         session,
         cfg,
         ticket,
         FLAG_NOTICE,
-        [(agent_display_name(agent), agent.email)],
-        automatic=True,
-        auto_submitted="auto-generated",
-        exempt_agents=True,
-        agent_id=agent.id,
+        agent,
         now=now,
         variables={
-            **status_variables(session, ticket),
-            "agent_name": agent_display_name(agent),
-            "note_address": note_address(
-                load_secret(cfg.data_dir), ticket.desk.primary_address, ticket.id, agent.id
-            ),
             "flagged_by": flagged_by,
             "flag_note": note,
             "sender_name": (latest.from_name or latest.from_address) if latest is not None else "",

@@ -29,7 +29,6 @@ from maild.addresses import normalize
 from maild.config import Config
 from maild.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
 from maild.participants import customer_recipients
-from maild.tokens import load_secret, note_address
 from pipeline.context import IMPORT_INGRESS, Context, Stop
 from storage import attachments as attachment_store
 from storage.db import is_transient
@@ -163,27 +162,20 @@ def _queue_notices(
     in_reply_to: str = "",
     references: Sequence[str] = (),
 ) -> None:
-    secret = load_secret(ctx.cfg.data_dir)
     for agent in agents:
-        notes_to = note_address(secret, ticket.desk.primary_address, ticket.id, agent.id)
         _queue_courtesy(
             ctx,
-            lambda dropped, agent=agent, notes_to=notes_to: queue_mail(  # type: ignore[misc]
+            lambda dropped, agent=agent: replies.queue_agent_notice(  # type: ignore[misc]
                 ctx.session,
                 ctx.cfg,
                 ticket,
                 template,
-                [(agent_display_name(agent), agent.email)],
-                in_reply_to=in_reply_to,
-                references=list(references),
-                # Automatic and auto-generated (RFC 3834): agents' vacation responders stay quiet.
-                automatic=True,
-                auto_submitted="auto-generated",
-                exempt_agents=True,
-                agent_id=agent.id,
+                agent,
                 now=ctx.now,
-                variables={**variables, "agent_name": agent_display_name(agent), "note_address": notes_to},
+                variables=variables,
                 attachments=files,
+                in_reply_to=in_reply_to,
+                references=references,
                 dropped=dropped,
             ),
             what=template,
@@ -292,23 +284,14 @@ def queue_assigned_notice(
         return None
     latest = next((m for m in reversed(ticket.messages) if m.kind == "customer"), None)
     listed, files = _message_attachments(cfg, latest)
-    return queue_mail(
+    return replies.queue_agent_notice(
         session,
         cfg,
         ticket,
         ASSIGNED_NOTICE,
-        [(agent_display_name(agent), agent.email)],
-        automatic=True,
-        auto_submitted="auto-generated",
-        exempt_agents=True,
-        agent_id=agent.id,
+        agent,
         now=now,
         variables={
-            **replies.status_variables(session, ticket),
-            "agent_name": agent_display_name(agent),
-            "note_address": note_address(
-                load_secret(cfg.data_dir), ticket.desk.primary_address, ticket.id, agent.id
-            ),
             "assigned_by": assigned_by,
             "sender_name": (latest.from_name or latest.from_address) if latest is not None else "",
             "sender_email": latest.from_address if latest is not None else "",
