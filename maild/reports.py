@@ -72,8 +72,9 @@ def build_report(
     tickets = list(session.scalars(query.order_by(Ticket.id)))
     desks: dict[str, _Tally] = defaultdict(_Tally)
     agents: dict[str, _Tally] = defaultdict(_Tally)
-    agent_names = {a.email: a.name for a in session.scalars(select(Agent))}
-    agent_emails_by_id = {a.id: a.email for a in session.scalars(select(Agent))}
+    all_agents = list(session.scalars(select(Agent)))
+    agent_names = {a.email: a.name for a in all_agents}
+    agent_emails_by_id = {a.id: a.email for a in all_agents}
 
     def in_window(at: dt.datetime | None) -> bool:
         return at is not None and (since is None or at >= since) and at <= now
