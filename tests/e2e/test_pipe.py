@@ -164,10 +164,7 @@ def test_a_locked_database_exits_75_postfix_defers_and_delivers_once_it_is_free(
     [queued] = mta.queue()  # kept by Postfix (deferred, or active again for the next attempt)
     assert [r["address"] for r in queued["recipients"]] == [DESK]
     lock.release()
-    # Postfix's next attempt succeeds. Asked for at once: under load qmgr can find the deferred file "still
-    # being delivered" and leave it in the incoming queue until the next trigger (seen twice in full runs).
-    mta.flush()
-    mta.wait_queue_empty()
+    mta.wait_queue_empty()  # Postfix's next attempt succeeds
     sent = [line for line in mta.log_lines() if "to=<support@support.test>" in line and "status=sent" in line]
     assert len(sent) == 1
     with session_factory() as s:
