@@ -120,9 +120,7 @@ def attachment_json(attachment: Attachment) -> dict[str, Any]:
 
 
 def find_ticket(session: Session, number: str) -> Ticket:
-    ticket = session.scalars(
-        select(Ticket).where(func.lower(Ticket.number) == number.strip().lower())
-    ).first()
+    ticket = ticket_ops.ticket_by_number(session, number)
     if ticket is None:
         raise UserError(f"no ticket {number!r}: see 'maildctl ticket list'")
     return ticket

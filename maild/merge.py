@@ -15,7 +15,16 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from maild.notes import add_system_note
-from storage.models import AuditLog, Message, OutboxMessage, Participant, Ticket, TicketTag, TimeEntry
+from storage.models import (
+    AuditLog,
+    Message,
+    OutboxMessage,
+    Participant,
+    Ticket,
+    TicketTag,
+    TimeEntry,
+    naive_utc,
+)
 
 MERGED_MARK = "[MERGED]"
 REPLY_KINDS = ("customer", "agent")  # what "the latest reply" means for the survivor's status
@@ -137,7 +146,7 @@ def merge_tickets(
     `force`) they are on different desks. `now` is aware UTC. Flushes; the caller commits."""
     if now.tzinfo is None:
         raise ValueError("merge_tickets: `now` must be timezone-aware (UTC)")
-    at = now.astimezone(dt.UTC).replace(tzinfo=None)  # the database stores naive UTC
+    at = naive_utc(now)
     _lock(session, list(tickets))
     survivor, *others = _check(tickets, force)
     other_ids = [t.id for t in others]

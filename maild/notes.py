@@ -8,7 +8,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from storage.models import Message, Ticket
+from storage.models import Message, Ticket, naive_utc
 
 
 def note_message_id() -> str:
@@ -37,7 +37,7 @@ def add_system_note(
         text=text,
         visible_text=text,
         threaded_by=by,
-        created_at=at.astimezone(dt.UTC).replace(tzinfo=None) if at.tzinfo is not None else at,
+        created_at=naive_utc(at),
     )
     session.add(note)
     return note

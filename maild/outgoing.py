@@ -31,7 +31,7 @@ from maild.blocklist import find_block
 from maild.config import Config
 from maild.templating import Rendered, render
 from maild.tokens import load_secret, reply_address
-from storage.models import Agent, AutoReplySent, Contact, Desk, Message, OutboxMessage, Ticket
+from storage.models import Agent, AutoReplySent, Contact, Desk, Message, OutboxMessage, Ticket, naive_utc
 
 # stdlib logging: `maild serve` renders it as JSON; `maild pipe` (whose stdout the MTA reads) stays quiet.
 log = logging.getLogger("maild.outgoing")
@@ -238,10 +238,6 @@ class Screened:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
-def _naive_utc(now: dt.datetime) -> dt.datetime:
-    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
-
-
 def _lock_addresses(session: Session, addresses: Iterable[str]) -> None:
     """PostgreSQL: serialise the count-then-insert of the rate limit per address, so two workers
     answering the same robot at once cannot both see 4 and send 6. (SQLite's writer lock does it.)"""
@@ -295,7 +291,7 @@ def screen_recipients(
         left = [a for a in left if a not in staff]
     if automatic and left:
         _lock_addresses(session, left)
-        at = _naive_utc(now)
+        at = naive_utc(now)
         hour_ago, day_ago = at - dt.timedelta(hours=1), at - dt.timedelta(hours=24)
         counts = {
             address: (in_hour or 0, in_day or 0)
@@ -416,14 +412,14 @@ def _queue(
         rcpt_to=list(dict.fromkeys(addr for _, addr in [*to, *(cc or [])])),
         subject=subject,
         raw=msg.as_bytes(),
-        created_at=now.replace(tzinfo=None),
-        next_attempt_at=now.replace(tzinfo=None),
+        created_at=naive_utc(now),
+        next_attempt_at=naive_utc(now),
     )
     session.add(row)
     if automatic:  # what the rate limit counts, in the transaction that queues the mail
         exempt = {normalize(a) for a in unlimited}
         session.add_all(
-            AutoReplySent(address=normalize(address), sent_at=_naive_utc(now))
+            AutoReplySent(address=normalize(address), sent_at=naive_utc(now))
             for address in row.rcpt_to
             if normalize(address) not in exempt
         )

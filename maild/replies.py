@@ -26,7 +26,7 @@ from maild.outgoing import OutgoingAttachment, agent_display_name, queue_mail
 from maild.participants import customer_recipients
 from maild.tokens import load_secret, note_address
 from storage.db import is_transient
-from storage.models import Agent, Message, OutboxMessage, Ticket
+from storage.models import Agent, Message, OutboxMessage, Ticket, naive_utc
 
 AGENT_REPLY = "agent_reply"
 AGENT_REPLY_NOTICE = "agent_reply_notice"
@@ -34,10 +34,6 @@ FLAG_NOTICE = "flag_notice"
 
 Queue = Callable[[dict[str, str]], OutboxMessage | None]  # queues one mail; fills in who was dropped, why
 Courtesy = Callable[[Queue, str], None]  # runs a Queue for a mail that must not fail the change (template)
-
-
-def _naive(now: dt.datetime) -> dt.datetime:
-    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
 
 
 def status_variables(session: Session, ticket: Ticket) -> dict[str, Any]:
@@ -241,12 +237,12 @@ def send_reply(
         text=text,
         visible_text=text,
         threaded_by="maildctl",
-        created_at=_naive(now),
+        created_at=naive_utc(now),
     )
     session.add(message)
     if ticket.status != "waiting":  # as an agent's reply by mail does
         ticket_ops.set_status(session, ticket, "waiting", actor=actor, now=now)
-    ticket.updated_at = _naive(now)
+    ticket.updated_at = naive_utc(now)
     session.flush()
     relayed = relay_reply(
         session, cfg, ticket, text, writer=agent, writer_label=agent.email if agent else actor, now=now

@@ -21,7 +21,7 @@ from maild.config import Config
 from maild.notes import add_system_note
 from maild.outgoing import queue_mail
 from numbering.allocate import allocate_number
-from storage.models import PRIORITIES, Contact, Desk, Message, Participant, SpoolEntry, Ticket
+from storage.models import PRIORITIES, Contact, Desk, Message, Participant, SpoolEntry, Ticket, naive_utc
 
 
 class SplitRefused(ValueError):
@@ -79,7 +79,7 @@ def split_ticket(
     is aware UTC. Flushes; the caller commits."""
     if now.tzinfo is None:
         raise ValueError("split_ticket: `now` must be timezone-aware (UTC)")
-    at = now.astimezone(dt.UTC).replace(tzinfo=None)
+    at = naive_utc(now)
     # Under a row lock (PostgreSQL), so that a concurrent merge or split sees this one (as merge does).
     session.flush()
     session.scalars(

@@ -21,21 +21,24 @@ from storage.models import (
     TicketFlag,
     TicketTag,
     TimeEntry,
+    naive_utc,
 )
 
 
-def _naive(now: dt.datetime) -> dt.datetime:
-    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
+def ticket_by_number(session: Session, number: str) -> Ticket | None:
+    """The ticket numbered `number`, ignoring case and surrounding blanks (people type `sup-26-11-3`)."""
+    wanted = number.strip().lower()
+    return session.scalars(select(Ticket).where(func.lower(Ticket.number) == wanted)).first()
 
 
 def audit(
     session: Session, ticket: Ticket, action: str, *, actor: str, now: dt.datetime, **detail: Any
 ) -> None:
-    session.add(AuditLog(at=_naive(now), actor=actor, action=action, ticket_id=ticket.id, detail=detail))
+    session.add(AuditLog(at=naive_utc(now), actor=actor, action=action, ticket_id=ticket.id, detail=detail))
 
 
 def _touch(ticket: Ticket, now: dt.datetime) -> None:
-    ticket.updated_at = _naive(now)
+    ticket.updated_at = naive_utc(now)
 
 
 def set_status(session: Session, ticket: Ticket, status: str, *, actor: str, now: dt.datetime) -> None:
@@ -94,7 +97,7 @@ def log_time(
             ticket_id=ticket.id,
             agent_id=agent.id if agent is not None else None,
             minutes=minutes,
-            created_at=_naive(now),
+            created_at=naive_utc(now),
         )
     )
     audit(session, ticket, "time", actor=actor, now=now, minutes=minutes)
@@ -136,7 +139,7 @@ def add_note(
         text=text,
         visible_text=text,
         threaded_by="maildctl",
-        created_at=_naive(now),
+        created_at=naive_utc(now),
     )
     session.add(note)
     _touch(ticket, now)
@@ -166,7 +169,7 @@ def flag(
     if open_flag(session, ticket, agent) is not None:
         raise NotFlagged(f"{ticket.number} is flagged for {agent.email} already")
     row = TicketFlag(
-        ticket_id=ticket.id, agent_id=agent.id, note=note, flagged_by=actor, created_at=_naive(now)
+        ticket_id=ticket.id, agent_id=agent.id, note=note, flagged_by=actor, created_at=naive_utc(now)
     )
     session.add(row)
     audit(session, ticket, "flag", actor=actor, now=now, after=agent.email, note=note)
@@ -177,7 +180,7 @@ def unflag(session: Session, ticket: Ticket, agent: Agent, *, actor: str, now: d
     row = open_flag(session, ticket, agent)
     if row is None:
         raise NotFlagged(f"{ticket.number} is not flagged for {agent.email}")
-    row.cleared_at = _naive(now)
+    row.cleared_at = naive_utc(now)
     audit(session, ticket, "unflag", actor=actor, now=now, before=agent.email)
 
 
@@ -221,7 +224,9 @@ def delete_tickets(
             session, ids, f"ticket {ticket.number} deleted (maildctl ticket delete)"
         ),
     }
-    session.add(AuditLog(at=_naive(now), actor=actor, action="ticket_delete", ticket_id=None, detail=detail))
+    session.add(
+        AuditLog(at=naive_utc(now), actor=actor, action="ticket_delete", ticket_id=None, detail=detail)
+    )
     for t in doomed:
         session.delete(t)
     return detail

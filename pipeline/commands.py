@@ -123,8 +123,7 @@ def _resolve(ctx: Context, ticket: Ticket, command: Command, actor: str) -> Acti
                 raise _Bad(f"#cc remove: {address} is not a sub-customer of {ticket.number}")
             return lambda t: ticket_ops.remove_sub_customer(session, t, address, actor=actor, now=now)
         case MergeCommand(number=number):
-            other = session.scalars(select(Ticket).where(Ticket.number == number.strip().upper())).first()
-            other = other or session.scalars(select(Ticket).where(Ticket.number == number.strip())).first()
+            other = ticket_ops.ticket_by_number(session, number)
             if other is None:
                 raise _Bad(f"#merge: no ticket {number}")
             if other.id == ticket.id:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from maild.config import Config
 from maild.mailparse import ParsedMail
 from maild.tokens import ReplyTarget
-from storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket
+from storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket, naive_utc
 
 IMPORT_INGRESS = "import"  # spool rows of `maildctl import`: history, nobody is answered or told
 
@@ -93,7 +93,7 @@ class Context:
     @property
     def now_naive(self) -> dt.datetime:
         """`now` as stored in the database (naive UTC)."""
-        return self.now.replace(tzinfo=None)
+        return naive_utc(self.now)
 
     def require_mail(self) -> ParsedMail:
         assert self.mail is not None, "parse runs first"

@@ -28,7 +28,7 @@ from maild.quotes import visible_text
 from storage.attachments import path_of
 from storage.db import transaction
 from storage.models import Attachment, Desk
-from tests.conftest import run_cli
+from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import (
     SUP_PATTERN,
     SUPPORT,
@@ -1275,23 +1275,8 @@ def test_a_nul_in_the_charset_name_is_not_a_crash(charset: str) -> None:
 # --- maildctl ---------------------------------------------------------------------------------------
 
 
-def ctl(config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("maildctl", *args, config=config_file)
-
-
 def ok_json(proc: subprocess.CompletedProcess[str]) -> Any:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return json.loads(proc.stdout)
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("maildctl: "), lines[0]
-    return lines[0]
+    return json.loads(ok(proc))
 
 
 def test_ticket_show_json_reports_threading_visible_text_and_attachments(

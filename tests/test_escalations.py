@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import subprocess
 import threading
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -32,7 +31,7 @@ from storage.models import (
     Ticket,
     utcnow,
 )
-from tests.conftest import run_cli
+from tests.cli import ctl, ok, one_line_error
 from tests.daemon import free_port, sent_mails, start_fixture, wait_until, write_config  # noqa: F401
 from tests.pipeline.helpers import (
     NOW,
@@ -389,24 +388,6 @@ def test_describe_span() -> None:
 
 
 # --- maildctl escalation --------------------------------------------------------------------------
-
-
-def ctl(config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("maildctl", *args, config=config_file)
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stdout
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    [line] = proc.stderr.splitlines()
-    assert line.startswith("maildctl: ")
-    return line
 
 
 def test_maildctl_escalation_add_list_set_remove(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import subprocess
 from collections.abc import Sequence
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -22,7 +21,7 @@ from maild.config import Config
 from maild.merge import MergeRefused, merge_tickets
 from storage.db import transaction
 from storage.models import AuditLog, Message, OutboxMessage, TicketTag, TimeEntry
-from tests.conftest import run_cli
+from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import (
     NOW,
     SALES,
@@ -412,24 +411,6 @@ def test_a_reply_to_the_old_ticket_lands_in_the_survivor(
 
 
 # --- maildctl ticket merge / show ------------------------------------------------------------------
-
-
-def ctl(config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("maildctl", *args, config=config_file)
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stdout
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    [line] = proc.stderr.splitlines()
-    assert line.startswith("maildctl: ")
-    return line
 
 
 def test_maildctl_ticket_merge(session_factory: Factory, cfg: Config, config_file: Path) -> None:

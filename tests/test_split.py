@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from maild.merge import merge_tickets
 from maild.split import SplitRefused, split_ticket
 from storage.db import transaction
 from storage.models import AuditLog, Desk, OutboxMessage, SpoolEntry, Ticket
-from tests.conftest import run_cli
+from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import NOW, SALES, SUPPORT, crlf, deliver, mail, make_desk, ticket, tickets
 
 Factory = sessionmaker[Session]
@@ -234,24 +233,6 @@ def test_a_reply_to_a_moved_mail_threads_to_the_new_ticket(
 
 
 # --- maildctl ticket split ------------------------------------------------------------------------
-
-
-def ctl(config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("maildctl", *args, config=config_file)
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stdout
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    [line] = proc.stderr.splitlines()
-    assert line.startswith("maildctl: ")
-    return line
 
 
 def test_maildctl_ticket_split(session_factory: Factory, cfg: Config, config_file: Path) -> None:

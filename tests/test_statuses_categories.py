@@ -22,7 +22,7 @@ from maild.config import Config
 from pipeline.runner import Result
 from storage.db import transaction
 from storage.models import Agent, AuditLog, Category, DeskStatus, OutboxMessage, Ticket
-from tests.conftest import run_cli
+from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import (
     NOW,
     SALES,
@@ -52,24 +52,6 @@ def _desks(session_factory: Factory) -> None:
     for email, name in ((ANNA, "Anna"), (BOB, "Bob"), (CAROL, "Carol")):
         make_agent(session_factory, email, name, ["support"])
     make_agent(session_factory, DAVE, "Dave", ["sales"])
-
-
-def ctl(config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("maildctl", *args, config=config_file)
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stdout
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    [line] = proc.stderr.splitlines()
-    assert line.startswith("maildctl: ")
-    return line
 
 
 def open_ticket(factory: Factory, cfg: Config, n: int, to: str = SUPPORT) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import subprocess
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -30,7 +29,7 @@ from storage.models import (
     SpoolEntry,
     TicketFlag,
 )
-from tests.conftest import run_cli
+from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import (
     NOW,
     SALES,
@@ -71,24 +70,6 @@ def open_ticket(factory: Factory, cfg: Config, n: int = 1, *, to: str = SUPPORT,
     result = deliver(factory, cfg, raw, to)
     assert result.outcome == "created" and result.ticket_number is not None, result.reason
     return result.ticket_number
-
-
-def ctl(config_file: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    return run_cli("maildctl", *args, config=config_file, stdin=stdin)
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stdout
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    [line] = proc.stderr.splitlines()
-    assert line.startswith("maildctl: ")
-    return line
 
 
 def audits(factory: Factory, action: str) -> list[AuditLog]:
