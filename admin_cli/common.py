@@ -40,6 +40,13 @@ class App:
         with transaction(self.factory) as session:
             yield session
 
+    def close(self) -> None:
+        """Close the database connections (one command per process, but tests call main in-process)."""
+        if self._factory is not None:
+            bind = self._factory.kw["bind"]
+            bind.dispose()
+            self._factory = None
+
 
 def iso(value: dt.datetime | None) -> str | None:
     return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value else None

@@ -23,13 +23,14 @@ from admin_cli import (
     tickets,
 )
 from admin_cli.common import App, UserError
+from maild.argparsing import OneLineErrorParser
 from maild.config import EX_CONFIG, ConfigError, load_config
 
 EX_TEMPFAIL = 75
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maildctl", description="administer maild")
+    parser = OneLineErrorParser(prog="maildctl", description="administer maild")
     parser.add_argument("--config", help="config file (default: $MAILD_CONFIG, else ./maild.toml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = commands.add_parser("init", help="create or upgrade the database and the data directory")
@@ -66,6 +67,7 @@ def run_init(app: App, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    app: App | None = None
     try:
         app = App(load_config(args.config))
         if args.command != "init" and app.cfg.is_sqlite and not app.cfg.database_url.endswith(":memory:"):
@@ -91,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"maildctl: database unavailable: {text}", file=sys.stderr)
         return EX_TEMPFAIL
+    finally:
+        if app is not None:
+            app.close()
 
 
 if __name__ == "__main__":

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from maild.argparsing import OneLineErrorParser
+
+EX_TEMPFAIL = 75
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maild", description="maild, an email-first helpdesk daemon")
+    parser = OneLineErrorParser(prog="maild", description="maild, an email-first helpdesk daemon")
     parser.add_argument("--config", help="config file (default: $MAILD_CONFIG, else ./maild.toml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pipe = commands.add_parser(
@@ -26,7 +30,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        # A mistake in the MTA's pipe command line must not bounce mail: 75 keeps it queued while the
+        # admin fixes master.cf (the one-line reason is in the MTA's log).
+        if exc.code == 2 and "pipe" in argv:
+            return EX_TEMPFAIL
+        raise
     if args.command == "pipe":
         from maild.pipe import run_pipe
 

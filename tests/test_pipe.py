@@ -208,6 +208,22 @@ def test_mail_without_message_id_piped_twice_is_one_ticket(
     assert len(sent_mails(data_dir)) == 1
 
 
+def test_a_mistake_in_the_pipe_command_line_defers_the_mail(config_file: Path, support: None) -> None:
+    """A typo in master.cf must not bounce customers' mail: exit 75 (the MTA keeps it), one line saying
+    what is wrong."""
+    proc = run_cli("maild", "pipe", "--recipent", SUPPORT, config=config_file, stdin=mail())
+    assert proc.returncode == EX_TEMPFAIL
+    assert proc.stderr.splitlines() == [
+        f"maild: unrecognized arguments: --recipent {SUPPORT}: see 'maild --help'"
+    ]
+    # Elsewhere a wrong command line is exit 2, one line.
+    other = run_cli("maild", "serve", "--workers", "3", config=config_file)
+    assert (other.returncode, other.stderr.splitlines()) == (
+        2,
+        ["maild: unrecognized arguments: --workers 3: see 'maild --help'"],
+    )
+
+
 # --- routing ----------------------------------------------------------------------------------------
 
 
