@@ -20,7 +20,7 @@ from admin_cli.blocks import who
 from admin_cli.common import App, UserError, iso, print_json, print_table
 from maild import ticket_ops
 from maild.addresses import is_valid, normalize
-from maild.merge import MergeRefused, merge_tickets
+from maild.merge import MergeRefused, merge_tickets, queue_merge_notices
 from maild.participants import NotAddable, add_cc, remove_cc
 from maild.replies import queue_flag_notice, send_reply
 from maild.split import SplitRefused, split_ticket
@@ -77,6 +77,11 @@ def register(commands: Any) -> None:
     )
     merge.add_argument("numbers", nargs="+", metavar="NUMBER", help="two or more ticket numbers")
     merge.add_argument("--force", action="store_true", help="merge tickets of different desks")
+    merge.add_argument(
+        "--notify",
+        action="store_true",
+        help="send the customer of each merged ticket the ticket_merged mail (old numbers, the new one)",
+    )
     merge.add_argument("--json", action="store_true")
     merge.set_defaults(handler=merge_numbers)
     spam = sub.add_parser(
@@ -286,16 +291,19 @@ def merge_numbers(app: App, args: argparse.Namespace) -> int:
         except MergeRefused as exc:
             raise UserError(f"cannot merge: {exc}") from None
         merged = sorted({t.id: t.number for t in found if t.id != survivor.id}.items())
+        notified = queue_merge_notices(session, app.cfg, survivor, found, now=now) if args.notify else 0
         data = {
             "survivor": survivor.number,
             "merged": [number for _, number in merged],
             "status": survivor.status,
             "subject": survivor.subject,
+            "notified": notified,
         }
     if args.json:
         print_json(data)
     else:
-        print(f"merged {', '.join(data['merged'])} into {data['survivor']} (status {data['status']})")
+        told = f"; {notified} customer(s) told" if args.notify else ""
+        print(f"merged {', '.join(data['merged'])} into {data['survivor']} (status {data['status']}){told}")
     return 0
 
 

@@ -14,9 +14,12 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from maild.config import Config
 from maild.notes import add_system_note
+from maild.outgoing import queue_mail
 from storage.models import (
     AuditLog,
+    Contact,
     Message,
     OutboxMessage,
     Participant,
@@ -205,3 +208,32 @@ def merge_tickets(
     )
     session.flush()
     return survivor
+
+
+def queue_merge_notices(
+    session: Session, cfg: Config, survivor: Ticket, merged: Sequence[Ticket], *, now: dt.datetime
+) -> int:
+    """Tell the customer of each merged ticket (`ticket merge --notify`) that their request now lives on
+    in the survivor: one `ticket_merged` mail per customer, naming their old numbers, with the survivor's
+    Reply-To. Bouncing, blocked and rate-limited customers are left out as for any mail. Returns how many
+    mails were queued."""
+    numbers_of: dict[int, list[str]] = {}
+    for ticket in sorted(merged, key=lambda t: t.id):
+        if ticket.id != survivor.id:
+            numbers_of.setdefault(ticket.customer_id, []).append(ticket.number)
+    queued = 0
+    for customer_id, numbers in numbers_of.items():
+        customer = session.get_one(Contact, customer_id)
+        name = customer.display_name or customer.email
+        mail = queue_mail(
+            session,
+            cfg,
+            survivor,
+            "ticket_merged",
+            [(customer.display_name, customer.email)],
+            automatic=True,
+            now=now,
+            variables={"customer_name": name, "merged_numbers": numbers},
+        )
+        queued += mail is not None
+    return queued

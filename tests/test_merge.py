@@ -424,12 +424,53 @@ def test_maildctl_ticket_merge(session_factory: Factory, cfg: Config, config_fil
         "merged": ["SUP-26-03-4"],
         "status": "open",
         "subject": "problem 1 [MERGED]",
+        "notified": 0,
     }
     with session_factory() as s:
+        assert not [m for m in outbox(s) if m.template == "ticket_merged"]  # only with --notify
         [first, second] = s.scalars(select(AuditLog).where(AuditLog.action == "merge").order_by(AuditLog.id))
         assert (first.detail["merged"], second.detail["merged"]) == ([T2, T3], ["SUP-26-03-4"])
         assert first.actor  # the admin's OS user
     assert "merge" in ok(ctl(config_file, "ticket", "merge", "--help"))
+
+
+def test_maildctl_ticket_merge_notify_tells_each_merged_tickets_customer(
+    session_factory: Factory, cfg: Config, config_file: Path
+) -> None:
+    open_ticket(session_factory, cfg, 1, sender="Carol Client <carol@customer.example>")
+    for n in (2, 3):
+        open_ticket(session_factory, cfg, n, at=NOW + n * HOUR)  # both Alice's
+    out = ok(ctl(config_file, "ticket", "merge", T1, T2, T3, "--notify"))
+    assert out == f"merged {T2}, {T3} into {T1} (status open); 1 customer(s) told\n"
+    with session_factory() as s:
+        [notice] = [m for m in outbox(s) if m.template == "ticket_merged"]
+        survivor_id = ticket(s, T1).id
+    assert (notice.rcpt_to, notice.ticket_id) == (["alice@customer.example"], survivor_id)
+    sent = message_from_bytes(notice.raw, policy=policy.default)
+    assert sent["Subject"] == f"[{T1}] problem 1 [MERGED]"
+    text = sent.get_body(("plain",)).get_content()
+    assert text.startswith("Hello Alice Example,\n")  # the recipient, not the survivor's customer Carol
+    assert f"your requests {T2}, {T3} are now handled together as ticket {T1}" in text
+    # Alice answers the notice: her mail lands on the survivor, by its signed Reply-To.
+    answer = mail(
+        sender="alice@customer.example",
+        to=reply_to_of(notice.raw),
+        subject="Re: your requests",
+        message_id="<after-merge@customer.example>",
+    )
+    result = deliver(session_factory, cfg, answer, reply_to_of(notice.raw), now=MERGE_AT + HOUR)
+    assert (result.outcome, result.ticket_number) == ("replied", T1), result.reason
+    # --json says how many were told
+    open_ticket(session_factory, cfg, 4, at=NOW + 4 * HOUR)
+    data = json.loads(ok(ctl(config_file, "ticket", "merge", T1, "SUP-26-03-4", "--notify", "--json")))
+    assert (data["merged"], data["notified"]) == (["SUP-26-03-4"], 1)
+    with session_factory() as s:
+        second = [m for m in outbox(s) if m.template == "ticket_merged"][-1]
+    second_mail = message_from_bytes(second.raw, policy=policy.default)
+    one = f'your request SUP-26-03-4 is now handled together with ticket {T1} ("problem 1 [MERGED]")'
+    assert one in second_mail.get_body(("plain",)).get_content()
+    html = second_mail.get_body(("html",)).get_content()
+    assert "your request SUP-26-03-4 is now handled together with ticket <strong>" in html
 
 
 def test_maildctl_ticket_merge_errors(session_factory: Factory, cfg: Config, config_file: Path) -> None:
