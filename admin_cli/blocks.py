@@ -6,14 +6,13 @@ What a match does is `[hygiene] blocked`: "archive" (accept, keep the mail with 
 from __future__ import annotations
 
 import argparse
-import getpass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_cli.common import App, UserError, iso, print_json, print_table
+from admin_cli.common import App, UserError, iso, print_json, print_table, who
 from maild.blocklist import InvalidPattern, check_pattern, is_domain_pattern
 from storage.models import AuditLog, BlockEntry
 
@@ -39,14 +38,6 @@ def register(commands: Any) -> None:
     lst = sub.add_parser("list", help="list the blocklist")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_blocks)
-
-
-def who() -> str:
-    """The admin's OS user: maildctl has no login of its own."""
-    try:
-        return getpass.getuser() or "maildctl"
-    except Exception:  # no USER/LOGNAME and no passwd entry (a container's arbitrary uid)
-        return "maildctl"
 
 
 def valid_pattern(text: str) -> str:

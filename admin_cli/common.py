@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,14 @@ class App:
             bind = self._factory.kw["bind"]
             bind.dispose()
             self._factory = None
+
+
+def who() -> str:
+    """The admin's OS user: maildctl has no login of its own."""
+    try:
+        return getpass.getuser() or "maildctl"
+    except Exception:  # no USER/LOGNAME and no passwd entry (a container's arbitrary uid)
+        return "maildctl"
 
 
 def iso(value: dt.datetime | None) -> str | None:

@@ -13,8 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_cli.blocks import who
-from admin_cli.common import App, UserError, iso, print_json, print_table
+from admin_cli.common import App, UserError, iso, print_json, print_table, who
 from maild.config import Config
 from maild.escalations import DEFAULT_REMINDER, describe_rule
 from maild.statuses import statuses_of

@@ -92,7 +92,7 @@ def _print_summary(data: dict[str, Any], path: Path, desk: str) -> None:
 
 
 def import_mailbox(app: App, args: argparse.Namespace) -> int:
-    from admin_cli.blocks import who
+    from admin_cli.common import who
     from maild.importer import SourceError, index, open_source, replay
 
     path = Path(args.path)

@@ -1,5 +1,5 @@
-"""maildctl outbox list|show|retry|flush and spool list|release: what went out, and what came in with its
-outcome."""
+"""maildctl outbox list|show|retry|flush and spool list|release|purge: what went out, and what came in
+with its outcome."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from admin_cli.common import App, UserError, iso, print_json, print_table
+from admin_cli.common import App, UserError, iso, print_json, print_table, who
+from maild.retention import purge_raw_mail
 from maild.sender import flush
 from storage.models import AuditLog, OutboxMessage, SpoolEntry, Ticket, utcnow
 
@@ -68,6 +69,17 @@ def register(commands: Any) -> None:
     )
     release.add_argument("id", type=int, metavar="ID")
     release.set_defaults(handler=release_spool)
+    purge = sub.add_parser(
+        "purge",
+        help="delete raw mail older than the retention period from disk (the rows, tickets and attachments "
+        "stay; quarantined and held mail is kept)",
+    )
+    purge.add_argument(
+        "--older-than", type=float, metavar="DAYS", help="default: [spool] retention_days of the config"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    purge.add_argument("--json", action="store_true")
+    purge.set_defaults(handler=purge_spool)
 
 
 def _outbox_fields(row: OutboxMessage, number: str | None) -> dict[str, Any]:
@@ -225,6 +237,7 @@ def list_spool(app: App, args: argparse.Namespace) -> int:
                 "ticket": number,
                 "attempts": e.attempts,
                 "trace": e.trace,
+                "raw_purged_at": iso(e.raw_purged_at),
             }
             for e, number in session.execute(query.order_by(SpoolEntry.id.desc()))
         ]
@@ -288,4 +301,34 @@ def release_spool(app: App, args: argparse.Namespace) -> int:
     ticket = f" {result.ticket_number}" if result.ticket_number else ""
     reason = f" ({result.reason})" if result.reason else ""
     print(f"released {args.id}: {result.outcome}{ticket}{reason}")
+    return 0
+
+
+def purge_spool(app: App, args: argparse.Namespace) -> int:
+    days = app.cfg.spool_retention_days if args.older_than is None else args.older_than
+    if args.older_than is not None and args.older_than <= 0:
+        raise UserError(f"--older-than must be more than 0 days, got {args.older_than:g}")
+    if days <= 0:
+        raise UserError("no retention period: give --older-than DAYS, or set [spool] retention_days")
+    purged = purge_raw_mail(app.factory, app.cfg, dt.timedelta(days=days), dry_run=args.dry_run)
+    data = {
+        "older_than_days": days,
+        "dry_run": args.dry_run,
+        "rows": purged.rows,
+        "files": purged.files,
+        "bytes": purged.bytes,
+        "kept": purged.kept,
+    }
+    if not args.dry_run and purged.rows:
+        with app.session() as session:
+            session.add(AuditLog(actor=who(), action="spool_purge", detail=data))
+    if args.json:
+        print_json(data)
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    kept = f"; {purged.kept} old row(s) kept: newer or held mail has the same bytes" if purged.kept else ""
+    print(
+        f"{verb} the raw mail of {purged.rows} spool row(s) older than {days:g} days: "
+        f"{purged.files} file(s), {purged.bytes / 1024 / 1024:.1f} MiB{kept}"
+    )
     return 0

@@ -15,8 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_cli.blocks import who
-from admin_cli.common import App, UserError, iso, print_json, print_table
+from admin_cli.common import App, UserError, iso, print_json, print_table, who
 from admin_cli.tickets import MAX_MERGE_HOPS, find_ticket
 from maild import ticket_ops
 from maild.addresses import normalize

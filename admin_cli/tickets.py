@@ -16,8 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin_cli import importing
-from admin_cli.blocks import who
-from admin_cli.common import App, UserError, iso, print_json, print_table
+from admin_cli.common import App, UserError, iso, print_json, print_table, who
 from maild import ticket_ops
 from maild.addresses import is_valid, normalize
 from maild.merge import MergeRefused, merge_tickets, queue_merge_notices

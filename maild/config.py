@@ -110,6 +110,7 @@ class Schedule:
     auto_close_seconds: float = 300.0
     escalation_seconds: float = 300.0  # per-desk escalation rules and reminders (maild.escalations)
     recovery_seconds: float = 60.0  # spool rows left 'received' by a transient failure
+    retention_seconds: float = 3600.0  # the spool's retention purge, when [spool] retention_days is set
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ class Config:
     hygiene: Hygiene = Hygiene()
     agents: Agents = Agents()
     imap: tuple[ImapAccount, ...] = ()
+    # Raw mail older than this many days is deleted from the spool (maild/retention.py); 0 keeps it forever.
+    spool_retention_days: float = 0.0
 
     @property
     def spool_dir(self) -> Path:
@@ -188,7 +191,9 @@ _SCHEMA: dict[str, Any] = {
         "auto_close_seconds": (int, float),
         "escalation_seconds": (int, float),
         "recovery_seconds": (int, float),
+        "retention_seconds": (int, float),
     },
+    "spool": {"retention_days": (int, float)},
     "listen": {
         "lmtp": (str, list),
         "smtp": (str, list),
@@ -420,6 +425,13 @@ def _parse_schedule(table: dict[str, Any]) -> Schedule:
     return Schedule(**values)
 
 
+def _parse_retention(table: dict[str, Any]) -> float:
+    days = float(table.get("retention_days", 0))
+    if days < 0:
+        raise ConfigError("spool.retention_days", f"must be >= 0 days (0 keeps raw mail forever), got {days}")
+    return days
+
+
 def _parse_hygiene(table: dict[str, Any]) -> Hygiene:
     default = Hygiene()
     per_hour = table.get("autoreply_per_hour", default.autoreply_per_hour)
@@ -510,4 +522,5 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         ticket_url=raw.get("ticket_url", ""),
         listen=_parse_listen(raw.get("listen", {}), path),
         imap=_parse_imap(raw.get("imap", []), path),
+        spool_retention_days=_parse_retention(raw.get("spool", {})),
     )

@@ -45,6 +45,7 @@ from maild.listeners import (
     stop_listeners,
 )
 from maild.logs import configure, get_logger
+from maild.retention import purge_raw_mail
 from maild.scheduler import Job, start_scheduler
 from maild.sender import FlushResult, flush
 from maild.templating import reload_templates
@@ -129,6 +130,11 @@ class Daemon:
                 Job("auto_close", schedule.auto_close_seconds, self._auto_close, at_start=True),
                 Job("escalations", schedule.escalation_seconds, self._escalate, at_start=True),
                 Job("spool_recovery", schedule.recovery_seconds, self._recover),
+                *(
+                    [Job("spool_retention", schedule.retention_seconds, self._purge_raw_mail, at_start=True)]
+                    if self.cfg.spool_retention_days > 0
+                    else []
+                ),
             )
         )
         pollers = loop.create_task(run_pollers(self.cfg, self.factory, self._on_spooled, self.stopping))
@@ -322,6 +328,27 @@ class Daemon:
             )
         if result.outbox_ids:
             await self._send_outbox()
+
+    async def _purge_raw_mail(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        older_than = dt.timedelta(days=self.cfg.spool_retention_days)
+        try:
+            purged = await loop.run_in_executor(
+                self.job_pool, purge_raw_mail, self.factory, self.cfg, older_than
+            )
+        except Exception as exc:
+            log.error("job_failed", job="spool_retention", error=describe(exc))
+            return
+        if purged.rows:
+            log.info(
+                "raw_mail_purged",
+                rows=purged.rows,
+                files=purged.files,
+                bytes=purged.bytes,
+                kept=purged.kept,
+                duration_ms=_ms_since(started),
+            )
 
     # --- spool recovery ------------------------------------------------------------------------------
 

@@ -265,8 +265,10 @@ class SpoolEntry(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     trace: Mapped[list[Any]] = mapped_column(default=list)
-    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # When the retention period's purge removed the raw file (maild/retention.py); the row stays.
+    raw_purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # `maildctl spool release`: an admin let it through; the spam stage does not hold it again.
     released: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
