@@ -1,7 +1,8 @@
 """`maild pipe`: one message on stdin from an MTA's pipe transport.
 
 Order matters: the raw bytes are durable in the spool before anything else; only then is the message
-processed. Exit codes (sysexits) tell the MTA what to do:
+processed — by `maild serve` when one runs on the same data directory (maild.control: no start-up cost
+for SQLAlchemy and the pipeline), else here. Exit codes (sysexits) tell the MTA what to do:
   0  done (a ticket, a reply, a duplicate, or kept in quarantine)
   67 EX_NOUSER   no desk has the recipient address: the MTA bounces
   75 EX_TEMPFAIL disk or database trouble: the MTA keeps the mail and retries
@@ -39,6 +40,14 @@ def run_pipe(
         _say(f"cannot write the spool in {cfg.spool_dir}: {exc.strerror}; try again later")
         return EX_TEMPFAIL
 
+    # A running daemon on this data directory processes it warm; else (or if it fails us) we do.
+    from maild.control import ask_daemon, socket_path
+
+    request = {"sha256": digest, "size": len(raw), "recipient": recipient or "", "mail_from": mail_from}
+    verdict = ask_daemon(socket_path(cfg.data_dir), request)
+    if verdict is not None:
+        return _exit_code(verdict["outcome"], str(verdict.get("reason", "")))
+
     from maild.addresses import normalize
     from maild.sender import flush
     from pipeline.runner import process
@@ -59,17 +68,26 @@ def run_pipe(
         # Anything else before the pipeline ran: the bytes are safe in the spool, let the MTA retry.
         _say(f"internal error ({type(exc).__name__}: {exc}); the message is spooled, try again later")
         return EX_TEMPFAIL
-    if result.outcome == "failed":
-        _say(f"{result.reason}; will retry")
-        return EX_TEMPFAIL
-    if result.outcome == "unknown_recipient":
-        _say(result.reason)
-        return EX_NOUSER
-    if result.outbox_ids:
+    code = _exit_code(result.outcome, result.reason)
+    if code == EX_OK and result.outbox_ids:
         # The ticket is committed; a send failure leaves the mail queued for `maildctl outbox flush`.
         try:
             flush(factory, cfg, result.outbox_ids)
         except Exception as exc:
             _say(f"queued reply not sent yet ({type(exc).__name__}); it stays in the outbox")
     engine.dispose()
+    return code
+
+
+def _exit_code(outcome: str, reason: str) -> int:
+    """What the MTA is told of the pipeline's outcome."""
+    if outcome == "failed":
+        _say(f"{reason}; will retry")
+        return EX_TEMPFAIL
+    if outcome == "deferred":  # the daemon could not reach the database
+        _say(f"database unavailable ({reason}); the message is spooled, try again later")
+        return EX_TEMPFAIL
+    if outcome == "unknown_recipient":
+        _say(reason)
+        return EX_NOUSER
     return EX_OK

@@ -11,7 +11,8 @@ Life cycle:
            The scheduler's jobs ([scheduler] in the config): `outbox` sends what is due (retries, and mail
            a crashed or busy sender left), `auto_close` closes inactive tickets, `escalations` runs the
            desks' escalation rules and reminders, `spool_recovery` picks up rows a transient failure left
-           'received'.
+           'received'. The control socket `<data_dir>/maild.sock` takes mail `maild pipe` spooled
+           (maild.control): recorded and processed here, the verdict goes back to the waiting pipe.
   SIGHUP   reload the desk address cache and the templates (the rest of the config needs a restart).
   SIGTERM  stop accepting, let open mail transactions finish (up to DRAIN_SECONDS), let running pipeline
   SIGINT   jobs finish, exit 0. Jobs not started yet stay 'received' and are processed at the next start:
@@ -22,16 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
+from maild.addresses import normalize
 from maild.autoclose import auto_close
 from maild.config import EX_CONFIG, Config, ConfigError, check_imap_secrets, load_config
+from maild.control import MAX_LINE, SOCKET_NAME, BadRequest, claim_socket, parse_request, socket_path
 from maild.escalations import escalate
 from maild.imap_poll import run_pollers
 from maild.listeners import (
@@ -49,10 +56,11 @@ from maild.retention import purge_raw_mail
 from maild.scheduler import Job, start_scheduler
 from maild.sender import FlushResult, flush
 from maild.templating import reload_templates
-from pipeline.runner import process
-from storage.db import make_engine, make_sessionmaker
+from pipeline.runner import Result, process
+from storage.db import make_engine, make_sessionmaker, transaction
 from storage.files import content_path
 from storage.models import SpoolEntry, utcnow
+from storage.spool import record_received
 
 EX_OK, EX_OSERR = 0, 71
 INTAKE_THREADS = 4  # spool writes and RCPT lookups; more would only queue on SQLite's write lock
@@ -61,6 +69,9 @@ RECOVERY_GRACE_SECONDS = 60.0  # younger 'received' rows are still on their way 
 DRAIN_SECONDS = 30.0
 
 log = get_logger("maild.serve")
+
+Tell = Callable[[Result | None], None]
+CONTROL_READ_SECONDS = 10.0  # a pipe sends its one line at once
 
 
 def tls_context(cfg: Config) -> ssl.SSLContext | None:
@@ -121,6 +132,7 @@ class Daemon:
             return EX_OSERR
         for listener in listeners:
             log.info("listening", protocol=listener.protocol, address=listener.bound)
+        control = await self._start_control()
         await self._reload(at_start=True)
         await self._sweep(grace_seconds=0)  # at start every 'received' row is left over from before
         schedule = self.cfg.schedule
@@ -148,6 +160,9 @@ class Daemon:
         await self.stopping.wait()
 
         started = time.perf_counter()
+        if control is not None:  # a pipe that finds no socket processes its mail itself
+            control.close()
+            self._control_path().unlink(missing_ok=True)
         await stop_listeners(listeners)
         log.info("draining", sessions=len(self.connections.open), jobs=len(self.jobs))
         cut_off = await self.connections.drain(DRAIN_SECONDS)
@@ -184,22 +199,110 @@ class Daemon:
             return
         log.info("desk_addresses_loaded", count=count, reason="start" if at_start else "SIGHUP")
 
+    # --- the control socket: mail `maild pipe` spooled --------------------------------------------------
+
+    def _control_path(self) -> Path:
+        return self.cfg.data_dir / SOCKET_NAME
+
+    async def _start_control(self) -> asyncio.Server | None:
+        path = socket_path(self.cfg.data_dir)
+        if path is None:
+            log.warning("control_socket_off", reason="the data_dir path is too long for a unix socket")
+            return None
+        try:
+            if not claim_socket(path):
+                log.warning("control_socket_off", reason=f"another maild serve listens on {path}")
+                return None
+            server = await asyncio.start_unix_server(self._control_request, str(path), limit=MAX_LINE)
+            path.chmod(0o660)  # the MTA's pipe runs as the daemon's user or group
+        except OSError as exc:
+            log.warning("control_socket_off", reason=describe(exc))
+            return None
+        log.info("listening", protocol="control", address=f"unix:{path}")
+        return server
+
+    async def _control_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One pipe, one spooled mail: record its row and answer as LMTP would — "spooled" once the row is
+        committed when the recipient is a desk's; else (no recipient given, or not a desk's) only after
+        the pipeline decided, so that the pipe can say 67 for an unknown recipient."""
+        loop = asyncio.get_running_loop()
+        try:
+            line = await asyncio.wait_for(reader.readline(), CONTROL_READ_SECONDS)
+            request = parse_request(line)
+            if self.stopping.is_set():
+                return  # no answer: the pipe processes the mail itself
+            try:
+                spool_id, known = await loop.run_in_executor(self.intake_pool, self._record_piped, request)
+            except BadRequest:
+                raise
+            except Exception as exc:  # database locked or down: the pipe exits 75, the MTA retries
+                verdict = {"outcome": "deferred", "reason": describe(exc), "ticket": None}
+            else:
+                if known:
+                    self._submit((spool_id,), None)
+                    verdict = {"outcome": "spooled", "reason": f"spooled as {spool_id}", "ticket": None}
+                else:
+                    verdict = await self._verdict(spool_id)
+            writer.write(json.dumps(verdict).encode() + b"\n")
+            await writer.drain()
+        except (BadRequest, ValueError, TimeoutError, OSError) as exc:
+            log.warning("control_request_refused", error=describe(exc))
+        finally:
+            writer.close()
+
+    def _record_piped(self, request: dict[str, Any]) -> tuple[int, bool]:
+        """Blocking: the 'received' row of a mail the pipe made durable (its file must be there), and
+        whether its recipient is a desk's."""
+        path = content_path(self.cfg.spool_dir, request["sha256"], ".eml")
+        try:
+            if path.stat().st_size != request["size"]:
+                raise BadRequest(f"{path.name} has another size than {request['size']}")
+        except FileNotFoundError:
+            raise BadRequest(f"no spooled file {path.name}") from None
+        recipient = normalize(request["recipient"])
+        with transaction(self.factory) as session:
+            entry = record_received(
+                session, request["sha256"], request["size"], recipient, "pipe", request["mail_from"]
+            )
+            spool_id = entry.id
+        log.info(
+            "accepted", ingress="pipe", spool_ids=[spool_id], recipients=[recipient], size=request["size"]
+        )
+        return spool_id, bool(recipient) and self.addresses.is_desk(recipient)
+
+    async def _verdict(self, spool_id: int) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Result | None] = loop.create_future()
+
+        def tell(result: Result | None) -> None:  # in the worker thread
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+
+        if not self._submit((spool_id,), None, tell):
+            # The same bytes' earlier row, queued or running already: durable, and on its way.
+            return {"outcome": "spooled", "reason": "being processed already", "ticket": None}
+        result = await done
+        if result is None:
+            return {"outcome": "deferred", "reason": "database unavailable", "ticket": None}
+        return {"outcome": result.outcome, "reason": result.reason, "ticket": result.ticket_number}
+
     # --- the pipeline in worker threads --------------------------------------------------------------
 
     def _on_spooled(self, spooled: Spooled) -> None:
         self._submit(spooled.spool_ids, spooled.message_id)
 
-    def _submit(self, spool_ids: tuple[int, ...], message_id: str | None) -> None:
-        """Queue one job per message: its recipients' rows in order, in one worker (fewer lock fights)."""
+    def _submit(self, spool_ids: tuple[int, ...], message_id: str | None, tell: Tell | None = None) -> bool:
+        """Queue one job per message: its recipients' rows in order, in one worker (fewer lock fights).
+        False when every row is queued or running already."""
         # dict.fromkeys: two RCPTs of one address (case, repeated) share one 'received' row.
         ids = tuple(i for i in dict.fromkeys(spool_ids) if i not in self.in_flight)
         if not ids:
-            return
+            return False
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self.worker_pool, self._process, ids, message_id)
+        job = loop.run_in_executor(self.worker_pool, self._process, ids, message_id, tell)
         self.jobs[job] = ids
         self.in_flight.update(ids)
         job.add_done_callback(self._job_done)
+        return True
 
     def _job_done(self, job: asyncio.Future[None]) -> None:
         self.in_flight.difference_update(self.jobs.pop(job, ()))
@@ -207,8 +310,9 @@ class Daemon:
         if error is not None:  # _process catches everything; this would be a bug in it
             log.error("job_failed", error=repr(error)[:300])
 
-    def _process(self, spool_ids: tuple[int, ...], message_id: str | None) -> None:
-        """Blocking, in a worker thread: each spool row through the pipeline, then its replies out."""
+    def _process(self, spool_ids: tuple[int, ...], message_id: str | None, tell: Tell | None = None) -> None:
+        """Blocking, in a worker thread: each spool row through the pipeline, then its replies out.
+        `tell` gets each row's result (None: deferred) before its replies are sent."""
         for spool_id in spool_ids:
             mid = message_id if message_id is not None else self._stored_message_id(spool_id)
             started = time.perf_counter()
@@ -222,6 +326,8 @@ class Daemon:
                     error=describe(exc),
                     duration_ms=_ms_since(started),
                 )
+                if tell is not None:
+                    tell(None)
                 continue
             log.info(
                 "processed",
@@ -232,6 +338,8 @@ class Daemon:
                 reason=result.reason,
                 duration_ms=_ms_since(started),
             )
+            if tell is not None:
+                tell(result)
             if not result.outbox_ids:
                 continue
             try:  # the ticket is committed; what cannot be sent now stays queued in the outbox

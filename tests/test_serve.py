@@ -139,7 +139,7 @@ def test_lmtp_over_tcp_and_a_unix_socket_answers_per_recipient(
     listen = {"lmtp": [f"127.0.0.1:{port}", f"unix:{sock}"]}  # naming only lmtp: no SMTP listener
     serve = start(write_config(tmp_path / "lmtp.toml", data_dir, database_url, listen=listen))
     assert stat.S_IMODE(sock.stat().st_mode) == 0o660
-    assert [e["protocol"] for e in serve.find("listening")] == ["lmtp", "lmtp"]
+    assert [e["protocol"] for e in serve.find("listening")] == ["lmtp", "lmtp", "control"]
 
     cross_posted = mail(to=f"{SUPPORT}, {SALES}")
     tcp = LineClient(("127.0.0.1", port))
