@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -71,6 +71,7 @@ DRAIN_SECONDS = 30.0
 log = get_logger("maild.serve")
 
 Tell = Callable[[Result | None], None]
+T = TypeVar("T")
 CONTROL_READ_SECONDS = 10.0  # a pipe sends its one line at once
 
 
@@ -198,6 +199,256 @@ class Daemon:
             log.error("desk_addresses_not_loaded", error=describe(exc))
             return
         log.info("desk_addresses_loaded", count=count, reason="start" if at_start else "SIGHUP")
+
+    # --- the control socket: mail `maild pipe` spooled --------------------------------------------------
+
+    def _control_path(self) -> Path:
+        return self.cfg.data_dir / SOCKET_NAME
+
+    async def _start_control(self) -> asyncio.Server | None:
+        path = socket_path(self.cfg.data_dir)
+        if path is None:
+            log.warning("control_socket_off", reason="the data_dir path is too long for a unix socket")
+            return None
+        try:
+            if not claim_socket(path):
+                log.warning("control_socket_off", reason=f"another maild serve listens on {path}")
+                return None
+            server = await asyncio.start_unix_server(self._control_request, str(path), limit=MAX_LINE)
+            path.chmod(0o660)  # the MTA's pipe runs as the daemon's user or group
+        except OSError as exc:
+            log.warning("control_socket_off", reason=describe(exc))
+            return None
+        log.info("listening", protocol="control", address=f"unix:{path}")
+        return server
+
+    async def _control_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One pipe, one spooled mail: record its row and answer as LMTP would — "spooled" once the row is
+        committed when the recipient is a desk's; else (no recipient given, or not a desk's) only after
+        the pipeline decided, so that the pipe can say 67 for an unknown recipient."""
+        loop = asyncio.get_running_loop()
+        try:
+            line = await asyncio.wait_for(reader.readline(), CONTROL_READ_SECONDS)
+            request = parse_request(line)
+            if self.stopping.is_set():
+                return  # no answer: the pipe processes the mail itself
+            try:
+                spool_id, known = await loop.run_in_executor(self.intake_pool, self._record_piped, request)
+            except BadRequest:
+                raise
+            except Exception as exc:  # database locked or down: the pipe exits 75, the MTA retries
+                verdict = {"outcome": "deferred", "reason": describe(exc), "ticket": None}
+            else:
+                if known:
+                    self._submit((spool_id,), None)
+                    verdict = {"outcome": "spooled", "reason": f"spooled as {spool_id}", "ticket": None}
+                else:
+                    verdict = await self._verdict(spool_id)
+            writer.write(json.dumps(verdict).encode() + b"\n")
+            await writer.drain()
+        except (BadRequest, ValueError, TimeoutError, OSError) as exc:
+            log.warning("control_request_refused", error=describe(exc))
+        finally:
+            writer.close()
+
+    def _record_piped(self, request: dict[str, Any]) -> tuple[int, bool]:
+        """Blocking: the 'received' row of a mail the pipe made durable (its file must be there), and
+        whether its recipient is a desk's."""
+        path = content_path(self.cfg.spool_dir, request["sha256"], ".eml")
+        try:
+            if path.stat().st_size != request["size"]:
+                raise BadRequest(f"{path.name} has another size than {request['size']}")
+        except FileNotFoundError:
+            raise BadRequest(f"no spooled file {path.name}") from None
+        recipient = normalize(request["recipient"])
+        with transaction(self.factory) as session:
+            entry = record_received(
+                session, request["sha256"], request["size"], recipient, "pipe", request["mail_from"]
+            )
+            spool_id = entry.id
+        log.info(
+            "accepted", ingress="pipe", spool_ids=[spool_id], recipients=[recipient], size=request["size"]
+        )
+        return spool_id, bool(recipient) and self.addresses.is_desk(recipient)
+
+    async def _verdict(self, spool_id: int) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Result | None] = loop.create_future()
+
+        def tell(result: Result | None) -> None:  # in the worker thread
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+
+        if not self._submit((spool_id,), None, tell):
+            # The same bytes' earlier row, queued or running already: durable, and on its way.
+            return {"outcome": "spooled", "reason": "being processed already", "ticket": None}
+        result = await done
+        if result is None:
+            return {"outcome": "deferred", "reason": "database unavailable", "ticket": None}
+        return {"outcome": result.outcome, "reason": result.reason, "ticket": result.ticket_number}
+
+    # --- the pipeline in worker threads --------------------------------------------------------------
+
+    def _on_spooled(self, spooled: Spooled) -> None:
+        self._submit(spooled.spool_ids, spooled.message_id)
+
+    def _submit(self, spool_ids: tuple[int, ...], message_id: str | None, tell: Tell | None = None) -> bool:
+        """Queue one job per message: its recipients' rows in order, in one worker (fewer lock fights).
+        False when every row is queued or running already."""
+        # dict.fromkeys: two RCPTs of one address (case, repeated) share one 'received' row.
+        ids = tuple(i for i in dict.fromkeys(spool_ids) if i not in self.in_flight)
+        if not ids:
+            return False
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self.worker_pool, self._process, ids, message_id, tell)
+        self.jobs[job] = ids
+        self.in_flight.update(ids)
+        job.add_done_callback(self._job_done)
+        return True
+
+    def _job_done(self, job: asyncio.Future[None]) -> None:
+        self.in_flight.difference_update(self.jobs.pop(job, ()))
+        error = None if job.cancelled() else job.exception()
+        if error is not None:  # _process catches everything; this would be a bug in it
+            log.error("job_failed", error=repr(error)[:300])
+
+    def _process(self, spool_ids: tuple[int, ...], message_id: str | None, tell: Tell | None = None) -> None:
+        """Blocking, in a worker thread: each spool row through the pipeline, then its replies out.
+        `tell` gets each row's result (None: deferred) before its replies are sent."""
+        for spool_id in spool_ids:
+            mid = message_id if message_id is not None else self._stored_message_id(spool_id)
+            started = time.perf_counter()
+            try:
+                result = process(self.factory, self.cfg, spool_id)
+            except Exception as exc:  # database locked or down: the row stays 'received', the sweep retries
+                log.warning(
+                    "processing_deferred",
+                    spool_id=spool_id,
+                    message_id=mid,
+                    error=describe(exc),
+                    duration_ms=_ms_since(started),
+                )
+                if tell is not None:
+                    tell(None)
+                continue
+            log.info(
+                "processed",
+                spool_id=spool_id,
+                message_id=mid,
+                ticket=result.ticket_number,
+                outcome=result.outcome,
+                reason=result.reason,
+                duration_ms=_ms_since(started),
+            )
+            if tell is not None:
+                tell(result)
+            if not result.outbox_ids:
+                continue
+            try:  # the ticket is committed; what cannot be sent now stays queued in the outbox
+                sent = flush(self.factory, self.cfg, result.outbox_ids)
+            except Exception as exc:
+                log.warning(
+                    "replies_not_sent", spool_id=spool_id, ticket=result.ticket_number, error=describe(exc)
+                )
+            else:
+                log.info(
+                    "replies_handed_over",
+                    spool_id=spool_id,
+                    ticket=result.ticket_number,
+                    sent=sent.sent,
+                    deferred=sent.deferred,
+                    failed=sent.failed,
+                )
+
+    def _stored_message_id(self, spool_id: int) -> str:
+        """For a recovered row: the Message-ID from the spooled file's header, for the log."""
+        try:
+            with self.factory() as session:
+                entry = session.get(SpoolEntry, spool_id)
+                if entry is None:
+                    return ""
+                with content_path(self.cfg.spool_dir, entry.sha256, ".eml").open("rb") as fh:
+                    return message_id_of(fh.read(64 * 1024))
+        except Exception:
+            return ""  # only for the log: processing reports the real problem
+
+    async def _drain_jobs(self) -> int:
+        """Let running jobs finish; jobs not started yet are dropped: their rows stay 'received'."""
+        jobs = dict(self.jobs)
+        self.worker_pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.gather(*jobs, return_exceptions=True)
+        return sum(len(ids) for job, ids in jobs.items() if job.cancelled())
+
+    def _close_pools(self) -> None:
+        self.worker_pool.shutdown(wait=True, cancel_futures=True)
+        self.job_pool.shutdown(wait=True, cancel_futures=True)
+        self.intake_pool.shutdown(wait=True)
+
+    # --- scheduled jobs -----------------------------------------------------------------------------
+
+    async def _run_job(self, name: str, job: Callable[..., T], *args: Any) -> tuple[T | None, float]:
+        """`job(self.factory, self.cfg, *args)` in the job pool: its result (None when it failed, which
+        is logged) and when it started."""
+        started = time.perf_counter()
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                self.job_pool, job, self.factory, self.cfg, *args
+            )
+        except Exception as exc:
+            log.error("job_failed", job=name, error=describe(exc))
+            return None, started
+        return result, started
+
+    async def _send_outbox(self) -> None:
+        result, started = await self._run_job("outbox", flush)
+        if result is not None and result != FlushResult(0, 0, 0):
+            log.info(
+                "outbox_sent",
+                sent=result.sent,
+                deferred=result.deferred,
+                failed=result.failed,
+                duration_ms=_ms_since(started),
+            )
+
+    async def _auto_close(self) -> None:
+        result, started = await self._run_job("auto_close", auto_close)
+        if result is None:
+            return
+        if result.closed:
+            log.info(
+                "auto_closed",
+                tickets=result.closed[:100],
+                count=len(result.closed),
+                duration_ms=_ms_since(started),
+            )
+        if result.outbox_ids:
+            await self._send_outbox()
+
+    async def _escalate(self) -> None:
+        result, started = await self._run_job("escalations", escalate)
+        if result is None:
+            return
+        if result.fired:
+            log.info(
+                "escalations_fired",
+                firings=[{"desk": d, "rule": r, "ticket": t} for d, r, t in result.fired[:100]],
+                count=len(result.fired),
+                duration_ms=_ms_since(started),
+            )
+        if result.outbox_ids:
+            await self._send_outbox()
+
+    async def _purge_raw_mail(self) -> None:
+        older_than = dt.timedelta(days=self.cfg.spool_retention_days)
+        purged, started = await self._run_job("spool_retention", purge_raw_mail, older_than)
+        if purged is not None and purged.rows:
+            log.info(
+                "raw_mail_purged",
+                rows=purged.rows,
+                files=purged.files,
+                bytes=purged.bytes,
+                kept=purged.kept,
+                duration_ms=_ms_since(started),
+            )
 
     # --- the control socket: mail `maild pipe` spooled --------------------------------------------------
 
