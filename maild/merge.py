@@ -217,13 +217,12 @@ def queue_merge_notices(
     in the survivor: one `ticket_merged` mail per customer, naming their old numbers, with the survivor's
     Reply-To. Bouncing, blocked and rate-limited customers are left out as for any mail. Returns how many
     mails were queued."""
-    numbers_of: dict[int, list[str]] = {}
+    numbers_of: dict[int, tuple[Contact, list[str]]] = {}
     for ticket in sorted(merged, key=lambda t: t.id):
         if ticket.id != survivor.id:
-            numbers_of.setdefault(ticket.customer_id, []).append(ticket.number)
+            numbers_of.setdefault(ticket.customer_id, (ticket.customer, []))[1].append(ticket.number)
     queued = 0
-    for customer_id, numbers in numbers_of.items():
-        customer = session.get_one(Contact, customer_id)
+    for customer, numbers in numbers_of.values():
         name = customer.display_name or customer.email
         mail = queue_mail(
             session,

@@ -38,7 +38,7 @@ from sqlalchemy import select
 from maild.addresses import normalize
 from maild.autoclose import auto_close
 from maild.config import EX_CONFIG, Config, ConfigError, check_imap_secrets, load_config
-from maild.control import MAX_LINE, SOCKET_NAME, BadRequest, claim_socket, parse_request, socket_path
+from maild.control import MAX_LINE, BadRequest, claim_socket, parse_request, socket_path
 from maild.escalations import escalate
 from maild.imap_poll import run_pollers
 from maild.listeners import (
@@ -162,8 +162,9 @@ class Daemon:
 
         started = time.perf_counter()
         if control is not None:  # a pipe that finds no socket processes its mail itself
-            control.close()
-            self._control_path().unlink(missing_ok=True)
+            server, path = control
+            server.close()
+            path.unlink(missing_ok=True)
         await stop_listeners(listeners)
         log.info("draining", sessions=len(self.connections.open), jobs=len(self.jobs))
         cut_off = await self.connections.drain(DRAIN_SECONDS)
@@ -202,10 +203,7 @@ class Daemon:
 
     # --- the control socket: mail `maild pipe` spooled --------------------------------------------------
 
-    def _control_path(self) -> Path:
-        return self.cfg.data_dir / SOCKET_NAME
-
-    async def _start_control(self) -> asyncio.Server | None:
+    async def _start_control(self) -> tuple[asyncio.Server, Path] | None:
         path = socket_path(self.cfg.data_dir)
         if path is None:
             log.warning("control_socket_off", reason="the data_dir path is too long for a unix socket")
@@ -220,7 +218,7 @@ class Daemon:
             log.warning("control_socket_off", reason=describe(exc))
             return None
         log.info("listening", protocol="control", address=f"unix:{path}")
-        return server
+        return server, path
 
     async def _control_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One pipe, one spooled mail: record its row and answer as LMTP would — "spooled" once the row is
