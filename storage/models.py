@@ -71,6 +71,8 @@ class Desk(Base):
     auto_close_statuses: Mapped[str] = mapped_column(
         String(500), default="waiting,resolved", server_default="waiting,resolved"
     )
+    # The name on the desk's own mail (`From: "ACME Support" <support@…>`); empty: the address alone.
+    sender_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     addresses: Mapped[list[DeskAddress]] = relationship(
@@ -81,6 +83,18 @@ class Desk(Base):
     @property
     def primary_address(self) -> str:
         return self.addresses[0].address
+
+
+class RetiredPattern(Base):
+    """A number pattern a desk used before `desk set --pattern`: its numbers still thread, and no desk may
+    take a pattern that could produce them again."""
+
+    __tablename__ = "retired_patterns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    desk_id: Mapped[int] = mapped_column(ForeignKey("desks.id", ondelete="CASCADE"), index=True)
+    pattern: Mapped[str] = mapped_column(String(200))
+    retired_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class DeskAddress(Base):
@@ -143,6 +157,9 @@ class Ticket(Base):
     status_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # Set on a ticket merged into another: its number, headers and token keep leading to the survivor.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    # Set on a ticket an import created (the real time of the import): automation (auto-close,
+    # escalations, reminders) leaves it alone until something happens on it after that moment.
+    imported_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -470,6 +487,31 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(50))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ChangeCounter(Base):
+    """Bumped by every maildctl change a running daemon caches (desks, addresses, patterns, blocklist):
+    the daemon compares the value instead of reloading everything on a timer."""
+
+    __tablename__ = "change_counter"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class JobRun(Base):
+    """The last run of each of `maild serve`'s scheduled jobs (by any instance): `maildctl health`."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ok: Mapped[bool | None] = mapped_column(Boolean)
+    error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    last_ok_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 @event.listens_for(Session, "before_flush")
