@@ -23,6 +23,11 @@ def register(commands: Any) -> None:
     add.add_argument("--name", required=True)
     add.add_argument("--desk", action="append", required=True, help="desk name (repeatable)")
     add.add_argument("--display-name", help="how tickets' mail names the agent (default: --name)")
+    add.add_argument(
+        "--update",
+        action="store_true",
+        help="the agent may exist already: take this name (and display name), add these desks",
+    )
     add.set_defaults(handler=add_agent)
     change = sub.add_parser("set", help="change an agent's name, display name, state or desks")
     change.add_argument("email")
@@ -79,18 +84,37 @@ def add_agent(app: App, args: argparse.Namespace) -> int:
             raise UserError(f"{email} is a desk address; an agent needs a personal address")
         desks = _desks(session, args.desk)
         agent = session.scalars(select(Agent).where(Agent.email == email)).first()
-        if agent is None:
-            agent = Agent(email=email, name=name, display_name=display_name or "")
-            session.add(agent)
-        else:
-            agent.name = name
-            if display_name is not None:  # not given: an existing display name stays
-                agent.display_name = display_name
-        for desk in desks:
-            if desk not in agent.desks:
-                agent.desks.append(desk)
-    print(f"agent {email} on {', '.join(args.desk)}")
+        if agent is not None:
+            # Adding someone who exists would silently rename them: only when asked for.
+            if not args.update:
+                raise UserError(
+                    f"agent {email} exists already (as {agent.name!r}): add --update to change them, "
+                    "or use 'maildctl agent set'"
+                )
+            changes = _update(agent, name, display_name, desks)
+            print(f"agent {email}: {'; '.join(changes) if changes else 'nothing changed'}")
+            return 0
+        agent = Agent(email=email, name=name, display_name=display_name or "", desks=desks)
+        session.add(agent)
+    print(f"agent {email} on {', '.join(d.name for d in desks)}")
     return 0
+
+
+def _update(agent: Agent, name: str, display_name: str | None, desks: list[Desk]) -> list[str]:
+    """`agent add --update` on an existing agent: the name, the display name if given, the desks added
+    (none taken away); what changed, for the admin."""
+    changes = []
+    if agent.name != name:
+        changes.append(f"name {agent.name!r} → {name!r}")
+        agent.name = name
+    if display_name is not None and agent.display_name != display_name:
+        changes.append(f"display name {agent.display_name!r} → {display_name!r}")
+        agent.display_name = display_name
+    added = [desk for desk in desks if desk not in agent.desks]
+    if added:
+        agent.desks.extend(added)
+        changes.append(f"desks + {', '.join(d.name for d in added)}")
+    return changes
 
 
 def set_agent(app: App, args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from admin_cli.common import App, UserError, iso, print_json, print_table, who
 from maild.blocklist import InvalidPattern, check_pattern, is_domain_pattern
+from storage.changes import bump_changes
 from storage.models import AuditLog, BlockEntry
 
 MAX_REASON = 2000
@@ -58,6 +59,7 @@ def add_entry(session: Session, pattern: str, subdomains: bool, reason: str, add
     entry = BlockEntry(pattern=pattern, subdomains=subdomains, reason=reason[:MAX_REASON], added_by=added_by)
     session.add(entry)
     session.flush()
+    bump_changes(session)  # a running maild serve reloads its blocklist snapshot
     return entry
 
 
@@ -96,6 +98,7 @@ def remove_block(app: App, args: argparse.Namespace) -> int:
             raise UserError(f"no blocklist entry {args.pattern!r}: see 'maildctl block list'")
         session.add(AuditLog(actor=actor, action="block_remove", detail=entry_json(entry)))
         session.delete(entry)
+        bump_changes(session)
     print(f"unblocked {pattern}")
     return 0
 

@@ -11,8 +11,34 @@ from maild.argparsing import OneLineErrorParser
 EX_TEMPFAIL = 75
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("maild")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        from maild import __version__
+
+        return __version__
+
+
+class VersionAction(argparse.Action):
+    """`--version` of `maild` and `maildctl`: the installed package's version. Looked up only when asked:
+    importlib.metadata would cost every `maild pipe` its start-up time."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help="print the version"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        print(f"{parser.prog} {package_version()}")
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="maild", description="maild, an email-first helpdesk daemon")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--config", help="config file (default: $MAILD_CONFIG, else ./maild.toml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pipe = commands.add_parser(
@@ -22,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     pipe.add_argument(
         "--sender", help="envelope sender (Postfix: ${sender} with null_sender=; an empty value is <>)"
     )
-    commands.add_parser("check-config", help="validate the config file and exit (0 ok, 78 invalid)")
+    commands.add_parser(
+        "check-config",
+        help="validate the config file and the database schema, then exit (0 ok; 78 invalid config, or "
+        "the schema missing or not this maild's: run 'maildctl init')",
+    )
     commands.add_parser(
         "serve", help="run the daemon: LMTP/SMTP listeners and pipeline workers; JSON log lines on stdout"
     )
@@ -50,17 +80,31 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_serve(args.config)
     if args.command == "check-config":
-        from maild.config import EX_CONFIG, ConfigError, check_imap_secrets, load_config
-
-        try:
-            cfg = load_config(args.config)
-            check_imap_secrets(cfg)
-        except ConfigError as exc:
-            print(f"maild: {exc}", file=sys.stderr)
-            return EX_CONFIG
-        print(f"config ok: data_dir={cfg.data_dir}")
-        return 0
+        return _check_config(args.config)
     raise AssertionError(args.command)
+
+
+def _check_config(config: str | None) -> int:
+    from maild.config import EX_CONFIG, ConfigError, check_imap_secrets, load_config
+    from storage.schema import UNREACHABLE, check_database
+
+    try:
+        cfg = load_config(config)
+        check_imap_secrets(cfg)
+    except ConfigError as exc:
+        print(f"maild: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"config ok: data_dir={cfg.data_dir}")
+    schema = check_database(cfg.database_url, cfg.busy_timeout_ms)
+    if schema.state == UNREACHABLE:
+        # `maild serve` starts with the database down (intake answers 451 until it is back), so a
+        # check-config before it (systemd's ExecStartPre) must not keep it from starting.
+        print(f"maild: {schema.problem()}: the schema was not checked", file=sys.stderr)
+        return 0
+    if not schema.ready:
+        print(f"maild: {schema.problem()}", file=sys.stderr)
+        return EX_CONFIG
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ fails in any way before the verdict, the pipe processes the mail itself, as befo
 is idempotent for the same bytes, and a mail processed twice is a duplicate.
 
 Request:  {"sha256": "<64 hex>", "size": N, "recipient": "...", "mail_from": "..."}
+          or {"request": "status"} (`maildctl health`): answered at once with the daemon's status object.
 Verdict:  {"outcome": "...", "reason": "...", "ticket": "NUMBER" | null}. "spooled": the row is committed
           and the recipient is a desk's — the daemon processes it (LMTP's 250); for any other recipient
           (or none given) the pipeline's outcome, so that the pipe can answer 67 for an unknown one;
@@ -28,6 +29,9 @@ MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux; a longer path cannot
 CONNECT_SECONDS = 2.0
 VERDICT_SECONDS = 120.0  # a 30 MB mail under load takes seconds; Postfix's pipe limit is 1000 s
 MAX_LINE = 4096
+STATUS = "status"
+STATUS_SECONDS = 5.0
+MAX_STATUS_LINE = 1024 * 1024
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -49,6 +53,8 @@ def parse_request(line: bytes) -> dict[str, Any]:
         raise BadRequest("not a JSON line") from None
     if not isinstance(data, dict):
         raise BadRequest("not a JSON object")
+    if data.get("request") == STATUS:
+        return {"request": STATUS}
     digest, size = data.get("sha256"), data.get("size")
     recipient, mail_from = data.get("recipient", ""), data.get("mail_from", "")
     if not isinstance(digest, str) or not _DIGEST.match(digest):
@@ -82,6 +88,27 @@ def ask_daemon(path: Path | None, request: dict[str, Any]) -> dict[str, Any] | N
     if not isinstance(verdict, dict) or not isinstance(verdict.get("outcome"), str):
         return None
     return verdict
+
+
+def ask_status(path: Path | None) -> dict[str, Any] | None:
+    """The running daemon's status object, or None when no daemon answers on `path`."""
+    if path is None:
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(CONNECT_SECONDS)
+            sock.connect(str(path))
+            sock.settimeout(STATUS_SECONDS)
+            sock.sendall(json.dumps({"request": STATUS}).encode() + b"\n")
+            with sock.makefile("rb") as answer:
+                line = answer.readline(MAX_STATUS_LINE)
+    except OSError:
+        return None
+    try:
+        status = json.loads(line)
+    except ValueError:
+        return None
+    return status if isinstance(status, dict) else None
 
 
 def claim_socket(path: Path) -> bool:

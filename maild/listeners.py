@@ -40,6 +40,7 @@ from maild.blocklist import Rule, load_rules, match_rules
 from maild.config import Config, ListenAddress
 from maild.logs import get_logger
 from maild.tokens import parse_bounce_address
+from storage.changes import current_changes
 from storage.db import transaction
 from storage.models import DeskAddress
 from storage.spool import record_received, write_raw
@@ -53,9 +54,13 @@ MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: a server must accept at least 100 pe
 # aiosmtpd refuses DATA lines over 1000 bytes with a permanent 500: a sloppy client's unwrapped HTML would
 # bounce. RFC 5321 asks senders to wrap; a helpdesk would rather read the mail than be right.
 LINE_LENGTH_LIMIT = 1024 * 1024
-REFRESH_SECONDS = 30.0
-# A `maildctl block add` reaches the intake within this time; until then the blocked stage archives the mail.
-BLOCKLIST_REFRESH_SECONDS = 5.0
+# Every maildctl change of desks, their addresses or the blocklist bumps the change counter
+# (storage/changes.py); the caches compare it at most this often, so a change reaches the intake within
+# about this time (until then the route and blocked stages handle what slipped through).
+CHANGE_CHECK_SECONDS = 1.0
+# A full reload whatever the counter says: for rows written by other means than maildctl.
+REFRESH_SECONDS = 300.0
+BLOCKLIST_REFRESH_SECONDS = 300.0
 HEADER_SCAN_BYTES = 64 * 1024
 
 
@@ -82,33 +87,70 @@ def from_addresses(raw: bytes) -> list[str]:
     return [address for _, address in getaddresses([str(v) for v in values]) if "@" in address]
 
 
+class _Snapshot:
+    """When a cache loaded from the database must load again: never loaded, older than `refresh_seconds`,
+    or the change counter moved since (asked at most every `check_seconds`). Called from executor threads:
+    at worst two of them both ask or both reload, which is harmless."""
+
+    def __init__(
+        self, factory: sessionmaker[DbSession], refresh_seconds: float, check_seconds: float
+    ) -> None:
+        self._factory = factory
+        self._refresh_seconds = refresh_seconds
+        self._check_seconds = check_seconds
+        self._loaded_at: float | None = None
+        self._checked_at = 0.0
+        self._changes = 0
+
+    def loaded(self, changes: int) -> None:
+        """Record a load that read the counter as `changes` before it read the rows."""
+        self._changes, self._loaded_at = changes, time.monotonic()
+        self._checked_at = self._loaded_at
+
+    def stale(self) -> bool:
+        now = time.monotonic()
+        if self._loaded_at is None or now - self._loaded_at > self._refresh_seconds:
+            return True
+        if now - self._checked_at < self._check_seconds:
+            return False
+        self._checked_at = now
+        with self._factory() as session:
+            return current_changes(session) != self._changes
+
+
 class DeskAddresses:
     """Which envelope recipients belong to a desk.
 
     Hits come from memory: on SQLite every transaction, reads too, is BEGIN IMMEDIATE, so a query per RCPT
-    would queue behind the pipeline's write transactions. A miss asks the database, so a desk added with
-    `maildctl desk add` is accepted at once; the whole set is reloaded every REFRESH_SECONDS and on SIGHUP,
-    so a removed address is refused within that time (until then the route stage records it as
-    `unknown_recipient`). Blocking: call it in an executor."""
+    would queue behind the pipeline's write transactions. The set is reloaded when maildctl changed desks
+    (the change counter, asked at most every CHANGE_CHECK_SECONDS), every REFRESH_SECONDS and on SIGHUP, so
+    a removed address is refused within about a second. A miss also asks the database, so an address
+    added by other means is accepted at once. Blocking: call it in an executor."""
 
-    def __init__(self, factory: sessionmaker[DbSession], refresh_seconds: float = REFRESH_SECONDS) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[DbSession],
+        refresh_seconds: float = REFRESH_SECONDS,
+        check_seconds: float = CHANGE_CHECK_SECONDS,
+    ) -> None:
         self._factory = factory
-        self._refresh_seconds = refresh_seconds
+        self._snapshot = _Snapshot(factory, refresh_seconds, check_seconds)
         self._known: frozenset[str] = frozenset()
-        self._loaded_at: float | None = None
 
     def refresh(self) -> int:
         with self._factory() as session:
+            changes = current_changes(session)  # before the rows: a change in between reloads again
             known = frozenset(session.scalars(select(DeskAddress.address)))
         # Replaced whole, never mutated: readers in other threads see the old or the new set.
-        self._known, self._loaded_at = known, time.monotonic()
+        self._known = known
+        self._snapshot.loaded(changes)
         return len(known)
 
     def is_desk(self, address: str) -> bool:
         """`address` or its `local+token@domain` form is a desk's address, or it is the VERP return path of
         our outgoing mail (`bounces+<outbox id>-<mac>@<a desk's domain>`), where bounces come back."""
         base = base_address(address)
-        if self._loaded_at is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
+        if self._snapshot.stale():
             self.refresh()
         if base in self._known:
             return True
@@ -123,27 +165,32 @@ class DeskAddresses:
 
 
 class BlockedSenders:
-    """The blocklist as the intake sees it in reject mode: a snapshot in memory, reloaded when older than
-    `refresh_seconds`. Asking the database at every MAIL and DATA would queue each one behind the
-    pipeline's write transactions on SQLite (see DeskAddresses); a stale snapshot costs little, since
-    the blocked stage archives what slipped through. Blocking: call it in an executor."""
+    """The blocklist as the intake sees it in reject mode: a snapshot in memory, reloaded like the desk
+    addresses (the change counter, every `refresh_seconds`). Asking the database at every MAIL and DATA
+    would queue each one behind the pipeline's write transactions on SQLite (see DeskAddresses); a stale
+    snapshot costs little, since the blocked stage archives what slipped through. Blocking: call it in an
+    executor."""
 
     def __init__(
-        self, factory: sessionmaker[DbSession], refresh_seconds: float = BLOCKLIST_REFRESH_SECONDS
+        self,
+        factory: sessionmaker[DbSession],
+        refresh_seconds: float = BLOCKLIST_REFRESH_SECONDS,
+        check_seconds: float = CHANGE_CHECK_SECONDS,
     ) -> None:
         self._factory = factory
-        self._refresh_seconds = refresh_seconds
+        self._snapshot = _Snapshot(factory, refresh_seconds, check_seconds)
         self._rules: tuple[Rule, ...] = ()
-        self._loaded_at: float | None = None
 
     def refresh(self) -> int:
         with self._factory() as session:
+            changes = current_changes(session)
             rules = tuple(load_rules(session))
-        self._rules, self._loaded_at = rules, time.monotonic()  # replaced whole: readers see old or new
+        self._rules = rules  # replaced whole: readers see old or new
+        self._snapshot.loaded(changes)
         return len(rules)
 
     def find(self, addresses: Iterable[str]) -> tuple[str, Rule] | None:
-        if self._loaded_at is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
+        if self._snapshot.stale():
             self.refresh()
         return match_rules(self._rules, addresses)
 

@@ -6,7 +6,9 @@ for SQLAlchemy and the pipeline), else here. Exit codes (sysexits) tell the MTA 
   0  done (a ticket, a reply, a duplicate, or kept in quarantine)
   67 EX_NOUSER   no desk has the recipient address: the MTA bounces
   75 EX_TEMPFAIL disk or database trouble: the MTA keeps the mail and retries
-  78 EX_CONFIG   the config file is invalid
+  78 EX_CONFIG   the config file is invalid, or the database has no schema or not this maild's ("run
+                 'maildctl init'", "upgrade maild"); Postfix keeps the mail and retries
+Nothing here creates the database: a SQLite file that is not there stays missing (storage.schema).
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ def run_pipe(
     except ConfigError as exc:
         _say(str(exc))
         return EX_CONFIG
+    if cfg.is_sqlite:
+        # Before anything is written: an uninitialised data directory gets no spool, and no empty
+        # database from the engine below. Standard library only (sqlite3, read-only), about a
+        # millisecond. PostgreSQL is checked below, only when no daemon takes the mail: a running
+        # daemon checked it at its start, and the check would cost every pipe a connection and psycopg.
+        from storage.schema import UNREACHABLE, check_database
+
+        schema = check_database(cfg.database_url, cfg.busy_timeout_ms)
+        if not schema.ready and schema.state != UNREACHABLE:  # unreachable: the engine below says 75
+            _say(schema.problem())
+            return EX_CONFIG
     raw = sys.stdin.buffer.read() if stdin is None else stdin
 
     from storage.spool import write_raw
@@ -55,6 +68,18 @@ def run_pipe(
     from storage.spool import record_received
 
     engine = make_engine(cfg.database_url, cfg.busy_timeout_ms)
+    if not cfg.is_sqlite:
+        from storage.schema import UNREACHABLE, check_engine
+
+        schema = check_engine(engine)
+        if schema.state == UNREACHABLE:
+            engine.dispose()
+            _say(f"database unavailable ({schema.detail}); the message is spooled, try again later")
+            return EX_TEMPFAIL
+        if not schema.ready:
+            engine.dispose()
+            _say(schema.problem())
+            return EX_CONFIG
     factory = make_sessionmaker(engine)
     try:
         with transaction(factory) as session:

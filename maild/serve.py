@@ -2,7 +2,8 @@
 pipeline runs in a pool of worker threads, so a slow ticket never holds up intake.
 
 Life cycle:
-  start    load the config (exit 78 when invalid, also an unreadable TLS certificate), bind every listener
+  start    load the config (exit 78 when invalid, also an unreadable TLS certificate), check the database
+           schema (exit 78 when it is missing or not this code's: storage.schema), bind every listener
            (exit 71 when an address cannot be bound), then recover the spool: every row still 'received'
            (a crash or a stop before it was processed) goes to the workers. The database may be down at
            start: intake answers 451 until it is back, and the recovery sweep tries again.
@@ -11,8 +12,10 @@ Life cycle:
            The scheduler's jobs ([scheduler] in the config): `outbox` sends what is due (retries, and mail
            a crashed or busy sender left), `auto_close` closes inactive tickets, `escalations` runs the
            desks' escalation rules and reminders, `spool_recovery` picks up rows a transient failure left
-           'received'. The control socket `<data_dir>/maild.sock` takes mail `maild pipe` spooled
-           (maild.control): recorded and processed here, the verdict goes back to the waiting pipe.
+           'received'. Every run of a job is recorded in `job_runs` (`maildctl health` reads it). The
+           control socket `<data_dir>/maild.sock` takes mail `maild pipe` spooled (maild.control):
+           recorded and processed here, the verdict goes back to the waiting pipe; and it answers
+           `maildctl health`'s status request.
   SIGHUP   reload the desk address cache and the templates (the rest of the config needs a restart).
   SIGTERM  stop accepting, let open mail transactions finish (up to DRAIN_SECONDS), let running pipeline
   SIGINT   jobs finish, exit 0. Jobs not started yet stay 'received' and are processed at the next start:
@@ -24,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -38,7 +43,7 @@ from sqlalchemy import select
 from maild.addresses import normalize
 from maild.autoclose import auto_close
 from maild.config import EX_CONFIG, Config, ConfigError, check_imap_secrets, load_config
-from maild.control import MAX_LINE, BadRequest, claim_socket, parse_request, socket_path
+from maild.control import MAX_LINE, STATUS, BadRequest, claim_socket, parse_request, socket_path
 from maild.escalations import escalate
 from maild.imap_poll import run_pollers
 from maild.listeners import (
@@ -59,7 +64,8 @@ from maild.templating import reload_templates
 from pipeline.runner import Result, process
 from storage.db import make_engine, make_sessionmaker, transaction
 from storage.files import content_path
-from storage.models import SpoolEntry, utcnow
+from storage.models import JobRun, SpoolEntry, utcnow
+from storage.schema import UNREACHABLE, check_database
 from storage.spool import record_received
 
 EX_OK, EX_OSERR = 0, 71
@@ -99,8 +105,26 @@ def run_serve(config: str | None) -> int:
     except ConfigError as exc:
         print(f"maild serve: {exc}", file=sys.stderr)
         return EX_CONFIG
+    schema = check_database(cfg.database_url, cfg.busy_timeout_ms)
+    if not schema.ready and schema.state != UNREACHABLE:
+        print(f"maild serve: {schema.problem()}", file=sys.stderr)
+        return EX_CONFIG
     configure()
+    if schema.state == UNREACHABLE:  # it may come back: intake answers 451 until then
+        log.warning("schema_not_checked", error=schema.detail)
     return asyncio.run(Daemon(cfg, tls).run())
+
+
+def job_intervals(cfg: Config) -> dict[str, float]:
+    """The scheduled jobs `maild serve` runs with this config, and their intervals in seconds."""
+    schedule = cfg.schedule
+    return {
+        "outbox": schedule.outbox_seconds,
+        "auto_close": schedule.auto_close_seconds,
+        "escalations": schedule.escalation_seconds,
+        "spool_recovery": schedule.recovery_seconds,
+        **({"spool_retention": schedule.retention_seconds} if cfg.spool_retention_days > 0 else {}),
+    }
 
 
 class Daemon:
@@ -118,6 +142,12 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.jobs: dict[asyncio.Future[None], tuple[int, ...]] = {}  # running or queued pipeline jobs
         self.in_flight: set[int] = set()  # their spool ids: the sweep leaves them alone
+        # What the status request (`maildctl health`) reports:
+        self.started_at = utcnow()
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.bound: list[dict[str, str]] = []  # every listener's protocol and address, the control socket too
+        self.scheduler: Any = None
+        self.job_stats: dict[str, dict[str, Any]] = {}  # per scheduled job: runs, the last one's times
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -133,23 +163,24 @@ class Daemon:
             return EX_OSERR
         for listener in listeners:
             log.info("listening", protocol=listener.protocol, address=listener.bound)
+            self.bound.append({"protocol": listener.protocol, "address": str(listener.bound)})
         control = await self._start_control()
         await self._reload(at_start=True)
         await self._sweep(grace_seconds=0)  # at start every 'received' row is left over from before
-        schedule = self.cfg.schedule
+        runs = {
+            "outbox": (self._send_outbox, True),
+            "auto_close": (self._auto_close, True),
+            "escalations": (self._escalate, True),
+            "spool_recovery": (self._recover, False),
+            "spool_retention": (self._purge_raw_mail, True),
+        }
         scheduler = start_scheduler(
-            (
-                Job("outbox", schedule.outbox_seconds, self._send_outbox, at_start=True),
-                Job("auto_close", schedule.auto_close_seconds, self._auto_close, at_start=True),
-                Job("escalations", schedule.escalation_seconds, self._escalate, at_start=True),
-                Job("spool_recovery", schedule.recovery_seconds, self._recover),
-                *(
-                    [Job("spool_retention", schedule.retention_seconds, self._purge_raw_mail, at_start=True)]
-                    if self.cfg.spool_retention_days > 0
-                    else []
-                ),
-            )
+            [
+                Job(name, seconds, runs[name][0], at_start=runs[name][1])
+                for name, seconds in job_intervals(self.cfg).items()
+            ]
         )
+        self.scheduler = scheduler
         pollers = loop.create_task(run_pollers(self.cfg, self.factory, self._on_spooled, self.stopping))
         log.info(
             "ready",
@@ -218,16 +249,22 @@ class Daemon:
             log.warning("control_socket_off", reason=describe(exc))
             return None
         log.info("listening", protocol="control", address=f"unix:{path}")
+        self.bound.append({"protocol": "control", "address": f"unix:{path}"})
         return server, path
 
     async def _control_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One pipe, one spooled mail: record its row and answer as LMTP would — "spooled" once the row is
         committed when the recipient is a desk's; else (no recipient given, or not a desk's) only after
-        the pipeline decided, so that the pipe can say 67 for an unknown recipient."""
+        the pipeline decided, so that the pipe can say 67 for an unknown recipient. Or a status request:
+        answered at once, from memory."""
         loop = asyncio.get_running_loop()
         try:
             line = await asyncio.wait_for(reader.readline(), CONTROL_READ_SECONDS)
             request = parse_request(line)
+            if request.get("request") == STATUS:
+                writer.write(json.dumps(self._status()).encode() + b"\n")
+                await writer.drain()
+                return
             if self.stopping.is_set():
                 return  # no answer: the pipe processes the mail itself
             try:
@@ -248,6 +285,41 @@ class Daemon:
             log.warning("control_request_refused", error=describe(exc))
         finally:
             writer.close()
+
+    def _status(self) -> dict[str, Any]:
+        """The answer to a status request (maild.control): who runs, on what, and how its jobs went."""
+        from maild.cli import package_version
+
+        now = utcnow()
+        scheduled = []
+        for name, seconds in job_intervals(self.cfg).items():
+            job = self.scheduler.get_job(name) if self.scheduler is not None else None
+            next_run = job.next_run_time if job is not None else None
+            scheduled.append(
+                {
+                    "name": name,
+                    "interval_seconds": seconds,
+                    "next_run_at": _iso(next_run.astimezone(dt.UTC).replace(tzinfo=None))
+                    if next_run
+                    else None,
+                    **self.job_stats.get(name, {"runs": 0}),
+                }
+            )
+        return {
+            "status": "stopping" if self.stopping.is_set() else "running",
+            "pid": os.getpid(),
+            "instance": self.instance,
+            "version": package_version(),
+            "started_at": _iso(self.started_at),
+            "uptime_seconds": round((now - self.started_at).total_seconds(), 1),
+            "data_dir": str(self.cfg.data_dir),
+            "listeners": self.bound,
+            "workers": self.cfg.listen.workers,
+            "pipeline_jobs": len(self.jobs),  # queued or running in the workers
+            "open_sessions": len(self.connections.open),
+            "imap_accounts": [account.name for account in self.cfg.imap],
+            "scheduled_jobs": scheduled,
+        }
 
     def _record_piped(self, request: dict[str, Any]) -> tuple[int, bool]:
         """Blocking: the 'received' row of a mail the pipe made durable (its file must be there), and
@@ -384,17 +456,57 @@ class Daemon:
     # --- scheduled jobs -----------------------------------------------------------------------------
 
     async def _run_job(self, name: str, job: Callable[..., T], *args: Any) -> tuple[T | None, float]:
-        """`job(self.factory, self.cfg, *args)` in the job pool: its result (None when it failed, which
-        is logged) and when it started."""
+        """`job(self.factory, self.cfg, *args)` in the job pool, its run recorded: its result (None when
+        it failed, which is logged) and when it started."""
         started = time.perf_counter()
         try:
             result = await asyncio.get_running_loop().run_in_executor(
-                self.job_pool, job, self.factory, self.cfg, *args
+                self.job_pool, self._recorded, name, job, self.factory, self.cfg, *args
             )
         except Exception as exc:
             log.error("job_failed", job=name, error=describe(exc))
             return None, started
         return result, started
+
+    def _recorded(self, name: str, job: Callable[..., T], *args: Any) -> T:
+        """Blocking, in a pool thread: `job(*args)`, its run recorded (`_record_run`)."""
+        started_at = utcnow()
+        try:
+            result = job(*args)
+        except Exception as exc:
+            self._record_run(name, started_at, describe(exc))
+            raise
+        self._record_run(name, started_at, None)
+        return result
+
+    def _record_run(self, name: str, started_at: dt.datetime, error: str | None) -> None:
+        """Blocking: one run of a scheduled job, in memory (the status request) and in `job_runs` (one
+        row per job, whichever instance ran it last: `maildctl health`). A failure to record is logged,
+        never raised: the job's own work is done (or failed) either way."""
+        finished_at = utcnow()
+        stats = self.job_stats.setdefault(name, {"runs": 0})
+        stats["runs"] += 1
+        stats.update(
+            last_started_at=_iso(started_at),
+            last_finished_at=_iso(finished_at),
+            last_ok=error is None,
+            last_error=error or "",
+        )
+        if error is None:
+            stats["last_ok_at"] = _iso(finished_at)
+        try:
+            with transaction(self.factory) as session:
+                row = session.get(JobRun, name)
+                if row is None:
+                    row = JobRun(name=name)
+                    session.add(row)
+                row.instance = self.instance[:200]
+                row.started_at, row.finished_at = started_at, finished_at
+                row.ok, row.error = error is None, (error or "")[:2000]
+                if error is None:
+                    row.last_ok_at = finished_at
+        except Exception as exc:
+            log.warning("job_run_not_recorded", job=name, error=describe(exc))
 
     async def _send_outbox(self) -> None:
         result, started = await self._run_job("outbox", flush)
@@ -456,7 +568,9 @@ class Daemon:
     async def _sweep(self, grace_seconds: float) -> None:
         loop = asyncio.get_running_loop()
         try:
-            ids = await loop.run_in_executor(self.intake_pool, self._received_rows, grace_seconds)
+            ids = await loop.run_in_executor(
+                self.intake_pool, self._recorded, "spool_recovery", self._received_rows, grace_seconds
+            )
         except Exception as exc:
             log.error("recovery_failed", error=describe(exc))
             return
@@ -480,3 +594,8 @@ class Daemon:
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _iso(value: dt.datetime) -> str:
+    """A naive UTC time (as the database keeps them) in ISO 8601 with Z."""
+    return value.isoformat() + "Z"

@@ -17,7 +17,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from zoneinfo import ZoneInfo
 
@@ -158,6 +158,49 @@ class Pattern:
         groups = iter(m.groups())
         return "".join(next(groups) if p.token else p.text for p in self.parts)
 
+    @property
+    def prefix(self) -> str:
+        """The literal text before the first token ("SUP-" of "SUP-{{yy}}-{{nr-y}}"), possibly empty."""
+        first = self.parts[0]
+        return "" if first.token else first.text
+
+    def counters_of(self, number: str) -> dict[str, tuple[str, int]] | None:
+        """For a number of this pattern (case-insensitive), each counter's period key (as `periods` gives
+        it) and value: "SUP-26-03-7" of SUP-{{yy}}-{{mm}}-{{nr-m}} gives {"nr-m": ("2026-03", 7)}. None when
+        `number` is no number this pattern could have rendered. Two-digit years are read as 20yy."""
+        m = self.regex.fullmatch(number)
+        if m is None:
+            return None
+        fields: dict[str, str] = {}
+        for part, value in zip((p for p in self.parts if p.token), m.groups(), strict=True):
+            if fields.setdefault(part.text, value) != value:
+                return None  # a token shown twice always renders the same value twice
+        if "yyyy" in fields:
+            year = int(fields["yyyy"])
+        elif "yy" in fields:
+            year = 2000 + int(fields["yy"])
+        else:
+            year = 0  # no year shown: only {{nr}} may be used (validated), which needs none
+        week = int(fields.get("ww", "0"))
+        month = int(fields.get("mm", "0"))
+        calendar_year = year
+        if self.iso_year and month:
+            # The year shown is the ISO year: early January may still be in the last ISO week of the year
+            # before, late December already in week 1 of the next.
+            if month == 1 and week >= 52:
+                calendar_year = year + 1
+            elif month == 12 and week == 1:
+                calendar_year = year - 1
+        keys = {"nr": "", "nr-y": f"{year:04d}", "nr-w": f"{year:04d}-W{week:02d}"}
+        if month:
+            keys["nr-m"] = f"{calendar_year:04d}-{month:02d}"
+        if month and "dd" in fields:
+            try:
+                keys["nr-d"] = date(calendar_year, month, int(fields["dd"])).isoformat()
+            except ValueError:
+                return None  # 02-31: never rendered
+        return {c: (keys[c], int(fields[c])) for c in self.counters}
+
     def overlaps(self, other: Pattern) -> bool:
         """True when some string is a number of both patterns (case-insensitive): a breadth-first search
         of the product of the two automata for a state where both accept."""
@@ -185,16 +228,17 @@ def compile_pattern(source: str) -> Pattern:
 
 def find_numbers(subject: str, patterns: Iterable[str | Pattern]) -> list[str]:
     """The ticket numbers in `[NUMBER]` tags of `subject`, in order of appearance and without repeats,
-    each in its pattern's own spelling. Bracketed text that is no number of any pattern is ignored."""
+    each in its pattern's own spelling. Bracketed text that is no number of any pattern is ignored.
+
+    Desks' patterns never overlap, but a desk's current pattern may overlap its own retired ones (the
+    allocation skips numbers that exist): a tag both match gives each spelling ("tk-5" and "TK-5")."""
     compiled = [p if isinstance(p, Pattern) else compile_pattern(p) for p in patterns]
     found: list[str] = []
     for tag in _TAG.finditer(subject):
         for pattern in compiled:
             number = pattern.match(tag.group(1))
-            if number is not None:
-                if number not in found:
-                    found.append(number)
-                break
+            if number is not None and number not in found:
+                found.append(number)
     return found
 
 

@@ -1,9 +1,10 @@
 """thread: is this a follow-up of an existing ticket?
 
 In order: a signed reply address (`desk+token@`) among the recipients, In-Reply-To/References against
-every Message-ID we stored (inbound) or sent (outbox), then a `[NUMBER]` tag of any desk's pattern in the
-subject; otherwise the mail opens a new ticket. The rule that matched is recorded on the message
-(`threaded_by`). A ticket found by any rule that was merged into another leads to the survivor."""
+every Message-ID we stored (inbound) or sent (outbox), then a `[NUMBER]` tag of any desk's pattern, current
+or retired (`desk set --pattern`, `desk remove --move-to`), in the subject; otherwise the mail opens a new
+ticket. The rule that matched is recorded on the message (`threaded_by`). A ticket found by any rule that
+was merged into another leads to the survivor."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from numbering.pattern import find_numbers
 from pipeline.context import Context, Stop
-from storage.models import Desk, Message, OutboxMessage, Ticket
+from storage.models import Desk, Message, OutboxMessage, RetiredPattern, Ticket
 
 
 def _by_token(ctx: Context) -> Ticket | None:
@@ -44,7 +45,11 @@ def _by_references(ctx: Context, ids: list[str]) -> Ticket | None:
 
 
 def _by_subject(ctx: Context, subject: str) -> Ticket | None:
-    patterns = ctx.session.scalars(select(Desk.pattern)).all()
+    # Current ones first: a tag of a desk's current and retired pattern tries the current spelling first.
+    patterns = [
+        *ctx.session.scalars(select(Desk.pattern)),
+        *ctx.session.scalars(select(RetiredPattern.pattern).order_by(RetiredPattern.id)),
+    ]
     for number in find_numbers(subject, patterns):
         ticket = ctx.session.scalars(select(Ticket).where(Ticket.number == number)).first()
         if ticket is not None:

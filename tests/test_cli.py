@@ -251,6 +251,8 @@ def test_desk_add_list_show(ctl: Ctl) -> None:
     support = desks[1]
     assert support == {
         "name": "support",
+        "sender_name": "",
+        "retired_patterns": [],
         "addresses": ["support@example.com", "help@example.com"],  # lower-cased, primary first
         "pattern": "SUP-{{yy}}-{{nr-y}}",
         "timezone": "Europe/Budapest",
@@ -396,8 +398,14 @@ def test_agent_add_and_list(ctl: Ctl, session_factory: Any) -> None:
     assert ok(
         ctl("agent", "add", "Alice@Example.org", "--name", "Alice", "--desk", "support")
     ).stdout.strip() == ("agent alice@example.org on support")
-    # adding again updates the name and adds the desk, without a second agent
-    ok(ctl("agent", "add", "alice@example.org", "--name", "Alice A.", "--desk", "sales", "--desk", "support"))
+    # adding again is refused (it would silently rename her); with --update it changes the name and adds the
+    # desk, without a second agent
+    again = ["agent", "add", "alice@example.org", "--name", "Alice A.", "--desk", "sales"]
+    again += ["--desk", "support"]
+    assert "exists already" in one_line_error(ctl(*again))
+    assert ok(ctl(*again, "--update")).stdout.strip() == (
+        "agent alice@example.org: name 'Alice' → 'Alice A.'; desks + sales"
+    )
 
     agents = as_json(ctl("agent", "list", "--json"))
     assert agents == [

@@ -38,10 +38,16 @@ def test_one_line_config_gives_sqlite_and_every_path_under_the_data_dir(tmp_path
 
 
 def test_check_config_accepts_the_one_line_config(tmp_path: Path) -> None:
-    path = write(tmp_path / "maild.toml", 'data_dir = "/dir"\n')
+    path = write(tmp_path / "maild.toml", f'data_dir = "{tmp_path / "dir"}"\n')
+    proc = run_cli("maild", "check-config", config=path)
+    # The config is fine; the database it names does not exist yet (tests/test_readiness.py).
+    assert proc.stdout.strip() == f"config ok: data_dir={tmp_path / 'dir'}"
+    assert proc.returncode == 78
+    database = tmp_path / "dir" / "maild.sqlite3"
+    assert proc.stderr == f"maild: no database at {database}: run 'maildctl init' first\n"
+    assert run_cli("maildctl", "init", config=path).returncode == 0
     proc = run_cli("maild", "check-config", config=path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "config ok: data_dir=/dir"
     assert proc.stderr == ""
 
 
@@ -411,6 +417,7 @@ def test_maild_serve_with_a_certificate_it_cannot_load_exits_78(tmp_path: Path) 
     text = f'data_dir = "{tmp_path / "data"}"\n[listen]\ntls_cert = "{cert}"\ntls_key = "{cert}"\n'
     path = write(tmp_path / "maild.toml", text)
     # check-config and `maild pipe` do not read the files (they may run as a user who cannot).
+    assert run_cli("maildctl", "init", config=path).returncode == 0
     assert run_cli("maild", "check-config", config=path).returncode == 0
     line = assert_one_line_config_error(
         run_cli("maild", "serve", config=path), "maild serve", "listen.tls_cert"

@@ -988,14 +988,14 @@ def test_desk_allowed_extensions(session_factory: Factory, cfg: Config) -> None:
 
 def test_desk_max_attachment_size(session_factory: Factory, cfg: Config) -> None:
     set_desk(session_factory, max_attachment_mb=1)
-    big = bytes(range(256)) * (6 * 1024)  # 1.5 MB
+    big = bytes(range(256)) * (6 * 1024)  # 1,572,864 bytes: 1.6 MB of 1,000,000, rounded up
     raw = multipart(
         part(big, "application/zip", 'attachment; filename="big.zip"'),
         part(PDF, "application/pdf", 'attachment; filename="small.pdf"'),
     )
     assert deliver(session_factory, cfg, raw, SUPPORT).outcome == "created"
     big_row, small_row = attachment_rows(session_factory)
-    assert big_row.refused_reason == "larger than the desk's limit of 1 MB (1.5 MB)"
+    assert big_row.refused_reason == "larger than the desk's limit of 1 MB (1.6 MB)"
     assert big_row.size == len(big)
     assert small_row.refused_reason is None
     assert len(stored_files(cfg)) == 1
@@ -1007,7 +1007,7 @@ def test_a_30_mb_attachment_is_refused_by_the_default_limit(session_factory: Fac
     result = deliver(session_factory, cfg, raw, SUPPORT)
     assert result.outcome == "created" and result.ticket_number
     [row] = attachment_rows(session_factory)
-    assert row.refused_reason == "larger than the desk's limit of 25 MB (30.0 MB)"
+    assert row.refused_reason == "larger than the desk's limit of 25 MB (31.5 MB)"  # 30 MiB
     assert row.size == len(huge)
     assert stored_files(cfg) == []
     with session_factory() as s:

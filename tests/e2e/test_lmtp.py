@@ -79,7 +79,7 @@ def test_an_unknown_desk_address_is_refused_and_postfix_bounces(
     assert bounce.get_content_type() == "multipart/report"
     assert "nobody@support.test" in bounce_raw.decode(errors="replace")
     mta.wait_queue_empty()
-    assert serve.find("recipient_rejected", recipient="nobody@support.test")
+    assert serve.wait_for("recipient_rejected", recipient="nobody@support.test")
     with session_factory() as s:
         assert spool(s) == []
     assert serve.stop() == EX_OK
