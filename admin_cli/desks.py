@@ -104,7 +104,11 @@ def register(commands: Any) -> None:
 # (option, help); each is --option / --no-option on `desk add` and `desk set`.
 _SWITCHES = (
     ("auto_reply", "answer new tickets with the ticket_created mail (default on)"),
-    ("hijack_guard", "a stranger quoting a ticket's number in the subject gets a new ticket (default on)"),
+    (
+        "hijack_guard",
+        "a stranger quoting a ticket's number in the subject, or answering one of its mails by "
+        "In-Reply-To/References, gets a new ticket linked to it (default on)",
+    ),
     ("clients_only", "only known contacts may open tickets by mail; others are refused (default off)"),
     ("replies_only", "new tickets by mail are refused with the replies_only_refusal mail (default off)"),
 )
@@ -138,7 +142,7 @@ def _option_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sender-name",
         metavar="TEXT",
-        help="the name on the desk's mail, e.g. 'ACME Support' ('' = the address alone, the default)",
+        help="the name on the desk's mail, e.g. 'ACME Support' (default: the desk's name)",
     )
 
 

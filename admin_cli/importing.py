@@ -22,8 +22,10 @@ IMPORT_HELP = (
     "tickets and replies get the mails' own dates, nothing is sent (no auto-replies, no agent notices). "
     "Mail without a readable Date comes after all dated mail, in file order, dated at the time of the "
     "import; a Date in the future is clamped to now. Importing the same mailbox again adds nothing: its "
-    "mail counts as duplicates. Mail the desk sent itself (its old replies) is recognised as its own "
-    "and not stored."
+    "mail counts as duplicates. Mail the desk sent itself (its old replies) is stored on its ticket as "
+    "the desk's answer (not stored when it follows no ticket). The tickets the import creates are left "
+    "alone by auto-close, escalations and reminders (they would mail old customers) until something new "
+    "happens on them: a customer's or agent's mail, a maildctl change."
 )
 
 
@@ -36,6 +38,12 @@ def register(commands: Any) -> None:
         one.add_argument("path", metavar="PATH", help=what)
         one.add_argument("--desk", required=True, help="the desk the mail was sent to")
         one.add_argument("--json", action="store_true", help="print the summary as JSON")
+        one.add_argument(
+            "--automate",
+            action="store_true",
+            help="let auto-close, escalations and reminders treat the imported tickets as live (their "
+            "old dates count: an old waiting ticket is auto-closed, with its closing mail)",
+        )
         one.set_defaults(handler=import_mailbox)
 
 
@@ -88,6 +96,13 @@ def _print_summary(data: dict[str, Any], path: Path, desk: str) -> None:
         print(f"  without a readable Date: {data['undated']} (imported last, dated now)")
     if data["first_date"]:
         print(f"  dates from {data['first_date']} to {data['last_date']}")
+    still_open = [f"{n} {status}" for status, n in data["tickets_by_status"].items() if status != "closed"]
+    detail = f" ({', '.join(still_open)})" if still_open else ""
+    print(f"  created tickets now  {data['tickets_closed']} closed, {data['tickets_open']} open{detail}")
+    if data["automated"]:
+        print("  automation           on for them (--automate): auto-close, escalations, reminders")
+    else:
+        print("  automation           off for them until something new happens on them (see --automate)")
     print(f"  {data['elapsed_s']:.1f} s, {data['rate_per_s']:.1f} mail/s")
 
 
@@ -125,6 +140,7 @@ def import_mailbox(app: App, args: argparse.Namespace) -> int:
         progress=ProgressLine(sys.stderr) if tty else None,
         started_at=started_at,
         index_elapsed=time.perf_counter() - clock,
+        automate=args.automate,
     )
     box.close()
     data = summary.as_json()

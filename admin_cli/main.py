@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,21 +17,26 @@ from admin_cli import (
     desks,
     escalations,
     explain,
+    health,
     importing,
     queues,
     reports,
     statuses,
+    template_commands,
     tickets,
 )
 from admin_cli.common import App, UserError
 from maild.argparsing import OneLineErrorParser
+from maild.cli import VersionAction
 from maild.config import EX_CONFIG, ConfigError, load_config
 
 EX_TEMPFAIL = 75
+EX_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell shows for a C tool whose reader went away
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="maildctl", description="administer maild")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--config", help="config file (default: $MAILD_CONFIG, else ./maild.toml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = commands.add_parser("init", help="create or upgrade the database and the data directory")
@@ -48,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         escalations,
         importing,
         reports,
+        health,
+        template_commands,
     ):
         module.register(commands)
     return parser
@@ -74,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
             db_file = app.cfg.database_url.split("///", 1)[-1]
             if not Path(db_file).exists():
                 raise UserError(f"no database at {db_file}: run 'maildctl init' first")
-        return args.handler(app, args)
+        code: int = args.handler(app, args)
+        # Flushed here, not at exit: a reader that went away raises now, where it is caught below.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # `maildctl ticket list | head -1`: the reader has what it wanted; the rest has nowhere to go.
+        _silence_stdout()
+        return EX_BROKEN_PIPE
     except ConfigError as exc:
         print(f"maildctl: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -96,6 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if app is not None:
             app.close()
+
+
+def _silence_stdout() -> None:
+    """The Python docs' recipe for SIGPIPE: point stdout at /dev/null, so that the interpreter's flush
+    at exit (of what is still buffered) does not raise BrokenPipeError a second time, as a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (stdout replaced in-process): nothing to do
+        pass
 
 
 if __name__ == "__main__":

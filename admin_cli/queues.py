@@ -1,20 +1,26 @@
-"""maildctl outbox list|show|retry|flush and spool list|release|purge: what went out, and what came in
-with its outcome."""
+"""maildctl outbox list|show|retry|flush and spool list|show|release|delete|purge: what went out, and what
+came in with its outcome."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import sys
+import time
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from typing import Any
 
 from sqlalchemy import select
 
 from admin_cli.common import App, UserError, iso, print_json, print_table, who
-from maild.retention import purge_raw_mail
+from maild.outgoing import StoredAttachmentError, sent_bytes, sent_size
+from maild.retention import AWAITING_REVIEW, purge_raw_mail
 from maild.sender import flush
-from storage.models import AuditLog, OutboxMessage, SpoolEntry, Ticket, utcnow
+from storage.files import content_path, discard_stale
+from storage.models import AuditLog, Message, OutboxMessage, SpoolEntry, Ticket, utcnow
 
 OUTBOX_STATUSES = ("queued", "sent", "failed")
 SPOOL_OUTCOMES = (
@@ -63,12 +69,25 @@ def register(commands: Any) -> None:
     lst.add_argument("--quarantined", action="store_true", help="only quarantined messages")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_spool)
+    show = sub.add_parser("show", help="one received mail: state, outcome, reason, trace, ticket, headers")
+    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--raw", action="store_true", help="write the raw mail itself, as received")
+    show.set_defaults(handler=show_spool)
     release = sub.add_parser(
         "release",
-        help="let a quarantined mail through (the spam verdict no longer holds it) and process it now",
+        help="let a quarantined mail through (the spam verdict no longer holds it) and process it now; "
+        "says what became of it (exit 1 when it failed or is quarantined again)",
     )
     release.add_argument("id", type=int, metavar="ID")
     release.set_defaults(handler=release_spool)
+    delete = sub.add_parser(
+        "delete",
+        help="delete a quarantined or held mail: its row and its raw mail (audited; a ticket message made "
+        "from it stays)",
+    )
+    delete.add_argument("id", type=int, metavar="ID")
+    delete.set_defaults(handler=delete_spool)
     purge = sub.add_parser(
         "purge",
         help="delete raw mail older than the retention period from disk (the rows, tickets and attachments "
@@ -153,11 +172,17 @@ def show_outbox(app: App, args: argparse.Namespace) -> int:
         fields = _outbox_fields(row, number)
         raw = bytes(row.raw)
     if args.raw:
-        sys.stdout.buffer.write(raw)
+        # As sent: stored attachments expanded from the attachment store, written as they are read.
+        try:  # whole before written: a file with other bytes is found at its end, and nothing is printed
+            sys.stdout.buffer.write(sent_bytes(raw, app.cfg.attachment_dir))
+        except StoredAttachmentError as exc:
+            raise UserError(f"outbox {args.id}: {exc}") from None
         return 0
+    # The stored mail has the headers as sent (only attachment bodies are references).
     message = message_from_bytes(raw, policy=policy.default)
     fields["headers"] = {name: str(value) for name, value in message.items()}
-    fields["size"] = len(raw)
+    fields["size"] = sent_size(raw)
+    fields["stored_size"] = len(raw)  # what the outbox row holds
     if args.json:
         print_json(fields)
         return 0
@@ -261,46 +286,224 @@ def list_spool(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
+def _spool_fields(entry: SpoolEntry, number: str | None) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "state": entry.state,
+        "outcome": entry.outcome,
+        "reason": entry.reason,
+        "ticket": number,
+        "received_at": iso(entry.received_at),
+        "processed_at": iso(entry.processed_at),
+        "ingress": entry.ingress,
+        "recipient": entry.recipient,
+        "mail_from": entry.mail_from,
+        "message_id": entry.header_message_id,
+        "size": entry.size,
+        "sha256": entry.sha256,
+        "attempts": entry.attempts,
+        "released": entry.released,
+        "trace": entry.trace,
+        "raw_purged_at": iso(entry.raw_purged_at),
+    }
+
+
+def _load_spool(session: Any, spool_id: int, *, lock: bool = False) -> tuple[SpoolEntry, str | None]:
+    entry = session.get(SpoolEntry, spool_id, with_for_update=lock)
+    if entry is None:
+        raise UserError(f"no spool entry with id {spool_id}: see 'maildctl spool list'")
+    ticket = session.get(Ticket, entry.ticket_id) if entry.ticket_id is not None else None
+    return entry, ticket.number if ticket is not None else None
+
+
+def _raw_gone(entry: SpoolEntry) -> str:
+    """Why a row's raw mail is not there, in words."""
+    if entry.raw_purged_at is not None:
+        return f"its raw mail was deleted on {iso(entry.raw_purged_at)} (retention period)"
+    return "its raw mail is missing from the spool"
+
+
+def _header_lines(raw: bytes) -> list[tuple[str, str]]:
+    """The raw mail's header fields in their order (Received repeats), unfolded, encoded words decoded.
+    Parsed with compat32, which never raises on a malformed header: this is mail as it arrived."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    lines: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        try:
+            text = str(make_header(decode_header(str(value))))
+        except Exception:  # a broken encoded word: show it as it came
+            text = str(value)
+        lines.append((name, " ".join(text.split())))
+    return lines
+
+
+def _describe_trace(trace: list[Any]) -> str:
+    steps = []
+    for step in trace:
+        if isinstance(step, dict):
+            stop = f" (stop: {step['stop']})" if step.get("stop") else ""
+            steps.append(f"{step.get('stage', '?')}{stop}")
+    return " → ".join(steps) or "-"
+
+
+def show_spool(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        entry, number = _load_spool(session, args.id)
+        fields = _spool_fields(entry, number)
+        path = content_path(app.cfg.spool_dir, entry.sha256, ".eml")
+        gone = _raw_gone(entry)
+    try:
+        raw: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        raw = None
+    if args.raw:
+        if raw is None:
+            raise UserError(f"spool entry {args.id}: {gone}")
+        sys.stdout.buffer.write(raw)
+        sys.stdout.buffer.flush()
+        return 0
+    fields["raw_path"] = str(path) if raw is not None else None
+    fields["headers"] = [[name, value] for name, value in _header_lines(raw)] if raw is not None else None
+    if args.json:
+        print_json(fields)
+        return 0
+    outcome = f", outcome {fields['outcome']}" if fields["outcome"] else " (not processed yet)"
+    released = " (released by an admin)" if fields["released"] else ""
+    print(f"spool entry {fields['id']}: {fields['state']}{outcome}{released}")
+    print(f"reason: {fields['reason'] or '-'}")
+    print(f"ticket: {fields['ticket'] or '-'}")
+    print(f"received: {fields['received_at']} by {fields['ingress']}")
+    print(f"processed: {fields['processed_at'] or '-'}, attempts: {fields['attempts']}")
+    print(f"recipient: {fields['recipient'] or '-'}, envelope sender: {fields['mail_from'] or '-'}")
+    print(f"message-id: {fields['message_id'] or '-'}")
+    print(f"size: {fields['size']} bytes, sha256: {fields['sha256']}")
+    print(f"trace: {_describe_trace(fields['trace'])}")
+    print(f"raw mail: {fields['raw_path'] or gone}")
+    if fields["headers"] is not None:
+        print()
+        for name, value in fields["headers"]:
+            print(f"{name}: {value}")
+    return 0
+
+
 def release_spool(app: App, args: argparse.Namespace) -> int:
     """Only quarantined rows: spam, unparseable input, or a mail that failed processing MAX_ATTEMPTS times
-    (which the release replays). A blocked mail stays blocked: remove the entry, the sender writes again."""
-    from pipeline.runner import process
+    (which the release replays). A blocked mail stays blocked: remove the entry, the sender writes again.
+
+    Processed here and now, as before; the message says what became of it, since a release does not make
+    a mail pass: unparseable mail is quarantined again, and a failure leaves the row for maild serve."""
+    from maild.control import ask_status, socket_path
+    from pipeline.runner import MAX_ATTEMPTS, process
 
     with app.session() as session:
-        entry = session.get(SpoolEntry, args.id, with_for_update=True)
-        if entry is None:
-            raise UserError(f"no spool entry with id {args.id}: see 'maildctl spool list'")
+        entry, _ = _load_spool(session, args.id, lock=True)
         if entry.state != "done" or entry.outcome != "quarantined":
             now = entry.outcome or entry.state
             raise UserError(
                 f"spool entry {args.id} is not quarantined ({now}): only quarantined mail is released"
             )
+        if not content_path(app.cfg.spool_dir, entry.sha256, ".eml").is_file():
+            # Nothing to run through the pipeline: marking it 'received' would only make it fail 3 times.
+            raise UserError(f"spool entry {args.id} cannot be released: {_raw_gone(entry)}")
         before = {"outcome": entry.outcome, "reason": entry.reason, "attempts": entry.attempts}
         entry.released = True
         entry.state, entry.outcome, entry.reason = "received", None, ""
         entry.attempts = 0  # a mail quarantined after failed attempts gets its full count again
         session.add(
-            AuditLog(
-                actor="maildctl", action="spool_release", detail={"spool_id": entry.id, "before": before}
-            )
+            AuditLog(actor=who(), action="spool_release", detail={"spool_id": entry.id, "before": before})
         )
     # Committed first: if processing is cut short the row is 'received', and maild serve's recovery sweep
     # (or the next start) processes it.
-    result = process(app.factory, app.cfg, args.id)
-    if result.outcome == "failed":  # still 'received': the recovery sweep retries it
-        raise UserError(f"released {args.id}, but processing failed ({result.reason}); it will be retried")
+    now = dt.datetime.now(dt.UTC)
+    result = process(app.factory, app.cfg, args.id, now)
+    if result.outcome == "failed":  # still 'received', one attempt counted
+        later = (
+            f"the running maild serve retries it within {app.cfg.schedule.recovery_seconds:g} s"
+            if ask_status(socket_path(app.cfg.data_dir)) is not None
+            else "no maild serve is running; it processes the row when it starts"
+        )
+        raise UserError(
+            f"released {args.id}, but processing it failed (attempt 1 of {MAX_ATTEMPTS}: {result.reason}); "
+            f"it stays queued for reprocessing: {later}"
+        )
+    with app.session() as session:
+        done = session.get(SpoolEntry, args.id)
+        processed_at = done.processed_at if done is not None else None
+    # process() stamps the row with its `now`; another stamp means someone else (the running daemon's
+    # recovery sweep) took the 'received' row first: the row lock lets only one of them process it.
+    by = (
+        "processed now"
+        if processed_at == now.replace(tzinfo=None)
+        else "processed by the running maild serve"
+    )
+    if result.outcome == "quarantined":
+        raise UserError(f"released {args.id} and {by}, but it is quarantined again: {result.reason}")
+    sent = ""
     if result.outbox_ids:
         # As maild pipe: what it queued goes out now; a send failure leaves it for the outbox's retries.
         try:
-            flush(app.factory, app.cfg, result.outbox_ids)
+            handed = flush(app.factory, app.cfg, result.outbox_ids)
         except Exception as exc:
-            print(
-                f"maildctl: queued mail not sent yet ({type(exc).__name__}); it stays in the outbox",
-                file=sys.stderr,
-            )
+            sent = f"; its mail stays queued in the outbox ({type(exc).__name__})"
+        else:
+            sent = f"; its mail: {handed.sent} sent, {handed.deferred} deferred, {handed.failed} failed"
     ticket = f" {result.ticket_number}" if result.ticket_number else ""
     reason = f" ({result.reason})" if result.reason else ""
-    print(f"released {args.id}: {result.outcome}{ticket}{reason}")
+    print(f"released {args.id} and {by}: {result.outcome}{ticket}{reason}{sent}")
+    return 0
+
+
+def delete_spool(app: App, args: argparse.Namespace) -> int:
+    """Only mail waiting for a person (quarantined, held): the rest is the record of what arrived. The raw
+    file goes too, unless another row names the same bytes (a second recipient, a re-delivery)."""
+    started = time.time()  # a re-delivery that touches the file from now on keeps it (discard_stale)
+    with app.session() as session:
+        entry, number = _load_spool(session, args.id, lock=True)
+        if entry.state != "done" or entry.outcome not in AWAITING_REVIEW:
+            now = entry.outcome or entry.state
+            raise UserError(
+                f"spool entry {args.id} is {now}: only quarantined or held mail is deleted "
+                f"({' or '.join(AWAITING_REVIEW)})"
+            )
+        sharing = list(
+            session.scalars(
+                select(SpoolEntry.id).where(SpoolEntry.sha256 == entry.sha256, SpoolEntry.id != entry.id)
+            )
+        )
+        # A held reply is also a message on its ticket: the message stays (an agent's `#send` may still
+        # release it), it only loses the link to the raw mail.
+        messages = list(session.scalars(select(Message).where(Message.spool_id == entry.id)))
+        for message in messages:
+            message.spool_id = None
+        unlinked = [message.id for message in messages]
+        session.add(
+            AuditLog(
+                actor=who(),
+                action="spool_delete",
+                ticket_id=entry.ticket_id,
+                detail={
+                    **_spool_fields(entry, number),
+                    "raw_kept_for": sharing,
+                    "messages_unlinked": unlinked,
+                },
+            )
+        )
+        session.flush()  # the messages let go of the row before it goes (foreign key)
+        session.delete(entry)
+        outcome, digest = entry.outcome, entry.sha256
+    # After the commit: a crash in between leaves a file without a row, never a row without its file.
+    if sharing:
+        raw = f"; its raw mail stays: spool {', '.join(map(str, sharing))} has the same bytes"
+    else:
+        freed = discard_stale(content_path(app.cfg.spool_dir, digest, ".eml"), started)
+        if freed is None:
+            raw = "; its raw mail stays: the same bytes were delivered again just now"
+        elif freed == 0:
+            raw = "; its raw mail was gone already"
+        else:
+            raw = f" and its raw mail ({freed} bytes)"
+    kept = f"; message {', '.join(map(str, unlinked))} on {number} stays" if unlinked else ""
+    print(f"deleted spool entry {args.id} ({outcome}){raw}{kept}")
     return 0
 
 

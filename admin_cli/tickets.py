@@ -7,7 +7,9 @@ import argparse
 import datetime as dt
 import json
 import re
+import shutil
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -171,23 +173,57 @@ def list_tickets(app: App, args: argparse.Namespace) -> int:
         tickets = [ticket_json(t, n) for t, n in session.execute(query)]
     if args.json:
         print_json(tickets)
-    else:
-        print_table(
-            ["NUMBER", "STATUS", "PRIORITY", "DESK", "CUSTOMER", "MSGS", "SUBJECT"],
-            [
-                [
-                    t["number"],
-                    t["status"],
-                    t["priority"],
-                    t["desk"],
-                    t["customer"],
-                    t["message_count"],
-                    t["subject"],
-                ]
-                for t in tickets
-            ],
-        )
+        return 0
+    headers = ["NUMBER", "STATUS", "PRIORITY", "DESK", "CUSTOMER", "MSGS", "SUBJECT"]
+    rows: list[list[Any]] = [
+        [t["number"], t["status"], t["priority"], t["desk"], t["customer"], t["message_count"], t["subject"]]
+        for t in tickets
+    ]
+    if sys.stdout.isatty():  # a person reading: one line per ticket; a pipe or file gets every character
+        rows = fit_last_column(headers, rows, shutil.get_terminal_size().columns)
+    print_table(headers, rows)
     return 0
+
+
+MIN_LAST_COLUMN = 10  # a subject is never cut shorter than this, however narrow the terminal
+
+
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: wide (East Asian) characters two, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+        for c in text
+    )
+
+
+def shorten(text: str, columns: int) -> str:
+    """`text` cut to at most `columns` terminal columns, ending with "…" when cut."""
+    text = " ".join(text.split())  # a tab or line break in a subject would break the line anyway
+    if display_width(text) <= columns:
+        return text
+    kept: list[str] = []
+    used = 0
+    for char in text:
+        width = display_width(char)
+        if used + width > columns - 1:
+            break
+        kept.append(char)
+        used += width
+    return "".join(kept).rstrip() + "…"
+
+
+def fit_last_column(headers: list[str], rows: list[list[Any]], columns: int) -> list[list[Any]]:
+    """The rows with their last cell cut so that each line print_table writes fits in `columns` terminal
+    columns (the last cell never below MIN_LAST_COLUMN). Mirrors print_table's layout: each other column
+    as wide as its longest cell or header, two spaces between columns."""
+    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
+    fitted = []
+    for row in cells[1:]:
+        before = "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  "
+        room = max(columns - display_width(before), MIN_LAST_COLUMN)
+        fitted.append([*row[:-1], shorten(row[-1], room)])
+    return fitted
 
 
 def show_ticket(app: App, args: argparse.Namespace) -> int:

@@ -1,6 +1,10 @@
 """Auto-close: a ticket left in one of its desk's auto-close statuses for the desk's `auto_close_hours`
 without activity is closed, noted, audited, and its customer (and sub-customers) get the `auto_close` mail.
 
+Left alone (maild.quiet): imported tickets nothing has happened on since their import. Not sent the mail:
+an address whose latest mail on the ticket is automatic (the ticket is closed all the same; the note says
+who was left out).
+
 Safe with two daemons on one database: each ticket is closed in its own short transaction that re-reads it
 under a row lock (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers) and
 re-checks status and inactivity, so a ticket another instance is closing, or has closed, is left alone."""
@@ -17,6 +21,7 @@ from maild.config import Config
 from maild.notes import add_system_note
 from maild.outgoing import queue_mail
 from maild.participants import customer_recipients
+from maild.quiet import AUTOMATIC_REASON, is_quiet_import, not_quiet_import, without_automatic_senders
 from storage.db import transaction
 from storage.models import AuditLog, Desk, Ticket
 
@@ -54,6 +59,7 @@ def _candidates(factory: sessionmaker[Session], now: dt.datetime) -> list[int]:
                         Ticket.status.in_(_statuses(desk)),
                         Ticket.updated_at <= cutoff,
                         Ticket.merged_into_id.is_(None),
+                        not_quiet_import(),
                     )
                     .order_by(Ticket.updated_at, Ticket.id)
                     .limit(BATCH)
@@ -81,6 +87,7 @@ def _close_one(
         desk.auto_close_hours > 0
         and ticket.status in _statuses(desk)
         and ticket.merged_into_id is None
+        and not is_quiet_import(ticket)
         and ticket.updated_at <= now - dt.timedelta(hours=desk.auto_close_hours)
     )
     if not due:
@@ -100,23 +107,24 @@ def _close_one(
             },
         )
     )
-    add_system_note(
-        session,
-        ticket,
-        f"Closed automatically after {inactive_for} without activity (status was {before}).",
-        by="scheduler",
-        at=now,
-    )
+    note = f"Closed automatically after {inactive_for} without activity (status was {before})."
     if not desk.auto_reply:  # a desk that sends no automatic mail sends no closing notice either
+        add_system_note(session, ticket, note, by="scheduler", at=now)
         return ticket.number, None
     customer, sub_customers = customer_recipients(ticket)
+    to, cc, robots = without_automatic_senders(session, ticket, [customer], sub_customers)
+    if robots:
+        note += f" No closing notice to {', '.join(robots)}: {AUTOMATIC_REASON}."
+    add_system_note(session, ticket, note, by="scheduler", at=now)
+    if not to and not cc:
+        return ticket.number, None
     row = queue_mail(
         session,
         cfg,
         ticket,
         "auto_close",
-        [customer],
-        cc=sub_customers,
+        to,
+        cc=cc,
         automatic=True,
         now=now.replace(tzinfo=dt.UTC),
         variables={"inactive_for": inactive_for, "reopen_days": desk.reopen_days},

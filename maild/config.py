@@ -7,6 +7,7 @@ reported instead of silently ignored.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ class ListenAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# A relaying MTA on the same host (LMTP from Postfix, say) is the normal client: it must not be throttled.
+LOOPBACK_NETWORKS: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+
+
 @dataclass(frozen=True)
 class Listen:
     """The `[listen]` table: what `maild serve` accepts mail on, and its limits."""
@@ -54,6 +63,18 @@ class Listen:
     workers: int = 2  # pipeline worker threads
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Per client address, like Postfix's anvil: one address cannot take every slot (0 turns a limit off).
+    max_connections_per_client: int = 10  # open sessions from one address
+    max_connection_rate: int = 60  # connection attempts from one address per minute, refused ones too
+    # Clients these limits do not apply to; unix-socket clients (the local MTA) never have them.
+    client_limit_exceptions: tuple[IPNetwork, ...] = LOOPBACK_NETWORKS
+    # Seconds a client may stay silent outside a mail transaction (before MAIL FROM, between mails):
+    # an idle connection costs a slot and sends nothing worth waiting for. `timeout` applies from MAIL on.
+    command_timeout: float = 60.0
+    # During DATA: a client that falls more than `min_data_rate_grace` seconds behind this many bytes per
+    # second is dropped (421 4.4.2, nothing acknowledged); 0 turns it off. Postfix's smtpd_min_data_rate.
+    min_data_rate: int = 500
+    min_data_rate_grace: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -203,6 +224,12 @@ _SCHEMA: dict[str, Any] = {
         "workers": int,
         "tls_cert": str,
         "tls_key": str,
+        "max_connections_per_client": int,
+        "max_connection_rate": int,
+        "client_limit_exceptions": (list,),
+        "command_timeout": (int, float),
+        "min_data_rate": int,
+        "min_data_rate_grace": (int, float),
     },
     "imap": list,  # [[imap]]: each entry is checked by _parse_imap
 }
@@ -287,6 +314,26 @@ def _parse_listen(table: dict[str, Any], path: Path | None) -> Listen:
     timeout = float(table.get("timeout", default.timeout))
     if timeout <= 0:
         raise ConfigError("listen.timeout", "must be > 0 seconds")
+    client_limits = {}
+    for key in ("max_connections_per_client", "max_connection_rate", "min_data_rate"):
+        client_limits[key] = table.get(key, getattr(default, key))
+        if client_limits[key] < 0:
+            raise ConfigError(f"listen.{key}", f"must be >= 0 (0: no limit), got {client_limits[key]}")
+    # A `timeout` below the default shortens the idle time before MAIL too, unless that is set.
+    command_timeout = float(table.get("command_timeout", min(default.command_timeout, timeout)))
+    if command_timeout <= 0:
+        raise ConfigError("listen.command_timeout", "must be > 0 seconds")
+    if command_timeout > timeout:
+        raise ConfigError(
+            "listen.command_timeout", f"must be <= listen.timeout ({timeout:g} s), got {command_timeout:g}"
+        )
+    grace = float(table.get("min_data_rate_grace", default.min_data_rate_grace))
+    if grace <= 0:
+        raise ConfigError("listen.min_data_rate_grace", "must be > 0 seconds")
+    exceptions = _parse_networks(
+        "listen.client_limit_exceptions",
+        table.get("client_limit_exceptions", [str(n) for n in default.client_limit_exceptions]),
+    )
     # Relative to the config file, like data_dir. The files are read by `maild serve` only: `maild pipe`
     # and maildctl, often another user, must not fail on a key they cannot read.
     base = path.parent if path is not None else Path.cwd()
@@ -308,7 +355,27 @@ def _parse_listen(table: dict[str, Any], path: Path | None) -> Listen:
         workers=values["workers"],
         tls_cert=tls["tls_cert"],
         tls_key=tls["tls_key"],
+        max_connections_per_client=client_limits["max_connections_per_client"],
+        max_connection_rate=client_limits["max_connection_rate"],
+        client_limit_exceptions=exceptions,
+        command_timeout=command_timeout,
+        min_data_rate=client_limits["min_data_rate"],
+        min_data_rate_grace=grace,
     )
+
+
+def _parse_networks(key: str, values: list[Any]) -> tuple[IPNetwork, ...]:
+    networks = []
+    for value in values:
+        try:
+            if not isinstance(value, str):
+                raise ValueError(f"{value!r} is not a string")
+            networks.append(ipaddress.ip_network(value.strip()))
+        except ValueError as exc:
+            raise ConfigError(
+                key, f'must list IP addresses or networks ("192.0.2.7", "10.0.0.0/8"), got {value!r}: {exc}'
+            ) from None
+    return tuple(networks)
 
 
 _IMAP_SCHEMA: dict[str, Any] = {

@@ -8,7 +8,11 @@ that changes the status cannot fire again on the state it left. Exactly once eve
 database: each firing is its own short transaction that re-reads the ticket under a row lock (`FOR UPDATE
 SKIP LOCKED` on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers), re-checks it, and inserts the
 EscalationFired row whose unique (rule, ticket, state) constraint refuses a second firing; the actions go in
-the same transaction, so they happen exactly when that row is committed."""
+the same transaction, so they happen exactly when that row is committed.
+
+Left alone (maild.quiet): imported tickets nothing has happened on since their import; once live, an
+imported ticket's time in its status counts from the import at the earliest. A reminder is not sent to an
+address whose latest mail on the ticket is automatic (the rule still fires; its note says so)."""
 
 from __future__ import annotations
 
@@ -27,6 +31,14 @@ from maild.config import Config
 from maild.notes import add_system_note
 from maild.outgoing import queue_mail
 from maild.participants import customer_recipients
+from maild.quiet import (
+    AUTOMATIC_REASON,
+    escalation_since,
+    is_quiet_import,
+    not_quiet_import,
+    ticket_escalation_since,
+    without_automatic_senders,
+)
 from maild.replies import queue_agent_notice
 from pipeline.notify import notice_recipients
 from storage.db import is_transient, transaction
@@ -88,7 +100,8 @@ def state_key(ticket: Ticket) -> str:
     return f"{ticket.status}@{since.isoformat()}"
 
 
-def _since() -> Any:
+def _entered() -> Any:
+    """SQL: when the ticket entered its state (the state key's time)."""
     return func.coalesce(Ticket.status_changed_at, Ticket.updated_at)
 
 
@@ -100,31 +113,32 @@ def _candidates(session: Session, rule: EscalationRule, now: dt.datetime) -> lis
         and_(
             EscalationFired.rule_id == rule.id,
             EscalationFired.ticket_id == Ticket.id,
-            EscalationFired.fired_at >= _since(),
+            EscalationFired.fired_at >= _entered(),
         )
     )
     query = select(Ticket.id).where(
         Ticket.desk_id == rule.desk_id,
         Ticket.status == rule.in_status,
         Ticket.merged_into_id.is_(None),
-        _since() <= now - dt.timedelta(hours=rule.after_hours),
+        not_quiet_import(),
+        escalation_since() <= now - dt.timedelta(hours=rule.after_hours),
         ~fired,
     )
     if rule.with_priority:
         query = query.where(Ticket.priority == rule.with_priority)
-    return list(session.scalars(query.order_by(_since(), Ticket.id).limit(BATCH)))
+    return list(session.scalars(query.order_by(escalation_since(), Ticket.id).limit(BATCH)))
 
 
 def _due(rule: EscalationRule | None, ticket: Ticket, now: dt.datetime) -> bool:
     if rule is None or not rule.active:
         return False
-    since = ticket.status_changed_at or ticket.updated_at
     return (
         ticket.desk_id == rule.desk_id
         and ticket.status == rule.in_status
         and (not rule.with_priority or ticket.priority == rule.with_priority)
         and ticket.merged_into_id is None
-        and since <= now - dt.timedelta(hours=rule.after_hours)
+        and not is_quiet_import(ticket)
+        and ticket_escalation_since(ticket) <= now - dt.timedelta(hours=rule.after_hours)
     )
 
 
@@ -208,6 +222,11 @@ def _remind(
     now: dt.datetime,
 ) -> list[int]:
     customer, sub_customers = customer_recipients(ticket)
+    to, cc, robots = without_automatic_senders(session, ticket, [customer], sub_customers)
+    if robots:
+        done.append(f"reminder ({template}) not sent to {', '.join(robots)}: {AUTOMATIC_REASON}")
+    if not to and not cc:
+        return []
     row_id = _courtesy(
         session,
         lambda dropped: queue_mail(
@@ -215,8 +234,8 @@ def _remind(
             cfg,
             ticket,
             template,
-            [customer],
-            cc=sub_customers,
+            to,
+            cc=cc,
             automatic=True,
             now=now.replace(tzinfo=dt.UTC),
             variables={
@@ -267,8 +286,7 @@ def _fire(
     session.flush()  # the unique constraint speaks now, before any action
 
     desk_name = ticket.desk.name
-    since = ticket.status_changed_at or ticket.updated_at
-    in_status_for = describe_span(now - since)
+    in_status_for = describe_span(now - ticket_escalation_since(ticket))
     status_before = ticket.status
     done: list[str] = []
     if rule.set_status and rule.set_status != ticket.status:

@@ -9,6 +9,11 @@ Order: mail with a parseable Date in date order (ties in file order); mail witho
 that cannot be read, after all dated mail, in file order, stamped with the time of the import (nothing
 better is known about it). A Date in the future is clamped to the time of the import.
 
+Quiet for automation: a ticket the import creates carries `imported_at` (pipeline.apply), so auto-close,
+escalations and reminders leave it alone until something live happens on it (maild.quiet). With
+`automate` the import clears it on the tickets it created once the replay ends, and they are treated as
+any live ticket from then on (an old `waiting` ticket is then auto-closed at the next run, with its mail).
+
 A large mbox is never held in memory: the index keeps only each message's key, file position and date
 (read from its header block alone); the raw bytes are read one message at a time while replaying."""
 
@@ -26,16 +31,19 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from pipeline.context import IMPORT_INGRESS
 from pipeline.runner import MAX_ATTEMPTS, process
 from storage.db import transaction
+from storage.models import Ticket
 from storage.spool import record_received, write_raw
 
 KINDS = ("mbox", "maildir")
 MAX_HEADER_BYTES = 256 * 1024  # a header block longer than this is not read for its Date
+CHUNK = 500  # ticket numbers per IN (...) query: far below every backend's bound-parameter limit
 
 # Progress: (mails done, mails in all, seconds since the replay began).
 Progress = Callable[[int, int, float], None]
@@ -61,6 +69,10 @@ class Summary:
     index_elapsed: float = 0.0
     first_date: dt.datetime | None = None
     last_date: dt.datetime | None = None
+    created_numbers: list[str] = field(default_factory=list)  # the tickets this import created
+    # their statuses when the import ended: closed, and every other (still open) status
+    created_statuses: Counter[str] = field(default_factory=Counter)
+    automated: bool = False  # the created tickets are live for automation (`automate`), not quiet
 
     @property
     def rate(self) -> float:
@@ -83,6 +95,10 @@ class Summary:
             "elapsed_s": round(self.elapsed, 3),
             "index_s": round(self.index_elapsed, 3),
             "rate_per_s": round(self.rate, 1),
+            "tickets_closed": self.created_statuses["closed"],
+            "tickets_open": sum(n for status, n in self.created_statuses.items() if status != "closed"),
+            "tickets_by_status": dict(sorted(self.created_statuses.items())),
+            "automated": self.automated,
         }
 
 
@@ -172,12 +188,57 @@ def replay(
     progress: Progress | None = None,
     started_at: dt.datetime | None = None,
     index_elapsed: float = 0.0,
+    automate: bool = False,
 ) -> Summary:
     """Run every indexed message through the pipeline as mail to `recipient` (a desk's primary
     address); returns what became of them. A locked or unreachable database propagates: what was
-    imported stays, and a second run counts it as duplicates."""
+    imported stays, and a second run counts it as duplicates. `automate`: the created tickets are made
+    live for automation when the replay ends (also when it ends early)."""
+    summary = Summary(mails=len(order), index_elapsed=index_elapsed, automated=automate)
+    try:
+        _replay(factory, cfg, recipient, box, order, summary, progress, started_at)
+    finally:
+        if automate:
+            _make_live(factory, summary.created_numbers)
+    summary.created_statuses = _statuses(factory, summary.created_numbers)
+    return summary
+
+
+def _chunks(numbers: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(numbers), CHUNK):
+        yield numbers[start : start + CHUNK]
+
+
+def _make_live(factory: sessionmaker[Session], numbers: list[str]) -> None:
+    """Automation treats these tickets as any live ticket from now on."""
+    for chunk in _chunks(numbers):
+        with transaction(factory) as session:
+            session.execute(update(Ticket).where(Ticket.number.in_(chunk)).values(imported_at=None))
+
+
+def _statuses(factory: sessionmaker[Session], numbers: list[str]) -> Counter[str]:
+    found: Counter[str] = Counter()
+    with factory() as session:
+        for chunk in _chunks(numbers):
+            rows = session.execute(
+                select(Ticket.status, func.count()).where(Ticket.number.in_(chunk)).group_by(Ticket.status)
+            )
+            for status, count in rows:
+                found[status] += count
+    return found
+
+
+def _replay(
+    factory: sessionmaker[Session],
+    cfg: Config,
+    recipient: str,
+    box: mailbox.Mailbox,
+    order: list[Indexed],
+    summary: Summary,
+    progress: Progress | None,
+    started_at: dt.datetime | None,
+) -> None:
     import_time = started_at or dt.datetime.now(dt.UTC)
-    summary = Summary(mails=len(order), index_elapsed=index_elapsed)
     clock = time.perf_counter()
     for done, (entry, raw) in enumerate(iter_raw(box, order), start=1):
         now = min(entry.date, import_time) if entry.date is not None else import_time
@@ -196,7 +257,8 @@ def replay(
         while result.outcome == "failed" and attempts < MAX_ATTEMPTS:
             result, attempts = process(factory, cfg, spool_id, now), attempts + 1
         summary.outcomes[result.outcome] += 1
+        if result.outcome == "created" and result.ticket_number is not None:
+            summary.created_numbers.append(result.ticket_number)
         if progress is not None:
             progress(done, len(order), time.perf_counter() - clock)
-    summary.elapsed = index_elapsed + time.perf_counter() - clock
-    return summary
+    summary.elapsed = summary.index_elapsed + time.perf_counter() - clock

@@ -8,6 +8,12 @@ bytes are written and fsynced to the spool and one 'received' row per recipient 
 does the client get its 250 (LMTP: one reply per recipient). The pipeline runs afterwards in worker
 threads (`on_spooled`): a crash in between leaves 'received' rows that `maild serve` processes at start.
 
+Hostile clients, like Postfix's anvil and smtpd: per client address at most `max_connections_per_client`
+open sessions and `max_connection_rate` connection attempts a minute (over: 421 4.7.0 at connect;
+unix-socket clients and `client_limit_exceptions` are exempt); `command_timeout` of silence outside a
+mail transaction, `timeout` inside one; during DATA a minimum rate (`min_data_rate` after
+`min_data_rate_grace`), else 421 4.4.2 and the partial mail is dropped unacknowledged.
+
 All database and disk work runs in an executor: the event loop only moves bytes."""
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -37,7 +45,7 @@ from sqlalchemy.orm import sessionmaker
 from maild.addresses import base_address, normalize
 from maild.automatic import NULL_SENDER
 from maild.blocklist import Rule, load_rules, match_rules
-from maild.config import Config, ListenAddress
+from maild.config import Config, IPNetwork, Listen, ListenAddress
 from maild.logs import get_logger
 from maild.tokens import parse_bounce_address
 from storage.changes import current_changes
@@ -50,6 +58,14 @@ log = get_logger("maild.listeners")
 TRY_LATER = "451 4.3.0 Temporary local problem, try again later"
 SHUTTING_DOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
 TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, try again later\r\n"
+CLIENT_REFUSALS = {
+    "max_connections_per_client": b"421 4.7.0 Too many connections from your address, try again later\r\n",
+    "max_connection_rate": b"421 4.7.0 Connection rate limit exceeded, try again later\r\n",
+}
+IDLE_TOO_LONG = b"421 4.4.2 Timeout exceeded, closing connection\r\n"
+DATA_TOO_SLOW = b"421 4.4.2 Data rate too low, closing connection\r\n"
+RATE_WINDOW_SECONDS = 60.0
+ABORT_AFTER_SECONDS = 10.0  # a closed session's last reply may take this long to be read, then it is cut
 MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: a server must accept at least 100 per message
 # aiosmtpd refuses DATA lines over 1000 bytes with a permanent 500: a sloppy client's unwrapped HTML would
 # bounce. RFC 5321 asks senders to wrap; a helpdesk would rather read the mail than be right.
@@ -386,6 +402,98 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
+def client_address(peer: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address of a TCP peer (an IPv4-mapped IPv6 address as IPv4); None for a unix socket."""
+    if not isinstance(peer, tuple) or not peer:
+        return None
+    try:
+        address = ipaddress.ip_address(str(peer[0]).partition("%")[0])  # without an IPv6 zone
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack listener: the same client as over IPv4
+    return address
+
+
+class ClientLimits:
+    """Per client address, like Postfix's anvil: its open sessions and its connection attempts in the last
+    minute. Shared by all listeners; only the event loop calls it, so no lock.
+
+    Memory stays bounded: an address is forgotten when its last session closes and its newest attempt is
+    a minute old, and at most `rate` timestamps are kept per address."""
+
+    def __init__(
+        self,
+        per_client: int,
+        rate: int,
+        exceptions: tuple[IPNetwork, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_client = per_client  # 0: no limit
+        self.rate = rate  # per RATE_WINDOW_SECONDS; 0: no limit
+        self.exceptions = exceptions
+        self._clock = clock
+        self._open: dict[str, int] = {}
+        self._attempts: dict[str, deque[float]] = {}
+        self._pruned_at = clock()
+
+    @classmethod
+    def from_config(cls, listen: Listen) -> ClientLimits:
+        return cls(
+            listen.max_connections_per_client, listen.max_connection_rate, listen.client_limit_exceptions
+        )
+
+    def key(self, peer: Any) -> str | None:
+        """The address the limits count `peer` under; None when they do not apply to it: a unix-socket
+        client (only the MTA's group can connect) or an address in `client_limit_exceptions`."""
+        address = client_address(peer)
+        if address is None or any(address in network for network in self.exceptions):
+            return None
+        return str(address)
+
+    def check(self, client: str) -> tuple[str, int] | None:
+        """Count a connection attempt from `client`; the limit it exceeds (its config key and value), or
+        None. Refused attempts count too: a client that keeps hammering stays refused until it pauses."""
+        now = self._clock()
+        self._prune(now)
+        if self.rate:
+            attempts = self._attempts.get(client)
+            if attempts is None:
+                attempts = self._attempts[client] = deque(maxlen=self.rate)
+            # The newest `rate` attempts are kept: all of them within the window makes this one too many.
+            over = len(attempts) == self.rate and now - attempts[0] < RATE_WINDOW_SECONDS
+            attempts.append(now)
+            if over:
+                return "max_connection_rate", self.rate
+        if self.per_client and self._open.get(client, 0) >= self.per_client:
+            return "max_connections_per_client", self.per_client
+        return None
+
+    def opened(self, client: str) -> None:
+        self._open[client] = self._open.get(client, 0) + 1
+
+    def closed(self, client: str) -> None:
+        left = self._open.get(client, 0) - 1
+        if left > 0:
+            self._open[client] = left
+        else:
+            self._open.pop(client, None)
+
+    def open_from(self, client: str) -> int:
+        return self._open.get(client, 0)
+
+    def tracked(self) -> int:
+        """How many addresses are remembered (for tests: memory stays bounded)."""
+        return len(self._open.keys() | self._attempts.keys())
+
+    def _prune(self, now: float) -> None:
+        if now - self._pruned_at < RATE_WINDOW_SECONDS:
+            return
+        self._pruned_at = now
+        for client in [c for c, a in self._attempts.items() if not a or now - a[-1] >= RATE_WINDOW_SECONDS]:
+            del self._attempts[client]
+
+
 class Connections:
     """The open sessions of all listeners: counted against max_connections, closed on shutdown."""
 
@@ -426,13 +534,36 @@ class Connections:
 
 
 class _Tracked(SMTP):
-    """What maild adds to aiosmtpd's protocols: the connection limit, shutdown, enhanced status codes."""
+    """What maild adds to aiosmtpd's protocols: the connection limits, the timeouts by phase and the
+    minimum DATA rate, shutdown, enhanced status codes."""
 
     line_length_limit = LINE_LENGTH_LIMIT
 
-    def __init__(self, handler: Intake, *, connections: Connections, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: Intake,
+        *,
+        connections: Connections,
+        client_limits: ClientLimits,
+        command_timeout: float,
+        min_data_rate: int = 0,
+        min_data_rate_grace: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
         self._connections = connections
+        self._client_limits = client_limits
+        self._limited_as: str | None = None  # the address counted in client_limits while open
+        self._command_timeout = command_timeout
+        self._min_data_rate = min_data_rate
+        self._data_grace = min_data_rate_grace
+        # While DATA is read (from our 354 to the client's final dot): when it began, the bytes so far, and
+        # when the last ones came (event-loop time).
+        self._data_started: float | None = None
+        self._data_bytes = 0
+        self._data_last = 0.0
+        self._timer_in_transaction = False  # the phase the idle timer was last started for
         self._refused = False
+        self._lost = False
         self.closing = False
         super().__init__(handler, **kwargs)
 
@@ -448,26 +579,162 @@ class _Tracked(SMTP):
             return  # closed already (QUIT, timeout, client gone): connection_lost is on its way
         transport.write(reply)  # type: ignore[attr-defined]
         transport.close()
+        # close() waits until what was written is sent: a client that never reads would keep its slot.
+        self.loop.call_later(ABORT_AFTER_SECONDS, self._abort, transport)
+
+    def _abort(self, transport: asyncio.BaseTransport) -> None:
+        if not self._lost:
+            log.info("client_aborted", client=_peer(self.session))
+            transport.abort()  # type: ignore[attr-defined]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Called again after STARTTLS with the TLS transport: that is the same connection.
-        if self.transport is None and not self._connections.admit(self):
-            self._refused = True
-            transport.write(TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
-            transport.close()
-            return
+        if self.transport is None:
+            refusal = self._admit(transport)
+            if refusal is not None:
+                self._refused = True
+                transport.write(refusal)  # type: ignore[attr-defined]
+                transport.close()
+                return
         super().connection_made(transport)
+
+    def _admit(self, transport: asyncio.BaseTransport) -> bytes | None:
+        """The per-client limits first (so the log names the client that hogs), then max_connections."""
+        peer = transport.get_extra_info("peername")
+        client = self._client_limits.key(peer)
+        exceeded = self._client_limits.check(client) if client is not None else None
+        if exceeded is not None:
+            limit, value = exceeded
+            self._log_limited(peer, limit, value)
+            return CLIENT_REFUSALS[limit]
+        if not self._connections.admit(self):
+            self._log_limited(peer, "max_connections", self._connections.limit)
+            return TOO_MANY_CONNECTIONS
+        if client is not None:
+            self._client_limits.opened(client)
+            self._limited_as = client
+        return None
+
+    def _log_limited(self, peer: Any, limit: str, value: int, **fields: Any) -> None:
+        address = client_address(peer)
+        log.warning(
+            "client_limited",
+            client=str(address) if address is not None else "unix",
+            limit=limit,
+            value=value,
+            protocol="lmtp" if isinstance(self, LMTP) else "smtp",
+            **fields,
+        )
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return  # aiosmtpd never saw this connection
+        self._lost = True
         self._connections.release(self)
+        if self._limited_as is not None:
+            self._client_limits.closed(self._limited_as)
+            self._limited_as = None
+        self._data_started = None
         super().connection_lost(error)
+
+    # --- timeouts by phase and the DATA rate ---------------------------------------------------------
+    # aiosmtpd has one timer, restarted when a valid command arrives. Here it runs for `command_timeout`
+    # outside a mail transaction and `timeout` inside one, restarted also when the phase changes; while
+    # DATA is read the timer is ours: it fires at the earlier of `timeout` of silence (data arriving
+    # counts) and the rate budget running out.
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        if self._data_started is not None:
+            return  # reading DATA: the data deadline governs
+        self._timer_in_transaction = self.in_transaction
+        if duration is None and not self._timer_in_transaction:
+            duration = self._command_timeout
+        super()._reset_timeout(duration)
+
+    def _timeout_cb(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        phase = "transaction" if self.in_transaction else "command"
+        seconds = self._timeout_duration if self.in_transaction else self._command_timeout
+        log.info("client_timeout", client=_peer(self.session), phase=phase, seconds=seconds)
+        self.shut(IDLE_TOO_LONG)  # aiosmtpd would close without a word; RFC 5321 4.2.2: 421 when closing
+
+    def data_received(self, data: bytes) -> None:
+        if self._data_started is not None:
+            self._data_bytes += len(data)
+            self._data_last = self.loop.time()
+        super().data_received(data)
+
+    def _start_data(self) -> None:
+        now = self.loop.time()
+        self._data_started, self._data_bytes, self._data_last = now, 0, now
+        self._arm_data_timer()
+
+    def _end_data(self) -> None:
+        if self._data_started is not None:
+            self._data_started = None
+            self._reset_timeout()
+
+    def _data_deadlines(self) -> tuple[float, float | None]:
+        """When the client will have been silent for `timeout`; when it will have fallen
+        `min_data_rate_grace` seconds behind `min_data_rate` (None: no minimum)."""
+        assert self._data_started is not None
+        silent = self._data_last + self._timeout_duration
+        if not self._min_data_rate:
+            return silent, None
+        return silent, self._data_started + self._data_grace + self._data_bytes / self._min_data_rate
+
+    def _arm_data_timer(self) -> None:
+        # Armed at the deadline known now; data arriving meanwhile only moves it later, so the callback
+        # re-arms instead of the timer being restarted for every chunk read.
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        silent, behind = self._data_deadlines()
+        deadline = silent if behind is None else min(silent, behind)
+        self._timeout_handle = self.loop.call_at(deadline, self._data_timer)
+
+    def _data_timer(self) -> None:
+        if self._data_started is None or self.transport is None or self.transport.is_closing():
+            return
+        silent, behind = self._data_deadlines()
+        now = self.loop.time()
+        if behind is not None and now >= behind:
+            elapsed = now - self._data_started
+            self._log_limited(
+                self.session.peer if self.session else None,
+                "min_data_rate",
+                self._min_data_rate,
+                received=self._data_bytes,
+                seconds=round(elapsed, 1),
+            )
+            self.shut(DATA_TOO_SLOW)  # the partial mail is dropped with the session: never acknowledged
+        elif now >= silent:
+            log.info(
+                "client_timeout", client=_peer(self.session), phase="data", seconds=self._timeout_duration
+            )
+            self.shut(IDLE_TOO_LONG)
+        else:
+            self._arm_data_timer()
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command == "DATA":  # the final dot has come: the rest is our work, not the client's
+            self._end_data()
+        return await super()._call_handler_hook(command, *args)
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str):
             status = self._with_enhanced_code(status)
+        text = status if isinstance(status, str) else status.decode("ascii", "replace")
+        if text.startswith("354"):
+            self._start_data()  # before the write: the client may answer at once
+        else:
+            self._end_data()  # a refusal of the data (too long, too much) ends its reading too
         await super().push(status)
+        # MAIL accepted, or the transaction over (reply to DATA, RSET): the other timeout from now on.
+        # Only then: as in aiosmtpd, a reply to junk (an empty line, say) does not restart the timer.
+        open_ = self.transport is not None and not self.transport.is_closing()
+        if open_ and self._data_started is None and self.in_transaction != self._timer_in_transaction:
+            self._reset_timeout()
 
     def _with_enhanced_code(self, status: str) -> str:
         """aiosmtpd's own size replies carry no enhanced code, and after DATA it answers an LMTP client
@@ -539,11 +806,18 @@ async def start_listeners(
     handler: Intake,
     connections: Connections,
     tls_context: ssl.SSLContext | None,
+    client_limits: ClientLimits | None = None,
 ) -> list[Listener]:
-    """Bind every configured address in the running loop. On a failure the ones bound are closed again."""
+    """Bind every configured address in the running loop. On a failure the ones bound are closed again.
+
+    One `client_limits` counts for all listeners: a client's LMTP and SMTP sessions add up."""
     loop = asyncio.get_running_loop()
     common: dict[str, Any] = {
         "connections": connections,
+        "client_limits": client_limits or ClientLimits.from_config(cfg.listen),
+        "command_timeout": cfg.listen.command_timeout,
+        "min_data_rate": cfg.listen.min_data_rate,
+        "min_data_rate_grace": cfg.listen.min_data_rate_grace,
         "data_size_limit": cfg.listen.max_message_bytes,
         "enable_SMTPUTF8": True,  # aiosmtpd's default is off: 8-bit addresses would get 500
         "hostname": socket.getfqdn(),  # once: aiosmtpd would resolve it for every connection

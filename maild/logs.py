@@ -14,8 +14,18 @@ from typing import IO, Any
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
+_configured = False
+
+
+def is_configured() -> bool:
+    """Whether this process logs JSON lines (`maild serve`), not structlog's own flag: structlog's test
+    helpers set that one in any process."""
+    return _configured
+
 
 def configure(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
+    global _configured
+    _configured = True
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

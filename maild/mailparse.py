@@ -6,19 +6,21 @@ defects. `NotAMessage` is raised only for input that is not a mail at all (quara
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import policy
+from email import policy, quoprimime
 from email.header import decode_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.utils import getaddresses
 from functools import cached_property
 
+from maild.addresses import TooDeep, split_mailboxes
 from maild.attachment_policy import sanitize_filename
+from maild.automatic import envelope_sender
 from maild.flowed import unflow
 from maild.htmltext import html_to_text, sanitize_html
 from maild.quotes import visible_text
@@ -124,6 +126,11 @@ class ParsedMail:
     visible_text: str  # without quoted history and signature
     attachments: list[ParsedAttachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    # Every address of the From header(s), and of Sender: an agent's reply names exactly one From, and a
+    # Sender only when it is that one (pipeline.identify). `from_address` is the first of the From
+    # addresses, else Sender's, else the envelope sender's when From names nobody (`"Doe, John" <>`).
+    from_addresses: list[str] = field(default_factory=list)
+    sender_addresses: list[str] = field(default_factory=list)
 
     @property
     def thread_ids(self) -> list[str]:
@@ -198,29 +205,80 @@ def _decode_raw(value: str) -> str:
     )
 
 
-def _all_headers(msg: Message, name: str, defects: list[str]) -> list[str]:
+# An encoded word (RFC 2047); a language (RFC 2231: `utf-8*de`) after the charset is dropped.
+_ENCODED_WORD = re.compile(r"=\?([^?\s*]{1,75})(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=")
+_UNDECODED_RUN = re.compile("[\udc80-\udcff]+")
+
+
+def _word_bytes(encoding: str, payload: str) -> bytes | None:
     try:
-        values = msg.get_all(name) or []
-    except Exception as exc:
-        # E.g. a display name that decodes to a line break: the address beside it is still good, so
-        # fall back to the undecoded value rather than lose the sender.
-        defects.append(f"{name}: {type(exc).__name__}")
-        return [str(v) for k, v in msg.raw_items() if k.lower() == name.lower()]
-    return [str(v) for v in values]
+        if encoding in "bB":
+            payload = payload.rstrip("=")  # padding is often wrong or missing: recomputed
+            return binascii.a2b_base64(payload + "=" * (-len(payload) % 4))
+        return quoprimime.header_decode(payload).encode("latin-1")
+    except (binascii.Error, ValueError):
+        return None
 
 
-def _addresses(msg: Message, name: str, defects: list[str]) -> list[tuple[str, str]]:
-    result: list[tuple[str, str]] = []
-    pairs = getaddresses(_all_headers(msg, name, defects))
-    if any("\ufffd" in display or _UNDECODED.search(display + addr) for display, addr in pairs):
-        # Split the raw header (commas inside encoded words are encoded), then decode each part by hand:
-        # an undecoded 8-bit byte (a surrogate) in an address cannot be stored.
-        pairs = [(_decode_raw(d), _decode_raw(a)) for d, a in getaddresses(_raw_values(msg, name))]
-    for display, addr in pairs:
-        addr = _clean(addr.strip().strip("<>"))
-        if "@" in addr:
-            result.append((_clean(" ".join(display.split()))[:NAME_MAX], addr.lower()))
-    return result
+def _decode_8bit(text: str) -> str:
+    """Undeclared 8-bit bytes (left as surrogates by the parser), run by run, as UTF-8 or windows-1252."""
+    return _UNDECODED_RUN.sub(
+        lambda run: _decode_bytes(run.group().encode("ascii", "surrogateescape"), None), text
+    )
+
+
+def _decode_words(text: str) -> str:
+    """A display name as written → as shown: 8-bit bytes decoded, encoded words decoded (quoted or not,
+    as clients do), whitespace between two of them dropped, and adjacent words in one charset decoded as
+    one byte string (some encoders split a character between two words). A word that does not decode
+    stays as written."""
+    text = _decode_8bit(text)
+    out: list[str] = []
+    run, run_charset, pos = bytearray(), "", 0
+    for word in _ENCODED_WORD.finditer(text):
+        data = _word_bytes(word[2], word[3])
+        if data is None:
+            continue  # left in the text between words
+        gap, charset = text[pos : word.start()], word[1].lower()
+        if run_charset:
+            if not gap.strip() and charset == run_charset:
+                run += data
+                pos = word.end()
+                continue
+            out.append(_decode_bytes(bytes(run), run_charset))
+            if gap.strip():
+                out.append(gap)
+        else:
+            out.append(gap)
+        run, run_charset, pos = bytearray(data), charset, word.end()
+    if run_charset:
+        out.append(_decode_bytes(bytes(run), run_charset))
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _mailboxes(msg: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, address) of every mailbox in the header(s) `name`, read from the raw value as mail
+    clients read it (maild.addresses.split_mailboxes): unquoted specials in names, a trailing dot, the
+    angle-addr preferred over an address-like name. The address is "" for `<>`."""
+    found: list[tuple[str, str]] = []
+    for value in _raw_values(msg, name):
+        try:
+            pairs = split_mailboxes(value)
+        except TooDeep:
+            raise NotAMessage(_TOO_DEEP) from None
+        for display, address in pairs:
+            found.append(
+                (
+                    _clean(" ".join(_decode_words(display).split()))[:NAME_MAX],
+                    _clean(_decode_8bit(address)).lower(),
+                )
+            )
+    return found
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    return [(display, address) for display, address in _mailboxes(msg, name) if address]
 
 
 def _decode_part(part: Message, defects: list[str]) -> str:
@@ -405,18 +463,31 @@ def _body_and_attachments(
     return text, (sanitize_html(html_source) if html_source is not None else None), found
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
+_TOO_DEEP = "nested too deeply to read (MIME parts, attached messages or header comments)"
+
+
+def parse_mail(raw: bytes, mail_from: str = "") -> ParsedMail:
+    """`mail_from`: the envelope sender as the spool recorded it (SpoolEntry.mail_from), the sender of a
+    mail whose From names nobody."""
     try:
-        return _parse(raw)
+        return _parse(raw, mail_from)
     except RecursionError:
         # The stdlib parses MIME nesting, forwarded messages and header comments recursively: a few hundred
         # levels of any of them (no client writes that) exhaust the stack wherever the mail is read.
-        raise NotAMessage(
-            "nested too deeply to read (MIME parts, attached messages or header comments)"
-        ) from None
+        raise NotAMessage(_TOO_DEEP) from None
 
 
-def _parse(raw: bytes) -> ParsedMail:
+def _envelope_sender(msg: Message, mail_from: str) -> str:
+    """The envelope sender (MAIL FROM, else the topmost Return-Path) as an address, or ""."""
+    try:
+        value = envelope_sender(mail_from, msg) or ""
+        found = [a for _, a in split_mailboxes(value) if a]
+    except Exception:  # a Return-Path the header parser trips over: no envelope sender, not a failure
+        return ""
+    return _clean(_decode_8bit(found[0])).lower() if found else ""
+
+
+def _parse(raw: bytes, mail_from: str) -> ParsedMail:
     if not raw.strip():
         raise NotAMessage("empty input")
     msg = BytesParser(policy=policy.default).parsebytes(raw)
@@ -424,7 +495,15 @@ def _parse(raw: bytes) -> ParsedMail:
     if not msg.keys():
         raise NotAMessage("not a mail message: no header fields")
     defects = [type(d).__name__ for d in msg.defects]
-    senders = _addresses(msg, "From", defects) or _addresses(msg, "Sender", defects)
+    from_boxes, sender_boxes = _mailboxes(msg, "From"), _mailboxes(msg, "Sender")
+    senders = [box for box in from_boxes if box[1]] or [box for box in sender_boxes if box[1]]
+    if not senders and from_boxes:
+        # `"Doe, John" <>` (an address withheld, or a gateway that lost it): the envelope sender is who
+        # the delivering MTA says sent it. Only with a From header: a mail without one stays unanswered.
+        envelope = _envelope_sender(msg, mail_from)
+        if envelope:
+            senders = [(from_boxes[0][0], envelope)]
+            defects.append("From: no address, the envelope sender's used")
     if not senders and msg.get_content_type() != "multipart/report":
         raise NotAMessage("no sender address in From or Sender")
     # A delivery report may come from a mail system that names no sender (Courier: `From: … <@>`): the
@@ -439,11 +518,9 @@ def _parse(raw: bytes) -> ParsedMail:
         subject=_header(msg, "Subject", defects),
         from_address=from_address,
         from_name=from_name,
-        to=_addresses(msg, "To", defects),
-        cc=_addresses(msg, "Cc", defects),
-        delivered_to=[
-            a for _, a in _addresses(msg, "Delivered-To", defects) + _addresses(msg, "X-Original-To", defects)
-        ],
+        to=_addresses(msg, "To"),
+        cc=_addresses(msg, "Cc"),
+        delivered_to=[a for _, a in _addresses(msg, "Delivered-To") + _addresses(msg, "X-Original-To")],
         in_reply_to=_message_ids(_header(msg, "In-Reply-To", defects)),
         references=_message_ids(_header(msg, "References", defects)),
         text=text,
@@ -451,4 +528,6 @@ def _parse(raw: bytes) -> ParsedMail:
         visible_text=visible_text(text),
         attachments=attachments,
         defects=defects,
+        from_addresses=[address for _, address in from_boxes if address],
+        sender_addresses=[address for _, address in sender_boxes if address],
     )

@@ -12,15 +12,20 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email import charset as _charset
 from email import encoders
 from email.header import Header
+from email.message import Message as EmailMessage
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.utils import format_datetime, formataddr
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -31,6 +36,7 @@ from maild.blocklist import find_block
 from maild.config import Config
 from maild.templating import Rendered, render
 from maild.tokens import load_secret, reply_address
+from storage import attachments as attachment_store
 from storage.models import Agent, AutoReplySent, Contact, Desk, Message, OutboxMessage, Ticket, naive_utc
 
 # stdlib logging: `maild serve` renders it as JSON; `maild pipe` (whose stdout the MTA reads) stays quiet.
@@ -78,6 +84,11 @@ class OutgoingAttachment:
     filename: str
     content_type: str
     data: bytes
+    sha256: str = ""  # the content's digest when the caller knows it: its name in the attachment store
+
+    @cached_property  # once per file, however many agents' notices carry it
+    def digest(self) -> str:
+        return self.sha256 or hashlib.sha256(self.data).hexdigest()
 
 
 def agent_display_name(agent: Agent) -> str:
@@ -105,19 +116,166 @@ def _text_part(text: str, subtype: str) -> MIMENonMultipart:
     return part
 
 
-def _attachment_part(attachment: OutgoingAttachment) -> MIMEBase:
+def _attachment_part(attachment: OutgoingAttachment, stored: bool) -> MIMEBase:
+    """`stored`: the file is in the attachment store, so the part carries a reference to it, which
+    `expand_stored` turns into the same base64 when the mail is sent."""
     maintype, _, subtype = attachment.content_type.partition("/")
     if not maintype or not subtype or "/" in subtype:
         maintype, subtype = "application", "octet-stream"
     part = MIMEBase(maintype, subtype)
-    part.set_payload(attachment.data)
-    encoders.encode_base64(part)  # base64 whatever the type: text attachments keep their exact bytes
+    if stored:
+        part.set_payload(_reference_line(attachment.digest, len(attachment.data)))
+        part["Content-Transfer-Encoding"] = "base64"  # where encode_base64 puts it: the same header order
+    else:
+        part.set_payload(attachment.data)
+        encoders.encode_base64(part)  # base64 whatever the type: text attachments keep their exact bytes
     name = attachment.filename or "attachment"
     # RFC 2231 for non-ASCII names, which every current client reads.
     part.add_header(
         "Content-Disposition", "attachment", filename=name if name.isascii() else ("utf-8", "", name)
     )
     return part
+
+
+# --- stored attachments ---------------------------------------------------------------------------
+#
+# An outbox row holds the mail as composed, except that the body of an attachment part whose file is in the
+# attachment store is one reference line naming the file (a 20 MB PDF to two agents: two rows of a few KB,
+# not two of 27 MB each beside the stored file). Only such a body counts: a whole top-level part of a
+# multipart/mixed mail, base64 by its header. Nobody else can write one there: text a customer sends us
+# sits inside the first part (quoted-printable, under a boundary chosen after it was written), and the
+# reference's spaces never occur in base64, so neither text nor an inline attachment is ever taken for one.
+
+_REFERENCE = re.compile(rb"maild-stored-attachment sha256=([0-9a-f]{64}) size=([0-9]+)\n")
+_READ_SIZE = 57 * 1024  # whole base64 lines (57 bytes each) per read: each chunk encodes on its own
+
+
+class StoredAttachmentError(Exception):
+    """A referenced attachment is not in the store as composed (gone, or other bytes): the mail is not
+    sent without it."""
+
+
+def _reference_line(digest: str, size: int) -> str:
+    return f"maild-stored-attachment sha256={digest} size={size}\n"
+
+
+def _base64_size(size: int) -> int:
+    """Bytes of base64.encodebytes of `size` bytes: 4 per 3 (rounded up), a newline per 76."""
+    return 4 * -(-size // 3) + -(-size // 57)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    start: int  # where the reference line is in the stored mail
+    end: int
+    sha256: str
+    size: int
+    filename: str
+
+
+def _references(raw: bytes) -> list[_Reference]:
+    """The references in a stored mail, in order (see above for what counts as one)."""
+    if b"maild-stored-attachment " not in raw:  # most mail: no attachment, or only inline ones
+        return []
+    head_end = raw.find(b"\n\n")
+    if head_end < 0:
+        return []
+    head = BytesHeaderParser(policy=compat32).parsebytes(raw[: head_end + 1])
+    boundary = head.get_boundary()
+    if head.get_content_type() != "multipart/mixed" or not boundary:
+        return []
+    delimiter = b"\n--" + boundary.encode("ascii", "replace")
+    found: list[_Reference] = []
+    at = raw.find(delimiter + b"\n", head_end)
+    while at >= 0:
+        part_start = at + len(delimiter) + 1
+        end = raw.find(delimiter, part_start)
+        if end < 0:
+            break
+        headers_end = raw.find(b"\n\n", part_start, end)
+        if headers_end >= 0:
+            body_start = headers_end + 2
+            match = _REFERENCE.fullmatch(raw, body_start, end)
+            if match is not None:
+                part = BytesHeaderParser(policy=compat32).parsebytes(raw[part_start : headers_end + 1])
+                if str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64":
+                    digest, size = match.group(1).decode(), int(match.group(2))
+                    found.append(_Reference(body_start, end, digest, size, _filename(part)))
+        at = end if raw.startswith(b"\n", end + len(delimiter)) else -1  # "--boundary--": the end
+    return found
+
+
+def _filename(part: EmailMessage) -> str:
+    name = part.get_filename()
+    return str(name) if name else "attachment"
+
+
+def sent_size(raw: bytes) -> int:
+    """The size of the stored mail `raw` as sent, its references expanded."""
+    return len(raw) + sum(_base64_size(r.size) - (r.end - r.start) for r in _references(raw))
+
+
+def check_stored(raw: bytes, attachment_dir: Path) -> None:
+    """Raise StoredAttachmentError if a file the mail refers to is not in the store at its size (before
+    sending anything; `expand_stored` also checks the bytes as it reads them)."""
+    for ref in _references(raw):
+        path = attachment_store.path_of(attachment_dir, ref.sha256)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise StoredAttachmentError(_missing(ref, "is missing from the attachment store")) from None
+        if size != ref.size:
+            raise StoredAttachmentError(
+                _missing(ref, f"has {size} bytes in the attachment store, not {ref.size}")
+            )
+
+
+def _missing(ref: _Reference, what: str) -> str:
+    return f"attachment {ref.filename!r} (sha256 {ref.sha256[:16]}…) {what}: the mail is not sent without it"
+
+
+def expand_stored(raw: bytes, attachment_dir: Path) -> Iterator[bytes]:
+    """The stored mail `raw` as sent, in pieces: each reference replaced by its file's base64, as
+    email.encoders writes it (76-character lines), read from the attachment store a chunk at a time.
+    Raises StoredAttachmentError (before the piece that would be wrong) when a file is gone or is not
+    the bytes it was stored as. Every reader of an outbox row's mail goes through here."""
+    check_stored(raw, attachment_dir)
+    at = 0
+    for ref in _references(raw):
+        yield raw[at : ref.start]
+        digest, size = hashlib.sha256(), 0
+        changed = StoredAttachmentError(_missing(ref, "is not the file it was stored as"))
+        try:
+            # A buffered read returns all it is asked for but at the end of the file: whole base64 lines.
+            with attachment_store.path_of(attachment_dir, ref.sha256).open("rb") as fh:
+                while chunk := fh.read(_READ_SIZE):
+                    size += len(chunk)
+                    if size > ref.size:
+                        raise changed
+                    digest.update(chunk)
+                    if size == ref.size and digest.hexdigest() != ref.sha256:
+                        raise changed  # before its last piece: a Maildir file or SMTP DATA stays unfinished
+                    yield base64.encodebytes(chunk)
+        except FileNotFoundError:
+            raise StoredAttachmentError(_missing(ref, "is missing from the attachment store")) from None
+        if size != ref.size:
+            raise changed
+        at = ref.end
+    yield raw[at:]
+
+
+def sent_bytes(raw: bytes, attachment_dir: Path) -> bytes | bytearray:
+    """The stored mail `raw` as sent, whole (for SMTP, whose client takes bytes): `raw` itself when it
+    refers to nothing, else written into one buffer of its final size, so one copy is held, not two."""
+    if not _references(raw):
+        return raw
+    buffer = bytearray(sent_size(raw))
+    with memoryview(buffer) as view:
+        at = 0
+        for piece in expand_stored(raw, attachment_dir):
+            view[at : at + len(piece)] = piece
+            at += len(piece)
+    return buffer
 
 
 def _header_value(value: str) -> str | Header:
@@ -349,6 +507,26 @@ def _screen(
 # --- composition ----------------------------------------------------------------------------------
 
 
+def _is_stored(attachment_dir: Path | None, attachment: OutgoingAttachment) -> bool:
+    """Whether the attachment store has this file (a customer's attachment does; generated content and a
+    dry run's files do not, and stay inline)."""
+    if attachment_dir is None:
+        return False
+    try:
+        size = attachment_store.path_of(attachment_dir, attachment.digest).stat().st_size
+    except FileNotFoundError:
+        return False
+    return size == len(attachment.data)
+
+
+def _from_name(desk: Desk, from_name: str | None) -> str:
+    """The From display name: the given one (an agent's relay), else the desk's sender name, else its name.
+    maild.replies gives the desk's name for a reply without an agent: that is the desk speaking too."""
+    if from_name is None or from_name == desk.name:
+        return desk.sender_name or desk.name
+    return from_name
+
+
 def _queue(
     session: Session,
     desk: Desk,
@@ -369,9 +547,11 @@ def _queue(
     attachments: Sequence[OutgoingAttachment] = (),
     unlimited: Iterable[str] = (),
     from_name: str | None = None,
+    attachment_dir: Path | None = None,
 ) -> OutboxMessage:
     """Build the mail and add its outbox row, last: a failure before leaves nothing in the session.
-    `unlimited`: recipients exempt from the rate limit, whose mails it does not count either."""
+    `unlimited`: recipients exempt from the rate limit, whose mails it does not count either.
+    `attachment_dir`: attachments whose file is there go into the row as references (see expand_stored)."""
     message_id = new_message_id(desk)
     body: MIMENonMultipart | MIMEMultipart = _text_part(rendered.text, "plain")
     if rendered.html is not None:
@@ -383,13 +563,14 @@ def _queue(
         msg: MIMENonMultipart | MIMEMultipart = MIMEMultipart("mixed")
         msg.attach(body)
         for attachment in attachments:
-            msg.attach(_attachment_part(attachment))
+            msg.attach(_attachment_part(attachment, _is_stored(attachment_dir, attachment)))
     else:
         msg = body
     msg["Message-ID"] = message_id
     msg["Date"] = format_datetime(now)
-    msg["From"] = _address(desk.name if from_name is None else from_name, desk.primary_address)
-    msg["Reply-To"] = _address(desk.name, reply_to)
+    msg["From"] = _address(_from_name(desk, from_name), desk.primary_address)
+    # The name a customer's reply shows in its To: the desk's friendly name too, not its internal one.
+    msg["Reply-To"] = _address(desk.sender_name or desk.name, reply_to)
     msg["To"] = ", ".join(_address(name, addr) for name, addr in to)
     if cc:
         msg["Cc"] = ", ".join(_address(name, addr) for name, addr in cc)
@@ -507,6 +688,7 @@ def queue_mail(
         attachments=attachments,
         unlimited=unlimited,
         from_name=from_name,
+        attachment_dir=cfg.attachment_dir,
     )
 
 

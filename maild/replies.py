@@ -5,9 +5,11 @@ sends an agent.
 
 The relay (`agent_reply`) goes To the customer and Cc the sub-customers, From the desk's address under
 the agent's display name (the desk's name when an admin answers as the desk), in reply to the customers'
-latest mail. It is not a courtesy: a failure to compose it propagates, so that nothing is stored as
-answered when nobody got it. The notices to the other agents (`agent_reply_notice`) are: the caller's
-`courtesy` decides what a failure means there."""
+latest mail. It names the attachments the desk refused from the customers' mails since the previous agent
+reply (`refused_attachments`, see refused_since_last_reply): a follow-up mail gets no auto-reply, so the
+next reply is the first mail that can tell them. It is not a courtesy: a failure to compose it
+propagates, so that nothing is stored as answered when nobody got it. The notices to the other agents
+(`agent_reply_notice`) are: the caller's `courtesy` decides what a failure means there."""
 
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild import ticket_ops
+from maild.attachment_policy import for_customer
 from maild.config import Config
 from maild.notes import add_system_note
 from maild.outgoing import OutgoingAttachment, agent_display_name, queue_mail
@@ -102,6 +106,37 @@ def queue_agent_notice(
     )
 
 
+def refused_since_last_reply(session: Session, ticket: Ticket, reply: Message | None) -> list[dict[str, Any]]:
+    """The customers' refused attachments that the relay of `reply` (the agent's message, stored or None)
+    tells them of: those of the customer mails since the previous agent reply. Not the opening mail's when
+    the ticket_created auto-reply went out (it listed them already), and not mail imported from a backlog
+    (history: nobody is told of it again)."""
+    messages = sorted(ticket.messages, key=lambda m: (m.created_at, m.id or 0))
+    opening = next((m for m in messages if m.kind == "customer"), None)
+    told_on_opening = (
+        opening is not None
+        and ticket.id is not None
+        and session.scalars(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.ticket_id == ticket.id, OutboxMessage.template == "ticket_created")
+            .limit(1)
+        ).first()
+        is not None
+    )
+    since: list[Message] = []
+    for message in reversed(messages):
+        if message is reply:
+            continue
+        if message.kind == "agent":
+            break  # the previous reply: what came before was the customers' to hear about then
+        if message.kind != "customer" or (message is opening and told_on_opening):
+            continue
+        if ticket.imported_at is not None and message.created_at <= ticket.imported_at:
+            continue
+        since.append(message)
+    return for_customer(row for message in reversed(since) for row in message.attachments)
+
+
 @dataclass
 class Relayed:
     row: OutboxMessage | None  # None: every customer was dropped
@@ -122,10 +157,12 @@ def relay_reply(
     writer_label: str,
     now: dt.datetime,
     files: Sequence[OutgoingAttachment] = (),
+    reply: Message | None = None,
 ) -> Relayed:
     """Queue the `agent_reply` mail of `text`. `writer` None: the desk answers (From its name). Customers
     who must get no mail (bouncing, blocked) are left out, and a system note on the ticket says so, so
-    that the agents see it (`writer_label`: whose reply, in that note)."""
+    that the agents see it (`writer_label`: whose reply, in that note). `reply`: the stored message of
+    this reply, which is not the "previous agent reply" of refused_since_last_reply."""
     customer, sub_customers = customer_recipients(ticket)
     # As a person's reply: to the customers' latest mail (not to our own auto-reply, the newest id).
     latest = latest_customer_message(ticket, people_only=True)
@@ -141,7 +178,11 @@ def relay_reply(
         in_reply_to=latest.message_id if latest is not None else "",
         automatic=False,
         now=now,
-        variables={"agent_name": name, "comment_content": text},
+        variables={
+            "agent_name": name,
+            "comment_content": text,
+            "refused_attachments": refused_since_last_reply(session, ticket, reply),
+        },
         attachments=files,
         from_name=name,
         dropped=dropped,
@@ -245,7 +286,14 @@ def send_reply(
     ticket.updated_at = naive_utc(now)
     session.flush()
     relayed = relay_reply(
-        session, cfg, ticket, text, writer=agent, writer_label=agent.email if agent else actor, now=now
+        session,
+        cfg,
+        ticket,
+        text,
+        writer=agent,
+        writer_label=agent.email if agent else actor,
+        now=now,
+        reply=message,
     )
     sent = SentReply(message, relayed)
 

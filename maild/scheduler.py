@@ -5,6 +5,7 @@ across instances is guarded by the database, in each job, not by the scheduler).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ class Job:
 
 
 def start_scheduler(jobs: Sequence[Job]) -> AsyncIOScheduler:
+    # APScheduler logs every run at INFO ("Running job …", "… executed successfully": most lines of a
+    # day's log at default intervals) and its start. The jobs log what they did themselves; its warnings
+    # (a missed or skipped run) still show.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = AsyncIOScheduler(jobstores={"default": MemoryJobStore()}, timezone=dt.UTC)
     now = dt.datetime.now(dt.UTC)
     for job in jobs:

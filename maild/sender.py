@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild import maildir
 from maild.config import Config
 from maild.notes import add_system_note
+from maild.outgoing import expand_stored, sent_bytes
 from maild.tokens import bounce_address, load_secret
 from storage.db import transaction
 from storage.models import OutboxMessage, Ticket
@@ -63,6 +64,8 @@ async def _send_smtp(cfg: Config, row: OutboxMessage) -> Refusals:
     secret = load_secret(cfg.data_dir)
     refused: Refusals = {}
     pending = list(row.rcpt_to)
+    # Expanded before connecting (a missing attachment raises here, nothing sent), once for all recipients.
+    message = sent_bytes(row.raw, cfg.attachment_dir)
     client = aiosmtplib.SMTP(hostname=host, port=port, timeout=cfg.smtp_timeout, start_tls=False)
     try:
         await client.connect()
@@ -70,7 +73,7 @@ async def _send_smtp(cfg: Config, row: OutboxMessage) -> Refusals:
             rcpt = pending[0]
             sender = bounce_address(secret, row.mail_from, row.id, rcpt)
             try:
-                errors, _ = await client.sendmail(sender, [rcpt], row.raw)
+                errors, _ = await client.sendmail(sender, [rcpt], message)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 refused.update({e.recipient: (e.code, e.message) for e in exc.recipients})
                 await _reset(client)
@@ -99,7 +102,7 @@ async def _reset(client: object) -> None:
 def deliver(cfg: Config, row: OutboxMessage) -> Refusals:
     """Deliver `row` to its pending recipients; returns those refused (smarthost only)."""
     if cfg.smarthost is None:
-        maildir.deliver(cfg.outgoing_maildir, row.raw)
+        maildir.deliver_pieces(cfg.outgoing_maildir, expand_stored(row.raw, cfg.attachment_dir))
         return {}
     return asyncio.run(_send_smtp(cfg, row))
 

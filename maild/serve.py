@@ -223,8 +223,11 @@ class Daemon:
 
     async def _reload(self, at_start: bool = False) -> None:
         loop = asyncio.get_running_loop()
-        if not at_start:
-            reload_templates()
+        # Every desk's overrides validated (a broken one is logged as template_invalid and not used).
+        try:
+            await loop.run_in_executor(self.intake_pool, reload_templates, self.cfg.template_dir)
+        except Exception as exc:  # an unreadable template directory must not stop intake
+            log.error("templates_not_loaded", error=describe(exc))
         try:
             count = await loop.run_in_executor(self.intake_pool, self.addresses.refresh)
         except Exception as exc:

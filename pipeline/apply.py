@@ -1,6 +1,17 @@
 """apply: the ticket change. A new ticket (numbered, the sender as customer), or a reply on the found
 ticket: a customer reply sets the status `open`, an agent's sets `waiting`. Addresses in Cc of a mail
-from a participant become sub-customers (never desk addresses, agents or the sender; capped)."""
+from a participant become sub-customers (never desk addresses, agents or the sender; capped).
+
+Automatic mail (the autoreply stage's class: out-of-office, auto-generated, list, challenge-response)
+joining a ticket is stored, but it is no activity: the status (a closed ticket stays closed) and
+`updated_at` stay as they were, so a vacation responder neither reopens a ticket nor keeps it from being
+auto-closed.
+
+Imported mail (`maildctl import`, dated with its own Date): a ticket it creates gets `imported_at`, the
+real time of the import, and stays quiet for automation until something live happens on it
+(maild.quiet). On such a quiet ticket later imported mail moves the status and `updated_at` as usual
+(never back in time) and renews `imported_at`; a live ticket it threads into only gains the message as
+history: its status and `updated_at` are the live conversation's."""
 
 from __future__ import annotations
 
@@ -11,10 +22,31 @@ from sqlalchemy import select
 from maild.attachment_policy import refusal
 from maild.notes import add_system_note
 from maild.participants import NotAddable, add_cc, is_participant
+from maild.quiet import is_quiet_import
 from numbering.allocate import allocate_number
-from pipeline.context import Context, Stop
+from pipeline.context import IMPORT_INGRESS, Context, Stop
 from storage import attachments
-from storage.models import Attachment, AuditLog, Message, Participant, Ticket
+from storage.models import Attachment, AuditLog, Message, Participant, Ticket, utcnow
+
+
+def _imported(ctx: Context) -> bool:
+    return ctx.spool.ingress == IMPORT_INGRESS
+
+
+def _change_status(ctx: Context, ticket: Ticket, status: str) -> None:
+    """A customer's (`open`) or the desk's imported (`waiting`) mail on the ticket: the new status and
+    activity time, unless the mail is automatic or imported history (see the module's docstring)."""
+    if ctx.automatic is not None:
+        return
+    if not _imported(ctx):
+        ticket.status, ticket.updated_at = status, ctx.now_naive
+        return
+    if not is_quiet_import(ticket):
+        return  # a live ticket: an old mail joins its history without rewriting its state
+    if ctx.now_naive >= ticket.updated_at:  # an older mail imported later does not undo a newer state
+        ticket.status, ticket.updated_at = status, ctx.now_naive
+    assert ticket.imported_at is not None
+    ticket.imported_at = max(ticket.imported_at, utcnow())
 
 
 def _new_ticket(ctx: Context) -> Ticket:
@@ -29,6 +61,8 @@ def _new_ticket(ctx: Context) -> Ticket:
         customer=ctx.contact,
         created_at=ctx.now_naive,
         updated_at=ctx.now_naive,
+        # the wall clock, not ctx.now: the mail's own (old) date is what later live activity must pass
+        imported_at=utcnow() if _imported(ctx) else None,
     )
     ticket.linked_ticket = ctx.linked_ticket
     ctx.session.add(ticket)
@@ -145,7 +179,8 @@ def _apply_agent_reply(ctx: Context, ticket: Ticket) -> str:
         ctx.message = store_message(ctx, ticket, reply.kind if reply.text else "note", visible=visible)
     if reply.relayed and not reply.status_set:
         ticket.status = "waiting"
-    ticket.updated_at = ctx.now_naive
+    if ctx.automatic is None:  # the agent's vacation responder is no activity on the ticket
+        ticket.updated_at = ctx.now_naive
     ctx.outcome = "replied" if reply.relayed else "noted"
     return "agent_reply" if reply.relayed else "agent_note"
 
@@ -164,13 +199,12 @@ def run(ctx: Context) -> Stop | None:
         ).first():
             return Stop("duplicate", f"{mail.message_id} already stored on {ticket.number}")
         if ctx.agent is None and not ctx.desk_reply:
-            ticket.status = "open"
-            ticket.updated_at = ctx.now_naive
+            _change_status(ctx, ticket, "open")
             ctx.outcome, action = "replied", "message_added"
     ctx.ticket = ticket
     if ctx.desk_reply:  # an imported old answer of the desk: as an agent's reply, without an agent
         ctx.message = store_message(ctx, ticket, "agent")
-        ticket.status, ticket.updated_at = "waiting", ctx.now_naive
+        _change_status(ctx, ticket, "waiting")
         ctx.outcome, action = "desk_reply", "desk_reply"
     elif ctx.agent is not None:
         action = _apply_agent_reply(ctx, ticket)

@@ -4,7 +4,8 @@ collision guard. Runs only for mail identify accepted as an agent reply.
 All or nothing: the command lines are parsed (maild.commands) and resolved against the database (the
 agent to assign, the canned reply, the ticket to merge, the sub-customer to add) before anything changes;
 with any problem nothing is carried out, nothing is stored or sent to the customer, and the agent gets
-`command_errors` naming each bad line.
+one `command_errors` naming every bad line, in line order: the lines that parse are resolved even when
+another line does not, so a typo on one line does not hide an unknown agent on the next.
 
 What the customer reads: the text after the command block without the quoted history and the signature,
 a `#canned` reply first. `#note`, or mail to the note address, makes it an internal note; a reply of
@@ -148,13 +149,21 @@ def _resolve(ctx: Context, ticket: Ticket, command: Command, actor: str) -> Acti
     return None  # #note, #canned (text), #send (handled before)
 
 
-def _canned_text(ctx: Context, ticket: Ticket, commands: list[Command]) -> str:
-    parts = []
+def _canned_text(
+    ctx: Context, ticket: Ticket, commands: list[Command], source: str
+) -> tuple[str, list[CommandError]]:
+    """The canned replies' text, or an error for each `#canned` line naming no canned reply."""
+    parts: list[str] = []
+    errors: list[CommandError] = []
     for command in commands:
         if isinstance(command, CannedCommand):
             row = find_canned(ctx.session, ticket.desk_id, command.name)
             if row is None:
-                raise _Bad(f"#canned: no canned reply {command.name!r} for desk {ticket.desk.name}")
+                problem = f"#canned: no canned reply {command.name!r} for desk {ticket.desk.name}"
+                errors.append(
+                    CommandError(command.line_number, _command_lines(source, [command])[0], problem)
+                )
+                continue
             customer = ticket.customer
             parts.append(
                 render_canned(
@@ -165,7 +174,7 @@ def _canned_text(ctx: Context, ticket: Ticket, commands: list[Command]) -> str:
                     variables=ticket_variables(ctx.cfg, ticket),
                 ).strip()
             )
-    return "\n\n".join(parts)
+    return "\n\n".join(parts), errors
 
 
 def _command_lines(text: str, commands: list[Command]) -> list[str]:
@@ -287,33 +296,31 @@ def run(ctx: Context) -> Stop | None:
     statuses = custom_statuses(ctx.session, ticket.desk_id)
     parsed = parse_commands(mail.text, statuses)
     errors, released = list(parsed.errors), None
-    if not errors and any(isinstance(c, SendCommand) for c in parsed.commands):
-        released, errors = _release(ctx, ticket, parsed)
-        if released is not None:
+    if any(isinstance(c, SendCommand) for c in parsed.commands):
+        released, send_errors = _release(ctx, ticket, parsed)
+        errors += send_errors
+        if errors:
+            released = None  # nothing is released from a reply with bad lines
+        elif released is not None:
             # the held reply's own commands, checked again now
             parsed = parse_commands(released.text, statuses)
             errors = list(parsed.errors)
+    # Every line that parsed is resolved even when another did not: the agent learns of all bad lines
+    # in one answer. Resolving only looks things up; nothing changes before all of them are good.
+    source = released.text if released is not None else mail.text
     actions: list[tuple[Command, Action]] = []
-    canned = ""
-    if not errors:
-        source = released.text if released is not None else mail.text
-        for command in parsed.commands:
-            try:
-                action = _resolve(ctx, ticket, command, agent.email)
-            except _Bad as exc:
-                errors.append(
-                    CommandError(command.line_number, _command_lines(source, [command])[0], str(exc))
-                )
-                continue
-            if action is not None:
-                actions.append((command, action))
+    for command in parsed.commands:
         try:
-            canned = _canned_text(ctx, ticket, parsed.commands)
+            action = _resolve(ctx, ticket, command, agent.email)
         except _Bad as exc:
-            bad = next(c for c in parsed.commands if isinstance(c, CannedCommand))
-            errors.append(CommandError(bad.line_number, _command_lines(source, [bad])[0], str(exc)))
+            errors.append(CommandError(command.line_number, _command_lines(source, [command])[0], str(exc)))
+            continue
+        if action is not None:
+            actions.append((command, action))
+    canned, canned_errors = _canned_text(ctx, ticket, parsed.commands, source)
+    errors += canned_errors
     if errors:
-        return _answer_errors(ctx, ticket, errors)
+        return _answer_errors(ctx, ticket, sorted(errors, key=lambda e: e.line_number))
     own = visible_text(parsed.body, whole_when_empty=False)
     text = "\n\n".join(part for part in (canned, own) if part)
     kind = "note" if parsed.is_note or ctx.to_note_address else "agent"

@@ -2,11 +2,20 @@
 kept).
 
 An agent reply counts only when all of these hold: the mail came to a signed reply (or note) address whose
-token names an agent, that agent is active, the From address is that agent's, and no MTA trusted by
+token names an agent, that agent is active, the From header names exactly one address and it is that
+agent's, a Sender header (when there is one) names that same address and no other, and no MTA trusted by
 `[agents] trusted_authserv_ids` recorded a DKIM, SPF or DMARC failure. Agent-looking mail that fails any of
 them (a stolen token with a forged or different From, an agent's From without an agent token, a failed
 signature) is held: kept in the spool with the reason and noted on the ticket, never relayed, its
-commands never run. A token without an agent (the customers' reply address) is a customer's reply."""
+commands never run. A token without an agent (the customers' reply address) is a customer's reply.
+
+A From of several addresses (`agent@example.com, attacker@evil.test`, or two From lines) or a Sender
+other than the From is not an agent's reply even with a valid agent token: whoever else is named may
+have written it, and DKIM signs for a domain, not for one of two authors. Such mail is held like the
+rest, not taken as a customer's mail: as a customer's it would put a text under the agent's address on
+the ticket (and reopen it), which is what the holding prevents; held, an agent sees the note and can
+answer again from their own client. Mail that looks like no agent's (no agent token, no agent's address
+first in From) is a customer's or a stranger's as before, its sender the first From address."""
 
 from __future__ import annotations
 
@@ -45,6 +54,9 @@ def _refusal(ctx: Context, sender: Agent | None) -> str | None:
     owner = ctx.session.get(Agent, target.agent_id)
     if owner is None:
         return f"the reply address names agent #{target.agent_id}, who no longer exists"
+    authors = _other_authors(ctx)
+    if authors is not None:
+        return f"{owner.email}'s reply address was used by a mail whose {authors}"
     if normalize(mail.from_address) != owner.email:
         return f"{owner.email}'s reply address was used by {mail.from_address or '(no From)'}"
     if sender is None:
@@ -52,6 +64,20 @@ def _refusal(ctx: Context, sender: Agent | None) -> str | None:
     failures = auth_failures(ctx.raw, ctx.cfg.agents.trusted_authserv_ids)
     if failures:
         return "authentication failed: " + "; ".join(failures)
+    return None
+
+
+def _other_authors(ctx: Context) -> str | None:
+    """Why the mail may be someone else's besides its first From address, or None: an agent's reply has
+    exactly one From address and no Sender but that one."""
+    mail = ctx.require_mail()
+    authors = list(dict.fromkeys(normalize(a) for a in mail.from_addresses))
+    if len(authors) != 1:
+        named = ", ".join(authors) or "nobody"
+        return f"From names {len(authors)} addresses ({named}), an agent's reply exactly one"
+    senders = set(map(normalize, mail.sender_addresses))
+    if senders and senders != {authors[0]}:
+        return f"Sender ({', '.join(sorted(senders))}) is not the From address {authors[0]}"
     return None
 
 

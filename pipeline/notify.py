@@ -1,5 +1,6 @@
 """notify: queue what this mail calls for: the `ticket_created` auto-reply to the customer (and
-sub-customers) of a new ticket, threaded to their mail, unless the desk has auto-replies off. Also the
+sub-customers) of a new ticket, threaded to their mail, unless the desk has auto-replies off; it names the
+attachments of their mail the desk refused, and why (`refused_attachments`). Also the
 answer to a refused mail (policy). A reply that cannot be rendered is noted on the spool row, never a
 reason to lose the ticket.
 
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from maild import replies
 from maild.addresses import normalize
+from maild.attachment_policy import for_customer
 from maild.config import Config
 from maild.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
 from maild.participants import customer_recipients
@@ -240,6 +242,7 @@ def _relay_agent_reply(ctx: Context, ticket: Ticket) -> None:
         writer_label=agent.email,
         now=ctx.now,
         files=files,
+        reply=message,
     )
     if relayed.row is not None:
         ctx.queued.append(relayed.row)
@@ -324,6 +327,8 @@ def _answer_customer(ctx: Context) -> None:
     if ctx.outcome != "created" or not desk.auto_reply or ticket is None or _automatic(ctx):
         return
     customer, sub_customers = customer_recipients(ticket)
+    # The customer must learn which of their files the desk did not take, and why (not only the agents).
+    refused = for_customer(ctx.message.attachments) if ctx.message is not None else []
     _queue_courtesy(
         ctx,
         lambda dropped: queue_mail(
@@ -337,6 +342,7 @@ def _answer_customer(ctx: Context) -> None:
             references=mail.references,
             automatic=True,
             now=ctx.now,
+            variables={"refused_attachments": refused},
             dropped=dropped,
         ),
     )

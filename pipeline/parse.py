@@ -1,4 +1,6 @@
-"""parse: raw bytes → ParsedMail. Input that is not a mail is quarantined with the reason."""
+"""parse: raw bytes → ParsedMail. Input that is not a mail is quarantined with the reason.
+
+The envelope sender goes along: a mail whose From names nobody (`"Doe, John" <>`) is from it."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pipeline.context import Context, Stop
 
 def run(ctx: Context) -> Stop | None:
     try:
-        ctx.mail = parse_mail(ctx.raw)
+        ctx.mail = parse_mail(ctx.raw, ctx.spool.mail_from)
     except NotAMessage as exc:
         return Stop("quarantined", str(exc))
     ctx.spool.header_message_id = ctx.mail.message_id if ctx.mail.has_message_id else ""

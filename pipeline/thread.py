@@ -4,12 +4,20 @@ In order: a signed reply address (`desk+token@`) among the recipients, In-Reply-
 every Message-ID we stored (inbound) or sent (outbox), then a `[NUMBER]` tag of any desk's pattern, current
 or retired (`desk set --pattern`, `desk remove --move-to`), in the subject; otherwise the mail opens a new
 ticket. The rule that matched is recorded on the message (`threaded_by`). A ticket found by any rule that
-was merged into another leads to the survivor."""
+was merged into another leads to the survivor.
+
+Hijack guard for the headers (the desk's `hijack_guard`, default on): a Message-ID proves nothing, it is in
+every copy of a mail and every quote of it. A mail found by In-Reply-To/References from someone who is
+not a participant of that ticket (its customer or a sub-customer; agents are identified before this)
+does not join it: it opens a new ticket linked to that one, with a note, exactly as policy does for a
+`[NUMBER]` in the subject, and agents can merge the two. The signed reply address still threads anyone:
+it proves the mail we sent arrived there."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
+from maild.participants import is_participant
 from numbering.pattern import find_numbers
 from pipeline.context import Context, Stop
 from storage.models import Desk, Message, OutboxMessage, RetiredPattern, Ticket
@@ -83,6 +91,28 @@ def find_ticket(ctx: Context) -> tuple[Ticket | None, str]:
     return None, "new"
 
 
+def _guard_references(ctx: Context) -> None:
+    """A stranger's follow-up by headers opens a new ticket linked to the one it names (see above)."""
+    mail, ticket = ctx.require_mail(), ctx.ticket
+    if (
+        ticket is None
+        or ctx.threaded_by != "references"
+        or ctx.agent is not None
+        or ctx.desk_reply  # the desk's own old reply, imported: it answers the ticket it names
+        or not ticket.desk.hijack_guard
+        or is_participant(ticket, mail.from_address)
+    ):
+        return
+    # What policy does for the subject rule: policy then sees a new ticket (clients_only, replies_only
+    # apply to it) and apply links it to this one.
+    ctx.linked_ticket, ctx.ticket, ctx.threaded_by = ticket, None, "new"
+    ctx.notes.append(
+        f"{mail.from_address} answered a mail of {ticket.number} (In-Reply-To/References) but is not on "
+        "that ticket, so this mail opened a new one"
+    )
+
+
 def run(ctx: Context) -> Stop | None:
     ctx.ticket, ctx.threaded_by = find_ticket(ctx)
+    _guard_references(ctx)
     return None

@@ -71,7 +71,7 @@ class Desk(Base):
     auto_close_statuses: Mapped[str] = mapped_column(
         String(500), default="waiting,resolved", server_default="waiting,resolved"
     )
-    # The name on the desk's own mail (`From: "ACME Support" <support@…>`); empty: the address alone.
+    # The name on the desk's own mail (`From: "ACME Support" <support@…>`); empty: the desk's name.
     sender_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
+from maild.outgoing import sent_bytes
 from maild.tokens import load_secret, token_of, verify_token
 from pipeline.notify import queue_assigned_notice
 from storage.db import transaction
@@ -135,7 +136,9 @@ def test_attachments_are_attached_and_refused_ones_listed(session_factory: Facto
         s.scalars(select(Desk).where(Desk.name == "support")).one().allowed_extensions = "pdf"
     deliver(session_factory, cfg, with_attachment(), SUPPORT)
     row = notices(session_factory)[0]
-    msg = parsed(row)
+    # the row refers to the stored file; the mail as sent carries it
+    msg = message_from_bytes(sent_bytes(row.raw, cfg.attachment_dir), policy=policy.default)
+    assert isinstance(msg, EmailMessage)
     files = {p.get_filename(): p.get_content() for p in msg.iter_attachments()}
     assert files == {"report.pdf": b"%PDF-1.4\nreport"}
     body = text_of(msg)

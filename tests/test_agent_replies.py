@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Agents, Config
+from maild.outgoing import sent_bytes
 from maild.tokens import load_secret, token_of, verify_token
 from pipeline.runner import Result
 from storage.db import transaction
@@ -215,7 +216,9 @@ def test_the_relay_goes_to_the_sub_customers_and_carries_the_agents_attachments(
         session_factory, cfg, raw, agent_address(session_factory, cfg, NUMBER, ANNA), now=later(5)
     )
     [relay] = queued(session_factory, result, "agent_reply")
-    msg = parsed(relay)
+    # the row refers to the stored file; the mail as sent carries it
+    msg = message_from_bytes(sent_bytes(relay.raw, cfg.attachment_dir), policy=policy.default)
+    assert isinstance(msg, EmailMessage)
     assert relay.rcpt_to == [ALICE, "carol@customer.example"]
     assert msg["Cc"].addresses[0].addr_spec == "carol@customer.example"
     [attachment] = list(msg.iter_attachments())

@@ -52,9 +52,7 @@ def test_the_names_the_rule_allows_are_accepted(ctl: Ctl, name: str) -> None:
     ok(ctl("desk", "add", name, "--address", f"{name.lower()}@example.com", "--pattern", "N-{{nr}}"))
 
 
-@pytest.mark.parametrize(
-    "name", BAD_NAMES
-)
+@pytest.mark.parametrize("name", BAD_NAMES)
 def test_names_the_rule_refuses_get_the_rule_in_the_message(ctl: Ctl, name: str) -> None:
     line = one_line_error(ctl("desk", "add", name, "--address", "x@example.com", "--pattern", "N-{{nr}}"))
     assert f"invalid desk name {name!r}: use 1-100 letters (A-Z, a-z), digits, '-' or '_'" in line

@@ -570,7 +570,8 @@ def test_the_json_of_a_context_filled_by_hand(session_factory: Factory, cfg: Con
 def test_cli_json_and_text_of_an_out_of_office_reply(
     session_factory: Factory, cfg: Config, config_file: Path, tmp_path: Path
 ) -> None:
-    deliver(session_factory, cfg, mail(), SUPPORT)
+    # Bob is on the ticket (Cc): a stranger's out-of-office by In-Reply-To would open a ticket of its own
+    deliver(session_factory, cfg, mail(extra=[("Cc", "Bob Builder <bob@customer.example>")]), SUPPORT)
     eml = tmp_path / "ooo.eml"
     eml.write_bytes(OUT_OF_OFFICE)
     proc = ctl(config_file, "explain", str(eml), "--recipient", SUPPORT, "--json")

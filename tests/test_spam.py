@@ -143,7 +143,7 @@ def test_release_runs_a_quarantined_mail_through_the_pipeline(
         [reply] = outbox(session)
         [released] = spool(session)
         [audit] = session.scalars(select(AuditLog).where(AuditLog.action == "spool_release"))
-    assert out == f"released {row.id}: created {ticket.number}\n"
+    assert out.startswith(f"released {row.id} and processed now: created {ticket.number}; its mail: 1 sent")
     assert (released.state, released.outcome, released.released, released.ticket_id) == (
         "done",
         "created",
@@ -217,7 +217,7 @@ def test_release_replays_a_mail_quarantined_after_failed_attempts(
         first = runner.process(session_factory, cfg, row.id)
     monkeypatch.setattr(runner, "STAGES", STAGES)  # the bug fixed
     code, out, _ = cli(config_file, capsys, "spool", "release", str(row.id))
-    assert code == 0 and out.startswith(f"released {row.id}: created SUP-")
+    assert code == 0 and out.startswith(f"released {row.id} and processed now: created SUP-")
     with session_factory() as session:
         [released] = spool(session)
     assert (released.outcome, released.attempts) == ("created", 1)  # a fresh count, not a fourth attempt

@@ -50,7 +50,10 @@ def with_attachment() -> bytes:
 def conversation(factory: Factory, cfg: Config) -> tuple[str, list[int]]:
     """alice's ticket, her reply with a PDF, and dave's reply (he joins by In-Reply-To): the number and
     the three message ids, oldest first."""
-    first = deliver(factory, cfg, mail(subject="problem", message_id="<t1@customer.example>"), SUPPORT)
+    # Dave is on Alice's first mail (Cc): a stranger answering by In-Reply-To would open a ticket of his
+    # own (the hijack guard)
+    first_mail = mail(subject="problem", message_id="<t1@customer.example>", extra=[("Cc", f"Dave <{DAVE}>")])
+    first = deliver(factory, cfg, first_mail, SUPPORT)
     assert first.outcome == "created" and first.ticket_number is not None
     second = deliver(factory, cfg, with_attachment(), SUPPORT, now=NOW + HOUR)
     dave = mail(

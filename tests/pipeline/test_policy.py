@@ -67,9 +67,9 @@ def test_the_customer_and_a_reply_by_headers_still_join(session_factory: Factory
         ).ticket_number
         == FIRST
     )
-    # a stranger answering by In-Reply-To holds a mail of the thread: the guard is for the tag alone
+    # the customer answering by In-Reply-To joins; a stranger doing so is guarded like the tag (issue 14:
+    # a Message-ID proves nothing), see tests/pipeline/test_hostile_senders.py
     by_headers = mail(
-        sender="colleague@customer.example",
         subject="Re: Printer on fire",
         message_id="<c@c.example>",
         extra=[("In-Reply-To", "<first@customer.example>")],
@@ -141,9 +141,10 @@ def test_clients_only_lets_known_contacts_open_tickets_and_everyone_reply(
         session_factory, cfg, mail(subject="Scanner too", message_id="<2@customer.example>"), SUPPORT
     )
     assert (again.outcome, again.ticket_number) == ("created", SECOND)
-    # A reply passes whoever sends it: clients_only is about opening tickets.
+    # A reply passes, from any participant: clients_only is about opening tickets. (A stranger's is a
+    # new ticket under the hijack guard, and refused here like any new one.)
     reply = mail(
-        sender="Bob <bob@customer.example>",
+        sender="Alice Example <alice@customer.example>",
         subject="Re: Printer on fire",
         message_id="<3@customer.example>",
         extra=[("In-Reply-To", "<first@customer.example>")],

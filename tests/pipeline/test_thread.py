@@ -106,7 +106,7 @@ def test_outlook_reply_with_thread_index_only_uses_the_tag(session_factory: Fact
 
 def test_reply_to_the_customers_own_mail_joins(session_factory: Factory, cfg: Config) -> None:
     """A colleague in Cc answers the customer's original mail, not our auto-reply."""
-    original, _ = open_ticket(session_factory, cfg, "gmail")
+    original, _ = open_ticket(session_factory, cfg, "gmail", cc="Colleague <colleague@customer.example>")
     reply = client_mail(
         "gmail",
         sender=("Colleague", "colleague@customer.example"),
