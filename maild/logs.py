@@ -57,3 +57,14 @@ def configure(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
 
 def get_logger(name: str = "maild") -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)
+
+
+def log_event(logger: str, level: int, event: str, **fields: Any) -> None:
+    """One event with its fields: a JSON object of its own under `maild serve`, else (maild pipe,
+    maildctl: their stdout belongs to the MTA or the admin) a stdlib record `event key=value ...` on
+    stderr. Never a dict rendered into the event's text."""
+    if _configured:
+        structlog.stdlib.get_logger(logger).log(level, event, **fields)
+        return
+    shown = " ".join(f"{key}={value}" for key, value in fields.items())
+    logging.getLogger(logger).log(level, "%s %s", event, shown)

@@ -34,13 +34,11 @@ from sqlalchemy.orm import Session
 from maild.addresses import domain_of, normalize
 from maild.blocklist import find_block
 from maild.config import Config
+from maild.logs import log_event
 from maild.templating import Rendered, render
 from maild.tokens import load_secret, reply_address
 from storage import attachments as attachment_store
 from storage.models import Agent, AutoReplySent, Contact, Desk, Message, OutboxMessage, Ticket, naive_utc
-
-# stdlib logging: `maild serve` renders it as JSON; `maild pipe` (whose stdout the MTA reads) stays quiet.
-log = logging.getLogger("maild.outgoing")
 
 # RFC 5322 §3.6.4 sets no limit, but MTAs and clients choke on huge headers; trim as news and mail
 # clients do (RFC 5537 §3.4.4): keep the first id (the root) and the newest ones.
@@ -496,7 +494,9 @@ def _screen(
         exempt_agents=exempt_agents,
     )
     if screened.dropped:
-        log.info("recipients dropped from %s mail: %s", template, screened.dropped)
+        log_event(
+            "maild.outgoing", logging.INFO, "recipients_dropped", template=template, dropped=screened.dropped
+        )
         if dropped is not None:
             dropped.update(screened.dropped)
     kept_to = [(n, a) for n, a in to if normalize(a) in screened.kept]

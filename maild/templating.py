@@ -421,12 +421,14 @@ def load_desk(
 
 def _log_problems(desk: DeskTemplates) -> None:
     """Loudly: the admin must learn of a broken template before a customer misses a mail."""
-    from maild.logs import get_logger, is_configured
+    from maild.logs import is_configured, log_event
 
     using = {item.problem: item.using for item in desk.refused}
     for problem in desk.problems:
         if is_configured():  # maild serve: one JSON object per line
-            get_logger("maild.templating").error(
+            log_event(
+                "maild.templating",
+                logging.ERROR,
                 "template_invalid",
                 desk=problem.desk,
                 file=problem.file,
@@ -434,7 +436,7 @@ def _log_problems(desk: DeskTemplates) -> None:
                 error=problem.error,
                 in_its_place=using.get(problem),
             )
-        else:  # maild pipe, maildctl: stderr (stdout is the MTA's or the admin's)
+        else:  # maild pipe, maildctl: the problem as the admin reads it, on stderr
             place = f"; in its place: {using[problem]}" if problem in using else ""
             log.error("template_invalid: %s%s", problem, place)
 
