@@ -100,10 +100,38 @@ def _results(tokens: list[Token]) -> list[tuple[str, str, list[str]]]:
 def auth_failures(raw: bytes, trusted_authserv_ids: Iterable[str]) -> list[str]:
     """One line per DKIM/SPF/DMARC failure a trusted host recorded, e.g.
     "mx.example.com: dkim=fail (header.d=example.com)"; [] when none or no host is trusted."""
+    return [line for _, _, line in _failures(raw, trusted_authserv_ids)]
+
+
+_DOMAIN_PROPERTIES = ("header.from=", "smtp.mailfrom=", "envelope-from=")
+
+
+def forged_sender(raw: bytes, trusted_authserv_ids: Iterable[str], from_address: str) -> list[str]:
+    """The SPF and DMARC failures a trusted host recorded for the From address's domain: such a From is
+    likely forged, and an automatic answer to it would be backscatter to an innocent address. A failure
+    whose properties name another domain (SPF of a mailing list's envelope sender) does not count; one
+    that names none does."""
+    domain = from_address.rpartition("@")[2].strip().lower()
+    found: list[str] = []
+    for method, notes, line in _failures(raw, trusted_authserv_ids):
+        if method not in ("spf", "dmarc"):
+            continue
+        named = {
+            note.split("=", 1)[1].rpartition("@")[2].strip().lower()
+            for note in notes
+            if note.lower().startswith(_DOMAIN_PROPERTIES)
+        }
+        if not named or domain in named:
+            found.append(line)
+    return found
+
+
+def _failures(raw: bytes, trusted_authserv_ids: Iterable[str]) -> list[tuple[str, list[str], str]]:
+    """(method, notes, line) per DKIM/SPF/DMARC failure a trusted host recorded (see auth_failures)."""
     trusted = {t.strip().lower() for t in trusted_authserv_ids if t.strip()}
     if not trusted:
         return []
-    failures: list[str] = []
+    failures: list[tuple[str, list[str], str]] = []
     for header in read_headers(raw).get_all("Authentication-Results", []):
         tokens = _tokens(str(header))
         while tokens and tokens[0][0] == "c":  # CFWS may precede the authserv-id
@@ -120,5 +148,5 @@ def auth_failures(raw: bytes, trusted_authserv_ids: Iterable[str]) -> list[str]:
                 continue
             details = "; ".join(" ".join(note.split()) for note in notes if note.strip())
             line = f"{authserv_id}: {method}={result}" + (f" ({details})" if details else "")
-            failures.append(line if len(line) <= _MAX else line[: _MAX - 1] + "…")
+            failures.append((method, notes, line if len(line) <= _MAX else line[: _MAX - 1] + "…"))
     return failures

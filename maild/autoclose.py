@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config
 from maild.notes import add_system_note
 from maild.outgoing import queue_mail
-from maild.participants import customer_recipients
+from maild.participants import automatic_recipients
 from maild.quiet import AUTOMATIC_REASON, is_quiet_import, not_quiet_import, without_automatic_senders
 from storage.db import transaction
 from storage.models import AuditLog, Desk, Ticket
@@ -111,7 +111,7 @@ def _close_one(
     if not desk.auto_reply:  # a desk that sends no automatic mail sends no closing notice either
         add_system_note(session, ticket, note, by="scheduler", at=now)
         return ticket.number, None
-    customer, sub_customers = customer_recipients(ticket)
+    customer, sub_customers = automatic_recipients(ticket)  # the customer alone until an agent answered
     to, cc, robots = without_automatic_senders(session, ticket, [customer], sub_customers)
     if robots:
         note += f" No closing notice to {', '.join(robots)}: {AUTOMATIC_REASON}."

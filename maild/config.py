@@ -141,6 +141,11 @@ class Hygiene:
     autoreply_per_hour: int = 5  # automatic mails to any one address, at most (two robots cannot ping-pong)
     autoreply_per_day: int = 20
     blocked: str = "archive"  # archive: accept, keep as outcome `blocked` | reject: 550 at SMTP/LMTP time
+    # Automatic mail to customers from one desk per hour, all addresses together (rotating addresses
+    # cannot make the desk mail the world); over it the mail is not queued and the ticket says so.
+    autoreply_desk_per_hour: int = 200
+    # Attachments kept per mail; the rest are recorded refused ("more than N attachments in one mail").
+    max_attachments_per_mail: int = 100
 
 
 BLOCKED_ACTIONS = ("archive", "reject")
@@ -205,7 +210,13 @@ _SCHEMA: dict[str, Any] = {
     "ticket_url": str,
     "database": {"url": str, "busy_timeout_ms": int},
     "outgoing": {"smarthost": str, "timeout": (int, float), "retry_hours": (int, float)},
-    "hygiene": {"autoreply_per_hour": int, "autoreply_per_day": int, "blocked": str},
+    "hygiene": {
+        "autoreply_per_hour": int,
+        "autoreply_per_day": int,
+        "blocked": str,
+        "autoreply_desk_per_hour": int,
+        "max_attachments_per_mail": int,
+    },
     "agents": {"trusted_authserv_ids": (list,)},
     "scheduler": {
         "outbox_seconds": (int, float),
@@ -508,7 +519,15 @@ def _parse_hygiene(table: dict[str, Any]) -> Hygiene:
     blocked = table.get("blocked", default.blocked)
     if blocked not in BLOCKED_ACTIONS:
         raise ConfigError("hygiene.blocked", f'must be "archive" or "reject", got {blocked!r}')
-    return Hygiene(per_hour, per_day, blocked)
+    desk_per_hour = table.get("autoreply_desk_per_hour", default.autoreply_desk_per_hour)
+    if desk_per_hour < 0:
+        raise ConfigError(
+            "hygiene.autoreply_desk_per_hour", "must be >= 0 (0: no automatic mail to customers)"
+        )
+    max_attachments = table.get("max_attachments_per_mail", default.max_attachments_per_mail)
+    if max_attachments < 0:
+        raise ConfigError("hygiene.max_attachments_per_mail", f"must be >= 0, got {max_attachments}")
+    return Hygiene(per_hour, per_day, blocked, desk_per_hour, max_attachments)
 
 
 def _parse_agents(table: dict[str, Any]) -> Agents:

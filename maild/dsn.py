@@ -423,12 +423,16 @@ def _header(msg: Message, name: str) -> str:
     return ""
 
 
+MAX_FROM_CHARS = 16_384
+
+
 def _from_daemon(head: Message) -> bool:
     """From a mail system: MAILER-DAEMON / postmaster / Exchange's NDR sender, Courier's `<@>`, or a
     Return-Path of `<>` (written by the delivering MTA: an IMAP mailbox keeps it)."""
     if _header(head, "return-path").replace(" ", "") == "<>":
         return True
-    from_value = _header(head, "from")
+    # A mail system writes a short From; a megabyte of display name is read no further than this.
+    from_value = _header(head, "from")[:MAX_FROM_CHARS]
     if re.search(r"<@?>", from_value):
         return True
     return any(is_daemon_address(address) for _, address in getaddresses([from_value]) if address) or (

@@ -30,7 +30,7 @@ from maild import ticket_ops
 from maild.config import Config
 from maild.notes import add_system_note
 from maild.outgoing import queue_mail
-from maild.participants import customer_recipients
+from maild.participants import automatic_recipients
 from maild.quiet import (
     AUTOMATIC_REASON,
     escalation_since,
@@ -221,7 +221,7 @@ def _remind(
     done: list[str],
     now: dt.datetime,
 ) -> list[int]:
-    customer, sub_customers = customer_recipients(ticket)
+    customer, sub_customers = automatic_recipients(ticket)  # the customer alone until an agent answered
     to, cc, robots = without_automatic_senders(session, ticket, [customer], sub_customers)
     if robots:
         done.append(f"reminder ({template}) not sent to {', '.join(robots)}: {AUTOMATIC_REASON}")

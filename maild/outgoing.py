@@ -35,6 +35,7 @@ from maild.addresses import domain_of, normalize
 from maild.blocklist import find_block
 from maild.config import Config
 from maild.logs import log_event
+from maild.notes import add_system_note
 from maild.templating import Rendered, render
 from maild.tokens import load_secret, reply_address
 from storage import attachments as attachment_store
@@ -104,8 +105,23 @@ _UTF8_QP = _charset.Charset("utf-8")
 _UTF8_QP.body_encoding = _charset.QP
 
 
+# Text copied into outgoing headers (Subject, Thread-Topic, display names) is cut to these many characters
+# before email.header folds it: the stdlib's folding takes time superlinear in a value's length, and a
+# sender's subject or name is theirs to make megabytes long (issue 14). References: cap_references.
+HEADER_TEXT_MAX = 500
+DISPLAY_NAME_MAX = 200
+
+
+def capped_text(value: str, limit: int = HEADER_TEXT_MAX) -> str:
+    """`value` on one line, at most `limit` characters ("…" last when it was cut)."""
+    if len(value) > 4 * limit:  # only the start is kept: split() need not see megabytes
+        value = value[: 4 * limit]
+    value = " ".join(value.split())
+    return value if len(value) <= limit else f"{value[: limit - 1].rstrip()}…"
+
+
 def _address(name: str, addr: str) -> str:
-    return formataddr((name, addr), charset="utf-8")
+    return formataddr((capped_text(name, DISPLAY_NAME_MAX), addr), charset="utf-8")
 
 
 def _text_part(text: str, subtype: str) -> MIMENonMultipart:
@@ -277,7 +293,9 @@ def sent_bytes(raw: bytes, attachment_dir: Path) -> bytes | bytearray:
 
 
 def _header_value(value: str) -> str | Header:
-    """Header values stay ASCII on the wire: non-ASCII text goes as RFC 2047 encoded words."""
+    """Header values stay ASCII on the wire: non-ASCII text goes as RFC 2047 encoded words. At most
+    HEADER_TEXT_MAX characters (see capped_text)."""
+    value = capped_text(value)
     return value if value.isascii() else Header(value, "utf-8")
 
 
@@ -406,6 +424,35 @@ def _lock_addresses(session: Session, addresses: Iterable[str]) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+# The reason a recipient is dropped for the desk-wide limit (`[hygiene] autoreply_desk_per_hour`) starts so.
+DESK_LIMIT = "desk rate limit"
+# Templates of mail a person writes: all others a desk sends to customers are automatic.
+_PERSONAL_TEMPLATES = ("agent_reply",)
+
+
+def desk_automatic_count(session: Session, desk_id: int, since: dt.datetime) -> int:
+    """Automatic mails to customers (not agents' notices, not agents' replies) that the desk queued after
+    `since` (naive UTC). The newest outbox row older than that is found first, walking back by id, so the
+    count reads the last hour's rows only, not the whole outbox."""
+    boundary = session.scalars(
+        select(OutboxMessage.id)
+        .where(OutboxMessage.created_at <= since)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    return (
+        session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.id > (boundary or 0),
+                OutboxMessage.desk_id == desk_id,
+                OutboxMessage.created_at > since,
+                OutboxMessage.template.not_in((*AGENT_ONLY_TEMPLATES, *_PERSONAL_TEMPLATES)),
+            )
+        )
+        or 0
+    )
+
+
 def active_agent_addresses(session: Session, addresses: Iterable[str]) -> set[str]:
     wanted = [normalize(a) for a in addresses if a]
     if not wanted:
@@ -421,10 +468,14 @@ def screen_recipients(
     automatic: bool,
     now: dt.datetime,
     exempt_agents: bool = False,
+    desk_id: int | None = None,
 ) -> Screened:
     """Drop recipients who must get no mail from us: a contact marked `bouncing`, a blocked address,
     and for automatic mail one that had `autoreply_per_hour` automatic mails in the last hour or
     `autoreply_per_day` in the last 24 hours (two robots answering each other stop there).
+    `desk_id`: automatic mail of that desk also stops, for everyone but active agents, once the desk has
+    queued `autoreply_desk_per_hour` automatic mails to customers in the last hour (whatever addresses:
+    strangers rotating addresses or Cc lists cannot make the desk mail the world).
 
     `exempt_agents`: active agents are not rate-limited. Notifications are our own staff's work queue (a
     busy desk sends an agent dozens an hour), and an agent's vacation responder cannot ping-pong with us:
@@ -468,6 +519,13 @@ def screen_recipients(
                 result.dropped[address] = f"rate limit: {in_hour} automatic mails in the last hour"
             elif in_day >= hygiene.autoreply_per_day:
                 result.dropped[address] = f"rate limit: {in_day} automatic mails in the last 24 hours"
+        still = [a for a in left if a not in result.dropped]
+        if desk_id is not None and still:
+            _lock_addresses(session, [f"desk:{desk_id}"])
+            sent = desk_automatic_count(session, desk_id, hour_ago)
+            if sent >= hygiene.autoreply_desk_per_hour:
+                why = f"{DESK_LIMIT}: {sent} automatic mails from this desk in the last hour"
+                result.dropped.update((address, why) for address in still)
     result.kept = {a for a in wanted if a not in result.dropped}
     return result
 
@@ -483,6 +541,7 @@ def _screen(
     template: str,
     dropped: dict[str, str] | None,
     exempt_agents: bool = False,
+    desk_id: int | None = None,
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(to, cc) without the dropped recipients; with no To left, the remaining Cc become the To."""
     screened = screen_recipients(
@@ -492,6 +551,7 @@ def _screen(
         automatic=automatic,
         now=now,
         exempt_agents=exempt_agents,
+        desk_id=desk_id,
     )
     if screened.dropped:
         log_event(
@@ -552,6 +612,7 @@ def _queue(
     """Build the mail and add its outbox row, last: a failure before leaves nothing in the session.
     `unlimited`: recipients exempt from the rate limit, whose mails it does not count either.
     `attachment_dir`: attachments whose file is there go into the row as references (see expand_stored)."""
+    subject = capped_text(subject)  # the row's subject is the mail's
     message_id = new_message_id(desk)
     body: MIMENonMultipart | MIMEMultipart = _text_part(rendered.text, "plain")
     if rendered.html is not None:
@@ -637,6 +698,7 @@ def queue_mail(
     the Auto-Submitted value of automatic mail (RFC 3834: `auto-generated` for notices, which answer
     nothing), `exempt_agents` lifts the rate limit for active agents (see screen_recipients).
     `from_name`: the From display name instead of the desk's (an agent's reply: "Anna from Support")."""
+    seen: dict[str, str] = {}
     to, cc = _screen(
         session,
         cfg,
@@ -645,9 +707,22 @@ def queue_mail(
         automatic=automatic,
         now=now,
         template=template,
-        dropped=dropped,
+        dropped=seen,
         exempt_agents=exempt_agents,
+        desk_id=ticket.desk.id,
     )
+    if dropped is not None:
+        dropped.update(seen)
+    capped = [address for address, why in seen.items() if why.startswith(DESK_LIMIT)]
+    if capped:  # the agents must see that the desk's limit held this mail back
+        add_system_note(
+            session,
+            ticket,
+            f"{template} not sent to {', '.join(capped)}: {seen[capped[0]]} "
+            f"([hygiene] autoreply_desk_per_hour = {cfg.hygiene.autoreply_desk_per_hour})",
+            by="outgoing",
+            at=now,
+        )
     if not to:
         return None
     desk = ticket.desk
@@ -709,7 +784,17 @@ def queue_desk_mail(
     """A mail from the desk that belongs to no ticket (e.g. the refusal of a new mail): no subject tag, and
     Reply-To the desk's plain address, since there is no ticket for a signed one to name. Recipients are
     screened as in `queue_mail`; None when nobody is left."""
-    to, _ = _screen(session, cfg, to, None, automatic=automatic, now=now, template=template, dropped=dropped)
+    to, _ = _screen(
+        session,
+        cfg,
+        to,
+        None,
+        automatic=automatic,
+        now=now,
+        template=template,
+        dropped=dropped,
+        desk_id=desk.id,
+    )
     if not to:
         return None
     rendered = render(cfg.template_dir, desk.name, template, {"desk_name": desk.name, **(variables or {})})

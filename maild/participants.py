@@ -75,3 +75,16 @@ def customer_recipients(ticket: Ticket) -> tuple[tuple[str, str], list[tuple[str
     customer = ticket.customer
     ccs = [(p.contact.display_name, p.contact.email) for p in ticket.participants if p.role == "cc"]
     return (customer.display_name, customer.email), ccs
+
+
+def agent_answered(ticket: Ticket) -> bool:
+    """Whether an agent's reply was relayed to the customers of `ticket` (a message of kind "agent")."""
+    return any(m.kind == "agent" for m in ticket.messages)
+
+
+def automatic_recipients(ticket: Ticket) -> tuple[tuple[str, str], list[tuple[str, str]]]:
+    """(To, Cc) of automatic mail (auto-reply, reminders, closing notices): the customer alone until an
+    agent has answered the ticket, then the sub-customers too. Anyone may put ten addresses in Cc: until
+    a person at the desk has taken up the ticket, its automatic mail must not go to third parties."""
+    customer, ccs = customer_recipients(ticket)
+    return customer, ccs if agent_answered(ticket) else []

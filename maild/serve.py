@@ -59,7 +59,7 @@ from maild.listeners import (
 from maild.logs import configure, get_logger
 from maild.retention import purge_raw_mail
 from maild.scheduler import Job, start_scheduler
-from maild.sender import FlushResult, flush
+from maild.sender import FlushResult, flush, release_dead_claims
 from maild.templating import reload_templates
 from pipeline.runner import Result, process
 from storage.db import make_engine, make_sessionmaker, transaction
@@ -167,6 +167,7 @@ class Daemon:
         control = await self._start_control()
         await self._reload(at_start=True)
         await self._sweep(grace_seconds=0)  # at start every 'received' row is left over from before
+        await self._release_dead_claims()  # before the first outbox run: a killed instance's mail goes now
         runs = {
             "outbox": (self._send_outbox, True),
             "auto_close": (self._auto_close, True),
@@ -510,6 +511,18 @@ class Daemon:
                     row.last_ok_at = finished_at
         except Exception as exc:
             log.warning("job_run_not_recorded", job=name, error=describe(exc))
+
+    async def _release_dead_claims(self) -> None:
+        """Outbox rows a previous instance on this host claimed and was killed while sending: due now,
+        not after the lease (flush would take them too; this says so in the log)."""
+        loop = asyncio.get_running_loop()
+        try:
+            released = await loop.run_in_executor(self.job_pool, release_dead_claims, self.factory)
+        except Exception as exc:
+            log.warning("outbox_claims_not_released", error=describe(exc))
+            return
+        if released:
+            log.info("outbox_claims_released", rows=released)
 
     async def _send_outbox(self) -> None:
         result, started = await self._run_job("outbox", flush)

@@ -28,6 +28,22 @@ from pipeline.context import IMPORT_INGRESS, Context, Stop
 from storage import attachments
 from storage.models import Attachment, AuditLog, Message, Participant, Ticket, utcnow
 
+# The ticket's subject, a title to list and to copy into outgoing Subject/Thread-Topic: the mail's own
+# subject (maild.mailparse.SUBJECT_MAX) cut to this, the whole one stays in the message and the raw mail.
+TICKET_SUBJECT_MAX = 255
+
+
+def ticket_subject(subject: str) -> str:
+    """The title of a ticket opened by a mail with `subject`: at most TICKET_SUBJECT_MAX characters,
+    cut at a word with "…" when longer."""
+    subject = " ".join(subject.split())
+    if len(subject) <= TICKET_SUBJECT_MAX:
+        return subject or "(no subject)"
+    cut = subject[: TICKET_SUBJECT_MAX - 1]
+    if " " in cut[TICKET_SUBJECT_MAX // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return f"{cut.rstrip()}…"
+
 
 def _imported(ctx: Context) -> bool:
     return ctx.spool.ingress == IMPORT_INGRESS
@@ -55,7 +71,7 @@ def _new_ticket(ctx: Context) -> Ticket:
     ticket = Ticket(
         number=allocate_number(ctx.session, desk, ctx.now),
         desk=desk,
-        subject=mail.subject or "(no subject)",
+        subject=ticket_subject(mail.subject),
         status="open",
         priority="normal",
         customer=ctx.contact,
@@ -89,17 +105,25 @@ def _attachment_rows(ctx: Context) -> tuple[list[Attachment], list[str]]:
     mail, desk = ctx.require_mail(), ctx.require_desk()
     rows: list[Attachment] = []
     notes: list[str] = []
-    for part in mail.attachments:
-        reason = refusal(
-            part.filename,
-            part.content_type,
-            part.data,
-            allowed_extensions=desk.allowed_extensions,
-            max_mb=desk.max_attachment_mb,
+    cap = ctx.cfg.hygiene.max_attachments_per_mail  # the rest: recorded refused, neither stored nor sent
+    over_cap = f"more than {cap} attachments in one mail"
+    if len(mail.attachments) > cap:
+        notes.append(f"{len(mail.attachments) - cap} attachment(s) refused: {over_cap}")
+    for index, part in enumerate(mail.attachments):
+        reason = (
+            over_cap
+            if index >= cap
+            else refusal(
+                part.filename,
+                part.content_type,
+                part.data,
+                allowed_extensions=desk.allowed_extensions,
+                max_mb=desk.max_attachment_mb,
+            )
         )
         if reason is None and not ctx.dry_run:
             attachments.store(ctx.cfg.attachment_dir, part.data, part.sha256)
-        if reason is not None:
+        if reason is not None and index < cap:
             notes.append(f"attachment {part.filename} refused: {reason}")
         if part.content_type == "application/ms-tnef" or part.filename.lower() == "winmail.dat":
             notes.append(

@@ -23,22 +23,34 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild import replies
 from maild.addresses import normalize
-from maild.attachment_policy import for_customer
+from maild.attachment_policy import MB, for_customer
+from maild.authresults import forged_sender
 from maild.config import Config
+from maild.notes import add_system_note
 from maild.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
-from maild.participants import customer_recipients
+from maild.participants import automatic_recipients, customer_recipients
 from pipeline.context import IMPORT_INGRESS, Context, Stop
 from storage import attachments as attachment_store
 from storage.db import is_transient
-from storage.models import Agent, Message, OutboxMessage, Ticket
+from storage.models import Agent, Message, OutboxMessage, Ticket, naive_utc
 
 NEW_TICKET_NOTICE = "new_ticket_notice"
 CUSTOMER_REPLY_NOTICE = "customer_reply_notice"
 ASSIGNED_NOTICE = "assigned_notice"
+
+# An agent notice attaches the mail's files up to these limits and lists the rest by name (all are on
+# the ticket): 5,000 parts must not become 5,000 attachments in every agent's inbox.
+NOTICE_MAX_FILES = 10
+NOTICE_MAX_BYTES = 25 * MB
+# A sender with more than NOTICE_BURST customer mails on a desk within NOTICE_BURST_WINDOW: further mails
+# from them are stored as usual, but agents get no notice of each (a system note on the ticket instead).
+NOTICE_BURST = 5
+NOTICE_BURST_WINDOW = dt.timedelta(minutes=10)
 
 
 def _note(ctx: Context, note: str) -> None:
@@ -67,11 +79,18 @@ def _queue_courtesy(
 
 
 def _automatic(ctx: Context) -> bool:
-    """Automatic mail gets no automatic answer; the spool row says why none was sent."""
-    if ctx.automatic is None:
-        return False
-    _note(ctx, f"not answered: automatic mail ({ctx.automatic}: {ctx.automatic_reason})")
-    return True
+    """Automatic mail gets no automatic answer; the spool row says why none was sent. Nor does mail whose
+    From a trusted MTA found forged (SPF or DMARC failed for its domain): the answer would be backscatter
+    to whoever's address was used."""
+    if ctx.automatic is not None:
+        _note(ctx, f"not answered: automatic mail ({ctx.automatic}: {ctx.automatic_reason})")
+        return True
+    mail = ctx.require_mail()
+    forged = forged_sender(ctx.raw, ctx.cfg.agents.trusted_authserv_ids, mail.from_address)
+    if forged:
+        _note(ctx, "not answered: sender authentication failed: " + "; ".join(forged))
+        return True
+    return False
 
 
 def answer_refused(ctx: Context, template: str) -> None:
@@ -121,16 +140,28 @@ def notice_recipients(session: Session, ticket: Ticket) -> list[Agent]:
 
 
 def _message_attachments(
-    cfg: Config, message: Message | None, in_memory: dict[str, bytes] | None = None
+    cfg: Config, message: Message | None, in_memory: dict[str, bytes] | None = None, *, capped: bool = True
 ) -> tuple[list[dict[str, Any]], list[OutgoingAttachment]]:
     """What the template lists about a message's attachments, and the kept ones' bytes. Refused ones are
     only listed, with the reason; so is a file the store lacks (never a reason to lose the notice).
     `in_memory` (sha256 → bytes): the mail being processed still holds its attachments, so they are not
-    read back from the store (a 30 MB file once, not twice); a dry run writes no file anyway."""
+    read back from the store (a 30 MB file once, not twice); a dry run writes no file anyway.
+    `capped` (notices to agents): at most NOTICE_MAX_FILES files of NOTICE_MAX_BYTES in all are attached,
+    the rest only listed; an agent's reply relayed to customers carries all its files."""
     listed: list[dict[str, Any]] = []
     files: list[OutgoingAttachment] = []
+    total = 0
     for row in message.attachments if message is not None else []:
         reason = row.refused_reason
+        if (
+            reason is None
+            and capped
+            and (len(files) >= NOTICE_MAX_FILES or total + row.size > NOTICE_MAX_BYTES)
+        ):
+            reason = (
+                f"over the notice's limit of {NOTICE_MAX_FILES} files / {NOTICE_MAX_BYTES // MB} MB "
+                "(the file is on the ticket)"
+            )
         if reason is None and row.sha256:
             data = (in_memory or {}).get(row.sha256)
             if data is None:
@@ -142,6 +173,7 @@ def _message_attachments(
                 reason = "missing from the attachment store"
             else:
                 files.append(OutgoingAttachment(row.filename, row.content_type, data))
+                total += len(data)
         listed.append(
             {
                 "filename": row.filename,
@@ -199,7 +231,7 @@ def _notify_agents(ctx: Context, ticket: Ticket) -> None:
         return
     sender = normalize(mail.from_address)
     agents = [a for a in notice_recipients(ctx.session, ticket) if a.email != sender]
-    if not agents:
+    if not agents or _notices_paused(ctx, ticket, sender):
         return
     in_memory = {part.sha256: part.data for part in mail.attachments}
     listed, files = _message_attachments(ctx.cfg, ctx.message, in_memory)
@@ -223,6 +255,42 @@ def _notify_agents(ctx: Context, ticket: Ticket) -> None:
     )
 
 
+def _notices_paused(ctx: Context, ticket: Ticket, sender: str) -> bool:
+    """True when `sender` sent the desk more than NOTICE_BURST customer mails (this one included) within
+    NOTICE_BURST_WINDOW: the agents were told of the first ones, and get no notice per mail after that
+    (a flood of 100 mails must not become 100 notices per agent). The ticket says so, once per window;
+    every mail is still stored on its ticket."""
+    at = naive_utc(ctx.now)
+    since = at - NOTICE_BURST_WINDOW
+    recent = ctx.session.scalar(
+        select(func.count(Message.id)).where(
+            Message.desk_id == ticket.desk.id,
+            Message.kind == "customer",
+            func.lower(Message.from_address) == sender,
+            Message.created_at > since,
+            Message.created_at <= at,
+        )
+    )
+    if (recent or 0) <= NOTICE_BURST:
+        return False
+    note = (
+        f"Notices to agents about mail from {sender} are paused: more than {NOTICE_BURST} mails from this "
+        f"address in {NOTICE_BURST_WINDOW.seconds // 60} minutes. Its mail is still added to its tickets."
+    )
+    _note(ctx, f"agents not notified: {sender} sent more than {NOTICE_BURST} mails in the last minutes")
+    noted = ctx.session.scalars(
+        select(Message.id).where(
+            Message.ticket_id == ticket.id,
+            Message.kind == "system",
+            Message.text == note,
+            Message.created_at > since,
+        )
+    ).first()
+    if noted is None:
+        add_system_note(ctx.session, ticket, note, by="notify", at=ctx.now)
+    return True
+
+
 def _relay_agent_reply(ctx: Context, ticket: Ticket) -> None:
     """The agent's reply to the customer and sub-customers, From the desk under the agent's display name
     (maild.replies, as `maildctl ticket reply` sends it). Not a courtesy: if it cannot be composed the mail
@@ -232,7 +300,7 @@ def _relay_agent_reply(ctx: Context, ticket: Ticket) -> None:
     if reply is None or agent is None or message is None or not reply.relayed:
         return
     in_memory = {part.sha256: part.data for part in ctx.require_mail().attachments}
-    _, files = _message_attachments(ctx.cfg, message, in_memory)
+    _, files = _message_attachments(ctx.cfg, message, in_memory, capped=False)
     relayed = replies.relay_reply(
         ctx.session,
         ctx.cfg,
@@ -326,7 +394,12 @@ def _answer_customer(ctx: Context) -> None:
     mail, desk, ticket = ctx.require_mail(), ctx.require_desk(), ctx.ticket
     if ctx.outcome != "created" or not desk.auto_reply or ticket is None or _automatic(ctx):
         return
-    customer, sub_customers = customer_recipients(ticket)
+    customer, sub_customers = automatic_recipients(ticket)  # until an agent answers: the sender only
+    left_out = len(customer_recipients(ticket)[1]) - len(sub_customers)
+    if left_out:
+        _note(
+            ctx, f"auto-reply to the customer only, not to {left_out} Cc address(es), until an agent answers"
+        )
     # The customer must learn which of their files the desk did not take, and why (not only the agents).
     refused = for_customer(ctx.message.attachments) if ctx.message is not None else []
     _queue_courtesy(

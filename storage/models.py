@@ -312,6 +312,9 @@ class OutboxMessage(Base):
     status: Mapped[str] = mapped_column(String(10), default="queued", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The sender process holding the claim until next_attempt_at ("host pid start", maild.sender); "" when
+    # none: a daemon releases its own claims, and a dead instance's on its host, without waiting.
+    claimed_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -39,6 +39,17 @@ def open_tickets(factory: Factory, cfg: Config, count: int, cc: str = "") -> lis
     return numbers
 
 
+def agent_answered(factory: Factory, number: str, at: dt.datetime) -> None:
+    """An agent's reply on the ticket: from then on its sub-customers get automatic mail too (issue 14)."""
+    with transaction(factory) as session:
+        t = session.scalars(select(Ticket).where(Ticket.number == number)).one()
+        session.add(
+            Message(
+                ticket=t, desk_id=t.desk_id, kind="agent", message_id=f"<answer-{number}@x>", created_at=at
+            )
+        )
+
+
 def set_tickets(factory: Factory, numbers: list[str], **values: object) -> None:
     with transaction(factory) as session:
         session.execute(update(Ticket).where(Ticket.number.in_(numbers)).values(**values))
@@ -69,6 +80,7 @@ def test_an_inactive_waiting_ticket_is_closed_with_a_note_an_audit_entry_and_a_m
 ) -> None:
     make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
     [number] = open_tickets(session_factory, cfg, 1, cc="Bob <bob@customer.example>")
+    agent_answered(session_factory, number, CREATED)
     set_desk(session_factory, auto_close_hours=72)
     set_tickets(session_factory, [number], status="waiting", updated_at=CREATED)
 

@@ -361,7 +361,7 @@ def test_block_and_delete(
         assert (spam_reply.status, spam_reply.rcpt_to, spam_reply.failed_to) == (
             "failed",
             [],
-            ["alice@customer.example", "bob@customer.example"],
+            ["alice@customer.example"],  # the sender only: no agent had answered (issue 14)
         )
         assert spam_reply.last_error.startswith(f"cancelled: ticket {number} deleted as spam")
         assert carol_reply.status == "queued"

@@ -220,6 +220,11 @@ def test_notify_agents_sends_each_desk_agent_a_notice(session_factory: Factory, 
 
 def test_a_reminder_goes_to_the_customer_and_sub_customers(session_factory: Factory, cfg: Config) -> None:
     [number] = open_tickets(session_factory, cfg, 1, cc="Bob <bob@customer.example>", status="waiting")
+    with transaction(session_factory) as session:  # an agent answered: sub-customers get reminders too
+        t = session.scalars(select(Ticket).where(Ticket.number == number)).one()
+        session.add(
+            Message(ticket=t, desk_id=t.desk_id, kind="agent", message_id="<answer@x>", created_at=START)
+        )
     add_rule(session_factory, "remind", in_status="waiting", after_hours=72, remind_template="reminder")
 
     assert run_escalations(session_factory, cfg, START + 72 * HOUR) == 1

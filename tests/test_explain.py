@@ -129,12 +129,13 @@ def test_a_new_mail_would_open_a_ticket_and_send_the_auto_reply(
     assert said["thread"].startswith("new ticket")
     assert said["apply"].startswith(f"would create {SECOND} for alice@customer.example")
     assert "bob@customer.example" in said["apply"]  # the Cc becomes a sub-customer
-    assert said["notify"] == "would queue ticket_created to alice@customer.example (cc bob@customer.example)"
+    # the auto-reply goes to the sender only until an agent answers (issue 14)
+    assert said["notify"] == "would queue ticket_created to alice@customer.example"
     assert result.would_send == [
         {
             "template": "ticket_created",
             "to": ["alice@customer.example"],
-            "cc": ["bob@customer.example"],
+            "cc": [],
             "subject": result.would_send[0]["subject"],
         }
     ]

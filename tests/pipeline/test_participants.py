@@ -41,7 +41,7 @@ def roles(factory: Factory, number: str = FIRST) -> dict[str, str]:
         return {p.contact.email: p.role for p in ticket_by_number(s, number).participants}
 
 
-def test_cc_of_the_first_mail_become_sub_customers_and_get_the_auto_reply(
+def test_cc_of_the_first_mail_become_sub_customers_but_get_no_auto_reply(
     session_factory: Factory, cfg: Config
 ) -> None:
     cc = (
@@ -53,10 +53,11 @@ def test_cc_of_the_first_mail_become_sub_customers_and_get_the_auto_reply(
     assert roles(session_factory) == {"alice@customer.example": "customer", "bob@customer.example": "cc"}
     with session_factory() as s:
         [row] = outbox_rows(s)
-    assert row.rcpt_to == ["alice@customer.example", "bob@customer.example"]
+    # automatic mail goes to the sender only until an agent answers (issue 14: no mail to third parties)
+    assert row.rcpt_to == ["alice@customer.example"]
     msg = message_from_bytes(row.raw, policy=policy.default)
     assert [a.addr_spec for a in msg["To"].addresses] == ["alice@customer.example"]
-    assert [(a.display_name, a.addr_spec) for a in msg["Cc"].addresses] == [("Bob", "bob@customer.example")]
+    assert msg["Cc"] is None
 
 
 def test_a_sub_customer_can_add_more_but_a_stranger_cannot(session_factory: Factory, cfg: Config) -> None:
