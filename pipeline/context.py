@@ -61,6 +61,8 @@ class Context:
     # maildctl explain: run every stage, write no file; the caller rolls the transaction back.
     dry_run: bool = False
     mail: ParsedMail | None = None
+    # The runner's parse of the same bytes, done before the write transaction (the parse stage uses it).
+    preparsed: ParsedMail | Exception | None = None
     content_sha256: str = ""  # dedupe: what the mail says, beside its Message-ID
     desk: Desk | None = None
     agent: Agent | None = None  # set by identify for an authenticated agent reply

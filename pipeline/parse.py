@@ -1,6 +1,7 @@
 """parse: raw bytes → ParsedMail. Input that is not a mail is quarantined with the reason.
 
-The envelope sender goes along: a mail whose From names nobody (`"Doe, John" <>`) is from it."""
+The envelope sender goes along: a mail whose From names nobody (`"Doe, John" <>`) is from it. The runner
+parses before it opens the write transaction (pipeline.runner); this stage takes that result."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pipeline.context import Context, Stop
 
 
 def run(ctx: Context) -> Stop | None:
+    if isinstance(ctx.preparsed, NotAMessage):
+        return Stop("quarantined", str(ctx.preparsed))
     try:
-        ctx.mail = parse_mail(ctx.raw, ctx.spool.mail_from)
+        # The runner parsed it before taking the write lock; explain and older callers parse here.
+        ctx.mail = ctx.preparsed if ctx.preparsed is not None else parse_mail(ctx.raw, ctx.spool.mail_from)
     except NotAMessage as exc:
         return Stop("quarantined", str(exc))
     ctx.spool.header_message_id = ctx.mail.message_id if ctx.mail.has_message_id else ""

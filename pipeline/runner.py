@@ -1,5 +1,8 @@
 """Run one spooled message through the stages in one database transaction.
 
+The mail is read and parsed before that transaction begins: parsing is the CPU-heavy step, and on SQLite
+the transaction holds the one write lock every other delivery waits for.
+
 A database that is locked or down propagates (the caller answers 451 / exit 75 and the sender retries).
 Any other error is counted on the spool row; after MAX_ATTEMPTS the message is quarantined with the
 error as its reason, so a mail that trips a bug is kept and visible instead of retried forever."""
@@ -18,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.addresses import normalize
 from maild.config import Config
+from maild.mailparse import NotAMessage, ParsedMail, parse_mail
 from pipeline import STAGES
 from pipeline.context import Context, Stop
 from storage.db import is_transient, transaction
@@ -59,7 +63,41 @@ def _run_stages(ctx: Context, after_stage: AfterStage | None = None) -> None:
             after_stage(name, ctx, None)
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    """A mail read and parsed before the write transaction: the raw bytes and what parse_mail made of
+    them (or the NotAMessage it raised, which the parse stage turns into a quarantine)."""
+
+    sha256: str
+    mail_from: str
+    raw: bytes
+    mail: ParsedMail | None
+    error: NotAMessage | None
+
+
+def _parse_outside(factory: sessionmaker[Session], cfg: Config, spool_id: int) -> _Parsed | None:
+    """Read and parse the row's mail with no write lock held: parsing is the CPU-heavy part (MIME, the
+    visible text, HTML), and on SQLite every delivery would wait behind it. None when the row is not
+    waiting (or anything goes wrong here: the stage then parses inside the transaction, as before)."""
+    try:
+        with factory() as session:
+            entry = session.get(SpoolEntry, spool_id)
+            if entry is None or entry.state != "received":
+                return None
+            sha256, mail_from = entry.sha256, entry.mail_from
+            raw = read_raw(cfg.spool_dir, entry)
+    except Exception:
+        return None
+    try:
+        return _Parsed(sha256, mail_from, raw, parse_mail(raw, mail_from), None)
+    except NotAMessage as exc:
+        return _Parsed(sha256, mail_from, raw, None, exc)
+    except Exception:  # a parser bug: the stage meets it again inside, and the failure is counted there
+        return None
+
+
 def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, now: dt.datetime) -> Result:
+    parsed = _parse_outside(factory, cfg, spool_id)
     with transaction(factory) as session:
         # Locked: two deliveries of the same bytes at once share one 'received' row (record_received), and
         # without the lock both would process it on PostgreSQL, the later one overwriting the outcome.
@@ -72,7 +110,11 @@ def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, no
                 ticket = session.get(Ticket, entry.ticket_id)
                 number = ticket.number if ticket else None
             return Result(entry.outcome or "", entry.reason, number)
-        ctx = Context(session=session, cfg=cfg, spool=entry, raw=read_raw(cfg.spool_dir, entry), now=now)
+        if parsed is not None and (parsed.sha256, parsed.mail_from) == (entry.sha256, entry.mail_from):
+            ctx = Context(session=session, cfg=cfg, spool=entry, raw=parsed.raw, now=now)
+            ctx.preparsed = parsed.mail or parsed.error
+        else:
+            ctx = Context(session=session, cfg=cfg, spool=entry, raw=read_raw(cfg.spool_dir, entry), now=now)
         _run_stages(ctx)
         entry.state = "done"
         entry.outcome = ctx.outcome
