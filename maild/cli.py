@@ -7,19 +7,9 @@ import argparse
 import sys
 
 from maild.argparsing import OneLineErrorParser
+from maild.version import package_version
 
 EX_TEMPFAIL = 75
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("maild")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        from maild import __version__
-
-        return __version__
 
 
 class VersionAction(argparse.Action):

@@ -292,7 +292,7 @@ class Daemon:
 
     def _status(self) -> dict[str, Any]:
         """The answer to a status request (maild.control): who runs, on what, and how its jobs went."""
-        from maild.cli import package_version
+        from maild.version import package_version
 
         now = utcnow()
         scheduled = []
