@@ -79,6 +79,24 @@ def database_url(_template_db: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_database_url(tmp_path: Path) -> Iterator[str]:
+    """A database without any schema: a new PostgreSQL database, or a SQLite file not yet created (in
+    `tmp_path / "data"`, where maild would put it)."""
+    if not IS_POSTGRESQL:
+        yield f"sqlite:///{tmp_path / 'data' / 'maild.sqlite3'}"
+        return
+    admin = create_engine(_pg_url("postgres"), isolation_level="AUTOCOMMIT")
+    name = f"maild_empty_{os.getpid()}_{next(_counter)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield _pg_url(name)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()

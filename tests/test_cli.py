@@ -166,23 +166,6 @@ def test_maildctl_before_init_on_a_fresh_data_dir_says_to_run_init(tmp_path: Pat
     assert not (tmp_path / "data" / "maild.sqlite3").exists()  # asking did not create an empty database
 
 
-@pytest.fixture
-def empty_database_url(tmp_path: Path) -> Iterator[str]:
-    """A database without any schema: a new PostgreSQL database, or a SQLite file not yet created."""
-    if not IS_POSTGRESQL:
-        yield f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}"
-        return
-    admin = create_engine(_pg_url("postgres"), isolation_level="AUTOCOMMIT")
-    name = f"maild_empty_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield _pg_url(name)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def test_maildctl_before_init_on_an_empty_database_says_to_run_init(
     tmp_path: Path, empty_database_url: str
 ) -> None:

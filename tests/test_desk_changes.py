@@ -128,7 +128,9 @@ def test_remove_with_move_to_moves_tickets_and_their_numbers_keep_threading(
     reply = mail(to="sales@example.com", subject="Re: [TK-1] Help", message_id="<r1@customer.example>")
     result = deliver(session_factory, cfg, reply, "sales@example.com")
     assert (result.outcome, result.ticket_number) == ("replied", "TK-1")
-    # The removed desk's address is no desk's any more.
+    # The removed desk's address is no desk's any more, and a desk cannot take its own tickets.
+    with session_factory() as s:
+        assert s.scalars(select(DeskAddress.address)).all() == ["sales@example.com"]
     assert one_line_error(ctl("desk", "remove", "sales", "--move-to", "sales")).startswith(
         "maildctl: --move-to"
     )

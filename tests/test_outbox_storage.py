@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +29,7 @@ from storage.db import transaction
 from storage.models import Agent, Desk, Message, OutboxMessage, Ticket
 from tests.conftest import run_cli
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, crlf, deliver, make_agent, make_desk
-from tests.test_sender import Recorder, free_port, via
+from tests.test_sender import Recorder, recording_server, via
 
 Factory = sessionmaker[Session]
 ANNA, BOB = "anna@example.com", "bob@example.com"
@@ -103,20 +102,8 @@ def attachments_of(raw: bytes) -> dict[str, bytes]:
 @pytest.fixture
 def smtp() -> Iterator[tuple[Recorder, int]]:
     """A real SMTP server on loopback that takes the ~28 MB a 20 MB attachment becomes."""
-    handler = Recorder()
-    for attempt in range(5):  # the free port may be taken between asking and binding: take another
-        port = free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port, data_size_limit=64 * MiB)
-        try:
-            controller.start()
-            break
-        except OSError:
-            if attempt == 4:
-                raise
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with recording_server(data_size_limit=64 * MiB) as server:
+        yield server
 
 
 def test_a_big_attachment_is_stored_once_and_reaches_both_agents_whole(

@@ -3,17 +3,14 @@ a healthy-looking daemon that fails every mail, and nothing but `maildctl init` 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
 
 from storage.migrate import alembic_config, upgrade
 from storage.schema import CURRENT, HEAD, MISSING, OLD, REVISIONS, check_database
-from tests.conftest import IS_POSTGRESQL, _pg_url, run_cli
+from tests.conftest import IS_POSTGRESQL, run_cli
 from tests.pipeline.helpers import mail as make_mail
 
 EX_CONFIG, EX_TEMPFAIL = 78, 75
@@ -27,30 +24,13 @@ def test_the_schema_modules_revisions_are_alembics() -> None:
 
 
 @pytest.fixture
-def bare_url(tmp_path: Path) -> Iterator[str]:
-    """A database nobody initialised: a SQLite path with no file, or an empty PostgreSQL database."""
-    if not IS_POSTGRESQL:
-        yield f"sqlite:///{tmp_path / 'data' / 'maild.sqlite3'}"
-        return
-    admin = create_engine(_pg_url("postgres"), isolation_level="AUTOCOMMIT")
-    name = f"maild_bare_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield _pg_url(name)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
-def bare_config(tmp_path: Path, bare_url: str) -> Path:
+def bare_config(tmp_path: Path, empty_database_url: str) -> Path:
     from tests.daemon import free_port
 
     (tmp_path / "data").mkdir()
     config = tmp_path / "maild.toml"
     config.write_text(
-        f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{bare_url}"\n'
+        f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{empty_database_url}"\n'
         f'[listen]\nlmtp = "127.0.0.1:{free_port()}"\n'
     )
     return config
@@ -61,16 +41,16 @@ def _sqlite_file(tmp_path: Path) -> Path:
 
 
 def test_check_config_serve_and_pipe_say_run_init_and_create_nothing(
-    tmp_path: Path, bare_config: Path, bare_url: str
+    tmp_path: Path, bare_config: Path, empty_database_url: str
 ) -> None:
-    assert check_database(bare_url, 1000).state == MISSING
+    assert check_database(empty_database_url, 1000).state == MISSING
     for args in (("check-config",), ("serve",), ("pipe", "--recipient", "support@example.com")):
         proc = run_cli("maild", *args, config=bare_config, stdin=make_mail())
         assert proc.returncode == EX_CONFIG, (args, proc.stdout, proc.stderr)
         assert "run 'maildctl init'" in proc.stderr, args
         assert "Traceback" not in proc.stderr
         assert not _sqlite_file(tmp_path).exists(), f"maild {args[0]} created the database file"
-    assert check_database(bare_url, 1000).state == MISSING
+    assert check_database(empty_database_url, 1000).state == MISSING
     if not IS_POSTGRESQL:
         # SQLite is checked before anything is written: nothing spooled, the MTA keeps the mail. (On
         # PostgreSQL the pipe spools first and asks the database only when no daemon takes the mail.)
@@ -78,15 +58,15 @@ def test_check_config_serve_and_pipe_say_run_init_and_create_nothing(
         assert not spool_dir.exists() or not any(p.is_file() for p in spool_dir.rglob("*"))
 
     assert run_cli("maildctl", "init", config=bare_config).returncode == 0
-    assert check_database(bare_url, 1000).state == CURRENT
+    assert check_database(empty_database_url, 1000).state == CURRENT
     proc = run_cli("maild", "check-config", config=bare_config)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("config ok")
 
 
-def test_an_older_schema_asks_for_init_to_upgrade_it(bare_config: Path, bare_url: str) -> None:
-    upgrade(bare_url, REVISIONS[-2])
-    schema = check_database(bare_url, 1000)
+def test_an_older_schema_asks_for_init_to_upgrade_it(bare_config: Path, empty_database_url: str) -> None:
+    upgrade(empty_database_url, REVISIONS[-2])
+    schema = check_database(empty_database_url, 1000)
     assert (schema.state, schema.revision) == (OLD, REVISIONS[-2])
     proc = run_cli("maild", "check-config", config=bare_config)
     assert proc.returncode == EX_CONFIG
@@ -98,7 +78,7 @@ def test_an_older_schema_asks_for_init_to_upgrade_it(bare_config: Path, bare_url
     )
     assert proc.returncode == EX_CONFIG, proc.stderr
     assert run_cli("maildctl", "init", config=bare_config).returncode == 0
-    assert check_database(bare_url, 1000).state == CURRENT
+    assert check_database(empty_database_url, 1000).state == CURRENT
 
 
 @pytest.mark.skipif(IS_POSTGRESQL, reason="an unreachable SQLite file: a directory in its place")

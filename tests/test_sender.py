@@ -3,6 +3,7 @@ loopback). Temporary failures stay queued with backoff, permanent ones are marke
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -66,12 +67,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[Recorder, int]]:
+@contextlib.contextmanager
+def recording_server(data_size_limit: int = 33554432) -> Iterator[tuple[Recorder, int]]:
+    """A real SMTP server on loopback that records what it accepts (aiosmtpd's default size limit)."""
     handler = Recorder()
     for attempt in range(5):  # the free port may be taken between asking and binding: take another
         port = free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller = Controller(handler, hostname="127.0.0.1", port=port, data_size_limit=data_size_limit)
         try:
             controller.start()
             break
@@ -82,6 +84,12 @@ def smtp() -> Iterator[tuple[Recorder, int]]:
         yield handler, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Recorder, int]]:
+    with recording_server() as server:
+        yield server
 
 
 @pytest.fixture
