@@ -7,7 +7,9 @@ escalates it nor reminds its customer (a 2023 backlog would otherwise be closed,
 every old customer, the minute it arrives). Any live activity — a customer's or agent's mail, a maildctl
 change — stamps `updated_at` with the real time, after `imported_at`, and the ticket is live from then
 on. For escalations the time in a status then counts from the import at the earliest
-(`escalation_since`): an agent's note on a ticket waiting since 2023 must not fire a reminder at once.
+(`escalation_since`): a ticket waiting since 2023 counts as waiting since its import, not for three years
+(so a note made within `after_hours` of the import fires no reminder; a later one may: the import's
+time is all that is kept).
 
 Automatic mail. No customer-facing automatic notice (`auto_close`, reminders) goes to an address whose
 latest mail on the ticket is automatic (out-of-office, auto-generated, list, challenge-response: the
