@@ -146,6 +146,9 @@ class Hygiene:
     autoreply_desk_per_hour: int = 200
     # Attachments kept per mail; the rest are recorded refused ("more than N attachments in one mail").
     max_attachments_per_mail: int = 100
+    # Seconds of work one mail may take (parsing and the stages); a mail over it is quarantined with the
+    # reason instead of holding a worker and the write lock (and of being retried to do it again).
+    max_processing_seconds: float = 30.0
 
 
 BLOCKED_ACTIONS = ("archive", "reject")
@@ -216,6 +219,7 @@ _SCHEMA: dict[str, Any] = {
         "blocked": str,
         "autoreply_desk_per_hour": int,
         "max_attachments_per_mail": int,
+        "max_processing_seconds": (int, float),
     },
     "agents": {"trusted_authserv_ids": (list,)},
     "scheduler": {
@@ -527,7 +531,10 @@ def _parse_hygiene(table: dict[str, Any]) -> Hygiene:
     max_attachments = table.get("max_attachments_per_mail", default.max_attachments_per_mail)
     if max_attachments < 0:
         raise ConfigError("hygiene.max_attachments_per_mail", f"must be >= 0, got {max_attachments}")
-    return Hygiene(per_hour, per_day, blocked, desk_per_hour, max_attachments)
+    budget = table.get("max_processing_seconds", default.max_processing_seconds)
+    if budget <= 0:
+        raise ConfigError("hygiene.max_processing_seconds", f"must be > 0, got {budget}")
+    return Hygiene(per_hour, per_day, blocked, desk_per_hour, max_attachments, float(budget))
 
 
 def _parse_agents(table: dict[str, Any]) -> Agents:

@@ -5,7 +5,11 @@ the transaction holds the one write lock every other delivery waits for.
 
 A database that is locked or down propagates (the caller answers 451 / exit 75 and the sender retries).
 Any other error is counted on the spool row; after MAX_ATTEMPTS the message is quarantined with the
-error as its reason, so a mail that trips a bug is kept and visible instead of retried forever."""
+error as its reason, so a mail that trips a bug is kept and visible instead of retried forever.
+
+Work per mail is bounded by `[hygiene] max_processing_seconds`: the stages check the clock between them,
+and a mail over the budget (parsing included) is rolled back and quarantined at once with the reason,
+never retried: another attempt would only hold a worker and the write lock as long again."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,10 +51,42 @@ class Result:
     outbox_ids: tuple[int, ...] = ()
 
 
-def _run_stages(ctx: Context, after_stage: AfterStage | None = None) -> None:
+class OverBudget(Exception):
+    """The mail's processing took longer than `[hygiene] max_processing_seconds`."""
+
+    PREFIX = "processing budget exceeded:"
+
+    @classmethod
+    def measured(cls, step: str, elapsed: float, budget: float) -> OverBudget:
+        return cls(
+            f"{cls.PREFIX} {elapsed:.1f} s by the end of {step} "
+            f"(limit [hygiene] max_processing_seconds = {budget:g} s)"
+        )
+
+    @classmethod
+    def again(cls, spool_id: int, reason: str) -> OverBudget:
+        return cls(f"{reason} (the same mail as spool row {spool_id}, not processed again)"[:2000])
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    started: float
+    budget: float
+
+    def check(self, step: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        if elapsed > self.budget:
+            raise OverBudget.measured(step, elapsed, self.budget)
+
+
+def _run_stages(
+    ctx: Context, after_stage: AfterStage | None = None, deadline: _Deadline | None = None
+) -> None:
     for name, stage in STAGES:
         started = time.perf_counter()
         verdict = stage(ctx)
+        if deadline is not None:
+            deadline.check(f"stage {name}")
         entry = {"stage": name, "ms": round((time.perf_counter() - started) * 1000, 3)}
         if verdict is not None:
             entry["stop"] = verdict.outcome
@@ -84,8 +121,13 @@ def _parse_outside(factory: sessionmaker[Session], cfg: Config, spool_id: int) -
             entry = session.get(SpoolEntry, spool_id)
             if entry is None or entry.state != "received":
                 return None
+            earlier = _earlier_over_budget(session, entry)
+            if earlier is not None:
+                raise earlier
             sha256, mail_from = entry.sha256, entry.mail_from
             raw = read_raw(cfg.spool_dir, entry)
+    except OverBudget:
+        raise
     except Exception:
         return None
     try:
@@ -96,8 +138,27 @@ def _parse_outside(factory: sessionmaker[Session], cfg: Config, spool_id: int) -
         return None
 
 
+def _earlier_over_budget(session: Session, entry: SpoolEntry) -> OverBudget | None:
+    """The same bytes to the same address were quarantined over the budget before: a sender who sends the
+    heavy mail again must not cost a worker the budget again."""
+    earlier = session.scalars(
+        select(SpoolEntry).where(
+            SpoolEntry.sha256 == entry.sha256,
+            SpoolEntry.recipient == entry.recipient,
+            SpoolEntry.outcome == "quarantined",
+            SpoolEntry.reason.startswith(OverBudget.PREFIX),
+        )
+    ).first()
+    if earlier is None:
+        return None
+    return OverBudget.again(earlier.id, earlier.reason)
+
+
 def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, now: dt.datetime) -> Result:
+    deadline = _Deadline(time.perf_counter(), cfg.hygiene.max_processing_seconds)
     parsed = _parse_outside(factory, cfg, spool_id)
+    if parsed is not None:
+        deadline.check("parsing")
     with transaction(factory) as session:
         # Locked: two deliveries of the same bytes at once share one 'received' row (record_received), and
         # without the lock both would process it on PostgreSQL, the later one overwriting the outcome.
@@ -115,7 +176,7 @@ def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, no
             ctx.preparsed = parsed.mail or parsed.error
         else:
             ctx = Context(session=session, cfg=cfg, spool=entry, raw=read_raw(cfg.spool_dir, entry), now=now)
-        _run_stages(ctx)
+        _run_stages(ctx, deadline=deadline)
         entry.state = "done"
         entry.outcome = ctx.outcome
         entry.reason = ctx.reason
@@ -143,10 +204,30 @@ def process(
             # A concurrent delivery inserted the same contact or message first: run again, and the
             # stages now see that row (dedupe, identify) instead of inserting it.
             return _process_once(factory, cfg, spool_id, now)
+    except OverBudget as exc:
+        return _quarantine(factory, spool_id, str(exc), now)
     except Exception as exc:
         if is_transient(exc):
             raise
         return _record_failure(factory, spool_id, exc, now)
+
+
+def _quarantine(factory: sessionmaker[Session], spool_id: int, reason: str, now: dt.datetime) -> Result:
+    with transaction(factory) as session:
+        entry = session.get(SpoolEntry, spool_id, with_for_update=True)
+        assert entry is not None
+        if entry.state != "received":  # processed meanwhile by another worker
+            return Result(entry.outcome or "", entry.reason, None)
+        entry.attempts += 1
+        _mark_quarantined(entry, reason, now)
+    return Result("quarantined", reason, None)
+
+
+def _mark_quarantined(entry: SpoolEntry, reason: str, now: dt.datetime) -> None:
+    entry.state = "done"
+    entry.outcome = "quarantined"
+    entry.reason = reason
+    entry.processed_at = now.replace(tzinfo=None)
 
 
 def _record_failure(
@@ -160,9 +241,7 @@ def _record_failure(
         entry.reason = reason
         if entry.attempts < MAX_ATTEMPTS:
             return Result("failed", reason, None)
-        entry.state = "done"
-        entry.outcome = "quarantined"
-        entry.processed_at = now.replace(tzinfo=None)
+        _mark_quarantined(entry, reason, now)
         return Result("quarantined", reason, None)
 
 
