@@ -68,6 +68,7 @@ AGENT_ONLY_TEMPLATES = (
     "command_errors",
     "escalation_notice",
     "flag_notice",
+    "flood_digest_notice",
 )
 
 # Reply and forward prefixes of the common clients' languages; Outlook's Thread-Topic has none.

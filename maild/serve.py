@@ -11,11 +11,12 @@ Life cycle:
            processed by a worker, then its queued replies are handed to the sender, as `maild pipe` does.
            The scheduler's jobs ([scheduler] in the config): `outbox` sends what is due (retries, and mail
            a crashed or busy sender left), `auto_close` closes inactive tickets, `escalations` runs the
-           desks' escalation rules and reminders, `spool_recovery` picks up rows a transient failure left
-           'received'. Every run of a job is recorded in `job_runs` (`maildctl health` reads it). The
-           control socket `<data_dir>/maild.sock` takes mail `maild pipe` spooled (maild.control):
-           recorded and processed here, the verdict goes back to the waiting pipe; and it answers
-           `maildctl health`'s status request.
+           desks' escalation rules and reminders, `flood_digest` (every minute) sends agents one digest of
+           a flooding sender's mails they got no notice of (maild.flood_digest), `spool_recovery` picks up
+           rows a transient failure left 'received'. Every run of a job is recorded in `job_runs`
+           (`maildctl health` reads it). The control socket `<data_dir>/maild.sock` takes mail
+           `maild pipe` spooled (maild.control): recorded and processed here, the verdict goes back to
+           the waiting pipe; and it answers `maildctl health`'s status request.
   SIGHUP   reload the desk address cache and the templates (the rest of the config needs a restart).
   SIGTERM  stop accepting, let open mail transactions finish (up to DRAIN_SECONDS), let running pipeline
   SIGINT   jobs finish, exit 0. Jobs not started yet stay 'received' and are processed at the next start:
@@ -45,6 +46,8 @@ from maild.autoclose import auto_close
 from maild.config import EX_CONFIG, Config, ConfigError, check_imap_secrets, load_config
 from maild.control import MAX_LINE, STATUS, BadRequest, claim_socket, parse_request, socket_path
 from maild.escalations import escalate
+from maild.flood_digest import INTERVAL_SECONDS as FLOOD_DIGEST_SECONDS
+from maild.flood_digest import send_flood_digests
 from maild.imap_poll import run_pollers
 from maild.listeners import (
     Connections,
@@ -122,6 +125,7 @@ def job_intervals(cfg: Config) -> dict[str, float]:
         "outbox": schedule.outbox_seconds,
         "auto_close": schedule.auto_close_seconds,
         "escalations": schedule.escalation_seconds,
+        "flood_digest": FLOOD_DIGEST_SECONDS,
         "spool_recovery": schedule.recovery_seconds,
         **({"spool_retention": schedule.retention_seconds} if cfg.spool_retention_days > 0 else {}),
     }
@@ -172,6 +176,7 @@ class Daemon:
             "outbox": (self._send_outbox, True),
             "auto_close": (self._auto_close, True),
             "escalations": (self._escalate, True),
+            "flood_digest": (self._flood_digest, True),
             "spool_recovery": (self._recover, False),
             "spool_retention": (self._purge_raw_mail, True),
         }
@@ -558,6 +563,20 @@ class Daemon:
                 "escalations_fired",
                 firings=[{"desk": d, "rule": r, "ticket": t} for d, r, t in result.fired[:100]],
                 count=len(result.fired),
+                duration_ms=_ms_since(started),
+            )
+        if result.outbox_ids:
+            await self._send_outbox()
+
+    async def _flood_digest(self) -> None:
+        result, started = await self._run_job("flood_digest", send_flood_digests)
+        if result is None:
+            return
+        if result.digests:
+            log.info(
+                "flood_digests_queued",
+                digests=[{"desk_id": d, "sender": s, "mails": n} for d, s, n in result.digests[:100]],
+                count=len(result.digests),
                 duration_ms=_ms_since(started),
             )
         if result.outbox_ids:

@@ -48,7 +48,9 @@ ASSIGNED_NOTICE = "assigned_notice"
 NOTICE_MAX_FILES = 10
 NOTICE_MAX_BYTES = 25 * MB
 # A sender with more than NOTICE_BURST customer mails on a desk within NOTICE_BURST_WINDOW: further mails
-# from them are stored as usual, but agents get no notice of each (a system note on the ticket instead).
+# from them are stored as usual, but agents get no notice of each (a system note on the ticket instead);
+# each such mail is marked held (Message.notice_held_at) and maild.flood_digest tells the agents of them
+# in one digest per agent.
 NOTICE_BURST = 5
 NOTICE_BURST_WINDOW = dt.timedelta(minutes=10)
 
@@ -259,7 +261,8 @@ def _notices_paused(ctx: Context, ticket: Ticket, sender: str) -> bool:
     """True when `sender` sent the desk more than NOTICE_BURST customer mails (this one included) within
     NOTICE_BURST_WINDOW: the agents were told of the first ones, and get no notice per mail after that
     (a flood of 100 mails must not become 100 notices per agent). The ticket says so, once per window;
-    every mail is still stored on its ticket."""
+    every mail is still stored on its ticket, and marked held for the flood digest (maild.flood_digest),
+    which lists it to the agents once the flood is over (or every NOTICE_BURST_WINDOW while it lasts)."""
     at = naive_utc(ctx.now)
     since = at - NOTICE_BURST_WINDOW
     recent = ctx.session.scalar(
@@ -273,11 +276,18 @@ def _notices_paused(ctx: Context, ticket: Ticket, sender: str) -> bool:
     )
     if (recent or 0) <= NOTICE_BURST:
         return False
+    if ctx.message is not None:
+        ctx.message.notice_held_at = at
     note = (
         f"Notices to agents about mail from {sender} are paused: more than {NOTICE_BURST} mails from this "
-        f"address in {NOTICE_BURST_WINDOW.seconds // 60} minutes. Its mail is still added to its tickets."
+        f"address in {NOTICE_BURST_WINDOW.seconds // 60} minutes. Its mail is still added to its tickets; "
+        "the agents get one digest of it."
     )
-    _note(ctx, f"agents not notified: {sender} sent more than {NOTICE_BURST} mails in the last minutes")
+    _note(
+        ctx,
+        f"agents not notified: {sender} sent more than {NOTICE_BURST} mails in the last minutes "
+        "(held for the flood digest)",
+    )
     noted = ctx.session.scalars(
         select(Message.id).where(
             Message.ticket_id == ticket.id,

@@ -226,6 +226,9 @@ class Message(Base):
     # autoreply stage: out-of-office | auto-generated | list | challenge-response (None: a person wrote it)
     automatic: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # A customer mail whose notice to agents was held back (its sender flooded the desk, pipeline.notify):
+    # when. The flood digest job (maild.flood_digest) tells the agents of it and clears it.
+    notice_held_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
     attachments: Mapped[list[Attachment]] = relationship(
