@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from admin_cli.common import App, UserError, print_json, print_table
-from maild.addresses import is_valid, normalize
-from storage.models import Agent, Desk, DeskAddress
+from maild.admin_cli.common import App, UserError, print_json, print_table
+from maild.mail.addresses import is_valid, normalize
+from maild.storage.models import Agent, Desk, DeskAddress
 
 MAX_NAME = 200  # agents.name / agents.display_name column size
 

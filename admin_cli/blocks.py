@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_cli.common import App, UserError, iso, print_json, print_table, who
-from maild.blocklist import InvalidPattern, check_pattern, is_domain_pattern
-from storage.changes import bump_changes
-from storage.models import AuditLog, BlockEntry
+from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
+from maild.outbound.blocklist import InvalidPattern, check_pattern, is_domain_pattern
+from maild.storage.changes import bump_changes
+from maild.storage.models import AuditLog, BlockEntry
 
 MAX_REASON = 2000
 

@@ -1,7 +1,7 @@
 """maildctl canned add|list|show|remove: prepared answers agents insert with `#canned NAME`.
 
 A canned reply belongs to one desk (--desk) or to every desk (--all-desks); where both exist under one
-name, the desk's own wins for that desk (maild.canned.find_canned)."""
+name, the desk's own wins for that desk (maild.tickets.canned.find_canned)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_cli.common import App, UserError, iso, print_json, print_table
-from maild.canned import CANNED_NAME
-from storage.models import AuditLog, CannedReply, Desk, utcnow
+from maild.admin_cli.common import App, UserError, iso, print_json, print_table
+from maild.storage.models import AuditLog, CannedReply, Desk, utcnow
+from maild.tickets.canned import CANNED_NAME
 
 ACTOR = "maildctl"
 

@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from storage.db import make_engine, make_sessionmaker, transaction
+from maild.storage.db import make_engine, make_sessionmaker, transaction
+from maild.storage.models import Ticket
+from maild.tickets import ticket_ops
 
 
 class UserError(Exception):
@@ -71,3 +73,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def find_ticket(session: Session, number: str) -> Ticket:
+    ticket = ticket_ops.ticket_by_number(session, number)
+    if ticket is None:
+        raise UserError(f"no ticket {number!r}: see 'maildctl ticket list'")
+    return ticket

@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from admin_cli.common import App, UserError, iso, print_json, print_table
-from maild.addresses import is_valid, normalize
-from maild.participants import NotAddable, check_customer_address, find_contact, get_or_create_contact
-from storage.models import AuditLog, Contact, Participant
+from maild.admin_cli.common import App, UserError, iso, print_json, print_table
+from maild.mail.addresses import is_valid, normalize
+from maild.storage.models import AuditLog, Contact, Participant
+from maild.tickets.participants import NotAddable, check_customer_address, find_contact, get_or_create_contact
 
 
 def register(commands: Any) -> None:

@@ -1,7 +1,7 @@
 """maildctl desk add|set|rename|remove|address add|address remove|list|show.
 
 Every change is audited (the admin's OS user) and bumps the change counter in its own transaction, so a
-running `maild serve` picks it up within about a second (maild/listeners.py), without a restart."""
+running `maild serve` picks it up within about a second (maild/ingress/listeners.py), without a restart."""
 
 from __future__ import annotations
 
@@ -17,16 +17,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_cli.common import App, UserError, iso, print_json, print_table, who
-from maild.addresses import is_valid, normalize
-from maild.attachment_policy import parse_extensions
+from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
 from maild.config import Config
-from maild.statuses import normalise_status, statuses_of
-from maild.templating import desk_override_dir
-from numbering.allocate import seed_counters
-from numbering.pattern import Pattern, PatternError
-from storage.changes import bump_changes
-from storage.models import (
+from maild.mail.addresses import is_valid, normalize
+from maild.mail.attachment_policy import parse_extensions
+from maild.numbering.allocate import seed_counters
+from maild.numbering.pattern import Pattern, PatternError
+from maild.outbound.templating import desk_override_dir
+from maild.storage.changes import bump_changes
+from maild.storage.models import (
     TICKET_STATUSES,
     AuditLog,
     Desk,
@@ -37,6 +36,7 @@ from storage.models import (
     RetiredPattern,
     Ticket,
 )
+from maild.tickets.statuses import normalise_status, statuses_of
 
 MAX_NAME = 100  # desks.name is VARCHAR(100)
 # ASCII only: the name is a directory under templates/ and an argument people type; a leading '-' would

@@ -1,6 +1,7 @@
 """maildctl escalation add|list|remove|set: per-desk rules "after H hours in status S (and priority P) →
 set status / priority / desk, notify the agents, send the customer a reminder", which `maild serve` runs
-every `[scheduler] escalation_seconds` (maild/escalations.py). Each rule fires once per ticket state."""
+every `[scheduler] escalation_seconds` (maild/tickets/escalations.py). Each rule fires once per ticket
+state."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_cli.common import App, UserError, iso, print_json, print_table, who
+from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
 from maild.config import Config
-from maild.escalations import DEFAULT_REMINDER, describe_rule
-from maild.statuses import statuses_of
-from maild.templating import desk_override_dir
-from storage.models import PRIORITIES, AuditLog, Desk, EscalationFired, EscalationRule
-from templates import DEFAULT_DIR
+from maild.outbound.templating import desk_override_dir
+from maild.storage.models import PRIORITIES, AuditLog, Desk, EscalationFired, EscalationRule
+from maild.templates import DEFAULT_DIR
+from maild.tickets.escalations import DEFAULT_REMINDER, describe_rule
+from maild.tickets.statuses import statuses_of
 
 RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,49}")  # a file name part: no '/', no '..'
@@ -126,7 +127,7 @@ def _priority(priority: str | None, option: str) -> str | None:
 
 def template_exists(cfg: Config, desk: Desk, name: str) -> bool:
     """A mail template the desk can render: a subject and a body, each from the desk's overrides or the
-    package (maild.templating.render looks in that order)."""
+    package (maild.outbound.templating.render looks in that order)."""
     dirs = (desk_override_dir(cfg.template_dir, desk.name), DEFAULT_DIR)
     has = {
         part: any((d / f"{name}.{part}.j2").is_file() for d in dirs) for part in ("subject", "txt", "html")

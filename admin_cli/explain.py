@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from admin_cli.common import App, UserError, print_json
+from maild.admin_cli.common import App, UserError, print_json
 
 
 def register(commands: Any) -> None:
@@ -74,7 +74,7 @@ def _print_human(result: dict[str, Any]) -> None:
 
 
 def explain_files(app: App, args: argparse.Namespace) -> int:
-    from pipeline.runner import explain  # the pipeline's imports are paid only by this command
+    from maild.pipeline.runner import explain  # the pipeline's imports are paid only by this command
 
     contents = _read_all(args.files)
     results = [

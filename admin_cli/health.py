@@ -3,10 +3,12 @@
 One look for a person and one exit code for monitoring: 0 when all is well, 1 when something needs an
 admin. Every problem is one line that says what to do. What it reads:
 
-  daemon     the running `maild serve`'s answer to a status request on its control socket (maild.control):
+  daemon     the running `maild serve`'s answer to a status request on its control socket
+  (maild.ingress.control):
              pid, version, listeners, its scheduled jobs. No answer: not running (a problem).
   spool      rows still 'received' (waiting to be processed; the oldest one's age), and rows waiting for a
-             person (maild.retention.AWAITING_REVIEW: quarantined, held). Waiting longer than STUCK_SECONDS
+             person (maild.tickets.retention.AWAITING_REVIEW: quarantined, held). Waiting longer than
+             STUCK_SECONDS
              is a problem; so is any quarantined or held mail, until an admin releases or deletes it.
   outbox     queued (due now, failing: a temporary failure being retried) and failed (given up) mail;
              failing and failed mail are problems.
@@ -14,7 +16,7 @@ admin. Every problem is one line that says what to do. What it reads:
              last run is a problem, and so is no success within STALE_INTERVALS intervals while the
              daemon has been up that long.
   disk       free space where the data directory is: below MIN_FREE_BYTES or MIN_FREE_PERCENT is a problem.
-  templates  what maild.templating.check_templates finds wrong with the desks' overrides.
+  templates  what maild.outbound.templating.check_templates finds wrong with the desks' overrides.
 
 A few queries in one short transaction, no scan of a whole table (spool and outbox by their indexed state
 columns); the JSON's field names are stable (monitoring parses them)."""
@@ -32,11 +34,11 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
-from admin_cli.common import App, iso, print_json
+from maild.admin_cli.common import App, iso, print_json
 from maild.config import Config
-from maild.control import MAX_SOCKET_PATH, SOCKET_NAME, ask_status, socket_path
-from maild.retention import AWAITING_REVIEW
-from storage.models import JobRun, OutboxMessage, SpoolEntry, utcnow
+from maild.ingress.control import MAX_SOCKET_PATH, SOCKET_NAME, ask_status, socket_path
+from maild.storage.models import JobRun, OutboxMessage, SpoolEntry, utcnow
+from maild.tickets.retention import AWAITING_REVIEW
 
 STALE_INTERVALS = 3  # a job that has not succeeded for this many of its intervals has stopped working
 STUCK_SECONDS = 15 * 60  # unprocessed mail older than this (or 3 recovery intervals) is stuck
@@ -195,7 +197,8 @@ def _spool(session: Session, cfg: Config, now: dt.datetime, problems: list[Probl
 
 def _outbox(session: Session, now: dt.datetime, problems: list[Problem]) -> dict[str, Any]:
     queued = OutboxMessage.status == "queued"
-    # maild.sender: a queued row with attempts behind it had a temporary failure and waits for its retry.
+    # maild.outbound.sender: a queued row with attempts behind it had a temporary failure and waits for its
+    # retry.
     failing = and_(queued, OutboxMessage.attempts > 0)
     failed = OutboxMessage.status == "failed"
     (n_queued, n_due, n_failing, n_failed, oldest_queued, oldest_failing) = session.execute(
@@ -250,7 +253,7 @@ def _outbox(session: Session, now: dt.datetime, problems: list[Problem]) -> dict
 def _jobs(
     session: Session, cfg: Config, now: dt.datetime, daemon: dict[str, Any] | None, problems: list[Problem]
 ) -> list[dict[str, Any]]:
-    from maild.serve import job_intervals  # serve's own list: health expects exactly the jobs it runs
+    from maild.ingress.serve import job_intervals  # serve's own list: health expects exactly the jobs it runs
 
     runs = {row.name: row for row in session.scalars(select(JobRun))}
     running = daemon is not None and daemon.get("status") == "running"
@@ -323,7 +326,7 @@ def _disk(path: Path, problems: list[Problem]) -> dict[str, Any]:
 
 
 def _templates(template_dir: Path, problems: list[Problem]) -> list[dict[str, Any]]:
-    from maild.templating import check_templates  # Jinja2: paid for by this command only
+    from maild.outbound.templating import check_templates  # Jinja2: paid for by this command only
 
     found = check_templates(template_dir)
     for problem in found:

@@ -12,10 +12,10 @@ from typing import Any, TextIO
 
 from sqlalchemy import select
 
-from admin_cli.common import App, UserError, print_json
-from storage.models import AuditLog, Desk
+from maild.admin_cli.common import App, UserError, find_ticket, print_json
+from maild.storage.models import AuditLog, Desk
 
-KINDS = ("mbox", "maildir")  # as maild.importer's, which loads the pipeline: only when importing
+KINDS = ("mbox", "maildir")  # as maild.ingress.importer's, which loads the pipeline: only when importing
 
 IMPORT_HELP = (
     "Replay a mailbox backlog through the pipeline in date order, as mail to the desk's primary address: "
@@ -107,8 +107,8 @@ def _print_summary(data: dict[str, Any], path: Path, desk: str) -> None:
 
 
 def import_mailbox(app: App, args: argparse.Namespace) -> int:
-    from admin_cli.common import who
-    from maild.importer import SourceError, index, open_source, replay
+    from maild.admin_cli.common import who
+    from maild.ingress.importer import SourceError, index, open_source, replay
 
     path = Path(args.path)
     with app.session() as session:
@@ -155,8 +155,7 @@ def import_mailbox(app: App, args: argparse.Namespace) -> int:
 
 
 def export_ticket(app: App, args: argparse.Namespace) -> int:
-    from admin_cli.tickets import find_ticket
-    from maild.export import conversation, export_mbox
+    from maild.tickets.export import conversation, export_mbox
 
     with app.session() as session:
         ticket = conversation(find_ticket(session, args.number))

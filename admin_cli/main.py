@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from admin_cli import (
+from maild.admin_cli import (
     agents,
     blocks,
     canned,
@@ -25,10 +25,10 @@ from admin_cli import (
     template_commands,
     tickets,
 )
-from admin_cli.common import App, UserError
+from maild.admin_cli.common import App, UserError
 from maild.argparsing import OneLineErrorParser
-from maild.cli import VersionAction
 from maild.config import EX_CONFIG, ConfigError, load_config
+from maild.ingress.cli import VersionAction
 
 EX_TEMPFAIL = 75
 EX_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell shows for a C tool whose reader went away
@@ -62,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_init(app: App, args: argparse.Namespace) -> int:
-    from maild.maildir import ensure_maildir
-    from storage.migrate import upgrade
+    from maild.outbound.maildir import ensure_maildir
+    from maild.storage.migrate import upgrade
 
     for path in (app.cfg.data_dir, app.cfg.spool_dir, app.cfg.attachment_dir, app.cfg.template_dir):
         path.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from admin_cli.common import App, UserError, iso, print_json, print_table, who
-from maild.outgoing import StoredAttachmentError, sent_bytes, sent_size
-from maild.retention import AWAITING_REVIEW, purge_raw_mail
-from maild.sender import flush
-from storage.files import content_path, discard_stale
-from storage.models import AuditLog, Message, OutboxMessage, SpoolEntry, Ticket, utcnow
+from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
+from maild.outbound.outgoing import StoredAttachmentError, sent_bytes, sent_size
+from maild.outbound.sender import flush
+from maild.storage.files import content_path, discard_stale
+from maild.storage.models import AuditLog, Message, OutboxMessage, SpoolEntry, Ticket, utcnow
+from maild.tickets.retention import AWAITING_REVIEW, purge_raw_mail
 
 OUTBOX_STATUSES = ("queued", "sent", "failed")
 SPOOL_OUTCOMES = (
@@ -392,8 +392,8 @@ def release_spool(app: App, args: argparse.Namespace) -> int:
 
     Processed here and now, as before; the message says what became of it, since a release does not make
     a mail pass: unparseable mail is quarantined again, and a failure leaves the row for maild serve."""
-    from maild.control import ask_status, socket_path
-    from pipeline.runner import MAX_ATTEMPTS, process
+    from maild.ingress.control import ask_status, socket_path
+    from maild.pipeline.runner import MAX_ATTEMPTS, process
 
     with app.session() as session:
         entry, _ = _load_spool(session, args.id, lock=True)

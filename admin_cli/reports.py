@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from admin_cli.common import App, UserError, print_json, print_table
-from maild.reports import build_report
-from storage.models import Desk
+from maild.admin_cli.common import App, UserError, print_json, print_table
+from maild.storage.models import Desk
+from maild.tickets.reports import build_report
 
 
 def register(commands: Any) -> None:

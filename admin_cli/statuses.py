@@ -15,11 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_cli.common import App, UserError, iso, print_json, print_table, who
-from admin_cli.tickets import MAX_MERGE_HOPS, find_ticket
-from maild import ticket_ops
-from maild.addresses import normalize
-from maild.statuses import (
+from maild.admin_cli.common import App, UserError, find_ticket, iso, print_json, print_table, who
+from maild.admin_cli.tickets import MAX_MERGE_HOPS
+from maild.mail.addresses import normalize
+from maild.storage.models import TICKET_STATUSES, Agent, AuditLog, Category, Desk, DeskStatus, Ticket
+from maild.tickets import ticket_ops
+from maild.tickets.statuses import (
     BUILTIN_DESCRIPTIONS,
     InvalidStatus,
     custom_status_name,
@@ -27,7 +28,6 @@ from maild.statuses import (
     ticket_counts,
     uses_of,
 )
-from storage.models import TICKET_STATUSES, Agent, AuditLog, Category, Desk, DeskStatus, Ticket
 
 MAX_DESCRIPTION = 500
 MAX_CATEGORY = 100  # categories.name is VARCHAR(100)

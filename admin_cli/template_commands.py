@@ -1,5 +1,6 @@
 """maildctl template check|install|preview: a desk's mail templates (overrides of the package's, in
-`<data_dir>/templates/<desk>/`), checked as the daemon checks them before it uses them (maild.templating).
+`<data_dir>/templates/<desk>/`), checked as the daemon checks them before it uses them
+(maild.outbound.templating).
 
 `check` runs the daemon's validation on what is on disk now: what it would refuse (and replace by the last
 good version or the package default) and files it never uses. `install` copies a package template into the
@@ -15,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from admin_cli.common import App, UserError, print_json
-from maild.templating import (
+from maild.admin_cli.common import App, UserError, print_json
+from maild.outbound.templating import (
     LAST_GOOD,
     NOTHING_BETTER,
     PARTS,
@@ -31,10 +32,10 @@ from maild.templating import (
     sample_variables,
     typo_of,
 )
-from storage.models import Desk
-from templates import DEFAULT_DIR
+from maild.storage.models import Desk
+from maild.templates import DEFAULT_DIR
 
-# Mail that belongs to no ticket (maild.outgoing.queue_desk_mail): its subject gets no [NUMBER] tag.
+# Mail that belongs to no ticket (maild.outbound.outgoing.queue_desk_mail): its subject gets no [NUMBER] tag.
 DESK_MAIL_TEMPLATES = frozenset({"replies_only_refusal"})
 NO_DESK = "no desk of this name: these templates are never used (renamed or removed desk?)"
 
@@ -193,7 +194,7 @@ def preview_command(app: App, args: argparse.Namespace) -> int:
     tag = f"[{variables['ticket_number']}]" if "ticket_number" in variables else ""
     added = ""
     if args.name not in DESK_MAIL_TEMPLATES and tag and tag not in subject:
-        # As maild.outgoing.queue_mail does: threading by subject needs the tag.
+        # As maild.outbound.outgoing.queue_mail does: threading by subject needs the tag.
         subject, added = f"{tag} {subject}".strip(), " (maild adds the number tag)"
     own_text = f"{args.name}.txt.j2" in templates.sources
     own_html = f"{args.name}.html.j2" in templates.sources

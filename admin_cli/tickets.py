@@ -17,17 +17,10 @@ from jinja2 import TemplateError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from admin_cli import importing
-from admin_cli.common import App, UserError, iso, print_json, print_table, who
-from maild import ticket_ops
-from maild.addresses import is_valid, normalize
-from maild.merge import MergeRefused, merge_tickets, queue_merge_notices
-from maild.participants import NotAddable, add_cc, remove_cc
-from maild.replies import queue_flag_notice, send_reply
-from maild.split import SplitRefused, split_ticket
-from maild.statuses import normalise_status, statuses_of
-from pipeline.notify import queue_assigned_notice
-from storage.models import (
+from maild.admin_cli import importing
+from maild.admin_cli.common import App, UserError, find_ticket, iso, print_json, print_table, who
+from maild.mail.addresses import is_valid, normalize
+from maild.storage.models import (
     PRIORITIES,
     TICKET_STATUSES,
     Agent,
@@ -40,6 +33,12 @@ from storage.models import (
     Ticket,
     TicketFlag,
 )
+from maild.tickets import ticket_ops
+from maild.tickets.merge import MergeRefused, merge_tickets, queue_merge_notices
+from maild.tickets.participants import NotAddable, add_cc, remove_cc
+from maild.tickets.replies import queue_assigned_notice, queue_flag_notice, send_reply
+from maild.tickets.split import SplitRefused, split_ticket
+from maild.tickets.statuses import normalise_status, statuses_of
 
 MAX_MERGE_HOPS = 50  # as the thread stage: a merge chain longer than this is a bug, not a conversation
 
@@ -123,13 +122,6 @@ def attachment_json(attachment: Attachment) -> dict[str, Any]:
         "inline": attachment.inline,
         "content_id": attachment.content_id,
     }
-
-
-def find_ticket(session: Session, number: str) -> Ticket:
-    ticket = ticket_ops.ticket_by_number(session, number)
-    if ticket is None:
-        raise UserError(f"no ticket {number!r}: see 'maildctl ticket list'")
-    return ticket
 
 
 def _list_status(session: Session, status: str, desk: Desk | None) -> str:
@@ -362,7 +354,7 @@ def _whole_conversation(session: Session, ticket: Ticket) -> tuple[Ticket, list[
 
 
 def block_and_delete(app: App, args: argparse.Namespace) -> int:
-    from admin_cli.blocks import add_entry, find_entry, valid_pattern
+    from maild.admin_cli.blocks import add_entry, find_entry, valid_pattern
 
     actor = who()
     with app.session() as session:
@@ -409,9 +401,9 @@ def block_and_delete(app: App, args: argparse.Namespace) -> int:
 
 
 # --- everyday operations (issue 7): status, priority, assign, tags, close/reopen, note, reply, delete,
-# flags, log, split. Each change goes through maild.ticket_ops (or replies, split), which audits it.
+# flags, log, split. Each change goes through maild.tickets.ticket_ops (or replies, split), which audits it.
 
-TAG_PATTERN = re.compile(r"[\w.:/-]{1,100}")  # as `#tag` by mail (maild.commands)
+TAG_PATTERN = re.compile(r"[\w.:/-]{1,100}")  # as `#tag` by mail (maild.tickets.commands)
 
 
 def _register_operations(sub: Any) -> None:

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from maild.config import load_config  # noqa: E402
-from storage.db import make_engine, make_sessionmaker  # noqa: E402
-from storage.models import Message, OutboxMessage, Ticket  # noqa: E402
+from maild.storage.db import make_engine, make_sessionmaker  # noqa: E402
+from maild.storage.models import Message, OutboxMessage, Ticket  # noqa: E402
 
 DESK = "support@example.com"
 START = dt.datetime(2024, 11, 1, 8, 0, tzinfo=dt.UTC)

@@ -49,12 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from maild.config import load_config  # noqa: E402
-from maild.mailparse import NotAMessage, parse_mail  # noqa: E402
-from pipeline.runner import process  # noqa: E402
-from storage.db import make_engine, make_sessionmaker, transaction  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
-from storage.models import Desk, DeskAddress  # noqa: E402
-from storage.spool import record_received, write_raw  # noqa: E402
+from maild.mail.mailparse import NotAMessage, parse_mail  # noqa: E402
+from maild.pipeline.runner import process  # noqa: E402
+from maild.storage.db import make_engine, make_sessionmaker, transaction  # noqa: E402
+from maild.storage.migrate import upgrade  # noqa: E402
+from maild.storage.models import Desk, DeskAddress  # noqa: E402
+from maild.storage.spool import record_received, write_raw  # noqa: E402
 from tests.test_fuzz import PATHOLOGICAL  # noqa: E402
 
 BUDGET_S = 1.0

@@ -30,12 +30,12 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from maild.config import load_config  # noqa: E402
-from maild.sender import flush  # noqa: E402
-from pipeline.runner import process  # noqa: E402
-from storage.db import make_engine, make_sessionmaker, transaction  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
-from storage.models import Desk, DeskAddress  # noqa: E402
-from storage.spool import record_received, write_raw  # noqa: E402
+from maild.outbound.sender import flush  # noqa: E402
+from maild.pipeline.runner import process  # noqa: E402
+from maild.storage.db import make_engine, make_sessionmaker, transaction  # noqa: E402
+from maild.storage.migrate import upgrade  # noqa: E402
+from maild.storage.models import Desk, DeskAddress  # noqa: E402
+from maild.storage.spool import record_received, write_raw  # noqa: E402
 
 WORDS = [
     "printer",

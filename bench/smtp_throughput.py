@@ -563,7 +563,7 @@ def loadavg() -> str:
 
 # Functions whose cumulative time per mail says where the pipeline's time goes (file suffix, function).
 KEY_FUNCTIONS = [
-    ("maild/listeners.py", "_spool", "intake: spool the bytes + commit the 'received' row"),
+    ("maild/ingress/listeners.py", "_spool", "intake: spool the bytes + commit the 'received' row"),
     ("storage/spool.py", "write_raw", "  raw bytes written and fsynced"),
     ("storage/spool.py", "record_received", "  'received' row (query + insert)"),
     ("pipeline/runner.py", "process", "worker: pipeline.runner.process"),
@@ -576,7 +576,7 @@ KEY_FUNCTIONS = [
     ("pipeline/policy.py", "run", "    policy"),
     ("pipeline/apply.py", "run", "    apply"),
     ("pipeline/notify.py", "run", "    notify"),
-    ("maild/sender.py", "flush", "worker: sender.flush (auto-reply to the Maildir)"),
+    ("maild/outbound/sender.py", "flush", "worker: sender.flush (auto-reply to the Maildir)"),
     ("~", "<method 'commit' of 'sqlite3.Connection' objects>", "sqlite3 COMMIT (WAL fsync)"),
     (
         "~",
@@ -675,7 +675,7 @@ def serve_profiled(out: str, config: str) -> int:
     (all threads) and OUT.<group> (main, intake, worker)."""
     import cProfile
 
-    from maild.cli import main as maild_main
+    from maild.ingress.cli import main as maild_main
 
     profilers: list[tuple[str, cProfile.Profile]] = []
     lock = threading.Lock()

@@ -129,7 +129,7 @@ class Schedule:
 
     outbox_seconds: float = 30.0  # send what is due (retries; mail queued by maildctl or a crashed sender)
     auto_close_seconds: float = 300.0
-    escalation_seconds: float = 300.0  # per-desk escalation rules and reminders (maild.escalations)
+    escalation_seconds: float = 300.0  # per-desk escalation rules and reminders (maild.tickets.escalations)
     recovery_seconds: float = 60.0  # spool rows left 'received' by a transient failure
     retention_seconds: float = 3600.0  # the spool's retention purge, when [spool] retention_days is set
 
@@ -183,7 +183,8 @@ class Config:
     hygiene: Hygiene = Hygiene()
     agents: Agents = Agents()
     imap: tuple[ImapAccount, ...] = ()
-    # Raw mail older than this many days is deleted from the spool (maild/retention.py); 0 keeps it forever.
+    # Raw mail older than this many days is deleted from the spool (maild/tickets/retention.py); 0 keeps it
+    # forever.
     spool_retention_days: float = 0.0
 
     @property

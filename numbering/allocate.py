@@ -23,8 +23,8 @@ from sqlalchemy import Insert, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from numbering.pattern import Pattern, compile_pattern
-from storage.models import Desk, NumberCounter, Ticket
+from maild.numbering.pattern import Pattern, compile_pattern
+from maild.storage.models import Desk, NumberCounter, Ticket
 
 _KEY = [NumberCounter.desk_id, NumberCounter.counter, NumberCounter.period]
 # Seeding leaves nothing to skip; this bound only turns a bug into an error instead of an endless loop.

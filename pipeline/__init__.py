@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline import (
+from maild.pipeline import (
     apply,
     autoreply,
     blocked,
@@ -20,7 +20,7 @@ from pipeline import (
     spam,
     thread,
 )
-from pipeline.context import Context, Stop
+from maild.pipeline.context import Context, Stop
 
 Stage = Callable[[Context], Stop | None]
 

@@ -9,7 +9,7 @@ auto-closed.
 
 Imported mail (`maildctl import`, dated with its own Date): a ticket it creates gets `imported_at`, the
 real time of the import, and stays quiet for automation until something live happens on it
-(maild.quiet). On such a quiet ticket later imported mail moves the status and `updated_at` as usual
+(maild.tickets.quiet). On such a quiet ticket later imported mail moves the status and `updated_at` as usual
 (never back in time) and renews `imported_at`; a live ticket it threads into only gains the message as
 history: its status and `updated_at` are the live conversation's."""
 
@@ -19,17 +19,17 @@ import re
 
 from sqlalchemy import select
 
-from maild.attachment_policy import refusal
-from maild.notes import add_system_note
-from maild.participants import NotAddable, add_cc, is_participant
-from maild.quiet import is_quiet_import
-from numbering.allocate import allocate_number
-from pipeline.context import IMPORT_INGRESS, Context, Stop
-from storage import attachments
-from storage.models import Attachment, AuditLog, Message, Participant, Ticket, utcnow
+from maild.mail.attachment_policy import refusal
+from maild.numbering.allocate import allocate_number
+from maild.pipeline.context import IMPORT_INGRESS, Context, Stop
+from maild.storage import attachments
+from maild.storage.models import Attachment, AuditLog, Message, Participant, Ticket, utcnow
+from maild.storage.notes import add_system_note
+from maild.tickets.participants import NotAddable, add_cc, is_participant
+from maild.tickets.quiet import is_quiet_import
 
 # The ticket's subject, a title to list and to copy into outgoing Subject/Thread-Topic: the mail's own
-# subject (maild.mailparse.SUBJECT_MAX) cut to this, the whole one stays in the message and the raw mail.
+# subject (maild.mail.mailparse.SUBJECT_MAX) cut to this, the whole one stays in the message and the raw mail.
 TICKET_SUBJECT_MAX = 255
 
 

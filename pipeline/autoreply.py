@@ -1,11 +1,11 @@
 """autoreply: automatic mail (out-of-office, auto-generated, list/bulk, challenge-response) is flagged
 here — it may still open or join a ticket (apply stores the class on the message), but notify never
-answers it. The rules are in maild.automatic."""
+answers it. The rules are in maild.mail.automatic."""
 
 from __future__ import annotations
 
-from maild.automatic import classify, envelope_sender, read_headers
-from pipeline.context import Context, Stop
+from maild.mail.automatic import classify, envelope_sender, read_headers
+from maild.pipeline.context import Context, Stop
 
 
 def run(ctx: Context) -> Stop | None:

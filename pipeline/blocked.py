@@ -5,8 +5,8 @@ would bounce to). A null envelope sender (`<>`, a bounce) has no address and is 
 
 from __future__ import annotations
 
-from maild.blocklist import find_block
-from pipeline.context import Context, Stop
+from maild.outbound.blocklist import find_block
+from maild.pipeline.context import Context, Stop
 
 
 def senders(ctx: Context) -> list[str]:

@@ -1,6 +1,6 @@
 """bounce: delivery reports, correlated to the outgoing mail and recipient they are about.
 
-What a bounce is, and what it says, is maild.dsn's business. Here it is matched to one outbox row and
+What a bounce is, and what it says, is maild.mail.dsn's business. Here it is matched to one outbox row and
 recipient: by the VERP envelope recipient (`bounces+<row>-<mac>@…`, the MAC tried against each of the
 row's recipients, so a report that names nobody or a rewritten address still matches), else by the
 returned mail's Message-ID. Then:
@@ -19,15 +19,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from maild.automatic import NULL_SENDER
-from maild.dsn import Failure, Report, read_bounce
-from maild.notes import add_system_note
-from maild.outgoing import queue_mail
-from maild.participants import NotAddable, check_customer_address, get_or_create_contact
-from maild.tokens import bounce_matches, load_secret, parse_bounce_address
-from pipeline.context import BounceInfo, Context, Stop
-from storage.db import is_transient
-from storage.models import AuditLog, Message, OutboxMessage, SpoolEntry, Ticket
+from maild.mail.automatic import NULL_SENDER
+from maild.mail.dsn import Failure, Report, read_bounce
+from maild.mail.tokens import bounce_matches, load_secret, parse_bounce_address
+from maild.outbound.outgoing import queue_mail
+from maild.pipeline.context import BounceInfo, Context, Stop
+from maild.storage.db import is_transient
+from maild.storage.models import AuditLog, Message, OutboxMessage, SpoolEntry, Ticket
+from maild.storage.notes import add_system_note
+from maild.tickets.participants import NotAddable, check_customer_address, get_or_create_contact
 
 NOTICE_TEMPLATE = "bounce_notice"
 STATUS_REASON_MAX = 200

@@ -1,7 +1,7 @@
 """commands: an authenticated agent's reply — its command lines, what the customer will read, and the
 collision guard. Runs only for mail identify accepted as an agent reply.
 
-All or nothing: the command lines are parsed (maild.commands) and resolved against the database (the
+All or nothing: the command lines are parsed (maild.tickets.commands) and resolved against the database (the
 agent to assign, the canned reply, the ticket to merge, the sub-customer to add) before anything changes;
 with any problem nothing is carried out, nothing is stored or sent to the customer, and the agent gets
 one `command_errors` naming every bad line, in line order: the lines that parse are resolved even when
@@ -23,10 +23,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from maild import ticket_ops
-from maild.addresses import normalize
-from maild.canned import find_canned, firstname_of, render_canned
-from maild.commands import (
+from maild.mail.addresses import normalize
+from maild.mail.quotes import visible_text
+from maild.outbound.outgoing import agent_display_name, queue_mail, ticket_variables
+from maild.pipeline.apply import store_message
+from maild.pipeline.context import AgentReply, Context, Stop
+from maild.storage.models import Agent, Message, OutboxMessage, Ticket, TicketTag
+from maild.tickets import ticket_ops
+from maild.tickets.canned import find_canned, firstname_of, render_canned
+from maild.tickets.commands import (
     AssignCommand,
     CannedCommand,
     CcCommand,
@@ -44,15 +49,10 @@ from maild.commands import (
     describe_errors,
     parse_commands,
 )
-from maild.merge import MergeRefused, merge_tickets
-from maild.outgoing import agent_display_name, queue_mail, ticket_variables
-from maild.participants import MAX_CC, NotAddable, check_customer_address, is_participant
-from maild.quotes import visible_text
-from maild.statuses import custom_statuses
-from pipeline.apply import store_message
-from pipeline.context import AgentReply, Context, Stop
-from pipeline.notify import queue_assigned_notice
-from storage.models import Agent, Message, OutboxMessage, Ticket, TicketTag
+from maild.tickets.merge import MergeRefused, merge_tickets
+from maild.tickets.participants import MAX_CC, NotAddable, check_customer_address, is_participant
+from maild.tickets.replies import queue_assigned_notice
+from maild.tickets.statuses import custom_statuses
 
 Action = Callable[[Ticket], None]
 

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from maild.config import Config
-from maild.mailparse import ParsedMail
-from maild.tokens import ReplyTarget
-from storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket, naive_utc
+from maild.mail.mailparse import ParsedMail
+from maild.mail.tokens import ReplyTarget
+from maild.storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket, naive_utc
 
 IMPORT_INGRESS = "import"  # spool rows of `maildctl import`: history, nobody is answered or told
 

@@ -12,9 +12,9 @@ import hashlib
 
 from sqlalchemy import or_, select
 
-from maild.mailparse import ParsedMail
-from pipeline.context import Context, Stop
-from storage.models import Message, Ticket
+from maild.mail.mailparse import ParsedMail
+from maild.pipeline.context import Context, Stop
+from maild.storage.models import Message, Ticket
 
 
 def content_digest(mail: ParsedMail) -> str:

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from maild.addresses import base_address
-from maild.tokens import load_secret, read_reply_address
-from pipeline.context import BounceInfo, Context, Stop
-from pipeline.spam import verdict as spam_verdict
-from storage.models import Message, OutboxMessage
+from maild.mail.addresses import base_address
+from maild.mail.tokens import load_secret, read_reply_address
+from maild.pipeline.context import BounceInfo, Context, Stop
+from maild.pipeline.spam import verdict as spam_verdict
+from maild.storage.models import Message, OutboxMessage
 
 _INSERTED = "maild.explain.inserted"
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from maild.addresses import normalize
-from maild.authresults import auth_failures
-from maild.notes import add_system_note
-from maild.participants import find_contact, get_or_create_contact
-from maild.tokens import ReplyTarget, load_secret, read_reply_address
-from pipeline.context import Context, Stop
-from pipeline.thread import find_ticket
-from storage.models import Agent, Message, Ticket
+from maild.mail.addresses import normalize
+from maild.mail.authresults import auth_failures
+from maild.mail.tokens import ReplyTarget, load_secret, read_reply_address
+from maild.pipeline.context import Context, Stop
+from maild.pipeline.thread import find_ticket
+from maild.storage.models import Agent, Message, Ticket
+from maild.storage.notes import add_system_note
+from maild.tickets.participants import find_contact, get_or_create_contact
 
 
 def _reply_target(ctx: Context) -> tuple[ReplyTarget, bool] | None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from maild.addresses import base_address
-from maild.automatic import read_headers, x_loop_addresses
-from pipeline.context import IMPORT_INGRESS, Context, Stop
-from storage.models import DeskAddress, OutboxMessage
+from maild.mail.addresses import base_address
+from maild.mail.automatic import read_headers, x_loop_addresses
+from maild.pipeline.context import IMPORT_INGRESS, Context, Stop
+from maild.storage.models import DeskAddress, OutboxMessage
 
 
 def _desk_addresses(ctx: Context) -> set[str]:

@@ -5,7 +5,8 @@ answer to a refused mail (policy). A reply that cannot be rendered is noted on t
 reason to lose the ticket.
 
 Automatic mail (the autoreply stage's ctx.automatic) is never answered automatically: two robots would
-answer each other forever. maild.outgoing drops bouncing, blocked and rate-limited recipients; what was
+answer each other forever. maild.outbound.outgoing drops bouncing, blocked and rate-limited recipients; what
+was
 left out, and why, goes into the spool row's reason.
 
 Agents are told of customer mail: `new_ticket_notice` for a new ticket, `customer_reply_notice` for a
@@ -19,40 +20,29 @@ whether or not the desk sends auto-replies to customers: that switch is about cu
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from maild import replies
-from maild.addresses import normalize
-from maild.attachment_policy import MB, for_customer
-from maild.authresults import forged_sender
-from maild.config import Config
-from maild.notes import add_system_note
-from maild.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
-from maild.participants import automatic_recipients, customer_recipients
-from pipeline.context import IMPORT_INGRESS, Context, Stop
-from storage import attachments as attachment_store
-from storage.db import is_transient
-from storage.models import Agent, Message, OutboxMessage, Ticket, naive_utc
-
-NEW_TICKET_NOTICE = "new_ticket_notice"
-CUSTOMER_REPLY_NOTICE = "customer_reply_notice"
-ASSIGNED_NOTICE = "assigned_notice"
-
-# An agent notice attaches the mail's files up to these limits and lists the rest by name (all are on
-# the ticket): 5,000 parts must not become 5,000 attachments in every agent's inbox.
-NOTICE_MAX_FILES = 10
-NOTICE_MAX_BYTES = 25 * MB
-# A sender with more than NOTICE_BURST customer mails on a desk within NOTICE_BURST_WINDOW: further mails
-# from them are stored as usual, but agents get no notice of each (a system note on the ticket instead);
-# each such mail is marked held (Message.notice_held_at) and maild.flood_digest tells the agents of them
-# in one digest per agent.
-NOTICE_BURST = 5
-NOTICE_BURST_WINDOW = dt.timedelta(minutes=10)
+from maild.mail.addresses import normalize
+from maild.mail.attachment_policy import for_customer
+from maild.mail.authresults import forged_sender
+from maild.outbound.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
+from maild.pipeline.context import IMPORT_INGRESS, Context, Stop
+from maild.storage.db import is_transient
+from maild.storage.models import Agent, Message, OutboxMessage, Ticket, naive_utc
+from maild.storage.notes import add_system_note
+from maild.tickets import replies
+from maild.tickets.notices import (
+    CUSTOMER_REPLY_NOTICE,
+    NEW_TICKET_NOTICE,
+    NOTICE_BURST,
+    NOTICE_BURST_WINDOW,
+    message_attachments,
+    notice_recipients,
+)
+from maild.tickets.participants import automatic_recipients, customer_recipients
 
 
 def _note(ctx: Context, note: str) -> None:
@@ -125,68 +115,6 @@ def answer_refused(ctx: Context, template: str) -> None:
 # --- agent notifications --------------------------------------------------------------------------
 
 
-def notice_recipients(session: Session, ticket: Ticket) -> list[Agent]:
-    """The agents told about a ticket's mail: its assigned agent if active, else its category's active
-    agents, else the desk's active agents."""
-    if ticket.assigned_agent_id is not None:
-        assignee = session.get(Agent, ticket.assigned_agent_id)
-        if assignee is not None and assignee.active:
-            return [assignee]
-    # A ticket's category with active agents narrows the list to them; else every active desk agent.
-    if ticket.category is not None:
-        # (an agent who has left the desk may still be listed in its category)
-        category_agents = [a for a in ticket.category.agents if a.active and ticket.desk in a.desks]
-        if category_agents:
-            return category_agents
-    return sorted((a for a in ticket.desk.agents if a.active), key=lambda a: a.id)
-
-
-def _message_attachments(
-    cfg: Config, message: Message | None, in_memory: dict[str, bytes] | None = None, *, capped: bool = True
-) -> tuple[list[dict[str, Any]], list[OutgoingAttachment]]:
-    """What the template lists about a message's attachments, and the kept ones' bytes. Refused ones are
-    only listed, with the reason; so is a file the store lacks (never a reason to lose the notice).
-    `in_memory` (sha256 → bytes): the mail being processed still holds its attachments, so they are not
-    read back from the store (a 30 MB file once, not twice); a dry run writes no file anyway.
-    `capped` (notices to agents): at most NOTICE_MAX_FILES files of NOTICE_MAX_BYTES in all are attached,
-    the rest only listed; an agent's reply relayed to customers carries all its files."""
-    listed: list[dict[str, Any]] = []
-    files: list[OutgoingAttachment] = []
-    total = 0
-    for row in message.attachments if message is not None else []:
-        reason = row.refused_reason
-        if (
-            reason is None
-            and capped
-            and (len(files) >= NOTICE_MAX_FILES or total + row.size > NOTICE_MAX_BYTES)
-        ):
-            reason = (
-                f"over the notice's limit of {NOTICE_MAX_FILES} files / {NOTICE_MAX_BYTES // MB} MB "
-                "(the file is on the ticket)"
-            )
-        if reason is None and row.sha256:
-            data = (in_memory or {}).get(row.sha256)
-            if data is None:
-                try:
-                    data = attachment_store.path_of(cfg.attachment_dir, row.sha256).read_bytes()
-                except FileNotFoundError:
-                    data = None
-            if data is None:
-                reason = "missing from the attachment store"
-            else:
-                files.append(OutgoingAttachment(row.filename, row.content_type, data))
-                total += len(data)
-        listed.append(
-            {
-                "filename": row.filename,
-                "content_type": row.content_type,
-                "size": row.size,
-                "refused_reason": reason or "",
-            }
-        )
-    return listed, files
-
-
 def _queue_notices(
     ctx: Context,
     ticket: Ticket,
@@ -236,7 +164,7 @@ def _notify_agents(ctx: Context, ticket: Ticket) -> None:
     if not agents or _notices_paused(ctx, ticket, sender):
         return
     in_memory = {part.sha256: part.data for part in mail.attachments}
-    listed, files = _message_attachments(ctx.cfg, ctx.message, in_memory)
+    listed, files = message_attachments(ctx.cfg, ctx.message, in_memory)
     variables = {
         **replies.status_variables(ctx.session, ticket),
         "sender_name": mail.from_name or mail.from_address,
@@ -261,7 +189,8 @@ def _notices_paused(ctx: Context, ticket: Ticket, sender: str) -> bool:
     """True when `sender` sent the desk more than NOTICE_BURST customer mails (this one included) within
     NOTICE_BURST_WINDOW: the agents were told of the first ones, and get no notice per mail after that
     (a flood of 100 mails must not become 100 notices per agent). The ticket says so, once per window;
-    every mail is still stored on its ticket, and marked held for the flood digest (maild.flood_digest),
+    every mail is still stored on its ticket, and marked held for the flood digest
+    (maild.tickets.flood_digest),
     which lists it to the agents once the flood is over (or every NOTICE_BURST_WINDOW while it lasts)."""
     at = naive_utc(ctx.now)
     since = at - NOTICE_BURST_WINDOW
@@ -303,14 +232,15 @@ def _notices_paused(ctx: Context, ticket: Ticket, sender: str) -> bool:
 
 def _relay_agent_reply(ctx: Context, ticket: Ticket) -> None:
     """The agent's reply to the customer and sub-customers, From the desk under the agent's display name
-    (maild.replies, as `maildctl ticket reply` sends it). Not a courtesy: if it cannot be composed the mail
+    (maild.tickets.replies, as `maildctl ticket reply` sends it). Not a courtesy: if it cannot be composed
+    the mail
     fails (and is retried, then quarantined with the reason) rather than being stored as answered when
     nobody got it."""
     reply, agent, message = ctx.agent_reply, ctx.agent, ctx.message
     if reply is None or agent is None or message is None or not reply.relayed:
         return
     in_memory = {part.sha256: part.data for part in ctx.require_mail().attachments}
-    _, files = _message_attachments(ctx.cfg, message, in_memory, capped=False)
+    _, files = message_attachments(ctx.cfg, message, in_memory, capped=False)
     relayed = replies.relay_reply(
         ctx.session,
         ctx.cfg,
@@ -330,14 +260,14 @@ def _relay_agent_reply(ctx: Context, ticket: Ticket) -> None:
 
 def _tell_other_agents(ctx: Context, ticket: Ticket) -> None:
     """A short notice of an agent's reply or note to the agents who would be told of the ticket's mail,
-    but not to the one who wrote it (maild.replies, as for `maildctl ticket reply`)."""
+    but not to the one who wrote it (maild.tickets.replies, as for `maildctl ticket reply`)."""
     reply, agent, message = ctx.agent_reply, ctx.agent, ctx.message
     if reply is None or agent is None or message is None or not reply.text:
         return
     if ctx.automatic is not None:  # two agents' vacation responders must not answer each other via us
         _note(ctx, "agents not notified: automatic mail")
         return
-    listed, files = _message_attachments(
+    listed, files = message_attachments(
         ctx.cfg, message, {p.sha256: p.data for p in ctx.require_mail().attachments}
     )
     replies.tell_other_agents(
@@ -352,35 +282,6 @@ def _tell_other_agents(ctx: Context, ticket: Ticket) -> None:
         courtesy=lambda queue, what: _queue_courtesy(ctx, queue, what),
         listed=listed,
         files=files,
-    )
-
-
-def queue_assigned_notice(
-    session: Session, cfg: Config, ticket: Ticket, agent: Agent, *, assigned_by: str, now: dt.datetime
-) -> OutboxMessage | None:
-    """Tell `agent` they were assigned `ticket` (by `assigned_by`, a name or address), with the status line
-    and the latest customer mail. For `#assign`; None when the agent gets no mail (inactive, bouncing,
-    blocked). Errors propagate: the caller decides whether the assignment stands without it."""
-    if not agent.active:
-        return None
-    latest = next((m for m in reversed(ticket.messages) if m.kind == "customer"), None)
-    listed, files = _message_attachments(cfg, latest)
-    return replies.queue_agent_notice(
-        session,
-        cfg,
-        ticket,
-        ASSIGNED_NOTICE,
-        agent,
-        now=now,
-        variables={
-            "assigned_by": assigned_by,
-            "sender_name": (latest.from_name or latest.from_address) if latest is not None else "",
-            "sender_email": latest.from_address if latest is not None else "",
-            "comment_content": latest.visible_text if latest is not None else "",
-            "attachments": listed,
-            "automatic": "",
-        },
-        attachments=files,
     )
 
 

@@ -5,8 +5,8 @@ parses before it opens the write transaction (pipeline.runner); this stage takes
 
 from __future__ import annotations
 
-from maild.mailparse import NotAMessage, parse_mail
-from pipeline.context import Context, Stop
+from maild.mail.mailparse import NotAMessage, parse_mail
+from maild.pipeline.context import Context, Stop
 
 
 def run(ctx: Context) -> Stop | None:

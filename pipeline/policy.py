@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from maild.participants import is_participant
-from pipeline.context import Context, Stop
-from pipeline.notify import answer_refused
+from maild.pipeline.context import Context, Stop
+from maild.pipeline.notify import answer_refused
+from maild.tickets.participants import is_participant
 
 
 def _open_linked_instead(ctx: Context, note: str) -> None:

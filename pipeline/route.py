@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from maild.addresses import base_address
-from pipeline.context import Context, Stop
-from storage.models import DeskAddress
+from maild.mail.addresses import base_address
+from maild.pipeline.context import Context, Stop
+from maild.storage.models import DeskAddress
 
 
 def run(ctx: Context) -> Stop | None:

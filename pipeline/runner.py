@@ -24,17 +24,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.addresses import normalize
 from maild.config import Config
-from maild.mailparse import NotAMessage, ParsedMail, parse_mail
-from pipeline import STAGES
-from pipeline.context import Context, Stop
-from storage.db import is_transient, transaction
-from storage.models import SpoolEntry, Ticket
-from storage.spool import read_raw
+from maild.mail.addresses import normalize
+from maild.mail.mailparse import NotAMessage, ParsedMail, parse_mail
+from maild.pipeline import STAGES
+from maild.pipeline.context import Context, Stop
+from maild.storage.db import is_transient, transaction
+from maild.storage.models import SpoolEntry, Ticket
+from maild.storage.spool import read_raw
 
 if TYPE_CHECKING:
-    from pipeline.explain import Explanation
+    from maild.pipeline.explain import Explanation
 
 MAX_ATTEMPTS = 3
 
@@ -253,7 +253,7 @@ def explain(
 
     A stage that raises is reported as outcome "error" (the real pipeline would retry, then quarantine);
     a locked or unreachable database propagates, as in `process`."""
-    from pipeline import explain as explaining  # only maildctl explain pays for it
+    from maild.pipeline import explain as explaining  # only maildctl explain pays for it
 
     now = now or dt.datetime.now(dt.UTC)
     stages: list[dict[str, str]] = []

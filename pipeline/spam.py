@@ -11,7 +11,7 @@ from __future__ import annotations
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from pipeline.context import Context, Stop
+from maild.pipeline.context import Context, Stop
 
 HEADER_SCAN_BYTES = 256 * 1024  # filters add their headers on top; a header block is never this long
 MAX_SHOWN = 200  # X-Spam-Status lists every test that hit: the reason keeps its start

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from maild.participants import is_participant
-from numbering.pattern import find_numbers
-from pipeline.context import Context, Stop
-from storage.models import Desk, Message, OutboxMessage, RetiredPattern, Ticket
+from maild.numbering.pattern import find_numbers
+from maild.pipeline.context import Context, Stop
+from maild.storage.models import Desk, Message, OutboxMessage, RetiredPattern, Ticket
+from maild.tickets.participants import is_participant
 
 
 def _by_token(ctx: Context) -> Ticket | None:

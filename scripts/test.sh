@@ -66,7 +66,10 @@ fi
 # Tests that need one of these servers fail instead of skipping when it is missing.
 export MAILD_REQUIRE_SERVERS=1
 
+# Static checks first (seconds): lint, formatting, the import layers (pyproject's [tool.importlinter]).
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache
 
 # Two backends at once, each over worker processes: most tests wait on servers, subprocesses and fsync
 # rather than compute, so 2 cores carry 3 workers per backend. The output of each run is kept in a log and

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.files import content_path, store_bytes
+from maild.storage.files import content_path, store_bytes
 
 
 def store(root: Path, data: bytes, digest: str | None = None) -> str:

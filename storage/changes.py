@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.models import ChangeCounter, utcnow
+from maild.storage.models import ChangeCounter, utcnow
 
 CONFIG = "config"
 

@@ -227,7 +227,7 @@ class Message(Base):
     automatic: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # A customer mail whose notice to agents was held back (its sender flooded the desk, pipeline.notify):
-    # when. The flood digest job (maild.flood_digest) tells the agents of it and clears it.
+    # when. The flood digest job (maild.tickets.flood_digest) tells the agents of it and clears it.
     notice_held_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
@@ -287,7 +287,7 @@ class SpoolEntry(Base):
     trace: Mapped[list[Any]] = mapped_column(default=list)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    # When the retention period's purge removed the raw file (maild/retention.py); the row stays.
+    # When the retention period's purge removed the raw file (maild/tickets/retention.py); the row stays.
     raw_purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # `maildctl spool release`: an admin let it through; the spam stage does not hold it again.
     released: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
@@ -315,7 +315,8 @@ class OutboxMessage(Base):
     status: Mapped[str] = mapped_column(String(10), default="queued", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    # The sender process holding the claim until next_attempt_at ("host pid start", maild.sender); "" when
+    # The sender process holding the claim until next_attempt_at ("host pid start", maild.outbound.sender);
+    # "" when
     # none: a daemon releases its own claims, and a dead instance's on its host, without waiting.
     claimed_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
     last_error: Mapped[str] = mapped_column(Text, default="")

@@ -120,7 +120,7 @@ def check_connection(conn: Connection) -> Schema:
 
 def check_engine(engine: Engine) -> Schema:
     """check_connection on a connection of `engine`; a database it cannot reach is UNREACHABLE."""
-    from storage.db import is_transient
+    from maild.storage.db import is_transient
 
     try:
         with engine.connect() as conn:
@@ -139,7 +139,7 @@ def check_database(url: str, busy_timeout_ms: int) -> Schema:
         if path is None:
             return Schema(BROKEN, detail="an in-memory SQLite database has no schema: set [database] url")
         return check_sqlite(path, busy_timeout_ms / 1000)
-    from storage.db import make_engine
+    from maild.storage.db import make_engine
 
     engine = make_engine(url, busy_timeout_ms)
     try:

@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage.files import content_path, store_bytes
+from maild.storage.files import content_path, store_bytes
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from storage.models import SpoolEntry
+    from maild.storage.models import SpoolEntry
 
 
 def write_raw(spool_dir: Path, raw: bytes) -> str:
@@ -32,7 +32,7 @@ def record_received(
     """Insert the 'received' row, or return the one a crashed earlier delivery of the same bytes left."""
     from sqlalchemy import select
 
-    from storage.models import SpoolEntry
+    from maild.storage.models import SpoolEntry
 
     pending = session.scalars(
         select(SpoolEntry).where(

@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, load_config
-from storage.db import make_engine, make_sessionmaker
-from storage.migrate import upgrade
+from maild.storage.db import make_engine, make_sessionmaker
+from maild.storage.migrate import upgrade
 
 BACKEND_URL = os.environ.get("MAILD_TEST_DB", "sqlite")
 IS_POSTGRESQL = BACKEND_URL.startswith("postgresql")

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from storage.files import content_path
+from maild.storage.files import content_path
 from tests.conftest import BIN, IS_POSTGRESQL
 from tests.pipeline.helpers import outbox, spool
 

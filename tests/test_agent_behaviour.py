@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_cli.tickets import MIN_LAST_COLUMN, display_width, fit_last_column, shorten
-from maild.autoclose import auto_close
+from maild.admin_cli.tickets import MIN_LAST_COLUMN, display_width, fit_last_column, shorten
 from maild.config import Config
-from pipeline.runner import Result
-from storage.db import transaction
-from storage.models import Agent, Desk, Message, OutboxMessage
+from maild.pipeline.runner import Result
+from maild.storage.db import transaction
+from maild.storage.models import Agent, Desk, Message, OutboxMessage
+from maild.tickets.autoclose import auto_close
 from tests.conftest import BIN, run_cli
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, deliver, mail, make_agent, make_desk, ticket
 from tests.test_agent_replies import ANNA, BOB, NUMBER, notice_id, queued, reply, state, text_of

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.outgoing import sent_bytes
-from maild.tokens import load_secret, token_of, verify_token
-from pipeline.notify import queue_assigned_notice
-from storage.db import transaction
-from storage.models import Agent, OutboxMessage
+from maild.mail.tokens import load_secret, token_of, verify_token
+from maild.outbound.outgoing import sent_bytes
+from maild.storage.db import transaction
+from maild.storage.models import Agent, OutboxMessage
+from maild.tickets.replies import queue_assigned_notice
 from tests.pipeline.helpers import (
     NOW,
     SALES,
@@ -131,7 +131,7 @@ def test_a_new_ticket_notifies_each_active_desk_agent(session_factory: Factory, 
 def test_attachments_are_attached_and_refused_ones_listed(session_factory: Factory, cfg: Config) -> None:
     setup(session_factory)
     with transaction(session_factory) as s:
-        from storage.models import Desk
+        from maild.storage.models import Desk
 
         s.scalars(select(Desk).where(Desk.name == "support")).one().allowed_extensions = "pdf"
     deliver(session_factory, cfg, with_attachment(), SUPPORT)

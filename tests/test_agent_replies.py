@@ -14,11 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Agents, Config
-from maild.outgoing import sent_bytes
-from maild.tokens import load_secret, token_of, verify_token
-from pipeline.runner import Result
-from storage.db import transaction
-from storage.models import (
+from maild.mail.tokens import load_secret, token_of, verify_token
+from maild.outbound.outgoing import sent_bytes
+from maild.pipeline.runner import Result
+from maild.storage.db import transaction
+from maild.storage.models import (
     Agent,
     AuditLog,
     CannedReply,
@@ -183,7 +183,7 @@ def test_the_relay_goes_to_the_sub_customers_and_carries_the_agents_attachments(
     session_factory: Factory, cfg: Config
 ) -> None:
     with transaction(session_factory) as s:
-        from maild.participants import add_cc
+        from maild.tickets.participants import add_cc
 
         add_cc(s, ticket(s, NUMBER), "carol@customer.example", "Carol")
     raw = crlf(

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.autoclose import auto_close
 from maild.config import Agents, Config, load_config
-from pipeline import notify
-from storage.db import transaction
-from storage.models import Attachment, Desk, Message, OutboxMessage, Ticket
+from maild.storage.db import transaction
+from maild.storage.models import Attachment, Desk, Message, OutboxMessage, Ticket
+from maild.tickets import notices
+from maild.tickets.autoclose import auto_close
 from tests.pipeline.helpers import (
     NOW,
     SUP_PATTERN,
@@ -230,7 +230,7 @@ def test_a_notice_attaches_at_most_ten_files_and_lists_the_rest(
 def test_a_notice_attaches_files_up_to_a_total_size(
     session_factory: Factory, cfg: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(notify, "NOTICE_MAX_BYTES", 1000)
+    monkeypatch.setattr(notices, "NOTICE_MAX_BYTES", 1000)
     setup(session_factory)
     deliver(session_factory, cfg, with_files(3, size=600), SUPPORT)
     for row in rows(session_factory, "new_ticket_notice"):

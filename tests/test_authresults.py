@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maild.authresults import auth_failures
+from maild.mail.authresults import auth_failures
 
 MX = "mx.example.com"
 

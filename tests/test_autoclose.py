@@ -13,10 +13,10 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.autoclose import auto_close, describe_hours
 from maild.config import Config, Hygiene
-from storage.db import transaction
-from storage.models import AuditLog, Desk, Message, OutboxMessage, Ticket
+from maild.storage.db import transaction
+from maild.storage.models import AuditLog, Desk, Message, OutboxMessage, Ticket
+from maild.tickets.autoclose import auto_close, describe_hours
 from tests.conftest import run_cli
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, deliver, mail, make_desk
 

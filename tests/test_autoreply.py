@@ -1,4 +1,4 @@
-"""Automatic mail (issue 5 item 1): every rule of maild.automatic, the autoreply stage in the pipeline
+"""Automatic mail (issue 5 item 1): every rule of maild.mail.automatic, the autoreply stage in the pipeline
 (flagged, stored, never answered), and the outgoing guard (bouncing and blocked recipients dropped,
 automatic mail rate-limited per address)."""
 
@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.automatic import (
+from maild.config import Config, Hygiene
+from maild.mail.automatic import (
     AUTO_GENERATED,
     CHALLENGE_RESPONSE,
     LIST,
@@ -24,12 +25,11 @@ from maild.automatic import (
     envelope_sender,
     read_headers,
 )
-from maild.config import Config, Hygiene
-from maild.outgoing import queue_desk_mail, queue_mail
-from pipeline.runner import Result, process
-from storage.db import transaction
-from storage.models import AutoReplySent, BlockEntry, Contact, Desk, Message
-from storage.spool import record_received, write_raw
+from maild.outbound.outgoing import queue_desk_mail, queue_mail
+from maild.pipeline.runner import Result, process
+from maild.storage.db import transaction
+from maild.storage.models import AutoReplySent, BlockEntry, Contact, Desk, Message
+from maild.storage.spool import record_received, write_raw
 from tests.conftest import run_cli
 from tests.pipeline.helpers import (
     NOW,

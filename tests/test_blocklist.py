@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_cli.main import main as maildctl
-from maild.addresses import normalize
-from maild.blocklist import InvalidPattern, Rule, check_pattern, find_block, load_rules, match_rules
+from maild.admin_cli.main import main as maildctl
 from maild.config import Config, Hygiene
-from maild.listeners import BlockedSenders
-from pipeline.runner import Result, process
-from storage.db import make_engine, make_sessionmaker, transaction
-from storage.models import (
+from maild.ingress.listeners import BlockedSenders
+from maild.mail.addresses import normalize
+from maild.outbound.blocklist import InvalidPattern, Rule, check_pattern, find_block, load_rules, match_rules
+from maild.pipeline.runner import Result, process
+from maild.storage.db import make_engine, make_sessionmaker, transaction
+from maild.storage.models import (
     Attachment,
     AuditLog,
     BlockEntry,
@@ -29,7 +29,7 @@ from storage.models import (
     Message,
     Participant,
 )
-from storage.spool import record_received, write_raw
+from maild.storage.spool import record_received, write_raw
 from tests.conftest import run_cli
 from tests.pipeline.helpers import (
     NOW,

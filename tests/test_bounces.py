@@ -1,4 +1,5 @@
-"""Bounces (issue 5 item 2): maild.dsn reads the delivery reports of tests/corpus/bounces/1NN-*.eml exactly
+"""Bounces (issue 5 item 2): maild.mail.dsn reads the delivery reports of tests/corpus/bounces/1NN-*.eml
+exactly
 as their json says; the bounce stage matches a report to the outbox row and recipient (VERP, else the
 original Message-ID) and marks the contact, notes the ticket and tells the agents; `maildctl contact
 unbounce` undoes the mark."""
@@ -15,12 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.dsn import read_bounce
-from maild.tokens import bounce_address, load_secret
-from pipeline import bounce, parse
-from pipeline.context import BounceInfo, Context, Stop
-from storage.db import transaction
-from storage.models import AuditLog, Contact, Message, OutboxMessage, SpoolEntry
+from maild.mail.dsn import read_bounce
+from maild.mail.tokens import bounce_address, load_secret
+from maild.pipeline import bounce, parse
+from maild.pipeline.context import BounceInfo, Context, Stop
+from maild.storage.db import transaction
+from maild.storage.models import AuditLog, Contact, Message, OutboxMessage, SpoolEntry
 from tests.conftest import run_cli
 from tests.pipeline.helpers import (
     NOW,
@@ -46,7 +47,7 @@ def expected(eml: Path) -> dict:
     return json.loads(eml.with_suffix(".json").read_text())
 
 
-# --- the corpus, read by maild.dsn ----------------------------------------------------------------
+# --- the corpus, read by maild.mail.dsn ----------------------------------------------------------------
 
 
 def test_the_corpus_has_every_mta_family() -> None:

@@ -1,4 +1,4 @@
-"""Canned replies: rendering (maild.canned), the desk-over-all-desks lookup, and maildctl canned."""
+"""Canned replies: rendering (maild.tickets.canned), the desk-over-all-desks lookup, and maildctl canned."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.canned import find_canned, firstname_of, render_canned
-from storage.models import AuditLog, Desk
+from maild.storage.models import AuditLog, Desk
+from maild.tickets.canned import find_canned, firstname_of, render_canned
 from tests.conftest import run_cli
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT
 

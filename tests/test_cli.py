@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.tokens import load_secret, reply_address
-from numbering.pattern import Pattern, PatternError
-from storage.db import make_engine, make_sessionmaker
-from storage.migrate import current_head
-from storage.models import Agent, Desk, DeskAddress
+from maild.mail.tokens import load_secret, reply_address
+from maild.numbering.pattern import Pattern, PatternError
+from maild.storage.db import make_engine, make_sessionmaker
+from maild.storage.migrate import current_head
+from maild.storage.models import Agent, Desk, DeskAddress
 from tests.conftest import IS_POSTGRESQL, _pg_url, run_cli
 
 Ctl = Callable[..., subprocess.CompletedProcess[str]]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_cli.main import _parser, main
+from maild.admin_cli.main import _parser, main
 from maild.config import Config
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_agent, make_desk
 

@@ -1,10 +1,10 @@
-"""The command block at the top of an agent's reply: maild.commands.parse_commands (no database)."""
+"""The command block at the top of an agent's reply: maild.tickets.commands.parse_commands (no database)."""
 
 from __future__ import annotations
 
 import pytest
 
-from maild.commands import (
+from maild.tickets.commands import (
     AssignCommand,
     CannedCommand,
     CcCommand,

@@ -22,12 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.htmltext import html_to_text, sanitize_html
-from maild.mailparse import parse_mail
-from maild.quotes import visible_text
-from storage.attachments import path_of
-from storage.db import transaction
-from storage.models import Attachment, Desk
+from maild.mail.htmltext import html_to_text, sanitize_html
+from maild.mail.mailparse import parse_mail
+from maild.mail.quotes import visible_text
+from maild.storage.attachments import path_of
+from maild.storage.db import transaction
+from maild.storage.models import Attachment, Desk
 from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import (
     SUP_PATTERN,

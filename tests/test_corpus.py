@@ -28,9 +28,9 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, load_config
-from storage.attachments import path_of
-from storage.db import make_engine, make_sessionmaker
-from storage.models import Message, OutboxMessage, SpoolEntry, Ticket
+from maild.storage.attachments import path_of
+from maild.storage.db import make_engine, make_sessionmaker
+from maild.storage.models import Message, OutboxMessage, SpoolEntry, Ticket
 from tests.conftest import IS_POSTGRESQL, _pg_url
 from tests.pipeline.helpers import (
     NOW,

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from maild.config import Config
-from storage.models import AuditLog, Desk, DeskAddress, Message, RetiredPattern, Ticket
+from maild.storage.models import AuditLog, Desk, DeskAddress, Message, RetiredPattern, Ticket
 from tests.conftest import run_cli
 from tests.daemon import Factory, free_port, send, start_fixture, wait_until, write_config  # noqa: F401
 from tests.pipeline.helpers import deliver, mail, make_desk, tickets

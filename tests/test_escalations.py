@@ -1,4 +1,5 @@
-"""Escalation rules and reminders (issue 7 item 5): maild.escalations (each action, once per ticket state,
+"""Escalation rules and reminders (issue 7 item 5): maild.tickets.escalations (each action, once per ticket
+state,
 filters, two instances at once), `maildctl escalation`, and the `escalations` job of `maild serve`."""
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild import ticket_ops
 from maild.config import Config, Hygiene
-from maild.escalations import describe_span, escalate, run_escalations
-from storage.db import transaction
-from storage.models import (
+from maild.storage.db import transaction
+from maild.storage.models import (
     AuditLog,
     Category,
     Desk,
@@ -31,6 +30,8 @@ from storage.models import (
     Ticket,
     utcnow,
 )
+from maild.tickets import ticket_ops
+from maild.tickets.escalations import describe_span, escalate, run_escalations
 from tests.cli import ctl, ok, one_line_error
 from tests.daemon import free_port, sent_mails, start_fixture, wait_until, write_config  # noqa: F401
 from tests.pipeline.helpers import (

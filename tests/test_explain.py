@@ -17,15 +17,15 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-import pipeline
-from admin_cli.main import main as maildctl
+from maild import pipeline
+from maild.admin_cli.main import main as maildctl
 from maild.config import Config
-from maild.tokens import SECRET_FILE, bounce_address, load_secret
-from pipeline import runner
-from pipeline.context import BounceInfo, Context, Stop
-from pipeline.explain import Explanation
-from storage.db import transaction
-from storage.models import BlockEntry, Desk, SpoolEntry
+from maild.mail.tokens import SECRET_FILE, bounce_address, load_secret
+from maild.pipeline import runner
+from maild.pipeline.context import BounceInfo, Context, Stop
+from maild.pipeline.explain import Explanation
+from maild.storage.db import transaction
+from maild.storage.models import BlockEntry, Desk, SpoolEntry
 from tests.conftest import run_cli
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, crlf, deliver, mail, make_desk, outbox
 from tests.pipeline.helpers import ticket as ticket_by_number
@@ -529,7 +529,7 @@ def test_an_out_of_office_reply_is_automatic_in_the_sentence_and_the_json(
 
 def test_the_json_of_a_context_filled_by_hand(session_factory: Factory, cfg: Config) -> None:
     """The builder alone: what the bounce and autoreply stages leave in the context, as JSON."""
-    from pipeline import explain as explaining
+    from maild.pipeline import explain as explaining
 
     with session_factory() as session:
         ctx = Context(session=session, cfg=cfg, spool=SpoolEntry(mail_from=""), raw=b"", now=NOW)

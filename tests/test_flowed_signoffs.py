@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from maild.flowed import unflow
-from maild.signoffs import strip_signoff
+from maild.mail.flowed import unflow
+from maild.mail.signoffs import strip_signoff
 
 
 def test_soft_breaks_join_and_hard_breaks_stay() -> None:

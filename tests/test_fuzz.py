@@ -18,10 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.htmltext import html_to_text, sanitize_html
-from maild.mailparse import NotAMessage, ParsedMail, parse_mail
-from maild.quotes import visible_text
-from storage.models import SpoolEntry
+from maild.mail.htmltext import html_to_text, sanitize_html
+from maild.mail.mailparse import NotAMessage, ParsedMail, parse_mail
+from maild.mail.quotes import visible_text
+from maild.storage.models import SpoolEntry
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, crlf, deliver, mail, make_desk
 
 Factory = sessionmaker[Session]

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-import admin_cli.health
-from admin_cli.common import App
-from admin_cli.main import main
+import maild.admin_cli.health
+from maild.admin_cli.common import App
+from maild.admin_cli.main import main
 from maild.config import Config
-from maild.control import ask_status, socket_path
-from storage.db import transaction
-from storage.models import Desk, JobRun, OutboxMessage, SpoolEntry, utcnow
+from maild.ingress.control import ask_status, socket_path
+from maild.storage.db import transaction
+from maild.storage.models import Desk, JobRun, OutboxMessage, SpoolEntry, utcnow
 from tests.cli import ctl
 from tests.conftest import BIN
 from tests.daemon import (
@@ -291,7 +291,7 @@ def run_main(config_file: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int
 
 def fake_daemon(monkeypatch: pytest.MonkeyPatch, uptime_seconds: float) -> None:
     status = {"status": "running", "pid": 4242, "version": "0", "uptime_seconds": uptime_seconds}
-    monkeypatch.setattr(admin_cli.health, "ask_status", lambda path: {**status, "listeners": []})
+    monkeypatch.setattr(maild.admin_cli.health, "ask_status", lambda path: {**status, "listeners": []})
 
 
 def test_a_job_that_stopped_succeeding_while_the_daemon_runs_needs_an_admin(
@@ -357,7 +357,7 @@ def test_a_database_that_cannot_be_reached_is_one_problem_and_the_rest_is_still_
     closed = f"postgresql+psycopg://maild@127.0.0.1:{free_port()}/maild"  # nobody listens there
     app = App(dataclasses.replace(cfg, database_url=closed))
     try:
-        report = admin_cli.health.collect(app)
+        report = maild.admin_cli.health.collect(app)
     finally:
         app.close()
 

@@ -21,9 +21,16 @@ from typing import Any
 
 import pytest
 
-from maild import listeners
 from maild.config import LOOPBACK_NETWORKS, Config, ConfigError, ListenAddress, load_config
-from maild.listeners import ClientLimits, Connections, DeskAddresses, Intake, start_listeners, stop_listeners
+from maild.ingress import listeners
+from maild.ingress.listeners import (
+    ClientLimits,
+    Connections,
+    DeskAddresses,
+    Intake,
+    start_listeners,
+    stop_listeners,
+)
 from tests.conftest import run_cli
 from tests.daemon import (
     TIMEOUT,

@@ -29,13 +29,13 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.addresses import normalize
-from maild.automatic import CLASSES as AUTOMATIC_KINDS
 from maild.config import Config, load_config
-from pipeline.runner import process
-from storage.db import make_engine, make_sessionmaker, transaction
-from storage.models import Message, OutboxMessage, SpoolEntry
-from storage.spool import record_received, write_raw
+from maild.mail.addresses import normalize
+from maild.mail.automatic import CLASSES as AUTOMATIC_KINDS
+from maild.pipeline.runner import process
+from maild.storage.db import make_engine, make_sessionmaker, transaction
+from maild.storage.models import Message, OutboxMessage, SpoolEntry
+from maild.storage.spool import record_received, write_raw
 from tests.conftest import IS_POSTGRESQL, _pg_url
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, make_desk
 

@@ -19,14 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-import maild.imap_poll
+import maild.ingress.imap_poll
 from maild.config import Config, ImapAccount
-from maild.imap_poll import ImapPoller, imap_utf7, return_path, run_pollers
-from maild.listeners import Spooled
-from pipeline.runner import process
-from storage.db import transaction
-from storage.files import content_path
-from storage.models import DeskAddress, ImapState, SpoolEntry
+from maild.ingress.imap_poll import ImapPoller, imap_utf7, return_path, run_pollers
+from maild.ingress.listeners import Spooled
+from maild.pipeline.runner import process
+from maild.storage.db import transaction
+from maild.storage.files import content_path
+from maild.storage.models import DeskAddress, ImapState, SpoolEntry
 from tests.pipeline.helpers import SALES, SALES_PATTERN, SUP_PATTERN, SUPPORT, mail, make_desk, spool, tickets
 from tests.servers.dovecot import Dovecot, dovecot_fixture  # noqa: F401  (the fixture `dovecot`)
 
@@ -283,7 +283,7 @@ def test_mail_whose_spool_row_cannot_be_committed_stays_unread_and_in_the_folder
         raise OperationalError("INSERT INTO spool", {}, Exception("server closed the connection"))
 
     with monkeypatch.context() as patch:
-        patch.setattr(maild.imap_poll, "record_received", database_down)
+        patch.setattr(maild.ingress.imap_poll, "record_received", database_down)
         with pytest.raises(OperationalError):
             run(poller(cfg, account, session_factory, Handed()).poll_once())
 

@@ -20,11 +20,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.ticket_ops import add_note
-from storage import attachments as attachment_store
-from storage.db import transaction
-from storage.models import Attachment, AuditLog, Message, SpoolEntry
-from storage.spool import read_raw
+from maild.storage import attachments as attachment_store
+from maild.storage.db import transaction
+from maild.storage.models import Attachment, AuditLog, Message, SpoolEntry
+from maild.storage.spool import read_raw
+from maild.tickets.ticket_ops import add_note
 from tests.conftest import run_cli
 from tests.pipeline.helpers import (
     NOW,

@@ -1,5 +1,5 @@
 """Issue 13, point 1: an imported backlog mails nobody. Tickets `maildctl import` creates keep their old
-dates but are left alone by auto-close, escalations and reminders (maild.quiet) until something live
+dates but are left alone by auto-close, escalations and reminders (maild.tickets.quiet) until something live
 happens on them, or the admin asks for it with `--automate`; the summary says how the tickets arrived.
 
 The backlog is from 2023 and the desk closes `waiting` tickets after a day (its default auto-close
@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.autoclose import auto_close
 from maild.config import Config
-from maild.escalations import escalate
-from storage.db import transaction
-from storage.models import Desk, EscalationFired, EscalationRule, Message, OutboxMessage, Ticket, utcnow
+from maild.storage.db import transaction
+from maild.storage.models import Desk, EscalationFired, EscalationRule, Message, OutboxMessage, Ticket, utcnow
+from maild.tickets.autoclose import auto_close
+from maild.tickets.escalations import escalate
 from tests.conftest import run_cli
 from tests.daemon import free_port, sent_mails, start_fixture, wait_until, write_config  # noqa: F401
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, agent_address, crlf, deliver, make_agent, make_desk

@@ -1,4 +1,5 @@
-"""The LMTP/SMTP intake in process: the real aiosmtpd protocols of `maild.listeners` on loopback ports,
+"""The LMTP/SMTP intake in process: the real aiosmtpd protocols of `maild.ingress.listeners` on loopback
+ports,
 the real spool and database, a client speaking the protocol line by line. What the MTA reads back is
 the contract: 550 5.1.1 at RCPT for an address no desk has, 552 5.3.4 over the size limit, 451 4.3.0 for
 disk or database trouble, 250 only once the bytes are fsynced and the 'received' row is committed, and
@@ -21,7 +22,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, ListenAddress
-from maild.listeners import (
+from maild.ingress.listeners import (
     MAX_RECIPIENTS,
     Connections,
     DeskAddresses,
@@ -32,8 +33,8 @@ from maild.listeners import (
     start_listeners,
     stop_listeners,
 )
-from storage.db import transaction
-from storage.models import DeskAddress
+from maild.storage.db import transaction
+from maild.storage.models import DeskAddress
 from tests.pipeline.helpers import SALES, SALES_PATTERN, SUP_PATTERN, SUPPORT, crlf, mail, make_desk, spool
 from tests.test_serve import spooled_file
 
@@ -404,7 +405,7 @@ def test_spool_trouble_answers_451_per_recipient(
 
 
 def test_database_trouble_at_rcpt_answers_451(cfg: Config, tmp_path: Path) -> None:
-    from storage.db import make_engine, make_sessionmaker
+    from maild.storage.db import make_engine, make_sessionmaker
 
     (tmp_path / "not-a-db").mkdir()
     engine = make_engine(f"sqlite:///{tmp_path / 'not-a-db'}")

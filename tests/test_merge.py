@@ -1,4 +1,4 @@
-"""Ticket merge (DESIGN §3, issue 7): maild.merge.merge_tickets and `maildctl ticket merge`.
+"""Ticket merge (DESIGN §3, issue 7): maild.tickets.merge.merge_tickets and `maildctl ticket merge`.
 
 Tickets are made by delivering mail through the real pipeline; the merge runs in one transaction as the
 CLI runs it; mail to a merged ticket afterwards goes through the pipeline again."""
@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.merge import MergeRefused, merge_tickets
-from storage.db import transaction
-from storage.models import AuditLog, Message, OutboxMessage, TicketTag, TimeEntry
+from maild.storage.db import transaction
+from maild.storage.models import AuditLog, Message, OutboxMessage, TicketTag, TimeEntry
+from maild.tickets.merge import MergeRefused, merge_tickets
 from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import (
     NOW,

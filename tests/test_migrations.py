@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from storage.migrate import alembic_config
-from storage.models import Base
+from maild.storage.migrate import alembic_config
+from maild.storage.models import Base
 
 
 def _differences(url: str) -> list[object]:

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild import sender
 from maild.config import Config
-from maild.sender import CLAIM_LEASE, FlushResult, flush, holder, release_dead_claims
-from storage.models import OutboxMessage
+from maild.outbound import sender
+from maild.outbound.sender import CLAIM_LEASE, FlushResult, flush, holder, release_dead_claims
+from maild.storage.models import OutboxMessage
 from tests import test_sender
 from tests.test_sender import NAIVE, NOW, Recorder, outbox_row, queue, via
 

@@ -21,12 +21,12 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.outgoing import OutgoingAttachment, expand_stored, queue_mail, sent_bytes, sent_size
-from maild.replies import relay_reply
-from maild.sender import FlushResult, flush
-from storage import attachments as attachment_store
-from storage.db import transaction
-from storage.models import Agent, Desk, Message, OutboxMessage, Ticket
+from maild.outbound.outgoing import OutgoingAttachment, expand_stored, queue_mail, sent_bytes, sent_size
+from maild.outbound.sender import FlushResult, flush
+from maild.storage import attachments as attachment_store
+from maild.storage.db import transaction
+from maild.storage.models import Agent, Desk, Message, OutboxMessage, Ticket
+from maild.tickets.replies import relay_reply
 from tests.conftest import run_cli
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, crlf, deliver, make_agent, make_desk
 from tests.test_sender import Recorder, recording_server, via

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.outgoing import MAX_REFERENCES, MAX_REFERENCES_CHARS, queue_desk_mail, queue_mail
-from storage.db import transaction
-from storage.models import Contact, Desk, Message, OutboxMessage, Ticket
+from maild.outbound.outgoing import MAX_REFERENCES, MAX_REFERENCES_CHARS, queue_desk_mail, queue_mail
+from maild.storage.db import transaction
+from maild.storage.models import Contact, Desk, Message, OutboxMessage, Ticket
 from tests.pipeline.helpers import (
     CUSTOMER,
     NOW,

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.mailparse import REFERENCES_MAX, SUBJECT_MAX, parse_mail
-from maild.outgoing import DISPLAY_NAME_MAX, HEADER_TEXT_MAX, MAX_REFERENCES
-from pipeline.apply import TICKET_SUBJECT_MAX
-from storage.spool import read_raw
+from maild.mail.mailparse import REFERENCES_MAX, SUBJECT_MAX, parse_mail
+from maild.outbound.outgoing import DISPLAY_NAME_MAX, HEADER_TEXT_MAX, MAX_REFERENCES
+from maild.pipeline.apply import TICKET_SUBJECT_MAX
+from maild.storage.spool import read_raw
 from tests.pipeline.helpers import (
     SUP_PATTERN,
     SUPPORT,

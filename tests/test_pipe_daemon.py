@@ -1,4 +1,5 @@
-"""`maild pipe` with `maild serve` running on the same data directory (maild.control): the pipe spools the
+"""`maild pipe` with `maild serve` running on the same data directory (maild.ingress.control): the pipe
+spools the
 mail and the daemon records and processes it, answering the verdict the pipe turns into its exit code.
 When the daemon is not there or fails to answer, the pipe processes the mail itself. Real subprocesses, a
 real unix socket; the daemon's JSON log says who processed what."""
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from maild.control import SOCKET_NAME
+from maild.ingress.control import SOCKET_NAME
 from tests.conftest import run_cli
 from tests.daemon import Factory, all_done, free_port, sent_mails, start_fixture, wait_until, write_config  # noqa: F401
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, mail, make_desk, spool, tickets

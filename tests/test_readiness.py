@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 
-from storage.migrate import alembic_config, upgrade
-from storage.schema import CURRENT, HEAD, MISSING, OLD, REVISIONS, check_database
+from maild.storage.migrate import alembic_config, upgrade
+from maild.storage.schema import CURRENT, HEAD, MISSING, OLD, REVISIONS, check_database
 from tests.conftest import IS_POSTGRESQL, run_cli
 from tests.pipeline.helpers import mail as make_mail
 

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.reports import build_report, percentile
-from storage.models import Desk
+from maild.storage.models import Desk
+from maild.tickets.reports import build_report, percentile
 from tests.conftest import run_cli
 from tests.pipeline.helpers import (
     NOW,

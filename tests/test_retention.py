@@ -1,4 +1,5 @@
-"""The spool's retention period (maild/retention.py, `maildctl spool purge`, the `spool_retention` job of
+"""The spool's retention period (maild/tickets/retention.py, `maildctl spool purge`, the `spool_retention`
+job of
 `maild serve`): old raw mail leaves the disk, the rows, tickets, messages and attachments stay, and no byte
 that a newer, unprocessed or held mail still needs is deleted.
 
@@ -18,10 +19,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, ConfigError, parse_config
-from maild.retention import purge_raw_mail
-from storage.db import transaction
-from storage.files import content_path, discard_stale, store_bytes
-from storage.models import AuditLog, SpoolEntry, utcnow
+from maild.storage.db import transaction
+from maild.storage.files import content_path, discard_stale, store_bytes
+from maild.storage.models import AuditLog, SpoolEntry, utcnow
+from maild.tickets.retention import purge_raw_mail
 from tests.cli import ctl, ok, one_line_error
 from tests.daemon import free_port, start_fixture, wait_until, write_config  # noqa: F401 (fixture `start`)
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_desk, spool, ticket
@@ -154,7 +155,7 @@ def test_a_dry_run_counts_and_changes_nothing(session_factory: Factory, cfg: Con
 def test_the_purge_goes_in_batches(
     session_factory: Factory, cfg: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("maild.retention.BATCH", 2)
+    monkeypatch.setattr("maild.tickets.retention.BATCH", 2)
     for n in range(5):
         deliver(session_factory, cfg, customer_mail(n), SUPPORT)
     age(session_factory, cfg, 100)

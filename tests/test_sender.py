@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.outgoing import queue_mail
-from maild.sender import BACKOFF_BASE, CLAIM_LEASE, FlushResult, backoff, claim, flush
-from maild.tokens import bounce_address, bounce_matches, load_secret, parse_bounce_address
-from storage.models import Contact, Desk, DeskAddress, Message, OutboxMessage, Ticket
+from maild.mail.tokens import bounce_address, bounce_matches, load_secret, parse_bounce_address
+from maild.outbound.outgoing import queue_mail
+from maild.outbound.sender import BACKOFF_BASE, CLAIM_LEASE, FlushResult, backoff, claim, flush
+from maild.storage.models import Contact, Desk, DeskAddress, Message, OutboxMessage, Ticket
 from tests.conftest import run_cli
 
 NOW = dt.datetime(2026, 3, 7, 12, 0, tzinfo=dt.UTC)

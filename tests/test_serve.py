@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from maild.config import Config
-from storage.db import transaction
-from storage.models import Message
-from storage.spool import record_received, write_raw
+from maild.storage.db import transaction
+from maild.storage.models import Message
+from maild.storage.spool import record_received, write_raw
 from tests.conftest import IS_POSTGRESQL, run_cli
 from tests.daemon import (
     EX_OK,

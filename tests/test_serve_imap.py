@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.models import SpoolEntry, Ticket
+from maild.storage.models import SpoolEntry, Ticket
 from tests.conftest import run_cli
 from tests.daemon import (
     Factory,

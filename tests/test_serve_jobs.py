@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from maild.config import Config
-from storage.db import transaction
-from storage.models import Desk, OutboxMessage, Ticket, utcnow
+from maild.storage.db import transaction
+from maild.storage.models import Desk, OutboxMessage, Ticket, utcnow
 from tests.daemon import (
     Factory,
     free_port,

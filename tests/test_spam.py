@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_cli.main import main as maildctl
+from maild.admin_cli.main import main as maildctl
 from maild.config import Config
-from pipeline import STAGES, runner
-from pipeline.context import Context
-from pipeline.spam import verdict
-from storage.models import AuditLog
+from maild.pipeline import STAGES, runner
+from maild.pipeline.context import Context
+from maild.pipeline.spam import verdict
+from maild.storage.models import AuditLog
 from tests.pipeline.helpers import (
     SUP_PATTERN,
     SUPPORT,

@@ -1,4 +1,4 @@
-"""Ticket split (DESIGN §3, issue 7): maild.split.split_ticket and `maildctl ticket split`.
+"""Ticket split (DESIGN §3, issue 7): maild.tickets.split.split_ticket and `maildctl ticket split`.
 
 Tickets are made by delivering mail through the real pipeline; the split runs in one transaction as the
 CLI runs it; mail replying to a moved message afterwards goes through the pipeline again."""
@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.merge import merge_tickets
-from maild.split import SplitRefused, split_ticket
-from storage.db import transaction
-from storage.models import AuditLog, Desk, OutboxMessage, SpoolEntry, Ticket
+from maild.storage.db import transaction
+from maild.storage.models import AuditLog, Desk, OutboxMessage, SpoolEntry, Ticket
+from maild.tickets.merge import merge_tickets
+from maild.tickets.split import SplitRefused, split_ticket
 from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import NOW, SALES, SUPPORT, crlf, deliver, mail, make_desk, ticket, tickets
 

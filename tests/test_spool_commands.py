@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_cli.main import main as maildctl
+from maild.admin_cli.main import main as maildctl
 from maild.config import Config
-from pipeline import runner
-from storage.db import transaction
-from storage.files import content_path
-from storage.models import AuditLog, Message, SpoolEntry
+from maild.pipeline import runner
+from maild.storage.db import transaction
+from maild.storage.files import content_path
+from maild.storage.models import AuditLog, Message, SpoolEntry
 from tests.cli import ctl, ok, one_line_error
 from tests.conftest import run_cli
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, crlf, deliver, mail, make_desk, spool, tickets

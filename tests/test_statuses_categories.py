@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild import ticket_ops
-from maild.autoclose import auto_close
 from maild.config import Config
-from pipeline.runner import Result
-from storage.db import transaction
-from storage.models import Agent, AuditLog, Category, DeskStatus, OutboxMessage, Ticket
+from maild.pipeline.runner import Result
+from maild.storage.db import transaction
+from maild.storage.models import Agent, AuditLog, Category, DeskStatus, OutboxMessage, Ticket
+from maild.tickets import ticket_ops
+from maild.tickets.autoclose import auto_close
 from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import (
     NOW,

@@ -1,5 +1,6 @@
 """`maildctl template check|install|preview`, the validated desk templates the daemon renders from
-(maild.templating: a broken override is refused, logged as template_invalid, and the last good version or
+(maild.outbound.templating: a broken override is refused, logged as template_invalid, and the last good
+version or
 the package default is used instead), and the refused attachments the customer is told of
 (`refused_attachments` of ticket_created and agent_reply)."""
 
@@ -18,13 +19,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild import templating
 from maild.config import Config
-from maild.replies import send_reply
-from maild.templating import check_templates, render, sample_variables
-from storage.db import transaction
-from storage.models import OutboxMessage, Ticket
-from templates import DEFAULT_DIR
+from maild.outbound import templating
+from maild.outbound.templating import check_templates, render, sample_variables
+from maild.storage.db import transaction
+from maild.storage.models import OutboxMessage, Ticket
+from maild.templates import DEFAULT_DIR
+from maild.tickets.replies import send_reply
 from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import (
     NOW,
@@ -183,7 +184,7 @@ def test_preview_of_a_broken_override_shows_what_the_daemon_sends_instead(
     )
 
 
-# --- the daemon's path: maild.templating.render -----------------------------------------------------
+# --- the daemon's path: maild.outbound.templating.render ----------------------------------------------------
 
 
 VARIABLES = {**sample_variables("ticket_created"), "desk_name": "support"}

@@ -1,5 +1,5 @@
 """Outgoing mail templates (Jinja2, sandboxed, per-desk overrides over package defaults) and the mail that
-`maild.outgoing.queue_mail` composes from them."""
+`maild.outbound.outgoing.queue_mail` composes from them."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from jinja2.exceptions import UndefinedError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.outgoing import queue_mail
-from maild.templating import check_templates, render
-from storage.models import Contact, Desk, DeskAddress, OutboxMessage, Ticket
+from maild.outbound.outgoing import queue_mail
+from maild.outbound.templating import check_templates, render
+from maild.storage.models import Contact, Desk, DeskAddress, OutboxMessage, Ticket
 
 NOW = dt.datetime(2026, 3, 7, 12, 30, tzinfo=dt.UTC)
 VARIABLES = {

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.tokens import load_secret, reply_address
-from storage.db import transaction
-from storage.models import (
+from maild.mail.tokens import load_secret, reply_address
+from maild.storage.db import transaction
+from maild.storage.models import (
     Agent,
     Attachment,
     AuditLog,

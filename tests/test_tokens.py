@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from maild.tokens import ReplyTarget, load_secret, make_token, reply_address, token_of, verify_token
+from maild.mail.tokens import ReplyTarget, load_secret, make_token, reply_address, token_of, verify_token
 
 SECRET = b"s" * 32
 

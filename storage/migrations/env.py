@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from storage.models import Base
+from maild.storage.models import Base
 
 url = context.config.get_main_option("sqlalchemy.url")
 assert url, "storage.migrate sets sqlalchemy.url"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from maild.tokens import load_secret, token_of, verify_token
-from storage.models import OutboxMessage
+from maild.mail.tokens import load_secret, token_of, verify_token
+from maild.storage.models import OutboxMessage
 from tests.conftest import run_cli
 from tests.daemon import EX_OK, Factory, Serve, all_done, free_port, send, wait_until
 from tests.e2e.helpers import DESK, TIMEOUT, parse, relays, serve_config

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.models import Message
+from maild.storage.models import Message
 from tests.daemon import EX_OK, Factory, free_port, wait_until
 from tests.e2e.helpers import DESK, serve_config
 from tests.pipeline.helpers import mail, outbox, spool, tickets

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.models import Contact, OutboxMessage
+from maild.storage.models import Contact, OutboxMessage
 from tests.daemon import EX_OK, Factory, all_done, free_port, wait_until
 from tests.e2e.helpers import DESK, TIMEOUT, parse, relays, serve_config
 from tests.pipeline.helpers import mail, outbox, spool, tickets

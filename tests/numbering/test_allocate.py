@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from numbering.allocate import allocate_number
-from storage.models import Desk, NumberCounter
+from maild.numbering.allocate import allocate_number
+from maild.storage.models import Desk, NumberCounter
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 7, 12, tzinfo=UTC)
@@ -164,9 +164,9 @@ WORKER = """
 import json, sys
 from datetime import datetime
 
-from numbering.allocate import allocate_number
-from storage.db import make_engine, make_sessionmaker
-from storage.models import Desk
+from maild.numbering.allocate import allocate_number
+from maild.storage.db import make_engine, make_sessionmaker
+from maild.storage.models import Desk
 
 url, desk_id, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 now = datetime.fromisoformat(sys.argv[4])

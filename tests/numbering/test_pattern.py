@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from numbering.pattern import COUNTERS, Pattern, PatternError, compile_pattern, find_numbers
+from maild.numbering.pattern import COUNTERS, Pattern, PatternError, compile_pattern, find_numbers
 
 EVERYTHING = "{{yyyy}}.{{yy}}.{{mm}}.{{ww}}.{{dd}}/{{nr}}-{{nr-y}}-{{nr-m}}-{{nr-w}}-{{nr-d}}"
 VALUES = {"nr": 1234, "nr-y": 5, "nr-m": 10, "nr-w": 1, "nr-d": 99}

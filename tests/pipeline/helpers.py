@@ -20,14 +20,14 @@ from email.utils import format_datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.addresses import normalize
 from maild.config import Config
-from maild.outgoing import AGENT_ONLY_TEMPLATES
-from maild.tokens import load_secret, note_address, reply_address
-from pipeline.runner import Result, process
-from storage.db import transaction
-from storage.models import Agent, Desk, DeskAddress, Message, OutboxMessage, SpoolEntry, Ticket
-from storage.spool import record_received, write_raw
+from maild.mail.addresses import normalize
+from maild.mail.tokens import load_secret, note_address, reply_address
+from maild.outbound.outgoing import AGENT_ONLY_TEMPLATES
+from maild.pipeline.runner import Result, process
+from maild.storage.db import transaction
+from maild.storage.models import Agent, Desk, DeskAddress, Message, OutboxMessage, SpoolEntry, Ticket
+from maild.storage.spool import record_received, write_raw
 
 NOW = dt.datetime(2026, 3, 7, 9, 30, tzinfo=dt.UTC)
 SUPPORT = "support@example.com"

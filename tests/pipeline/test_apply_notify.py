@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.tokens import load_secret, token_of, verify_token
-from pipeline.runner import Result
-from storage.db import transaction
-from storage.models import AuditLog, Contact, OutboxMessage
+from maild.mail.tokens import load_secret, token_of, verify_token
+from maild.pipeline.runner import Result
+from maild.storage.db import transaction
+from maild.storage.models import AuditLog, Contact, OutboxMessage
 from tests.pipeline.helpers import (
     CLIENTS,
     NOW,
@@ -346,7 +346,7 @@ def test_a_broken_desk_template_does_not_lose_the_ticket(
 ) -> None:
     """An admin's typo in a desk template must not turn every new mail into a failure, nor leave the
     customer unanswered: the broken override is refused when the desk's templates are validated, and the
-    package default is sent in its place (maild.templating)."""
+    package default is sent in its place (maild.outbound.templating)."""
     override = cfg.template_dir / "support"
     override.mkdir(parents=True)
     (override / "ticket_created.subject.j2").write_text(subject_template)

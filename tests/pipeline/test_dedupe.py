@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from pipeline import STAGES
-from pipeline.runner import process
-from storage.db import transaction
-from storage.spool import record_received, write_raw
+from maild.pipeline import STAGES
+from maild.pipeline.runner import process
+from maild.storage.db import transaction
+from maild.storage.spool import record_received, write_raw
 from tests.pipeline.helpers import (
     CLIENTS,
     NOW,

@@ -1,5 +1,5 @@
 """Issue 14, point 8: a sender over the notice rate limit gets the agents one digest of the mails they were
-not told of (maild.flood_digest), instead of one notice per mail or none at all."""
+not told of (maild.tickets.flood_digest), instead of one notice per mail or none at all."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild import flood_digest
 from maild.config import Config
-from maild.flood_digest import send_flood_digests
-from maild.templating import render, sample_variables
-from storage.models import Message, OutboxMessage
+from maild.outbound.templating import render, sample_variables
+from maild.storage.models import Message, OutboxMessage
+from maild.tickets import flood_digest
+from maild.tickets.flood_digest import send_flood_digests
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, deliver, mail, make_agent, make_desk, outbox
 
 Factory = sessionmaker[Session]

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.tokens import load_secret, reply_address
-from pipeline.runner import Result, process
-from storage.db import transaction
-from storage.models import Desk, Message, OutboxMessage, SpoolEntry, Ticket
-from storage.spool import record_received, write_raw
+from maild.mail.tokens import load_secret, reply_address
+from maild.pipeline.runner import Result, process
+from maild.storage.db import transaction
+from maild.storage.models import Desk, Message, OutboxMessage, SpoolEntry, Ticket
+from maild.storage.spool import record_received, write_raw
 from tests.pipeline.helpers import (
     NOW,
     SUP_PATTERN,

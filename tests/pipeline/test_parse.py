@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from storage.attachments import path_of
+from maild.storage.attachments import path_of
 from tests.pipeline.helpers import (
     CLIENTS,
     SUP_PATTERN,

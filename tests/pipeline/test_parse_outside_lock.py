@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from maild import mailparse
 from maild.config import Config
-from pipeline import runner
+from maild.mail import mailparse
+from maild.pipeline import runner
 from tests.conftest import IS_POSTGRESQL
 from tests.daemon import Factory
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_desk

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from maild.participants import MAX_CC
+from maild.tickets.participants import MAX_CC
 from tests.conftest import run_cli
 from tests.pipeline.helpers import (
     SALES,

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from storage.db import transaction
-from storage.models import Contact, Desk, OutboxMessage, SpoolEntry, Ticket
+from maild.storage.db import transaction
+from maild.storage.models import Contact, Desk, OutboxMessage, SpoolEntry, Ticket
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, deliver, mail, make_desk
 from tests.pipeline.helpers import ticket as ticket_by_number
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import pipeline
+from maild import pipeline
 from maild.config import Config, ConfigError, load_config
-from pipeline import runner
-from pipeline.context import Context, Stop
+from maild.pipeline import runner
+from maild.pipeline.context import Context, Stop
 from tests.daemon import Factory
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_desk, outbox, spool, tickets
 

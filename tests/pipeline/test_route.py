@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from storage.models import Contact
+from maild.storage.models import Contact
 from tests.pipeline.helpers import (
     CLIENTS,
     SALES,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-import pipeline
+from maild import pipeline
 from maild.config import Config
-from pipeline import runner
-from pipeline.context import Context, Stop
+from maild.pipeline import runner
+from maild.pipeline.context import Context, Stop
 from tests.pipeline.helpers import (
     NOW,
     SUP_PATTERN,

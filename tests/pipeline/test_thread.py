@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
-from storage.db import transaction
+from maild.storage.db import transaction
 from tests.pipeline.helpers import (
     CLIENTS,
     REPLY_PREFIX,

@@ -173,7 +173,7 @@ def pipe_maild_command(directory: Path, user: str = PIPE_USER) -> str:
     # -S: not the system's site-packages; the venv's are added with their .pth files (the editable install).
     shim.write_text(
         f"#!{python} -S\nimport site, sys\nsite.addsitedir({str(site_packages)!r})\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\nfrom maild.cli import main\nsys.exit(main())\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\nfrom maild.ingress.cli import main\nsys.exit(main())\n"
     )
     shim.chmod(0o755)
     check = subprocess.run(

@@ -1,5 +1,5 @@
 """held agent notices: when a customer mail's notice to agents was held back because its sender flooded
-the desk (pipeline.notify), so the flood digest job (maild.flood_digest) tells the agents of it once
+the desk (pipeline.notify), so the flood digest job (maild.tickets.flood_digest) tells the agents of it once
 
 Revision ID: 0011
 Revises: 0010

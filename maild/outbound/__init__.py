@@ -1,0 +1,1 @@
+"""Outgoing mail: templates, composing, screening recipients, the outbox sender, Maildir delivery."""
