@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from maild.admin_cli.arguments import command_group
 from maild.admin_cli.common import App, UserError, print_json, print_table
 from maild.mail.addresses import is_valid, normalize
 from maild.storage.models import Agent, Desk, DeskAddress
@@ -16,8 +17,7 @@ MAX_NAME = 200  # agents.name / agents.display_name column size
 
 
 def register(commands: Any) -> None:
-    agent = commands.add_parser("agent", help="agents who answer tickets from their mail client")
-    sub = agent.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = command_group(commands, "agent", "agents who answer tickets from their mail client")
     add = sub.add_parser("add", help="add an agent to one or more desks")
     add.add_argument("email")
     add.add_argument("--name", required=True)
@@ -147,7 +147,7 @@ def set_agent(app: App, args: argparse.Namespace) -> int:
 
 def list_agents(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
-        agents = [
+        agents: list[dict[str, Any]] = [
             {
                 "email": a.email,
                 "name": a.name,

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from maild.admin_cli.arguments import command_group
 from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
 from maild.outbound.blocklist import InvalidPattern, check_pattern, is_domain_pattern
 from maild.storage.changes import bump_changes
@@ -21,8 +22,7 @@ MAX_REASON = 2000
 
 
 def register(commands: Any) -> None:
-    block = commands.add_parser("block", help="the blocklist: senders that get no ticket and no reply")
-    sub = block.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = command_group(commands, "block", "the blocklist: senders that get no ticket and no reply")
     add = sub.add_parser(
         "add",
         help="block an address (alice@example.com), a domain (@example.com) or a wildcard (*@*.spam.test)",

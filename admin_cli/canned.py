@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from maild.admin_cli.common import App, UserError, iso, print_json, print_table
+from maild.admin_cli.arguments import add_list, command_group
+from maild.admin_cli.common import App, UserError, find_desk, iso, print_json, print_table
 from maild.storage.models import AuditLog, CannedReply, Desk, utcnow
 from maild.tickets.canned import CANNED_NAME
 
@@ -22,17 +23,18 @@ ACTOR = "maildctl"
 
 
 def register(commands: Any) -> None:
-    canned = commands.add_parser("canned", help="canned replies agents insert with #canned NAME")
-    sub = canned.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = command_group(commands, "canned", "canned replies agents insert with #canned NAME")
     add = sub.add_parser("add", help="add a canned reply, or replace the body of an existing one")
     add.add_argument("name", metavar="NAME")
     _scope_arguments(add)
     add.add_argument("--file", help="the body (UTF-8 text); default: standard input")
     add.set_defaults(handler=add_canned)
-    lst = sub.add_parser("list", help="list canned replies")
-    lst.add_argument("--desk", help="only those this desk can use (its own and the all-desks ones)")
-    lst.add_argument("--json", action="store_true")
-    lst.set_defaults(handler=list_canned)
+    add_list(
+        sub,
+        "list canned replies",
+        "only those this desk can use (its own and the all-desks ones)",
+        list_canned,
+    )
     show = sub.add_parser("show", help="show one canned reply")
     show.add_argument("name", metavar="NAME")
     show.add_argument("--desk", help="as this desk sees it (its own wins over an all-desks one)")
@@ -54,14 +56,7 @@ def _scope(session: Session, args: argparse.Namespace) -> Desk | None:
     """The desk of --desk, or None for --all-desks; exactly one of them must be given."""
     if bool(args.desk) == bool(args.all_desks):
         raise UserError("give either --desk DESK or --all-desks")
-    return _desk(session, args.desk) if args.desk else None
-
-
-def _desk(session: Session, name: str) -> Desk:
-    desk = session.scalars(select(Desk).where(Desk.name == name)).first()
-    if desk is None:
-        raise UserError(f"no desk named {name!r}: see 'maildctl desk list'")
-    return desk
+    return find_desk(session, args.desk) if args.desk else None
 
 
 def _valid_name(name: str) -> str:
@@ -139,7 +134,7 @@ def list_canned(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         query = select(CannedReply, Desk.name).outerjoin(Desk, CannedReply.desk_id == Desk.id)
         if args.desk:
-            desk = _desk(session, args.desk)
+            desk = find_desk(session, args.desk)
             query = query.where((CannedReply.desk_id == desk.id) | CannedReply.desk_id.is_(None))
         # All-desks ones first under a name, then by desk: the order find_canned's choice reads naturally.
         rows = session.execute(query).all()
@@ -163,7 +158,7 @@ def list_canned(app: App, args: argparse.Namespace) -> int:
 def show_canned(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         if args.desk:
-            desk = _desk(session, args.desk)
+            desk = find_desk(session, args.desk)
             reply = _find(session, args.name, desk) or _find(session, args.name, None)
         else:
             reply = _find(session, args.name, None)

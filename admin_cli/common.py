@@ -11,11 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.storage.db import make_engine, make_sessionmaker, transaction
-from maild.storage.models import Ticket
+from maild.storage.models import Desk, Ticket
 from maild.tickets import ticket_ops
 
 
@@ -80,3 +81,13 @@ def find_ticket(session: Session, number: str) -> Ticket:
     if ticket is None:
         raise UserError(f"no ticket {number!r}: see 'maildctl ticket list'")
     return ticket
+
+
+def find_desk(session: Session, name: str, option: str = "") -> Desk:
+    """The desk named `name`, or UserError (naming the `option` it came from, if given)."""
+    desk = session.scalars(select(Desk).where(Desk.name == name)).first()
+    if desk is None:
+        raise UserError(
+            f"no desk named {name!r}{' (' + option + ')' if option else ''}: see 'maildctl desk list'"
+        )
+    return desk

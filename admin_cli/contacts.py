@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from maild.admin_cli.arguments import command_group
 from maild.admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.mail.addresses import is_valid, normalize
 from maild.storage.models import AuditLog, Contact, Participant
@@ -18,8 +19,7 @@ from maild.tickets.participants import NotAddable, check_customer_address, find_
 
 
 def register(commands: Any) -> None:
-    contact = commands.add_parser("contact", help="customers and sub-customers")
-    sub = contact.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = command_group(commands, "contact", "customers and sub-customers")
     add = sub.add_parser("add", help="register a contact (lets them open tickets on clients_only desks)")
     add.add_argument("email")
     add.add_argument("--name", default="", help="display name used in mail to them")

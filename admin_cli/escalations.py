@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
+from maild.admin_cli.arguments import add_desk_item, add_list, command_group
+from maild.admin_cli.common import App, UserError, find_desk, iso, print_json, print_table, who
 from maild.config import Config
 from maild.outbound.templating import desk_override_dir
 from maild.storage.models import PRIORITIES, AuditLog, Desk, EscalationFired, EscalationRule
@@ -28,10 +29,9 @@ MAX_HOURS = 24 * 365 * 10
 
 
 def register(commands: Any) -> None:
-    escalation = commands.add_parser(
-        "escalation", help="escalation rules and reminders: what happens to tickets left in a status"
+    sub = command_group(
+        commands, "escalation", "escalation rules and reminders: what happens to tickets left in a status"
     )
-    sub = escalation.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = sub.add_parser(
         "add",
         help="add an escalation rule to a desk",
@@ -61,30 +61,12 @@ def register(commands: Any) -> None:
         "your answer'); a package template or one of the desk's overrides",
     )
     add.set_defaults(handler=add_rule)
-    lst = sub.add_parser("list", help="list escalation rules")
-    lst.add_argument("--desk", help="only this desk's rules")
-    lst.add_argument("--json", action="store_true")
-    lst.set_defaults(handler=list_rules)
-    remove = sub.add_parser("remove", help="remove an escalation rule")
-    remove.add_argument("desk", metavar="DESK")
-    remove.add_argument("name", metavar="NAME")
-    remove.set_defaults(handler=remove_rule)
-    change = sub.add_parser("set", help="switch an escalation rule on or off")
-    change.add_argument("desk", metavar="DESK")
-    change.add_argument("name", metavar="NAME")
+    add_list(sub, "list escalation rules", "only this desk's rules", list_rules)
+    add_desk_item(sub, "remove", "remove an escalation rule", remove_rule)
+    change = add_desk_item(sub, "set", "switch an escalation rule on or off", set_rule)
     # Not an argparse mutually exclusive group: its complaint is a usage block and exit 2, ours one line.
     change.add_argument("--active", action="store_true", help="the scheduler runs it (the default)")
     change.add_argument("--inactive", action="store_true", help="the scheduler skips it")
-    change.set_defaults(handler=set_rule)
-
-
-def _desk(session: Session, name: str, option: str = "") -> Desk:
-    desk = session.scalars(select(Desk).where(Desk.name == name)).first()
-    if desk is None:
-        raise UserError(
-            f"no desk named {name!r}{' (' + option + ')' if option else ''}: see 'maildctl desk list'"
-        )
-    return desk
 
 
 def _rule(session: Session, desk: Desk, name: str) -> EscalationRule:
@@ -180,24 +162,13 @@ def add_rule(app: App, args: argparse.Namespace) -> int:
     actor = who()
     try:
         with app.session() as session:
-            desk = _desk(session, args.desk)
+            desk = find_desk(session, args.desk)
             status = _status(session, desk, args.status, "--status")
             priority = _priority(args.priority, "--priority")
-            target = _desk(session, args.set_desk, "--set-desk") if args.set_desk else None
-            if target is not None and target.id == desk.id:
-                raise UserError(
-                    f"--set-desk {target.name} is the rule's own desk: give another desk or leave it out"
-                )
-            set_status = None
-            if args.set_status:
-                # Set before the move: a status both desks know.
-                for where in (desk, target) if target is not None else (desk,):
-                    _status(session, where, args.set_status, "--set-status")
-                if args.set_status == status:
-                    raise UserError(
-                        f"--set-status {status} is the status the rule waits in: give another one"
-                    )
-                set_status = args.set_status
+            target = _set_desk(session, desk, args.set_desk) if args.set_desk else None
+            set_status = (
+                _set_status(session, desk, target, args.set_status, status) if args.set_status else None
+            )
             set_priority = _priority(args.set_priority, "--set-priority")
             # The reminder is sent after the move, so from the desk the ticket ends on, with its templates.
             remind = _template(app.cfg, target or desk, args.remind) if args.remind else None
@@ -232,6 +203,24 @@ def add_rule(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_desk(session: Session, desk: Desk, name: str) -> Desk:
+    """--set-desk: another desk than the rule's own."""
+    target = find_desk(session, name, "--set-desk")
+    if target.id == desk.id:
+        raise UserError(f"--set-desk {target.name} is the rule's own desk: give another desk or leave it out")
+    return target
+
+
+def _set_status(session: Session, desk: Desk, target: Desk | None, wanted: str, status: str) -> str:
+    """--set-status: a status both the rule's desk and the --set-desk know (it is set before the move),
+    other than the one the rule waits in."""
+    for where in (desk, target) if target is not None else (desk,):
+        _status(session, where, wanted, "--set-status")
+    if wanted == status:
+        raise UserError(f"--set-status {status} is the status the rule waits in: give another one")
+    return wanted
+
+
 def _exists(session: Session, desk: Desk, name: str) -> bool:
     query = select(EscalationRule.id).where(EscalationRule.desk_id == desk.id, EscalationRule.name == name)
     return session.scalars(query).first() is not None
@@ -241,7 +230,7 @@ def list_rules(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         query = select(EscalationRule).join(Desk, EscalationRule.desk_id == Desk.id)
         if args.desk:
-            query = query.where(EscalationRule.desk_id == _desk(session, args.desk).id)
+            query = query.where(EscalationRule.desk_id == find_desk(session, args.desk).id)
         rules = list(session.scalars(query.order_by(Desk.name, EscalationRule.name)))
         entries = [(rule_json(rule, _fired(session, rule)), describe_rule(rule)) for rule in rules]
     if args.json:
@@ -256,7 +245,7 @@ def list_rules(app: App, args: argparse.Namespace) -> int:
 
 def remove_rule(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
-        desk = _desk(session, args.desk)
+        desk = find_desk(session, args.desk)
         rule = _rule(session, desk, args.name)
         session.add(
             AuditLog(actor=who(), action="escalation_remove", detail=rule_json(rule, _fired(session, rule)))
@@ -270,7 +259,7 @@ def set_rule(app: App, args: argparse.Namespace) -> int:
     if args.active == args.inactive:
         raise UserError("give either --active or --inactive")
     with app.session() as session:
-        desk = _desk(session, args.desk)
+        desk = find_desk(session, args.desk)
         rule = _rule(session, desk, args.name)
         before, rule.active = rule.active, args.active
         session.add(

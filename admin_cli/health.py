@@ -157,7 +157,7 @@ def _spool(session: Session, cfg: Config, now: dt.datetime, problems: list[Probl
         if state == "received":  # a released row is 'received' with no outcome; a retried one may have one
             counts["waiting"] += count
             oldest = first if oldest is None or (first is not None and first < oldest) else oldest
-        else:
+        elif outcome is not None:  # always, by the query: a 'done' row here has an AWAITING_REVIEW outcome
             counts[outcome] += count
     age = (now - oldest).total_seconds() if oldest is not None else None
     stuck_after = max(STUCK_SECONDS, STALE_INTERVALS * cfg.schedule.recovery_seconds)

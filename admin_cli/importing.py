@@ -10,10 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import select
-
 from maild.admin_cli.common import App, UserError, find_ticket, print_json
-from maild.storage.models import AuditLog, Desk
+from maild.storage.models import AuditLog
 
 KINDS = ("mbox", "maildir")  # as maild.ingress.importer's, which loads the pipeline: only when importing
 
@@ -107,14 +105,12 @@ def _print_summary(data: dict[str, Any], path: Path, desk: str) -> None:
 
 
 def import_mailbox(app: App, args: argparse.Namespace) -> int:
-    from maild.admin_cli.common import who
+    from maild.admin_cli.common import find_desk, who
     from maild.ingress.importer import SourceError, index, open_source, replay
 
     path = Path(args.path)
     with app.session() as session:
-        desk = session.scalars(select(Desk).where(Desk.name == args.desk)).first()
-        if desk is None:
-            raise UserError(f"no desk named {args.desk!r}: see 'maildctl desk list'")
+        desk = find_desk(session, args.desk)
         recipient = desk.primary_address
     try:
         box = open_source(args.kind, path)
@@ -155,10 +151,11 @@ def import_mailbox(app: App, args: argparse.Namespace) -> int:
 
 
 def export_ticket(app: App, args: argparse.Namespace) -> int:
-    from maild.tickets.export import conversation, export_mbox
+    from maild.tickets.export import export_mbox
+    from maild.tickets.lookup import survivor_of
 
     with app.session() as session:
-        ticket = conversation(find_ticket(session, args.number))
+        ticket = survivor_of(find_ticket(session, args.number))
         if args.output is None:
             try:
                 for entry in export_mbox(session, app.cfg, ticket, include_notes=args.include_notes):

@@ -15,11 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from maild.admin_cli.common import App, UserError, find_ticket, iso, print_json, print_table, who
-from maild.admin_cli.tickets import MAX_MERGE_HOPS
+from maild.admin_cli.arguments import add_desk_item, add_list, command_group
+from maild.admin_cli.common import App, UserError, find_desk, find_ticket, iso, print_json, print_table, who
 from maild.mail.addresses import normalize
 from maild.storage.models import TICKET_STATUSES, Agent, AuditLog, Category, Desk, DeskStatus, Ticket
 from maild.tickets import ticket_ops
+from maild.tickets.lookup import survivor_of
 from maild.tickets.statuses import (
     BUILTIN_DESCRIPTIONS,
     InvalidStatus,
@@ -39,59 +40,50 @@ def register(commands: Any) -> None:
 
 
 def _register_statuses(commands: Any) -> None:
-    status = commands.add_parser("status", help="ticket statuses: the built-in ones and each desk's own")
-    sub = status.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = sub.add_parser(
+    sub = command_group(commands, "status", "ticket statuses: the built-in ones and each desk's own")
+    add = add_desk_item(
+        sub,
         "add",
-        help="add a custom status to a desk",
-        description="Add a status that the desk's agents can set with '#status NAME'. The name is "
+        "add a custom status to a desk",
+        add_status,
+        "Add a status that the desk's agents can set with '#status NAME'. The name is "
         "lower-cased, spaces and '-' become '_' ('On Vacation' is on_vacation).",
     )
-    add.add_argument("desk", metavar="DESK")
-    add.add_argument("name", metavar="NAME")
     add.add_argument("--description", default="", help="what the status means (shown by status list)")
-    add.set_defaults(handler=add_status)
-    lst = sub.add_parser("list", help="list the built-in statuses, then each desk's custom ones")
-    lst.add_argument("--desk", help="only the statuses of this desk")
-    lst.add_argument("--json", action="store_true")
-    lst.set_defaults(handler=list_statuses)
-    remove = sub.add_parser(
-        "remove", help="remove a desk's custom status (refused while tickets or settings use it)"
+    add_list(
+        sub,
+        "list the built-in statuses, then each desk's custom ones",
+        "only the statuses of this desk",
+        list_statuses,
     )
-    remove.add_argument("desk", metavar="DESK")
-    remove.add_argument("name", metavar="NAME")
-    remove.set_defaults(handler=remove_status)
+    add_desk_item(
+        sub,
+        "remove",
+        "remove a desk's custom status (refused while tickets or settings use it)",
+        remove_status,
+    )
 
 
 def _register_categories(commands: Any) -> None:
-    category = commands.add_parser("category", help="ticket categories of a desk, and the agents of each")
-    sub = category.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = sub.add_parser(
+    sub = command_group(commands, "category", "ticket categories of a desk, and the agents of each")
+    add = add_desk_item(
+        sub,
         "add",
-        help="add a category to a desk",
-        description="Add a category. When it has active agents, the notices of its tickets go only to "
+        "add a category to a desk",
+        add_category,
+        "Add a category. When it has active agents, the notices of its tickets go only to "
         "them (an assigned agent still gets them alone); without, to all the desk's agents.",
     )
-    add.add_argument("desk", metavar="DESK")
-    add.add_argument("name", metavar="NAME")
     add.add_argument(
         "--agent", action="extend", nargs="+", default=[], metavar="EMAIL", help="an agent of the desk"
     )
-    add.set_defaults(handler=add_category)
-    lst = sub.add_parser("list", help="list categories with their agents")
-    lst.add_argument("--desk", help="only this desk's categories")
-    lst.add_argument("--json", action="store_true")
-    lst.set_defaults(handler=list_categories)
-    remove = sub.add_parser("remove", help="remove a category (its tickets are left without one)")
-    remove.add_argument("desk", metavar="DESK")
-    remove.add_argument("name", metavar="NAME")
-    remove.set_defaults(handler=remove_category)
-    agents = sub.add_parser("agents", help="add agents to or remove agents from a category")
-    agents.add_argument("desk", metavar="DESK")
-    agents.add_argument("name", metavar="NAME")
+    add_list(sub, "list categories with their agents", "only this desk's categories", list_categories)
+    add_desk_item(sub, "remove", "remove a category (its tickets are left without one)", remove_category)
+    agents = add_desk_item(
+        sub, "agents", "add agents to or remove agents from a category", change_category_agents
+    )
     agents.add_argument("--add", action="extend", nargs="+", default=[], metavar="EMAIL")
     agents.add_argument("--remove", action="extend", nargs="+", default=[], metavar="EMAIL")
-    agents.set_defaults(handler=change_category_agents)
     assign = sub.add_parser("assign", help="set a ticket's category, or take it away with --none")
     assign.add_argument("number", metavar="NUMBER")
     assign.add_argument("name", metavar="NAME", nargs="?", help="a category of the ticket's desk")
@@ -100,13 +92,6 @@ def _register_categories(commands: Any) -> None:
 
 
 # --- shared look-ups ------------------------------------------------------------------------------
-
-
-def _desk(session: Session, name: str) -> Desk:
-    desk = session.scalars(select(Desk).where(Desk.name == name)).first()
-    if desk is None:
-        raise UserError(f"no desk named {name!r}: see 'maildctl desk list'")
-    return desk
 
 
 def _audit(session: Session, action: str, detail: dict[str, Any]) -> None:
@@ -135,7 +120,7 @@ def add_status(app: App, args: argparse.Namespace) -> int:
     exists = f"desk {args.desk} has a status {name!r} already: see 'maildctl status list --desk {args.desk}'"
     try:
         with app.session() as session:
-            desk = _desk(session, args.desk)
+            desk = find_desk(session, args.desk)
             if find_custom(session, desk.id, name) is not None:
                 raise UserError(exists)
             session.add(DeskStatus(desk_id=desk.id, name=name, description=description))
@@ -148,7 +133,7 @@ def add_status(app: App, args: argparse.Namespace) -> int:
 
 def list_statuses(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
-        desk = _desk(session, args.desk) if args.desk else None
+        desk = find_desk(session, args.desk) if args.desk else None
         counts = ticket_counts(session, desk.id if desk else None)
         entries: list[dict[str, Any]] = [
             {
@@ -190,7 +175,7 @@ def list_statuses(app: App, args: argparse.Namespace) -> int:
 
 def remove_status(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
-        desk = _desk(session, args.desk)
+        desk = find_desk(session, args.desk)
         row = find_custom(session, desk.id, args.name)
         if row is None:
             builtin = args.name.strip().lower() in TICKET_STATUSES
@@ -293,7 +278,7 @@ def add_category(app: App, args: argparse.Namespace) -> int:
     exists = f"desk {args.desk} has a category {name!r} already: see 'maildctl category list'"
     try:
         with app.session() as session:
-            desk = _desk(session, args.desk)
+            desk = find_desk(session, args.desk)
             same = _find_category(session, desk, name)
             if same is not None:
                 raise UserError(exists.replace(repr(name), repr(same.name)))
@@ -315,7 +300,7 @@ def list_categories(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         query = select(Category, Desk.name).join(Desk, Category.desk_id == Desk.id)
         if args.desk:
-            query = query.where(Category.desk_id == _desk(session, args.desk).id)
+            query = query.where(Category.desk_id == find_desk(session, args.desk).id)
         counts = dict(
             session.execute(
                 select(Ticket.category_id, func.count())
@@ -349,7 +334,7 @@ def list_categories(app: App, args: argparse.Namespace) -> int:
 def remove_category(app: App, args: argparse.Namespace) -> int:
     actor, now = who(), _now()
     with app.session() as session:
-        desk = _desk(session, args.desk)
+        desk = find_desk(session, args.desk)
         category = _category(session, desk, args.name)
         tickets = list(session.scalars(select(Ticket).where(Ticket.category_id == category.id)))
         # Set here, not only by ON DELETE SET NULL: each ticket that loses its category gets its audit entry.
@@ -382,7 +367,7 @@ def change_category_agents(app: App, args: argparse.Namespace) -> int:
     if not args.add and not args.remove:
         raise UserError("nothing to change: give --add EMAIL… and/or --remove EMAIL…")
     with app.session() as session:
-        desk = _desk(session, args.desk)
+        desk = find_desk(session, args.desk)
         category = _category(session, desk, args.name)
         before = [a.email for a in category.agents]
         added = _desk_agents(session, desk, args.add)
@@ -412,14 +397,6 @@ def change_category_agents(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-def _survivor(ticket: Ticket) -> Ticket:
-    """A merged ticket's number leads to the ticket it was merged into (as `ticket show` does)."""
-    hops = 0
-    while ticket.merged_into is not None and hops < MAX_MERGE_HOPS:
-        ticket, hops = ticket.merged_into, hops + 1
-    return ticket
-
-
 def _ticket_category(session: Session, ticket: Ticket, name: str) -> Category:
     category = _find_category(session, ticket.desk, name)
     if category is not None:
@@ -444,7 +421,7 @@ def assign_category(app: App, args: argparse.Namespace) -> int:
         raise UserError("give either a category NAME or --none")
     actor, now = who(), _now()
     with app.session() as session:
-        ticket = _survivor(find_ticket(session, args.number))
+        ticket = survivor_of(find_ticket(session, args.number))
         category = _ticket_category(session, ticket, args.name) if args.name is not None else None
         before = ticket.category.name if ticket.category is not None else None
         after = category.name if category is not None else None

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from maild.admin_cli.arguments import command_group
 from maild.admin_cli.common import App, UserError, print_json
 from maild.outbound.templating import (
     LAST_GOOD,
@@ -41,8 +42,7 @@ NO_DESK = "no desk of this name: these templates are never used (renamed or remo
 
 
 def register(commands: Any) -> None:
-    template = commands.add_parser("template", help="desk mail templates: check, install, preview")
-    sub = template.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = command_group(commands, "template", "desk mail templates: check, install, preview")
     check = sub.add_parser(
         "check",
         help="validate the desks' template overrides as the daemon does (exit 1 and one line per problem)",

@@ -27,6 +27,7 @@ from maild.pipeline.context import BounceInfo, Context, Stop
 from maild.storage.db import is_transient
 from maild.storage.models import AuditLog, Message, OutboxMessage, SpoolEntry, Ticket
 from maild.storage.notes import add_system_note
+from maild.tickets.lookup import recipient_candidates, survivor_of
 from maild.tickets.participants import NotAddable, check_customer_address, get_or_create_contact
 
 NOTICE_TEMPLATE = "bounce_notice"
@@ -89,11 +90,7 @@ def _verp_address(ctx: Context) -> tuple[int, str] | None:
     """(outbox id, mac) of the VERP return path this came to: the envelope recipient, or without one (IMAP,
     a pipe without --recipient) the address the bounce was delivered to, by its headers."""
     mail = ctx.require_mail()
-    if ctx.spool.recipient:
-        candidates = [ctx.spool.recipient]
-    else:
-        candidates = [*mail.delivered_to, *(address for _, address in mail.to)]
-    for candidate in candidates:
+    for candidate in recipient_candidates(ctx.spool.recipient, mail, envelope_decides=True):
         parsed = parse_bounce_address(candidate)
         if parsed is not None:
             return parsed
@@ -150,11 +147,7 @@ def _correlate(ctx: Context, report: Report, verp: tuple[int, str] | None) -> tu
 
 def _ticket_of(ctx: Context, row: OutboxMessage) -> Ticket | None:
     ticket = ctx.session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
-    seen: set[int] = set()
-    while ticket is not None and ticket.merged_into is not None and ticket.id not in seen:
-        seen.add(ticket.id)  # a merge cycle would be a bug elsewhere: stop, do not spin
-        ticket = ticket.merged_into
-    return ticket
+    return survivor_of(ticket) if ticket is not None else None
 
 
 # --- idempotence ----------------------------------------------------------------------------------

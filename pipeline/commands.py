@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from maild.mail.addresses import normalize
 from maild.mail.quotes import visible_text
 from maild.outbound.outgoing import agent_display_name, queue_mail, ticket_variables
 from maild.pipeline.apply import store_message
@@ -49,6 +48,7 @@ from maild.tickets.commands import (
     describe_errors,
     parse_commands,
 )
+from maild.tickets.lookup import matching_agents
 from maild.tickets.merge import MergeRefused, merge_tickets
 from maild.tickets.participants import MAX_CC, NotAddable, check_customer_address, is_participant
 from maild.tickets.replies import queue_assigned_notice
@@ -64,14 +64,7 @@ class _Bad(Exception):
 def _find_agent(ctx: Context, ticket: Ticket, who: str) -> Agent:
     """An active agent by address, or by name / display name (case-insensitive); the ticket's desk's
     agents first, so two desks' "Anna"s do not make `#assign anna` ambiguous on either."""
-    agents = list(ctx.session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
-    if "@" in who:
-        found = [a for a in agents if a.email == normalize(who)]
-    else:
-        wanted = who.strip().lower()
-        found = [a for a in agents if wanted in (a.name.strip().lower(), a.display_name.strip().lower())]
-        on_desk = [a for a in found if ticket.desk in a.desks]
-        found = on_desk or found
+    found = matching_agents(ctx.session, who, active_only=True, desk=ticket.desk)
     if not found:
         raise _Bad(f"#assign: no active agent {who!r} (give an agent's address or name)")
     if len(found) > 1:
@@ -82,7 +75,7 @@ def _find_agent(ctx: Context, ticket: Ticket, who: str) -> Agent:
 
 def _resolve(ctx: Context, ticket: Ticket, command: Command, actor: str) -> Action | None:
     """What `command` will do, checked now; None for commands that change nothing on their own."""
-    session, now, agent = ctx.session, ctx.now, ctx.agent
+    session, now = ctx.session, ctx.now
     match command:
         case StatusCommand(status=status):
             return lambda t: ticket_ops.set_status(session, t, status, actor=actor, now=now)
@@ -91,18 +84,7 @@ def _resolve(ctx: Context, ticket: Ticket, command: Command, actor: str) -> Acti
         case PriorityCommand(priority=priority):
             return lambda t: ticket_ops.set_priority(session, t, priority, actor=actor, now=now)
         case AssignCommand(agent=who):
-            assignee = _find_agent(ctx, ticket, who)
-
-            def assign(t: Ticket) -> None:
-                ticket_ops.assign(session, t, assignee, actor=actor, now=now)
-                if assignee is not agent:  # assigning oneself needs no mail
-                    row = queue_assigned_notice(
-                        session, ctx.cfg, t, assignee, assigned_by=agent_display_name(agent), now=now
-                    )
-                    if row is not None:
-                        ctx.queued.append(row)
-
-            return assign
+            return _assign(ctx, ticket, who, actor)
         case TagCommand(tag=tag):
             return lambda t: ticket_ops.add_tag(session, t, tag, actor=actor, now=now)
         case UntagCommand(tag=tag):
@@ -110,43 +92,72 @@ def _resolve(ctx: Context, ticket: Ticket, command: Command, actor: str) -> Acti
                 raise _Bad(f"#untag: {ticket.number} is not tagged {tag!r}")
             return lambda t: ticket_ops.remove_tag(session, t, tag, actor=actor, now=now)
         case CcCommand(action="add", address=address):
-            try:
-                check_customer_address(session, address)
-            except NotAddable as exc:
-                raise _Bad(f"#cc add: {exc}") from None
-            if is_participant(ticket, address):
-                raise _Bad(f"#cc add: {address} is on {ticket.number} already")
-            if sum(1 for p in ticket.participants if p.role == "cc") >= MAX_CC:
-                raise _Bad(f"#cc add: {ticket.number} has the most sub-customers allowed ({MAX_CC})")
+            _check_cc_add(ctx, ticket, address)
             return lambda t: ticket_ops.add_sub_customer(session, t, address, actor=actor, now=now)
         case CcCommand(address=address):
             if not any(p.contact.email == address and p.role == "cc" for p in ticket.participants):
                 raise _Bad(f"#cc remove: {address} is not a sub-customer of {ticket.number}")
             return lambda t: ticket_ops.remove_sub_customer(session, t, address, actor=actor, now=now)
         case MergeCommand(number=number):
-            other = ticket_ops.ticket_by_number(session, number)
-            if other is None:
-                raise _Bad(f"#merge: no ticket {number}")
-            if other.id == ticket.id:
-                raise _Bad(f"#merge: {number} is this ticket")
-            if other.merged_into_id is not None:
-                raise _Bad(f"#merge: {other.number} was merged into another ticket already")
-            if other.desk_id != ticket.desk_id:
-                raise _Bad(
-                    f"#merge: {other.number} is on desk {other.desk.name}; merging across desks is for "
-                    "admins (maildctl ticket merge --force)"
-                )
-
-            def merge(t: Ticket) -> None:
-                try:
-                    ctx.ticket = merge_tickets(session, [t, other], actor=actor, now=now)
-                except MergeRefused as exc:  # checked above; a race with an admin's merge lands here
-                    raise _Bad(f"#merge: {exc}") from None
-
-            return merge
+            return _merge(ctx, ticket, number, actor)
         case TimeCommand(minutes=minutes):
+            agent = ctx.require_agent()
             return lambda t: ticket_ops.log_time(session, t, agent, minutes, actor=actor, now=now)
     return None  # #note, #canned (text), #send (handled before)
+
+
+def _assign(ctx: Context, ticket: Ticket, who: str, actor: str) -> Action:
+    """#assign: the agent `who` names; assigning someone else queues them the assigned notice."""
+    session, now, agent = ctx.session, ctx.now, ctx.require_agent()
+    assignee = _find_agent(ctx, ticket, who)
+
+    def assign(t: Ticket) -> None:
+        ticket_ops.assign(session, t, assignee, actor=actor, now=now)
+        if assignee is not agent:  # assigning oneself needs no mail
+            row = queue_assigned_notice(
+                session, ctx.cfg, t, assignee, assigned_by=agent_display_name(agent), now=now
+            )
+            if row is not None:
+                ctx.queued.append(row)
+
+    return assign
+
+
+def _check_cc_add(ctx: Context, ticket: Ticket, address: str) -> None:
+    """#cc add: _Bad unless `address` may become a sub-customer of the ticket."""
+    try:
+        check_customer_address(ctx.session, address)
+    except NotAddable as exc:
+        raise _Bad(f"#cc add: {exc}") from None
+    if is_participant(ticket, address):
+        raise _Bad(f"#cc add: {address} is on {ticket.number} already")
+    if sum(1 for p in ticket.participants if p.role == "cc") >= MAX_CC:
+        raise _Bad(f"#cc add: {ticket.number} has the most sub-customers allowed ({MAX_CC})")
+
+
+def _merge(ctx: Context, ticket: Ticket, number: str, actor: str) -> Action:
+    """#merge: the other ticket, checked now; merging sets ctx.ticket to the survivor."""
+    session, now = ctx.session, ctx.now
+    other = ticket_ops.ticket_by_number(session, number)
+    if other is None:
+        raise _Bad(f"#merge: no ticket {number}")
+    if other.id == ticket.id:
+        raise _Bad(f"#merge: {number} is this ticket")
+    if other.merged_into_id is not None:
+        raise _Bad(f"#merge: {other.number} was merged into another ticket already")
+    if other.desk_id != ticket.desk_id:
+        raise _Bad(
+            f"#merge: {other.number} is on desk {other.desk.name}; merging across desks is for "
+            "admins (maildctl ticket merge --force)"
+        )
+
+    def merge(t: Ticket) -> None:
+        try:
+            ctx.ticket = merge_tickets(session, [t, other], actor=actor, now=now)
+        except MergeRefused as exc:  # checked above; a race with an admin's merge lands here
+            raise _Bad(f"#merge: {exc}") from None
+
+    return merge
 
 
 def _canned_text(
@@ -185,8 +196,7 @@ def _command_lines(text: str, commands: list[Command]) -> list[str]:
 def _answer_agent(ctx: Context, ticket: Ticket, template: str, variables: dict[str, Any]) -> None:
     """maild's answer to the agent's mail (RFC 3834 auto-replied, so their client's rules stay quiet),
     Reply-To their token for the ticket."""
-    mail, agent = ctx.require_mail(), ctx.agent
-    assert agent is not None
+    mail, agent = ctx.require_mail(), ctx.require_agent()
     row = queue_mail(
         ctx.session,
         ctx.cfg,
@@ -213,8 +223,7 @@ def _answer_errors(ctx: Context, ticket: Ticket, errors: list[CommandError]) -> 
 
 def _missed(ctx: Context, ticket: Ticket) -> list[Message]:
     """Customer-visible messages from others newer than the newest of our mails this reply answers."""
-    mail, agent = ctx.require_mail(), ctx.agent
-    assert agent is not None
+    mail, agent = ctx.require_mail(), ctx.require_agent()
     ids = mail.thread_ids
     if not ids:
         return []
@@ -264,8 +273,7 @@ def _hold_collision(ctx: Context, ticket: Ticket, text: str, missed: list[Messag
 
 def _release(ctx: Context, ticket: Ticket, parsed: ParsedReply) -> tuple[Message | None, list[CommandError]]:
     """The held reply `#send` lets go, or the error saying why not."""
-    agent = ctx.agent
-    assert agent is not None
+    agent = ctx.require_agent()
     send = next(c for c in parsed.commands if isinstance(c, SendCommand))
     line = _command_lines(ctx.require_mail().text, [send])[0]
     if len(parsed.commands) > 1:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from maild.config import Config
-from maild.mail.mailparse import ParsedMail
+from maild.mail.mailparse import NotAMessage, ParsedMail
 from maild.mail.tokens import ReplyTarget
 from maild.storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket, naive_utc
 
@@ -62,7 +62,7 @@ class Context:
     dry_run: bool = False
     mail: ParsedMail | None = None
     # The runner's parse of the same bytes, done before the write transaction (the parse stage uses it).
-    preparsed: ParsedMail | Exception | None = None
+    preparsed: ParsedMail | NotAMessage | None = None
     content_sha256: str = ""  # dedupe: what the mail says, beside its Message-ID
     desk: Desk | None = None
     agent: Agent | None = None  # set by identify for an authenticated agent reply
@@ -104,3 +104,7 @@ class Context:
     def require_desk(self) -> Desk:
         assert self.desk is not None, "route runs before this stage"
         return self.desk
+
+    def require_agent(self) -> Agent:
+        assert self.agent is not None, "only for a mail identify accepted as an agent's"
+        return self.agent

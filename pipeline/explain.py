@@ -23,6 +23,7 @@ from maild.mail.tokens import load_secret, read_reply_address
 from maild.pipeline.context import BounceInfo, Context, Stop
 from maild.pipeline.spam import verdict as spam_verdict
 from maild.storage.models import Message, OutboxMessage
+from maild.tickets.lookup import addressed_to, recipient_candidates
 
 _INSERTED = "maild.explain.inserted"
 
@@ -154,14 +155,9 @@ def _route(ctx: Context) -> str:
         return f"desk {desk.name} (envelope recipient {ctx.spool.recipient})"
     own = {a.address for a in desk.addresses}
     # route's own order: the first candidate that is any desk's address is this desk's.
-    for header, addresses in (
-        ("Delivered-To/X-Original-To", mail.delivered_to),
-        ("To", [a for _, a in mail.to]),
-        ("Cc", [a for _, a in mail.cc]),
-    ):
-        for address in addresses:
-            if base_address(address) in own:
-                return f"desk {desk.name} ({header} {address})"
+    for header, address in addressed_to("", mail):
+        if base_address(address) in own:
+            return f"desk {desk.name} ({header} {address})"
     return f"desk {desk.name}"
 
 
@@ -186,13 +182,8 @@ def _token_address(ctx: Context) -> str:
     """The address whose token thread verified: the first candidate that verifies, as in thread."""
     mail = ctx.require_mail()
     secret = load_secret(ctx.cfg.data_dir)
-    for address in [
-        ctx.spool.recipient,
-        *mail.delivered_to,
-        *(a for _, a in mail.to),
-        *(a for _, a in mail.cc),
-    ]:
-        if address and read_reply_address(secret, address) is not None:
+    for address in recipient_candidates(ctx.spool.recipient, mail, envelope_decides=False):
+        if read_reply_address(secret, address) is not None:
             return address
     return "?"
 

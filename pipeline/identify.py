@@ -28,6 +28,7 @@ from maild.pipeline.context import Context, Stop
 from maild.pipeline.thread import find_ticket
 from maild.storage.models import Agent, Message, Ticket
 from maild.storage.notes import add_system_note
+from maild.tickets.lookup import recipient_candidates
 from maild.tickets.participants import find_contact, get_or_create_contact
 
 
@@ -35,9 +36,8 @@ def _reply_target(ctx: Context) -> tuple[ReplyTarget, bool] | None:
     """The first signed reply address among the envelope recipient and the addressee headers."""
     mail = ctx.require_mail()
     secret = load_secret(ctx.cfg.data_dir)
-    candidates = [ctx.spool.recipient, *mail.delivered_to, *(a for _, a in mail.to), *(a for _, a in mail.cc)]
-    for address in candidates:
-        found = read_reply_address(secret, address) if address else None
+    for address in recipient_candidates(ctx.spool.recipient, mail, envelope_decides=False):
+        found = read_reply_address(secret, address)
         if found is not None:
             return found
     return None

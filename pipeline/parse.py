@@ -10,12 +10,14 @@ from maild.pipeline.context import Context, Stop
 
 
 def run(ctx: Context) -> Stop | None:
-    if isinstance(ctx.preparsed, NotAMessage):
-        return Stop("quarantined", str(ctx.preparsed))
+    preparsed = ctx.preparsed
+    if isinstance(preparsed, NotAMessage):
+        return Stop("quarantined", str(preparsed))
     try:
         # The runner parsed it before taking the write lock; explain and older callers parse here.
-        ctx.mail = ctx.preparsed if ctx.preparsed is not None else parse_mail(ctx.raw, ctx.spool.mail_from)
+        mail = preparsed if preparsed is not None else parse_mail(ctx.raw, ctx.spool.mail_from)
     except NotAMessage as exc:
         return Stop("quarantined", str(exc))
-    ctx.spool.header_message_id = ctx.mail.message_id if ctx.mail.has_message_id else ""
+    ctx.mail = mail
+    ctx.spool.header_message_id = mail.message_id if mail.has_message_id else ""
     return None

@@ -8,15 +8,12 @@ from sqlalchemy import select
 from maild.mail.addresses import base_address
 from maild.pipeline.context import Context, Stop
 from maild.storage.models import DeskAddress
+from maild.tickets.lookup import recipient_candidates
 
 
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
-    if ctx.spool.recipient:
-        candidates = [ctx.spool.recipient]
-    else:
-        candidates = [*mail.delivered_to, *(a for _, a in mail.to), *(a for _, a in mail.cc)]
-    for candidate in candidates:
+    for candidate in recipient_candidates(ctx.spool.recipient, mail, envelope_decides=True):
         desk_address = ctx.session.scalars(
             select(DeskAddress).where(DeskAddress.address == base_address(candidate))
         ).first()

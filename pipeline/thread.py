@@ -20,6 +20,7 @@ from sqlalchemy import select
 from maild.numbering.pattern import find_numbers
 from maild.pipeline.context import Context, Stop
 from maild.storage.models import Desk, Message, OutboxMessage, RetiredPattern, Ticket
+from maild.tickets.lookup import merge_chain
 from maild.tickets.participants import is_participant
 
 
@@ -38,11 +39,11 @@ def _by_references(ctx: Context, ids: list[str]) -> Ticket | None:
         select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids)).order_by(Message.id)
     ):
         holders.setdefault(mid, []).append(ticket_id)
-    for mid, ticket_id in ctx.session.execute(
+    for mid, sent_on in ctx.session.execute(
         select(OutboxMessage.message_id, OutboxMessage.ticket_id).where(OutboxMessage.message_id.in_(ids))
     ):
-        if ticket_id is not None:
-            holders.setdefault(mid, []).append(ticket_id)
+        if sent_on is not None:  # an outbox row of no ticket threads nothing
+            holders.setdefault(mid, []).append(sent_on)
     desk = ctx.require_desk()
     for mid in ids:  # the most specific reference wins
         found = [t for t in (ctx.session.get(Ticket, i) for i in holders.get(mid, [])) if t is not None]
@@ -65,16 +66,12 @@ def _by_subject(ctx: Context, subject: str) -> Ticket | None:
     return None
 
 
-MAX_MERGE_HOPS = 20  # a chain of merges is short; the bound only guards against a cycle
-
-
 def _survivor(ctx: Context, ticket: Ticket) -> Ticket:
-    """The ticket `ticket` was merged into, following merges of merges."""
-    hops = 0
-    while ticket.merged_into is not None and hops < MAX_MERGE_HOPS:
-        ctx.redirected_from.append(ticket.number)
-        ticket, hops = ticket.merged_into, hops + 1
-    return ticket
+    """The ticket `ticket` was merged into, following merges of merges; the numbers passed on the way are
+    recorded (redirected_from)."""
+    *merged, survivor = merge_chain(ticket)
+    ctx.redirected_from.extend(t.number for t in merged)
+    return survivor
 
 
 def find_ticket(ctx: Context) -> tuple[Ticket | None, str]:

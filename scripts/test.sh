@@ -66,10 +66,12 @@ fi
 # Tests that need one of these servers fail instead of skipping when it is missing.
 export MAILD_REQUIRE_SERVERS=1
 
-# Static checks first (seconds): lint, formatting, the import layers (pyproject's [tool.importlinter]).
+# Static checks first (seconds): lint, formatting, the import layers (pyproject's [tool.importlinter]),
+# types (pyproject's [tool.mypy]).
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports --no-cache
+.venv/bin/mypy
 
 # Two backends at once, each over worker processes: most tests wait on servers, subprocesses and fsync
 # rather than compute, so 2 cores carry 3 workers per backend. The output of each run is kept in a log and

@@ -342,7 +342,9 @@ def test_a_client_that_never_reads_its_replies_loses_its_slot(
                     break
                 await asyncio.sleep(0.05)
             seen = bool(connections.open)
-            for _ in range(200):  # at most 10 s
+            # At most 30 s: the timeout is 0.5 s, but 9 s was seen on a heavily loaded machine;
+            # without the abort the slot stays taken for good.
+            for _ in range(600):
                 if not connections.open:
                     break
                 await asyncio.sleep(0.05)
@@ -355,7 +357,7 @@ def test_a_client_that_never_reads_its_replies_loses_its_slot(
 
     seen, freed_after = asyncio.run(scenario())
     assert seen
-    assert freed_after < 8.0, freed_after
+    assert freed_after < 30.0, freed_after
 
 
 # --- ClientLimits -----------------------------------------------------------------------------------

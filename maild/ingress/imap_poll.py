@@ -49,7 +49,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, ConfigError, ImapAccount
-from maild.ingress.listeners import HEADER_SCAN_BYTES, Spooled, describe, message_id_of
+from maild.ingress.headers import header_block, message_id_of
+from maild.ingress.intake import Spooled
+from maild.ingress.log_fields import describe
 from maild.logs import get_logger
 from maild.mail.addresses import normalize
 from maild.storage.db import transaction
@@ -109,9 +111,7 @@ def mailbox_arg(name: str) -> str:
 def return_path(raw: bytes) -> str:
     """The envelope sender the delivering MTA recorded (Return-Path), as `maild pipe --sender` would get
     it: "" for the null sender <> and when there is none."""
-    end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_BYTES)
-    head = raw[: end if end >= 0 else HEADER_SCAN_BYTES]
-    value = str(BytesHeaderParser(policy=compat32).parsebytes(head).get("Return-Path", ""))
+    value = str(BytesHeaderParser(policy=compat32).parsebytes(header_block(raw)).get("Return-Path", ""))
     found = re.search(r"<([^<>\s]*)>", value)
     return found.group(1) if found else value.strip()
 

@@ -23,13 +23,13 @@ import datetime as dt
 import mailbox
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -125,7 +125,7 @@ def open_source(kind: str, path: Path) -> mailbox.Mailbox:
     raise SourceError(f"unknown mailbox kind {kind!r}: use one of {', '.join(KINDS)}")
 
 
-def _header_block(handle: IO[bytes]) -> bytes:
+def _header_block(handle: Iterable[bytes]) -> bytes:
     lines: list[bytes] = []
     size = 0
     for line in handle:

@@ -14,8 +14,12 @@ Nothing here creates the database: a SQLite file that is not there stays missing
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from maild.config import EX_CONFIG, ConfigError, load_config
+from maild.config import EX_CONFIG, Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 EX_OK, EX_NOUSER, EX_TEMPFAIL = 0, 67, 75
 
@@ -32,17 +36,8 @@ def run_pipe(
     except ConfigError as exc:
         _say(str(exc))
         return EX_CONFIG
-    if cfg.is_sqlite:
-        # Before anything is written: an uninitialised data directory gets no spool, and no empty
-        # database from the engine below. Standard library only (sqlite3, read-only), about a
-        # millisecond. PostgreSQL is checked below, only when no daemon takes the mail: a running
-        # daemon checked it at its start, and the check would cost every pipe a connection and psycopg.
-        from maild.storage.schema import UNREACHABLE, check_database
-
-        schema = check_database(cfg.database_url, cfg.busy_timeout_ms)
-        if not schema.ready and schema.state != UNREACHABLE:  # unreachable: the engine below says 75
-            _say(schema.problem())
-            return EX_CONFIG
+    if cfg.is_sqlite and not _sqlite_schema_ready(cfg):
+        return EX_CONFIG
     raw = sys.stdin.buffer.read() if stdin is None else stdin
 
     from maild.storage.spool import write_raw
@@ -60,30 +55,66 @@ def run_pipe(
     verdict = ask_daemon(socket_path(cfg.data_dir), request)
     if verdict is not None:
         return _exit_code(verdict["outcome"], str(verdict.get("reason", "")))
+    return _process_here(cfg, digest, len(raw), recipient or "", mail_from)
 
-    from maild.mail.addresses import normalize
-    from maild.outbound.sender import flush
-    from maild.pipeline.runner import process
-    from maild.storage.db import is_transient, make_engine, make_sessionmaker, transaction
-    from maild.storage.spool import record_received
+
+def _sqlite_schema_ready(cfg: Config) -> bool:
+    """Before anything is written: an uninitialised data directory gets no spool, and no empty database
+    from the engine of `_process_here`. Standard library only (sqlite3, read-only), about a millisecond.
+    PostgreSQL is checked in `_process_here`, only when no daemon takes the mail: a running daemon
+    checked it at its start, and the check would cost every pipe a connection and psycopg. False (said)
+    when the schema is missing or not this code's; an unreachable database is the engine's to report
+    (75)."""
+    from maild.storage.schema import UNREACHABLE, check_database
+
+    schema = check_database(cfg.database_url, cfg.busy_timeout_ms)
+    if not schema.ready and schema.state != UNREACHABLE:
+        _say(schema.problem())
+        return False
+    return True
+
+
+def _process_here(cfg: Config, digest: str, size: int, recipient: str, mail_from: str) -> int:
+    """No daemon took the spooled mail: record its row, run the pipeline and send its replies here."""
+    from maild.storage.db import make_engine
 
     engine = make_engine(cfg.database_url, cfg.busy_timeout_ms)
     if not cfg.is_sqlite:
-        from maild.storage.schema import UNREACHABLE, check_engine
+        problem = _postgresql_problem(engine)
+        if problem is not None:
+            engine.dispose()
+            return problem
+    try:
+        return _run_pipeline(cfg, engine, digest, size, recipient, mail_from)
+    finally:
+        engine.dispose()
 
-        schema = check_engine(engine)
-        if schema.state == UNREACHABLE:
-            engine.dispose()
-            _say(f"database unavailable ({schema.detail}); the message is spooled, try again later")
-            return EX_TEMPFAIL
-        if not schema.ready:
-            engine.dispose()
-            _say(schema.problem())
-            return EX_CONFIG
+
+def _postgresql_problem(engine: Engine) -> int | None:
+    """The exit code when the PostgreSQL database cannot take the mail (said), else None."""
+    from maild.storage.schema import UNREACHABLE, check_engine
+
+    schema = check_engine(engine)
+    if schema.state == UNREACHABLE:
+        _say(f"database unavailable ({schema.detail}); the message is spooled, try again later")
+        return EX_TEMPFAIL
+    if not schema.ready:
+        _say(schema.problem())
+        return EX_CONFIG
+    return None
+
+
+def _run_pipeline(cfg: Config, engine: Engine, digest: str, size: int, recipient: str, mail_from: str) -> int:
+    from maild.mail.addresses import normalize
+    from maild.outbound.sender import flush
+    from maild.pipeline.runner import process
+    from maild.storage.db import is_transient, make_sessionmaker, transaction
+    from maild.storage.spool import record_received
+
     factory = make_sessionmaker(engine)
     try:
         with transaction(factory) as session:
-            entry = record_received(session, digest, len(raw), normalize(recipient or ""), "pipe", mail_from)
+            entry = record_received(session, digest, size, normalize(recipient), "pipe", mail_from)
             spool_id = entry.id
         result = process(factory, cfg, spool_id)
     except Exception as exc:
@@ -100,7 +131,6 @@ def run_pipe(
             flush(factory, cfg, result.outbox_ids)
         except Exception as exc:
             _say(f"queued reply not sent yet ({type(exc).__name__}); it stays in the outbox")
-    engine.dispose()
     return code
 
 

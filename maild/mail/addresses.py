@@ -80,20 +80,24 @@ class _Piece:
         return [a for a in (_bare(self.raws[i]) for i in self.with_at) if a]
 
 
+def _until(value: str, pos: int, stops: re.Pattern[str], parts: list[str]) -> re.Match[str] | None:
+    """The next of `stops` from `pos`, the text before it added to `parts`; None at the end of `value`
+    (the rest added): a quoted string, comment or angle-addr left open ends with the header."""
+    stop = stops.search(value, pos)
+    parts.append(value[pos : stop.start()] if stop is not None else value[pos:])
+    return stop
+
+
 def _quoted(value: str, start: int) -> tuple[str, int]:
     """The text of the quoted string opening at `start` (a missing closing quote ends it at the end)."""
     parts: list[str] = []
     pos = start + 1
-    while True:
-        stop = _QUOTED_END.search(value, pos)
-        if stop is None:
-            parts.append(value[pos:])
-            return "".join(parts), len(value)
-        parts.append(value[pos : stop.start()])
+    while (stop := _until(value, pos, _QUOTED_END, parts)) is not None:
         if stop.group() == '"':
             return "".join(parts), stop.end()
         parts.append(value[stop.end() : stop.end() + 1])  # a quoted-pair stands for its character
         pos = stop.end() + 1
+    return "".join(parts), len(value)
 
 
 def _comment(value: str, start: int) -> tuple[str, int]:
@@ -101,11 +105,9 @@ def _comment(value: str, start: int) -> tuple[str, int]:
     parts: list[str] = []
     depth, pos = 1, start + 1
     while depth:
-        stop = _COMMENT_STOP.search(value, pos)
+        stop = _until(value, pos, _COMMENT_STOP, parts)
         if stop is None:
-            parts.append(value[pos:])
             return "".join(parts), len(value)
-        parts.append(value[pos : stop.start()])
         char, pos = stop.group(), stop.end()
         if char == "\\":
             parts.append(value[pos : pos + 1])
@@ -127,12 +129,7 @@ def _angle(value: str, start: int) -> tuple[str, int]:
     parts kept. A missing ">" ends it at the end of the header."""
     parts: list[str] = []
     pos = start + 1
-    while True:
-        stop = _ANGLE_STOP.search(value, pos)
-        if stop is None:
-            parts.append(value[pos:])
-            return "".join(parts), len(value)
-        parts.append(value[pos : stop.start()])
+    while (stop := _until(value, pos, _ANGLE_STOP, parts)) is not None:
         char = stop.group()
         if char == ">":
             return "".join(parts), stop.end()
@@ -143,6 +140,7 @@ def _angle(value: str, start: int) -> tuple[str, int]:
             pos = _comment(value, stop.start())[1]
         else:
             pos = stop.end()
+    return "".join(parts), len(value)
 
 
 def _scan(value: str) -> Iterator[_Piece]:

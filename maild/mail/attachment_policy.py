@@ -222,10 +222,13 @@ def customer_reason(found: Refusal) -> str:
 
 
 class RefusedRow(Protocol):
-    """What for_customer reads of an attachment row (storage.models.Attachment)."""
+    """What for_customer reads of an attachment row (storage.models.Attachment): read-only."""
 
-    filename: str
-    refused_reason: str | None
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def refused_reason(self) -> str | None: ...
 
 
 def for_customer(rows: Iterable[RefusedRow]) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config
 from maild.mail.tokens import bounce_address, load_secret
 from maild.outbound import maildir
-from maild.outbound.outgoing import expand_stored, sent_bytes
+from maild.outbound.stored_attachments import expand_stored, sent_bytes
 from maild.storage.db import transaction
 from maild.storage.models import OutboxMessage, Ticket
 from maild.storage.notes import add_system_note
@@ -142,7 +142,8 @@ async def _send_smtp(cfg: Config, row: OutboxMessage, pending: list[str], accept
             rcpt = pending[0]
             sender = bounce_address(secret, row.mail_from, row.id, rcpt)
             try:
-                errors, _ = await client.sendmail(sender, [rcpt], message)
+                # aiosmtplib reads any bytes-like; it says bytes, but bytes() would copy a big mail.
+                errors, _ = await client.sendmail(sender, [rcpt], message)  # type: ignore[arg-type]
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 refused.update({e.recipient: (e.code, e.message) for e in exc.recipients})
                 await _reset(client)

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config
 from maild.outbound.outgoing import queue_mail
 from maild.storage.db import transaction
-from maild.storage.models import AuditLog, Desk, Ticket
+from maild.storage.models import Desk, Ticket
 from maild.storage.notes import add_system_note
+from maild.tickets import ticket_ops
 from maild.tickets.participants import automatic_recipients
 from maild.tickets.quiet import AUTOMATIC_REASON, is_quiet_import, not_quiet_import, without_automatic_senders
 
@@ -69,56 +70,57 @@ def _candidates(factory: sessionmaker[Session], now: dt.datetime) -> list[int]:
     return found
 
 
-def _close_one(
-    session: Session, cfg: Config, ticket_id: int, now: dt.datetime
-) -> tuple[str, int | None] | None:
-    """Close the ticket if it is still due: (its number, the auto_close mail's outbox id or None);
-    None when it was not closed (locked by another instance, or no longer due)."""
-    # populate_existing: the values read under the lock, never ones loaded earlier in this session.
-    ticket = session.scalars(
-        select(Ticket)
-        .where(Ticket.id == ticket_id)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    ).first()
-    if ticket is None:
-        return None
+def _due(ticket: Ticket, now: dt.datetime) -> bool:
     desk = ticket.desk
-    due = (
+    return (
         desk.auto_close_hours > 0
         and ticket.status in _statuses(desk)
         and ticket.merged_into_id is None
         and not is_quiet_import(ticket)
         and ticket.updated_at <= now - dt.timedelta(hours=desk.auto_close_hours)
     )
-    if not due:
+
+
+def _close_one(
+    session: Session, cfg: Config, ticket_id: int, now: dt.datetime
+) -> tuple[str, int | None] | None:
+    """Close the ticket if it is still due: (its number, the auto_close mail's outbox id or None);
+    None when it was not closed (locked by another instance, or no longer due)."""
+    ticket = ticket_ops.locked_ticket(session, ticket_id)
+    if ticket is None or not _due(ticket, now):
         return None
+    desk = ticket.desk
     before, inactive_for = ticket.status, describe_hours(desk.auto_close_hours)
     ticket.status, ticket.updated_at = "closed", now
-    session.add(
-        AuditLog(
-            at=now,
-            actor="scheduler",
-            action="auto_close",
-            ticket_id=ticket.id,
-            detail={
-                "before": {"status": before},
-                "after": {"status": "closed"},
-                "hours": desk.auto_close_hours,
-            },
-        )
+    ticket_ops.audit(
+        session,
+        ticket,
+        "auto_close",
+        actor="scheduler",
+        now=now,
+        before={"status": before},
+        after={"status": "closed"},
+        hours=desk.auto_close_hours,
     )
     note = f"Closed automatically after {inactive_for} without activity (status was {before})."
     if not desk.auto_reply:  # a desk that sends no automatic mail sends no closing notice either
         add_system_note(session, ticket, note, by="scheduler", at=now)
         return ticket.number, None
+    return ticket.number, _closing_notice(session, cfg, ticket, note, inactive_for, now)
+
+
+def _closing_notice(
+    session: Session, cfg: Config, ticket: Ticket, note: str, inactive_for: str, now: dt.datetime
+) -> int | None:
+    """Note the closing and queue the auto_close mail to the customer: its outbox id, or None."""
+    desk = ticket.desk
     customer, sub_customers = automatic_recipients(ticket)  # the customer alone until an agent answered
     to, cc, robots = without_automatic_senders(session, ticket, [customer], sub_customers)
     if robots:
         note += f" No closing notice to {', '.join(robots)}: {AUTOMATIC_REASON}."
     add_system_note(session, ticket, note, by="scheduler", at=now)
     if not to and not cc:
-        return ticket.number, None
+        return None
     row = queue_mail(
         session,
         cfg,
@@ -131,9 +133,9 @@ def _close_one(
         variables={"inactive_for": inactive_for, "reopen_days": desk.reopen_days},
     )
     if row is None:  # nobody left to tell (bouncing, blocked, rate-limited): queue_mail logged who and why
-        return ticket.number, None
+        return None
     session.flush()
-    return ticket.number, row.id
+    return row.id
 
 
 def auto_close(

@@ -61,4 +61,4 @@ def find_canned(session: Session, desk_id: int | None, name: str) -> CannedReply
     rows = session.scalars(select(CannedReply).where(CannedReply.name == name)).all()
     own = [row for row in rows if desk_id is not None and row.desk_id == desk_id]
     shared = [row for row in rows if row.desk_id is None]
-    return (own or shared or [None])[0]
+    return next(iter(own or shared), None)

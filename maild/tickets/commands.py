@@ -114,7 +114,8 @@ class _Bad(Exception):
 # --- argument checks ------------------------------------------------------------------------------
 
 _COMMAND_LINE = re.compile(r"#([A-Za-z][A-Za-z0-9_-]*)(?:\s+(.*))?")
-_TAG = re.compile(r"[\w.:/-]{1,100}")  # \w: letters and digits of any script, and _
+# A tag, by mail (`#tag`) and in maildctl: \w is letters and digits of any script, and _
+TAG_PATTERN = re.compile(r"[\w.:/-]{1,100}")
 CANNED_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")  # also what `maildctl canned add` accepts
 MAX_MINUTES = 24 * 60
 _DURATION_EXAMPLES = "e.g. 25m, 1h, 1h30m, 1.5h, 90 (minutes), 0:45"
@@ -174,7 +175,7 @@ def _priority(n: int, argument: str) -> Command:
 
 def _tag(n: int, name: str, argument: str) -> Command:
     value = _needs(name, argument, "a tag")
-    if not _TAG.fullmatch(value):
+    if not TAG_PATTERN.fullmatch(value):
         raise _Bad(f"#{name}: {value!r} is not a tag (1-100 letters, digits and - _ . : /)")
     return (TagCommand if name == "tag" else UntagCommand)(n, value.lower())
 

@@ -260,45 +260,14 @@ def _fire(
     """Fire the rule on the ticket if it is still due and has not fired in this state: (desk, rule, ticket
     number, outbox ids); None when not (locked by another instance, no longer due, fired). Raises
     IntegrityError when another instance fired it meanwhile."""
-    # populate_existing: the values read under the lock, never ones loaded earlier in this session.
-    ticket = session.scalars(
-        select(Ticket)
-        .where(Ticket.id == ticket_id)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    ).first()
-    if ticket is None:
+    claimed = _claim(session, rule_id, ticket_id, now)
+    if claimed is None:
         return None
-    rule = session.get(EscalationRule, rule_id, populate_existing=True)
-    if rule is None or not _due(rule, ticket, now):
-        return None
-    key = state_key(ticket)
-    already = session.scalars(
-        select(EscalationFired.id).where(
-            EscalationFired.rule_id == rule.id,
-            EscalationFired.ticket_id == ticket.id,
-            EscalationFired.state_key == key,
-        )
-    ).first()
-    if already is not None:
-        return None
-    session.add(EscalationFired(rule_id=rule.id, ticket_id=ticket.id, state_key=key, fired_at=now))
-    session.flush()  # the unique constraint speaks now, before any action
-
+    rule, ticket, key = claimed
     desk_name = ticket.desk.name
     in_status_for = describe_span(now - ticket_escalation_since(ticket))
     status_before = ticket.status
-    done: list[str] = []
-    if rule.set_status and rule.set_status != ticket.status:
-        ticket_ops.set_status(session, ticket, rule.set_status, actor=ACTOR, now=now)
-        done.append(f"status {status_before} → {rule.set_status}")
-    if rule.set_priority and rule.set_priority != ticket.priority:
-        before = ticket.priority
-        ticket_ops.set_priority(session, ticket, rule.set_priority, actor=ACTOR, now=now)
-        done.append(f"priority {before} → {rule.set_priority}")
-    if rule.set_desk is not None and rule.set_desk_id != ticket.desk_id:
-        _move(session, ticket, rule.set_desk, now)
-        done.append(f"moved from desk {desk_name} to {rule.set_desk.name}")
+    done = _change(session, rule, ticket, now)
     ticket_ops.audit(
         session,
         ticket,
@@ -333,6 +302,50 @@ def _fire(
     )
     session.flush()
     return desk_name, rule.name, ticket.number, outbox_ids
+
+
+def _claim(
+    session: Session, rule_id: int, ticket_id: int, now: dt.datetime
+) -> tuple[EscalationRule, Ticket, str] | None:
+    """(the rule, the ticket locked, its state key) with the firing recorded, if the rule is still due on
+    the ticket and has not fired in this state; None when not. Raises IntegrityError when another instance
+    fired it meanwhile."""
+    ticket = ticket_ops.locked_ticket(session, ticket_id)
+    if ticket is None:
+        return None
+    rule = session.get(EscalationRule, rule_id, populate_existing=True)
+    if rule is None or not _due(rule, ticket, now):
+        return None
+    key = state_key(ticket)
+    already = session.scalars(
+        select(EscalationFired.id).where(
+            EscalationFired.rule_id == rule.id,
+            EscalationFired.ticket_id == ticket.id,
+            EscalationFired.state_key == key,
+        )
+    ).first()
+    if already is not None:
+        return None
+    session.add(EscalationFired(rule_id=rule.id, ticket_id=ticket.id, state_key=key, fired_at=now))
+    session.flush()  # the unique constraint speaks now, before any action
+    return rule, ticket, key
+
+
+def _change(session: Session, rule: EscalationRule, ticket: Ticket, now: dt.datetime) -> list[str]:
+    """The rule's changes to the ticket (status, priority, desk), each audited: what was done, in words."""
+    desk_name, status_before = ticket.desk.name, ticket.status
+    done: list[str] = []
+    if rule.set_status and rule.set_status != ticket.status:
+        ticket_ops.set_status(session, ticket, rule.set_status, actor=ACTOR, now=now)
+        done.append(f"status {status_before} → {rule.set_status}")
+    if rule.set_priority and rule.set_priority != ticket.priority:
+        before = ticket.priority
+        ticket_ops.set_priority(session, ticket, rule.set_priority, actor=ACTOR, now=now)
+        done.append(f"priority {before} → {rule.set_priority}")
+    if rule.set_desk is not None and rule.set_desk_id != ticket.desk_id:
+        _move(session, ticket, rule.set_desk, now)
+        done.append(f"moved from desk {desk_name} to {rule.set_desk.name}")
+    return done
 
 
 def escalate(factory: sessionmaker[Session], cfg: Config, now: dt.datetime | None = None) -> EscalationResult:

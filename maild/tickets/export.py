@@ -26,16 +26,7 @@ from maild.storage.models import Message, SpoolEntry, Ticket
 from maild.storage.spool import read_raw
 
 INTERNAL_KINDS = ("note", "system", "held")  # never seen by the customer: only with include_notes
-MAX_MERGE_HOPS = 50
 _FROM_LINE = re.compile(rb"^(From )", re.MULTILINE)
-
-
-def conversation(ticket: Ticket) -> Ticket:
-    """The ticket a merged number leads to: it holds the whole conversation."""
-    hops = 0
-    while ticket.merged_into is not None and hops < MAX_MERGE_HOPS:
-        ticket, hops = ticket.merged_into, hops + 1
-    return ticket
 
 
 def exported_messages(session: Session, ticket: Ticket, *, include_notes: bool) -> list[Message]:

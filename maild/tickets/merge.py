@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from maild.config import Config
 from maild.outbound.outgoing import queue_mail
 from maild.storage.models import (
-    AuditLog,
     Contact,
     Message,
     OutboxMessage,
@@ -28,6 +27,7 @@ from maild.storage.models import (
     naive_utc,
 )
 from maild.storage.notes import add_system_note
+from maild.tickets import ticket_ops
 
 MERGED_MARK = "[MERGED]"
 REPLY_KINDS = ("customer", "agent")  # what "the latest reply" means for the survivor's status
@@ -159,6 +159,42 @@ def merge_tickets(
     status = _status_after(session, survivor, others)
     added = _move_participants(session, survivor, others)
     tags = _move_tags(session, survivor, other_ids)
+    moved = _move_conversation(session, survivor, others)
+
+    if MERGED_MARK not in survivor.subject:
+        survivor.subject = f"{survivor.subject} {MERGED_MARK}"
+    survivor.status, survivor.updated_at = status, at
+    for t in others:
+        t.merged_into, t.status, t.updated_at = survivor, "closed", at
+
+    numbers = [t.number for t in others]
+    add_system_note(
+        session,
+        survivor,
+        f"Merged {', '.join(numbers)} into {survivor.number} (by {actor}).",
+        by="merge",
+        at=at,
+    )
+    ticket_ops.audit(
+        session,
+        survivor,
+        "merge",
+        actor=actor,
+        now=now,
+        survivor=survivor.number,
+        merged=numbers,
+        before=before,
+        after={"subject": survivor.subject, "status": survivor.status},
+        forced=force and len({t.desk_id for t in [survivor, *others]}) > 1,
+        moved={**moved, "tags": tags, "participants": added},
+    )
+    session.flush()
+    return survivor
+
+
+def _move_conversation(session: Session, survivor: Ticket, others: list[Ticket]) -> dict[str, Any]:
+    """The others' messages, time entries and mail move to the survivor: the number of rows moved of each."""
+    other_ids = [t.id for t in others]
     # Messages keep their desk_id (the desk the mail came in on): Message-IDs are unique per desk, and a
     # cross-posted mail may be on both tickets; dedupe looks at the message's desk and its ticket's.
     # Attachments hang off the messages and come along. Ticket.messages orders by (created_at, id), so
@@ -176,39 +212,7 @@ def merge_tickets(
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Message) and obj.ticket_id == survivor.id:
             session.expire(obj, ["ticket"])
-
-    if MERGED_MARK not in survivor.subject:
-        survivor.subject = f"{survivor.subject} {MERGED_MARK}"
-    survivor.status, survivor.updated_at = status, at
-    for t in others:
-        t.merged_into, t.status, t.updated_at = survivor, "closed", at
-
-    numbers = [t.number for t in others]
-    add_system_note(
-        session,
-        survivor,
-        f"Merged {', '.join(numbers)} into {survivor.number} (by {actor}).",
-        by="merge",
-        at=at,
-    )
-    session.add(
-        AuditLog(
-            at=at,
-            actor=actor,
-            action="merge",
-            ticket_id=survivor.id,
-            detail={
-                "survivor": survivor.number,
-                "merged": numbers,
-                "before": before,
-                "after": {"subject": survivor.subject, "status": survivor.status},
-                "forced": force and len({t.desk_id for t in [survivor, *others]}) > 1,
-                "moved": {**moved, "tags": tags, "participants": added},
-            },
-        )
-    )
-    session.flush()
-    return survivor
+    return moved
 
 
 def queue_merge_notices(

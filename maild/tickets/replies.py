@@ -14,7 +14,6 @@ propagates, so that nothing is stored as answered when nobody got it. The notice
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,6 +246,19 @@ class SentReply:
     notices: list[OutboxMessage] = field(default_factory=list)
     notice_errors: list[str] = field(default_factory=list)  # notices that could not be composed
 
+    def courtesy(self, queue: Queue, what: str) -> None:
+        """Queue one notice to the other agents, kept in `notices`; one that cannot be composed goes into
+        `notice_errors` (the reply went; a broken notice template must not take it back)."""
+        try:
+            row = queue({})
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self.notice_errors.append(f"{what}: {type(exc).__name__}: {exc}")
+            return
+        if row is not None:
+            self.notices.append(row)
+
 
 def send_reply(
     session: Session,
@@ -265,25 +277,7 @@ def send_reply(
     name, address = (
         (agent_display_name(agent), agent.email) if agent is not None else (desk.name, desk.primary_address)
     )
-    message = Message(
-        ticket=ticket,
-        desk_id=ticket.desk_id,
-        kind="agent",
-        from_address=address,
-        from_name=name,
-        subject=f"Re: {ticket.subject}",
-        # The customers get it under the relay's Message-ID (in the outbox, which threads their answers).
-        message_id=f"<reply.{uuid.uuid4().hex}@maild.invalid>",
-        text=text,
-        visible_text=text,
-        threaded_by="maildctl",
-        created_at=naive_utc(now),
-    )
-    session.add(message)
-    if ticket.status != "waiting":  # as an agent's reply by mail does
-        ticket_ops.set_status(session, ticket, "waiting", actor=actor, now=now)
-    ticket.updated_at = naive_utc(now)
-    session.flush()
+    message = _store_reply(session, ticket, text, (name, address), actor=actor, now=now)
     relayed = relay_reply(
         session,
         cfg,
@@ -295,18 +289,6 @@ def send_reply(
         reply=message,
     )
     sent = SentReply(message, relayed)
-
-    def courtesy(queue: Queue, what: str) -> None:
-        try:
-            row = queue({})
-        except Exception as exc:  # the reply went; a broken notice template must not take it back
-            if is_transient(exc):
-                raise
-            sent.notice_errors.append(f"{what}: {type(exc).__name__}: {exc}")
-            return
-        if row is not None:
-            sent.notices.append(row)
-
     tell_other_agents(
         session,
         cfg,
@@ -316,7 +298,7 @@ def send_reply(
         sender=(name, address),
         is_note=False,
         now=now,
-        courtesy=courtesy,
+        courtesy=sent.courtesy,
     )
     ticket_ops.audit(
         session,
@@ -330,6 +312,22 @@ def send_reply(
         not_sent=relayed.dropped,
     )
     return sent
+
+
+def _store_reply(
+    session: Session, ticket: Ticket, text: str, sender: tuple[str, str], *, actor: str, now: dt.datetime
+) -> Message:
+    """The reply stored as an `agent` message from `sender` (name, address); the ticket `waiting`."""
+    # The customers get it under the relay's Message-ID (in the outbox, which threads their answers).
+    message = ticket_ops.written_message(
+        ticket, "agent", text, author=sender, subject=f"Re: {ticket.subject}", now=now
+    )
+    session.add(message)
+    if ticket.status != "waiting":  # as an agent's reply by mail does
+        ticket_ops.set_status(session, ticket, "waiting", actor=actor, now=now)
+    ticket.updated_at = naive_utc(now)
+    session.flush()
+    return message
 
 
 def queue_flag_notice(

@@ -62,6 +62,15 @@ def _minutes(later: dt.datetime, earlier: dt.datetime) -> float:
     return max(0.0, (later - earlier).total_seconds() / 60)
 
 
+@dataclass(frozen=True)
+class _Window:
+    since: dt.datetime | None
+    until: dt.datetime
+
+    def __contains__(self, at: dt.datetime | None) -> bool:
+        return at is not None and (self.since is None or at >= self.since) and at <= self.until
+
+
 def build_report(
     session: Session, *, desk: Desk | None, since: dt.datetime | None, now: dt.datetime
 ) -> dict[str, Any]:
@@ -73,39 +82,11 @@ def build_report(
     desks: dict[str, _Tally] = defaultdict(_Tally)
     agents: dict[str, _Tally] = defaultdict(_Tally)
     all_agents = list(session.scalars(select(Agent)))
-    agent_names = {a.email: a.name for a in all_agents}
     agent_emails_by_id = {a.id: a.email for a in all_agents}
-
-    def in_window(at: dt.datetime | None) -> bool:
-        return at is not None and (since is None or at >= since) and at <= now
-
-    ticket_ids = [t.id for t in tickets]
-    first_agent_reply: dict[int, tuple[dt.datetime, str]] = {}
-    for ticket_id, at, sender in session.execute(
-        select(Message.ticket_id, Message.created_at, Message.from_address)
-        .where(Message.kind == "agent", Message.ticket_id.in_(ticket_ids))
-        .order_by(Message.created_at, Message.id)
-    ):
-        first_agent_reply.setdefault(ticket_id, (at, sender))
+    window = _Window(since, now)
+    first_agent_reply = _first_agent_replies(session, [t.id for t in tickets])
     for ticket in tickets:
-        tally = desks[ticket.desk.name]
-        tally.backlog[ticket.status] += 1
-        done_at = ticket.status_changed_at or ticket.updated_at
-        if ticket.status in DONE_STATUSES and in_window(done_at):
-            tally.closed += 1
-        if not in_window(ticket.created_at):
-            continue
-        tally.opened += 1
-        if ticket.id in first_agent_reply:
-            at, sender = first_agent_reply[ticket.id]
-            waited = _minutes(at, ticket.created_at)
-            tally.first_response.append(waited)
-            agents[sender].first_response.append(waited)
-        if ticket.status in DONE_STATUSES:
-            took = _minutes(done_at, ticket.created_at)
-            tally.resolution.append(took)
-            owner = agent_emails_by_id.get(ticket.assigned_agent_id or 0, UNASSIGNED)
-            agents[owner].resolution.append(took)
+        _tally_ticket(ticket, first_agent_reply.get(ticket.id), window, agent_emails_by_id, desks, agents)
     time_query = (
         select(TimeEntry.agent_id, TimeEntry.minutes, TimeEntry.created_at, Desk.name)
         .join(Ticket, TimeEntry.ticket_id == Ticket.id)
@@ -114,12 +95,60 @@ def build_report(
     if desk is not None:
         time_query = time_query.where(Ticket.desk_id == desk.id)
     for agent_id, minutes, at, desk_name in session.execute(time_query):
-        if in_window(at):
+        if at in window:
             desks[desk_name].minutes_spent += minutes
             agents[agent_emails_by_id.get(agent_id or 0, UNASSIGNED)].minutes_spent += minutes
+    return _report(window, desks, agents, {a.email: a.name for a in all_agents})
+
+
+def _first_agent_replies(session: Session, ticket_ids: list[int]) -> dict[int, tuple[dt.datetime, str]]:
+    """(when, from which address) of each ticket's first agent reply."""
+    first: dict[int, tuple[dt.datetime, str]] = {}
+    for ticket_id, at, sender in session.execute(
+        select(Message.ticket_id, Message.created_at, Message.from_address)
+        .where(Message.kind == "agent", Message.ticket_id.in_(ticket_ids))
+        .order_by(Message.created_at, Message.id)
+    ):
+        first.setdefault(ticket_id, (at, sender))
+    return first
+
+
+def _tally_ticket(
+    ticket: Ticket,
+    first_agent_reply: tuple[dt.datetime, str] | None,
+    window: _Window,
+    agent_emails_by_id: dict[int, str],
+    desks: dict[str, _Tally],
+    agents: dict[str, _Tally],
+) -> None:
+    """Count one ticket into its desk's tally and its agents'."""
+    tally = desks[ticket.desk.name]
+    tally.backlog[ticket.status] += 1
+    done_at = ticket.status_changed_at or ticket.updated_at
+    if ticket.status in DONE_STATUSES and done_at in window:
+        tally.closed += 1
+    if ticket.created_at not in window:
+        return
+    tally.opened += 1
+    if first_agent_reply is not None:
+        at, sender = first_agent_reply
+        waited = _minutes(at, ticket.created_at)
+        tally.first_response.append(waited)
+        agents[sender].first_response.append(waited)
+    if ticket.status in DONE_STATUSES:
+        took = _minutes(done_at, ticket.created_at)
+        tally.resolution.append(took)
+        owner = agent_emails_by_id.get(ticket.assigned_agent_id or 0, UNASSIGNED)
+        agents[owner].resolution.append(took)
+
+
+def _report(
+    window: _Window, desks: dict[str, _Tally], agents: dict[str, _Tally], agent_names: dict[str, str]
+) -> dict[str, Any]:
+    since = window.since
     return {
         "since": since.isoformat() + "Z" if since is not None else None,
-        "until": now.isoformat() + "Z",
+        "until": window.until.isoformat() + "Z",
         "desks": [
             {
                 "desk": name,

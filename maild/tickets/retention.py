@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
@@ -50,39 +50,11 @@ def purge_raw_mail(
     after_id = 0
     while True:
         with transaction(factory) as session:
-            rows = list(
-                session.execute(
-                    select(SpoolEntry.id, SpoolEntry.sha256)
-                    .where(
-                        SpoolEntry.id > after_id,
-                        SpoolEntry.state == "done",
-                        SpoolEntry.raw_purged_at.is_(None),
-                        SpoolEntry.received_at < cutoff,
-                        or_(SpoolEntry.outcome.is_(None), SpoolEntry.outcome.not_in(AWAITING_REVIEW)),
-                    )
-                    .order_by(SpoolEntry.id)
-                    .limit(BATCH)
-                )
-            )
+            rows = _old_rows(session, after_id, cutoff)
             if not rows:
                 return result
             after_id = rows[-1].id
-            digests = {row.sha256 for row in rows}
-            needed = set(
-                session.scalars(
-                    select(SpoolEntry.sha256)
-                    .where(
-                        SpoolEntry.sha256.in_(digests),
-                        or_(
-                            SpoolEntry.received_at >= cutoff,
-                            SpoolEntry.state != "done",
-                            SpoolEntry.outcome.in_(AWAITING_REVIEW),
-                        ),
-                    )
-                    .distinct()
-                )
-            )
-            candidates = {row.sha256 for row in rows} - needed
+            candidates = {row.sha256 for row in rows} - _still_needed(session, rows, cutoff)
             deleted: set[str] = set()
             for digest in sorted(candidates):
                 freed = _discard(content_path(cfg.spool_dir, digest, ".eml"), cutoff_posix, dry_run)
@@ -90,18 +62,53 @@ def purge_raw_mail(
                     deleted.add(digest)
                     result.files += freed > 0
                     result.bytes += freed
-            gone = [row for row in rows if row.sha256 in deleted]
+            gone = [row.id for row in rows if row.sha256 in deleted]
             result.kept += len(rows) - len(gone)
             result.rows += len(gone)
             if gone and not dry_run:
                 # Marked after the files are gone: a crash in between leaves rows that the next run
                 # selects again and finds nothing to delete for, never a marked row whose file is left.
                 session.execute(
-                    update(SpoolEntry)
-                    .where(SpoolEntry.id.in_([row.id for row in gone]))
-                    .values(raw_purged_at=naive_utc(now)),
+                    update(SpoolEntry).where(SpoolEntry.id.in_(gone)).values(raw_purged_at=naive_utc(now)),
                     execution_options={"synchronize_session": False},
                 )
+
+
+def _old_rows(session: Session, after_id: int, cutoff: dt.datetime) -> list[Row[tuple[int, str]]]:
+    """The next batch of (id, sha256) of processed rows older than the cutoff, not awaiting review and with
+    their raw mail still there."""
+    return list(
+        session.execute(
+            select(SpoolEntry.id, SpoolEntry.sha256)
+            .where(
+                SpoolEntry.id > after_id,
+                SpoolEntry.state == "done",
+                SpoolEntry.raw_purged_at.is_(None),
+                SpoolEntry.received_at < cutoff,
+                or_(SpoolEntry.outcome.is_(None), SpoolEntry.outcome.not_in(AWAITING_REVIEW)),
+            )
+            .order_by(SpoolEntry.id)
+            .limit(BATCH)
+        )
+    )
+
+
+def _still_needed(session: Session, rows: list[Row[tuple[int, str]]], cutoff: dt.datetime) -> set[str]:
+    """The digests of `rows` that another row still needs: a newer one, unprocessed, or awaiting review."""
+    return set(
+        session.scalars(
+            select(SpoolEntry.sha256)
+            .where(
+                SpoolEntry.sha256.in_({row.sha256 for row in rows}),
+                or_(
+                    SpoolEntry.received_at >= cutoff,
+                    SpoolEntry.state != "done",
+                    SpoolEntry.outcome.in_(AWAITING_REVIEW),
+                ),
+            )
+            .distinct()
+        )
+    )
 
 
 def _discard(path: Path, cutoff: float, dry_run: bool) -> int | None:

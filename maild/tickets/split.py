@@ -88,8 +88,32 @@ def split_ticket(
     is aware UTC. Flushes; the caller commits."""
     if now.tzinfo is None:
         raise ValueError("split_ticket: `now` must be timezone-aware (UTC)")
-    at = naive_utc(now)
-    # Under a row lock (PostgreSQL), so that a concurrent merge or split sees this one (as merge does).
+    _lock_splittable(session, ticket, priority)
+    moved = _chosen(session, ticket, message_ids)
+    count_before = len(ticket.messages)
+    target = desk or ticket.desk
+    customer = _customer(session, ticket, moved)
+    new = _new_ticket(session, ticket, target, customer, priority=priority, subject=subject, now=now)
+    _move_messages(session, ticket, new, moved)
+    ids = [m.id for m in moved]
+    _record_split(session, ticket, new, ids, count_before, actor=actor, now=now)
+    if notify:
+        queue_mail(
+            session,
+            cfg,
+            new,
+            "ticket_created",
+            [(customer.display_name, customer.email)],
+            automatic=True,
+            now=now,
+        )
+    session.flush()
+    return new
+
+
+def _lock_splittable(session: Session, ticket: Ticket, priority: str | None) -> None:
+    """Lock the ticket's row (PostgreSQL), so that a concurrent merge or split sees this one (as merge
+    does); SplitRefused for a merged ticket or an unknown priority."""
     session.flush()
     session.scalars(
         select(Ticket)
@@ -102,10 +126,20 @@ def split_ticket(
         raise SplitRefused(f"{ticket.number} is merged into {into}: split {into} instead")
     if priority is not None and priority not in PRIORITIES:
         raise SplitRefused(f"unknown priority {priority!r}: use one of {', '.join(PRIORITIES)}")
-    moved = _chosen(session, ticket, message_ids)
-    count_before = len(ticket.messages)
-    target = desk or ticket.desk
-    customer = _customer(session, ticket, moved)
+
+
+def _new_ticket(
+    session: Session,
+    ticket: Ticket,
+    target: Desk,
+    customer: Contact,
+    *,
+    priority: str | None,
+    subject: str | None,
+    now: dt.datetime,
+) -> Ticket:
+    """The new ticket (status open) on desk `target`, its customer a participant."""
+    at = naive_utc(now)
     new = Ticket(
         number=allocate_number(session, target, now),
         desk=target,
@@ -121,6 +155,10 @@ def split_ticket(
     )
     session.add(new)
     session.add(Participant(ticket=new, contact=customer, role="customer"))
+    return new
+
+
+def _move_messages(session: Session, ticket: Ticket, new: Ticket, moved: list[Message]) -> None:
     for message in moved:
         message.ticket = new  # the backref takes it off the original; its attachments hang off it
     session.flush()
@@ -133,13 +171,25 @@ def split_ticket(
             .values(ticket_id=new.id),
             execution_options={"synchronize_session": "fetch"},
         )
-    ids = [m.id for m in moved]
+
+
+def _record_split(
+    session: Session,
+    ticket: Ticket,
+    new: Ticket,
+    ids: list[int],
+    count_before: int,
+    *,
+    actor: str,
+    now: dt.datetime,
+) -> None:
+    """The system notes on both tickets and their audit entries."""
     listed = ", ".join(f"#{i}" for i in ids)
     add_system_note(
         session, ticket, f"Split {listed} off into {new.number} (by {actor}).", by="split", at=now
     )
     add_system_note(session, new, f"Split off {ticket.number}: {listed} (by {actor}).", by="split", at=now)
-    ticket.updated_at = at
+    ticket.updated_at = naive_utc(now)
     ticket_ops.audit(
         session,
         ticket,
@@ -160,22 +210,10 @@ def split_ticket(
         source=ticket.number,
         messages=ids,
         after={
-            "desk": target.name,
+            "desk": new.desk.name,
             "priority": new.priority,
             "subject": new.subject,
-            "customer": customer.email,
+            "customer": new.customer.email,
             "status": new.status,
         },
     )
-    if notify:
-        queue_mail(
-            session,
-            cfg,
-            new,
-            "ticket_created",
-            [(customer.display_name, customer.email)],
-            automatic=True,
-            now=now,
-        )
-    session.flush()
-    return new

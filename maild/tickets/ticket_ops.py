@@ -31,6 +31,18 @@ def ticket_by_number(session: Session, number: str) -> Ticket | None:
     return session.scalars(select(Ticket).where(func.lower(Ticket.number) == wanted)).first()
 
 
+def locked_ticket(session: Session, ticket_id: int) -> Ticket | None:
+    """The ticket re-read under a row lock, for a scheduled job's change (FOR UPDATE SKIP LOCKED; SQLite's
+    BEGIN IMMEDIATE serialises writers): None when another instance holds it. populate_existing: the values
+    read under the lock, never ones loaded earlier in this session."""
+    return session.scalars(
+        select(Ticket)
+        .where(Ticket.id == ticket_id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).first()
+
+
 def audit(
     session: Session, ticket: Ticket, action: str, *, actor: str, now: dt.datetime, **detail: Any
 ) -> None:
@@ -117,6 +129,28 @@ def remove_sub_customer(
     audit(session, ticket, "cc_remove", actor=actor, now=now, email=email)
 
 
+def written_message(
+    ticket: Ticket, kind: str, text: str, *, author: tuple[str, str], subject: str, now: dt.datetime
+) -> Message:
+    """A message written with maildctl (not stored yet): `kind` note or agent, by `author` (display name,
+    address), with a Message-ID of its own (`<kind>.` …@maild.invalid)."""
+    name, address = author
+    prefix = "reply" if kind == "agent" else kind
+    return Message(
+        ticket=ticket,
+        desk_id=ticket.desk_id,
+        kind=kind,
+        from_address=address,
+        from_name=name,
+        subject=subject,
+        message_id=f"<{prefix}.{uuid.uuid4().hex}@maild.invalid>",
+        text=text,
+        visible_text=text,
+        threaded_by="maildctl",
+        created_at=naive_utc(now),
+    )
+
+
 def add_note(
     session: Session,
     ticket: Ticket,
@@ -127,20 +161,7 @@ def add_note(
     now: dt.datetime,
 ) -> Message:
     """An internal note (`kind` note: never sent to customers) by `author` (display name, address)."""
-    name, address = author
-    note = Message(
-        ticket=ticket,
-        desk_id=ticket.desk_id,
-        kind="note",
-        from_address=address,
-        from_name=name,
-        subject=ticket.subject,
-        message_id=f"<note.{uuid.uuid4().hex}@maild.invalid>",
-        text=text,
-        visible_text=text,
-        threaded_by="maildctl",
-        created_at=naive_utc(now),
-    )
+    note = written_message(ticket, "note", text, author=author, subject=ticket.subject, now=now)
     session.add(note)
     _touch(ticket, now)
     session.flush()

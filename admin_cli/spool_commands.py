@@ -1,5 +1,4 @@
-"""maildctl outbox list|show|retry|flush and spool list|show|release|delete|purge: what went out, and what
-came in with its outcome."""
+"""maildctl spool list|show|release|delete|purge: what came in, with its outcome."""
 
 from __future__ import annotations
 
@@ -7,22 +6,22 @@ import argparse
 import datetime as dt
 import sys
 import time
-from email import message_from_bytes, policy
+from collections.abc import Sequence
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from maild.admin_cli.arguments import add_show_by_id, command_group
 from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
-from maild.outbound.outgoing import StoredAttachmentError, sent_bytes, sent_size
 from maild.outbound.sender import flush
 from maild.storage.files import content_path, discard_stale
-from maild.storage.models import AuditLog, Message, OutboxMessage, SpoolEntry, Ticket, utcnow
+from maild.storage.models import AuditLog, Message, SpoolEntry, Ticket
 from maild.tickets.retention import AWAITING_REVIEW, purge_raw_mail
 
-OUTBOX_STATUSES = ("queued", "sent", "failed")
 SPOOL_OUTCOMES = (
     "created",
     "replied",
@@ -42,38 +41,18 @@ SPOOL_OUTCOMES = (
 
 
 def register(commands: Any) -> None:
-    outbox = commands.add_parser("outbox", help="outgoing mail")
-    sub = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
-    lst = sub.add_parser("list", help="list outgoing mail, newest first")
-    lst.add_argument("--status", help=f"only this status ({', '.join(OUTBOX_STATUSES)})")
-    lst.add_argument("--json", action="store_true")
-    lst.set_defaults(handler=list_outbox)
-    show = sub.add_parser("show", help="one outgoing mail: recipients, attempts, errors, headers")
-    show.add_argument("id", type=int, metavar="ID")
-    show.add_argument("--json", action="store_true")
-    show.add_argument("--raw", action="store_true", help="print the message itself, as sent")
-    show.set_defaults(handler=show_outbox)
-    retry = sub.add_parser(
-        "retry", help="send again now: a queued mail at once, a failed one to the recipients it failed for"
-    )
-    retry.add_argument("ids", type=int, nargs="*", metavar="ID")
-    retry.add_argument("--failed", action="store_true", help="every failed mail")
-    retry.set_defaults(handler=retry_outbox)
-    fl = sub.add_parser("flush", help="send what is due now")
-    fl.set_defaults(handler=flush_outbox)
-
-    spool = commands.add_parser("spool", help="received mail and what became of it")
-    sub = spool.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = command_group(commands, "spool", "received mail and what became of it")
     lst = sub.add_parser("list", help="list received messages, newest first")
     lst.add_argument("--outcome", help=f"only this outcome ({', '.join(SPOOL_OUTCOMES)})")
     lst.add_argument("--quarantined", action="store_true", help="only quarantined messages")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_spool)
-    show = sub.add_parser("show", help="one received mail: state, outcome, reason, trace, ticket, headers")
-    show.add_argument("id", type=int, metavar="ID")
-    show.add_argument("--json", action="store_true")
-    show.add_argument("--raw", action="store_true", help="write the raw mail itself, as received")
-    show.set_defaults(handler=show_spool)
+    add_show_by_id(
+        sub,
+        "one received mail: state, outcome, reason, trace, ticket, headers",
+        "write the raw mail itself, as received",
+        show_spool,
+    )
     release = sub.add_parser(
         "release",
         help="let a quarantined mail through (the spam verdict no longer holds it) and process it now; "
@@ -99,142 +78,6 @@ def register(commands: Any) -> None:
     purge.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
     purge.add_argument("--json", action="store_true")
     purge.set_defaults(handler=purge_spool)
-
-
-def _outbox_fields(row: OutboxMessage, number: str | None) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "ticket": number,
-        "template": row.template,
-        # every recipient, whatever became of them; `pending` are those still to be served
-        "to": list(dict.fromkeys([*row.delivered_to, *row.failed_to, *row.rcpt_to])),
-        "pending": list(row.rcpt_to),
-        "subject": row.subject,
-        "status": row.status,
-        "attempts": row.attempts,
-        "next_attempt_at": iso(row.next_attempt_at) if row.status == "queued" else None,
-        "last_error": row.last_error,
-        "message_id": row.message_id,
-        "created_at": iso(row.created_at),
-        "sent_at": iso(row.sent_at),
-        "delivered_to": list(row.delivered_to),
-        "failed_to": list(row.failed_to),
-        "retry_until": iso(row.retry_until),
-    }
-
-
-def list_outbox(app: App, args: argparse.Namespace) -> int:
-    if args.status and args.status not in OUTBOX_STATUSES:
-        raise UserError(f"unknown --status {args.status!r}: use one of {', '.join(OUTBOX_STATUSES)}")
-    query = select(OutboxMessage, Ticket.number).outerjoin(Ticket, OutboxMessage.ticket_id == Ticket.id)
-    if args.status:
-        query = query.where(OutboxMessage.status == args.status)
-    with app.session() as session:
-        rows = [
-            _outbox_fields(row, number)
-            for row, number in session.execute(query.order_by(OutboxMessage.id.desc()))
-        ]
-    if args.json:
-        print_json(rows)
-    else:
-        print_table(
-            ["ID", "STATUS", "TICKET", "TEMPLATE", "TO", "ATTEMPTS", "ERROR"],
-            [
-                [
-                    r["id"],
-                    r["status"],
-                    r["ticket"],
-                    r["template"],
-                    ", ".join(r["to"]),
-                    r["attempts"],
-                    r["last_error"],
-                ]
-                for r in rows
-            ],
-        )
-    return 0
-
-
-def _load(session: Any, outbox_id: int) -> tuple[OutboxMessage, str | None]:
-    found = session.execute(
-        select(OutboxMessage, Ticket.number)
-        .outerjoin(Ticket, OutboxMessage.ticket_id == Ticket.id)
-        .where(OutboxMessage.id == outbox_id)
-    ).first()
-    if found is None:
-        raise UserError(f"no outgoing mail with id {outbox_id}: see `maildctl outbox list`")
-    return found[0], found[1]
-
-
-def show_outbox(app: App, args: argparse.Namespace) -> int:
-    with app.session() as session:
-        row, number = _load(session, args.id)
-        fields = _outbox_fields(row, number)
-        raw = bytes(row.raw)
-    if args.raw:
-        # As sent: stored attachments expanded from the attachment store, written as they are read.
-        try:  # whole before written: a file with other bytes is found at its end, and nothing is printed
-            sys.stdout.buffer.write(sent_bytes(raw, app.cfg.attachment_dir))
-        except StoredAttachmentError as exc:
-            raise UserError(f"outbox {args.id}: {exc}") from None
-        return 0
-    # The stored mail has the headers as sent (only attachment bodies are references).
-    message = message_from_bytes(raw, policy=policy.default)
-    fields["headers"] = {name: str(value) for name, value in message.items()}
-    fields["size"] = sent_size(raw)
-    fields["stored_size"] = len(raw)  # what the outbox row holds
-    if args.json:
-        print_json(fields)
-        return 0
-    for key in ("id", "status", "ticket", "template", "subject", "message_id", "created_at", "sent_at"):
-        print(f"{key}: {fields[key] if fields[key] is not None else ''}")
-    print(f"pending: {', '.join(fields['pending']) or '-'}")
-    print(f"delivered to: {', '.join(fields['delivered_to']) or '-'}")
-    print(f"failed for: {', '.join(fields['failed_to']) or '-'}")
-    print(f"attempts: {fields['attempts']}, next: {fields['next_attempt_at'] or '-'}")
-    if fields["last_error"]:
-        print(f"last error: {fields['last_error']}")
-    print()
-    for name, value in fields["headers"].items():
-        print(f"{name}: {value}")
-    return 0
-
-
-def retry_outbox(app: App, args: argparse.Namespace) -> int:
-    if bool(args.ids) == args.failed:
-        raise UserError("give the outbox ids to retry, or --failed for every failed mail (not both)")
-    now = utcnow()
-    with app.session() as session:
-        if args.failed:
-            rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed")))
-        else:
-            rows = [_load(session, outbox_id)[0] for outbox_id in dict.fromkeys(args.ids)]
-        for row in rows:
-            if row.status == "sent" and not row.failed_to:
-                raise UserError(f"outbox {row.id} was delivered to every recipient: nothing to retry")
-            before = {"status": row.status, "to": list(row.rcpt_to), "failed_to": list(row.failed_to)}
-            row.rcpt_to = list(dict.fromkeys([*row.rcpt_to, *row.failed_to]))
-            row.failed_to = []
-            row.status, row.next_attempt_at = "queued", now
-            row.retry_until = now + dt.timedelta(hours=app.cfg.retry_hours)
-            session.add(
-                AuditLog(
-                    actor="maildctl",
-                    action="outbox_retry",
-                    ticket_id=row.ticket_id,
-                    detail={"outbox_id": row.id, "before": before, "to": list(row.rcpt_to)},
-                )
-            )
-        ids = [row.id for row in rows]
-    result = flush(app.factory, app.cfg, ids)
-    print(f"retried {len(ids)}: sent {result.sent}, deferred {result.deferred}, failed {result.failed}")
-    return 0
-
-
-def flush_outbox(app: App, args: argparse.Namespace) -> int:
-    result = flush(app.factory, app.cfg)
-    print(f"sent {result.sent}, deferred {result.deferred}, failed {result.failed}")
-    return 0
 
 
 def list_spool(app: App, args: argparse.Namespace) -> int:
@@ -308,7 +151,7 @@ def _spool_fields(entry: SpoolEntry, number: str | None) -> dict[str, Any]:
     }
 
 
-def _load_spool(session: Any, spool_id: int, *, lock: bool = False) -> tuple[SpoolEntry, str | None]:
+def _load_spool(session: Session, spool_id: int, *, lock: bool = False) -> tuple[SpoolEntry, str | None]:
     entry = session.get(SpoolEntry, spool_id, with_for_update=lock)
     if entry is None:
         raise UserError(f"no spool entry with id {spool_id}: see 'maildctl spool list'")
@@ -392,19 +235,37 @@ def release_spool(app: App, args: argparse.Namespace) -> int:
 
     Processed here and now, as before; the message says what became of it, since a release does not make
     a mail pass: unparseable mail is quarantined again, and a failure leaves the row for maild serve."""
-    from maild.ingress.control import ask_status, socket_path
-    from maild.pipeline.runner import MAX_ATTEMPTS, process
+    from maild.pipeline.runner import process
 
+    _mark_released(app, args.id)
+    # Committed first: if processing is cut short the row is 'received', and maild serve's recovery sweep
+    # (or the next start) processes it.
+    now = dt.datetime.now(dt.UTC)
+    result = process(app.factory, app.cfg, args.id, now)
+    if result.outcome == "failed":  # still 'received', one attempt counted
+        raise _release_failed(app, args.id, result.reason)
+    by = _processed_by(app, args.id, now)
+    if result.outcome == "quarantined":
+        raise UserError(f"released {args.id} and {by}, but it is quarantined again: {result.reason}")
+    sent = _send_queued(app, result.outbox_ids) if result.outbox_ids else ""
+    ticket = f" {result.ticket_number}" if result.ticket_number else ""
+    reason = f" ({result.reason})" if result.reason else ""
+    print(f"released {args.id} and {by}: {result.outcome}{ticket}{reason}{sent}")
+    return 0
+
+
+def _mark_released(app: App, spool_id: int) -> None:
+    """Set a quarantined row back to 'received', released (audited), or UserError."""
     with app.session() as session:
-        entry, _ = _load_spool(session, args.id, lock=True)
+        entry, _ = _load_spool(session, spool_id, lock=True)
         if entry.state != "done" or entry.outcome != "quarantined":
-            now = entry.outcome or entry.state
+            state = entry.outcome or entry.state
             raise UserError(
-                f"spool entry {args.id} is not quarantined ({now}): only quarantined mail is released"
+                f"spool entry {spool_id} is not quarantined ({state}): only quarantined mail is released"
             )
         if not content_path(app.cfg.spool_dir, entry.sha256, ".eml").is_file():
             # Nothing to run through the pipeline: marking it 'received' would only make it fail 3 times.
-            raise UserError(f"spool entry {args.id} cannot be released: {_raw_gone(entry)}")
+            raise UserError(f"spool entry {spool_id} cannot be released: {_raw_gone(entry)}")
         before = {"outcome": entry.outcome, "reason": entry.reason, "attempts": entry.attempts}
         entry.released = True
         entry.state, entry.outcome, entry.reason = "received", None, ""
@@ -412,45 +273,43 @@ def release_spool(app: App, args: argparse.Namespace) -> int:
         session.add(
             AuditLog(actor=who(), action="spool_release", detail={"spool_id": entry.id, "before": before})
         )
-    # Committed first: if processing is cut short the row is 'received', and maild serve's recovery sweep
-    # (or the next start) processes it.
-    now = dt.datetime.now(dt.UTC)
-    result = process(app.factory, app.cfg, args.id, now)
-    if result.outcome == "failed":  # still 'received', one attempt counted
-        later = (
-            f"the running maild serve retries it within {app.cfg.schedule.recovery_seconds:g} s"
-            if ask_status(socket_path(app.cfg.data_dir)) is not None
-            else "no maild serve is running; it processes the row when it starts"
-        )
-        raise UserError(
-            f"released {args.id}, but processing it failed (attempt 1 of {MAX_ATTEMPTS}: {result.reason}); "
-            f"it stays queued for reprocessing: {later}"
-        )
-    with app.session() as session:
-        done = session.get(SpoolEntry, args.id)
-        processed_at = done.processed_at if done is not None else None
-    # process() stamps the row with its `now`; another stamp means someone else (the running daemon's
-    # recovery sweep) took the 'received' row first: the row lock lets only one of them process it.
-    by = (
-        "processed now"
-        if processed_at == now.replace(tzinfo=None)
-        else "processed by the running maild serve"
+
+
+def _release_failed(app: App, spool_id: int, reason: str) -> UserError:
+    """What to say when processing a released row failed: who retries it, and when."""
+    from maild.ingress.control import ask_status, socket_path
+    from maild.pipeline.runner import MAX_ATTEMPTS
+
+    later = (
+        f"the running maild serve retries it within {app.cfg.schedule.recovery_seconds:g} s"
+        if ask_status(socket_path(app.cfg.data_dir)) is not None
+        else "no maild serve is running; it processes the row when it starts"
     )
-    if result.outcome == "quarantined":
-        raise UserError(f"released {args.id} and {by}, but it is quarantined again: {result.reason}")
-    sent = ""
-    if result.outbox_ids:
-        # As maild pipe: what it queued goes out now; a send failure leaves it for the outbox's retries.
-        try:
-            handed = flush(app.factory, app.cfg, result.outbox_ids)
-        except Exception as exc:
-            sent = f"; its mail stays queued in the outbox ({type(exc).__name__})"
-        else:
-            sent = f"; its mail: {handed.sent} sent, {handed.deferred} deferred, {handed.failed} failed"
-    ticket = f" {result.ticket_number}" if result.ticket_number else ""
-    reason = f" ({result.reason})" if result.reason else ""
-    print(f"released {args.id} and {by}: {result.outcome}{ticket}{reason}{sent}")
-    return 0
+    return UserError(
+        f"released {spool_id}, but processing it failed (attempt 1 of {MAX_ATTEMPTS}: {reason}); "
+        f"it stays queued for reprocessing: {later}"
+    )
+
+
+def _processed_by(app: App, spool_id: int, now: dt.datetime) -> str:
+    """process() stamps the row with its `now`; another stamp means someone else (the running daemon's
+    recovery sweep) took the 'received' row first: the row lock lets only one of them process it."""
+    with app.session() as session:
+        done = session.get(SpoolEntry, spool_id)
+        processed_at = done.processed_at if done is not None else None
+    if processed_at == now.replace(tzinfo=None):
+        return "processed now"
+    return "processed by the running maild serve"
+
+
+def _send_queued(app: App, outbox_ids: Sequence[int]) -> str:
+    """As maild pipe: what processing queued goes out now; a send failure leaves it for the outbox's
+    retries. Returns the words for the release's message."""
+    try:
+        handed = flush(app.factory, app.cfg, outbox_ids)
+    except Exception as exc:
+        return f"; its mail stays queued in the outbox ({type(exc).__name__})"
+    return f"; its mail: {handed.sent} sent, {handed.deferred} deferred, {handed.failed} failed"
 
 
 def delete_spool(app: App, args: argparse.Namespace) -> int:
@@ -460,9 +319,9 @@ def delete_spool(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         entry, number = _load_spool(session, args.id, lock=True)
         if entry.state != "done" or entry.outcome not in AWAITING_REVIEW:
-            now = entry.outcome or entry.state
+            state = entry.outcome or entry.state
             raise UserError(
-                f"spool entry {args.id} is {now}: only quarantined or held mail is deleted "
+                f"spool entry {args.id} is {state}: only quarantined or held mail is deleted "
                 f"({' or '.join(AWAITING_REVIEW)})"
             )
         sharing = list(
