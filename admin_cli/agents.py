@@ -12,6 +12,7 @@ from maild.admin_cli.arguments import command_group
 from maild.admin_cli.common import App, UserError, print_json, print_table
 from maild.mail.addresses import is_valid, normalize
 from maild.storage.models import Agent, Desk, DeskAddress
+from maild.tickets import agent_ops
 
 MAX_NAME = 200  # agents.name / agents.display_name column size
 
@@ -91,30 +92,12 @@ def add_agent(app: App, args: argparse.Namespace) -> int:
                     f"agent {email} exists already (as {agent.name!r}): add --update to change them, "
                     "or use 'maildctl agent set'"
                 )
-            changes = _update(agent, name, display_name, desks)
+            changes = agent_ops.update_agent(agent, name, display_name, desks)
             print(f"agent {email}: {'; '.join(changes) if changes else 'nothing changed'}")
             return 0
-        agent = Agent(email=email, name=name, display_name=display_name or "", desks=desks)
-        session.add(agent)
+        agent_ops.add_agent(session, email, name, display_name, desks)
     print(f"agent {email} on {', '.join(d.name for d in desks)}")
     return 0
-
-
-def _update(agent: Agent, name: str, display_name: str | None, desks: list[Desk]) -> list[str]:
-    """`agent add --update` on an existing agent: the name, the display name if given, the desks added
-    (none taken away); what changed, for the admin."""
-    changes = []
-    if agent.name != name:
-        changes.append(f"name {agent.name!r} → {name!r}")
-        agent.name = name
-    if display_name is not None and agent.display_name != display_name:
-        changes.append(f"display name {agent.display_name!r} → {display_name!r}")
-        agent.display_name = display_name
-    added = [desk for desk in desks if desk not in agent.desks]
-    if added:
-        agent.desks.extend(added)
-        changes.append(f"desks + {', '.join(d.name for d in added)}")
-    return changes
 
 
 def set_agent(app: App, args: argparse.Namespace) -> int:
@@ -128,19 +111,9 @@ def set_agent(app: App, args: argparse.Namespace) -> int:
         if agent is None:
             raise UserError(f"no agent {email}: see 'maildctl agent list'")
         desks = _desks(session, args.desk) if args.desk is not None else None
-        changes = []
-        if name is not None:
-            agent.name = name
-            changes.append(f"name {name!r}")
-        if display_name is not None:
-            agent.display_name = display_name
-            changes.append(f"display name {display_name!r}")
-        if args.active is not None:
-            agent.active = args.active
-            changes.append("active" if args.active else "inactive")
-        if desks is not None:
-            agent.desks = desks
-            changes.append(f"desks {', '.join(d.name for d in desks)}")
+        changes = agent_ops.set_agent(
+            agent, name=name, display_name=display_name, active=args.active, desks=desks
+        )
     print(f"agent {email}: {'; '.join(changes)}")
     return 0
 

@@ -10,15 +10,12 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from maild.admin_cli.arguments import command_group
-from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
+from maild.admin_cli.common import App, UserError, print_json, print_table, who
 from maild.outbound.blocklist import InvalidPattern, check_pattern, is_domain_pattern
-from maild.storage.changes import bump_changes
-from maild.storage.models import AuditLog, BlockEntry
-
-MAX_REASON = 2000
+from maild.storage.models import BlockEntry
+from maild.tickets import block_ops
 
 
 def register(commands: Any) -> None:
@@ -48,31 +45,6 @@ def valid_pattern(text: str) -> str:
         raise UserError(str(exc)) from None
 
 
-def find_entry(session: Session, pattern: str) -> BlockEntry | None:
-    return session.scalars(select(BlockEntry).where(BlockEntry.pattern == pattern)).first()
-
-
-def add_entry(session: Session, pattern: str, subdomains: bool, reason: str, added_by: str) -> BlockEntry:
-    """A new entry; UserError when the pattern is listed already (also used by ticket block-and-delete)."""
-    if find_entry(session, pattern) is not None:
-        raise UserError(f"{pattern} is blocked already: see 'maildctl block list'")
-    entry = BlockEntry(pattern=pattern, subdomains=subdomains, reason=reason[:MAX_REASON], added_by=added_by)
-    session.add(entry)
-    session.flush()
-    bump_changes(session)  # a running maild serve reloads its blocklist snapshot
-    return entry
-
-
-def entry_json(entry: BlockEntry) -> dict[str, Any]:
-    return {
-        "pattern": entry.pattern,
-        "subdomains": entry.subdomains,
-        "reason": entry.reason,
-        "added_by": entry.added_by,
-        "created_at": iso(entry.created_at),
-    }
-
-
 def add_block(app: App, args: argparse.Namespace) -> int:
     pattern = valid_pattern(args.pattern)
     if args.subdomains and not is_domain_pattern(pattern):
@@ -80,8 +52,9 @@ def add_block(app: App, args: argparse.Namespace) -> int:
     actor = who()
     try:
         with app.session() as session:
-            entry = add_entry(session, pattern, args.subdomains, args.reason.strip(), actor)
-            session.add(AuditLog(actor=actor, action="block_add", detail=entry_json(entry)))
+            block_ops.block(session, pattern, args.subdomains, args.reason.strip(), actor=actor)
+    except block_ops.BlockExists as exc:
+        raise UserError(str(exc)) from None
     except IntegrityError:  # another maildctl added it between our check and our insert
         raise UserError(f"{pattern} is blocked already: see 'maildctl block list'") from None
     scope = " and its subdomains" if args.subdomains else ""
@@ -93,19 +66,19 @@ def remove_block(app: App, args: argparse.Namespace) -> int:
     pattern = args.pattern.strip().lower()  # as check_pattern stores it
     actor = who()
     with app.session() as session:
-        entry = find_entry(session, pattern)
+        entry = block_ops.find_entry(session, pattern)
         if entry is None:
             raise UserError(f"no blocklist entry {args.pattern!r}: see 'maildctl block list'")
-        session.add(AuditLog(actor=actor, action="block_remove", detail=entry_json(entry)))
-        session.delete(entry)
-        bump_changes(session)
+        block_ops.unblock(session, entry, actor=actor)
     print(f"unblocked {pattern}")
     return 0
 
 
 def list_blocks(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
-        entries = [entry_json(e) for e in session.scalars(select(BlockEntry).order_by(BlockEntry.pattern))]
+        entries = [
+            block_ops.entry_json(e) for e in session.scalars(select(BlockEntry).order_by(BlockEntry.pattern))
+        ]
     if args.json:
         print_json(entries)
     else:

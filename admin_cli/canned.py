@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from maild.admin_cli.arguments import add_list, command_group
 from maild.admin_cli.common import App, UserError, find_desk, iso, print_json, print_table
-from maild.storage.models import AuditLog, CannedReply, Desk, utcnow
+from maild.storage.models import CannedReply, Desk
+from maild.tickets import canned_ops
 from maild.tickets.canned import CANNED_NAME
 
 ACTOR = "maildctl"
@@ -80,11 +81,6 @@ def _read_body(path: str | None) -> str:
     return body
 
 
-def _find(session: Session, name: str, desk: Desk | None) -> CannedReply | None:
-    desk_id = CannedReply.desk_id == desk.id if desk else CannedReply.desk_id.is_(None)
-    return session.scalars(select(CannedReply).where(CannedReply.name == name, desk_id)).first()
-
-
 def _label(desk: Desk | None) -> str:
     return f"desk {desk.name}" if desk else "all desks"
 
@@ -112,18 +108,7 @@ def add_canned(app: App, args: argparse.Namespace) -> int:
     try:
         with app.session() as session:
             desk = _scope(session, args)
-            reply = _find(session, name, desk)
-            detail = {"name": name, "desk": desk.name if desk else None, "size": len(body)}
-            if reply is None:
-                action = "added"
-                session.add(CannedReply(desk_id=desk.id if desk else None, name=name, body=body))
-                session.add(AuditLog(actor=ACTOR, action="canned_add", detail=detail))
-            else:
-                action = "updated"
-                # The old body goes in the log: an update by mistake can be undone from it.
-                detail["previous_body"] = reply.body
-                reply.body, reply.updated_at = body, utcnow()
-                session.add(AuditLog(actor=ACTOR, action="canned_update", detail=detail))
+            action = canned_ops.save_reply(session, desk, name, body, actor=ACTOR)
     except IntegrityError:  # another maildctl added the same name for this desk meanwhile
         raise UserError(f"canned reply {name!r} was added meanwhile: run the command again") from None
     print(f"canned reply {name} ({_label(desk)}) {action}")
@@ -159,9 +144,11 @@ def show_canned(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         if args.desk:
             desk = find_desk(session, args.desk)
-            reply = _find(session, args.name, desk) or _find(session, args.name, None)
+            reply = canned_ops.find_reply(session, args.name, desk) or canned_ops.find_reply(
+                session, args.name, None
+            )
         else:
-            reply = _find(session, args.name, None)
+            reply = canned_ops.find_reply(session, args.name, None)
             if reply is None:
                 # No all-desks one: a single desk's is unambiguous, several need --desk.
                 rows = session.scalars(select(CannedReply).where(CannedReply.name == args.name)).all()
@@ -189,11 +176,9 @@ def show_canned(app: App, args: argparse.Namespace) -> int:
 def remove_canned(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         desk = _scope(session, args)
-        reply = _find(session, args.name, desk)
+        reply = canned_ops.find_reply(session, args.name, desk)
         if reply is None:
             raise UserError(f"no canned reply {args.name!r} for {_label(desk)}: see 'maildctl canned list'")
-        detail = {"name": reply.name, "desk": desk.name if desk else None, "body": reply.body}
-        session.add(AuditLog(actor=ACTOR, action="canned_remove", detail=detail))
-        session.delete(reply)
+        canned_ops.remove_reply(session, desk, reply, actor=ACTOR)
     print(f"canned reply {args.name} ({_label(desk)}) removed")
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import json
 import sys
@@ -18,6 +17,7 @@ from maild.config import Config
 from maild.storage.db import make_engine, make_sessionmaker, transaction
 from maild.storage.models import Desk, Ticket
 from maild.tickets import ticket_ops
+from maild.tickets.ticket_ops import iso as iso  # maildctl shows times as the audit rows do
 
 
 class UserError(Exception):
@@ -58,10 +58,6 @@ def who() -> str:
         return getpass.getuser() or "maildctl"
     except Exception:  # no USER/LOGNAME and no passwd entry (a container's arbitrary uid)
         return "maildctl"
-
-
-def iso(value: dt.datetime | None) -> str | None:
-    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def print_json(data: Any) -> None:

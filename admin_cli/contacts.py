@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from maild.admin_cli.arguments import command_group
 from maild.admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.mail.addresses import is_valid, normalize
-from maild.storage.models import AuditLog, Contact, Participant
+from maild.storage.models import Contact, Participant
+from maild.tickets import contact_ops
 from maild.tickets.participants import NotAddable, check_customer_address, find_contact, get_or_create_contact
 
 
@@ -90,10 +91,6 @@ def unbounce_contact(app: App, args: argparse.Namespace) -> int:
             raise UserError(f"no contact {email}")
         if contact.status != "bouncing":
             raise UserError(f"contact {email} is not bouncing (status {contact.status})")
-        reason = contact.status_reason
-        contact.status, contact.status_reason = "active", ""
-        session.add(
-            AuditLog(actor="maildctl", action="contact_unbounce", detail={"email": email, "was": reason})
-        )
+        contact_ops.unbounce(session, contact, actor="maildctl")
     print(f"contact {email}: bouncing -> active")
     return 0

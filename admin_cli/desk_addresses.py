@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from maild.admin_cli.common import App, UserError, find_desk
-from maild.admin_cli.desk_rules import audit_desk_change, desk_address
+from maild.admin_cli.common import App, UserError, find_desk, who
+from maild.admin_cli.desk_rules import desk_address
 from maild.mail.addresses import normalize
 from maild.storage.models import DeskAddress
+from maild.tickets import desk_ops
 
 
 def register(sub: Any) -> None:
@@ -37,8 +38,7 @@ def add_address(app: App, args: argparse.Namespace) -> int:
             taken = session.scalars(select(DeskAddress).where(DeskAddress.address == address)).first()
             if taken is not None:
                 raise UserError(f"address {address} belongs to desk {taken.desk.name!r} already")
-            desk.addresses.append(DeskAddress(address=address))
-            audit_desk_change(session, "desk_address_add", {"desk": desk.name, "address": address})
+            desk_ops.add_address(session, desk, address, actor=who())
             name = desk.name
     except IntegrityError:
         raise UserError(f"address {address} was added meanwhile: see 'maildctl desk list'") from None
@@ -59,8 +59,7 @@ def remove_address(app: App, args: argparse.Namespace) -> int:
                 f"{address} is desk {desk.name!r}'s only address: add another first, or remove the desk"
             )
         was_primary = desk.addresses[0] is row
-        desk.addresses.remove(row)
-        audit_desk_change(session, "desk_address_remove", {"desk": desk.name, "address": address})
+        desk_ops.remove_address(session, desk, row, actor=who())
         name, primary = desk.name, desk.addresses[0].address
     print(f"desk {name}: {address} removed; mail to it is refused from now on")
     if was_primary:

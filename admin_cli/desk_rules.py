@@ -13,12 +13,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from maild.admin_cli.common import UserError, who
+from maild.admin_cli.common import UserError
 from maild.mail.addresses import is_valid, normalize
 from maild.mail.attachment_policy import parse_extensions
 from maild.numbering.pattern import Pattern, PatternError
-from maild.storage.changes import bump_changes
-from maild.storage.models import AuditLog, Desk, RetiredPattern
+from maild.storage.models import Desk, RetiredPattern
 from maild.tickets.statuses import normalise_status
 
 MAX_NAME = 100  # desks.name is VARCHAR(100)
@@ -179,11 +178,6 @@ def desk_address(text: str, option: str = "--address") -> str:
     if not is_valid(address) or "+" in address.partition("@")[0]:
         raise UserError(f"invalid {option} {address!r}: give a plain address like support@example.com")
     return address
-
-
-def audit_desk_change(session: Session, action: str, detail: dict[str, Any]) -> None:
-    session.add(AuditLog(actor=who(), action=action, detail=detail))
-    bump_changes(session)  # every desk change is one a running maild serve caches
 
 
 def check_auto_close(options: dict[str, Any], text: str | None, allowed: Sequence[str]) -> None:

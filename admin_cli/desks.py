@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from maild.admin_cli import desk_addresses
 from maild.admin_cli.arguments import command_group
-from maild.admin_cli.common import App, UserError, find_desk, iso, print_json, print_table
+from maild.admin_cli.common import App, UserError, find_desk, iso, print_json, print_table, who
 from maild.admin_cli.desk_rules import (
     NAME_RULE,
-    audit_desk_change,
     check_auto_close,
     check_name_free,
     check_overlaps,
@@ -31,18 +30,15 @@ from maild.admin_cli.desk_rules import (
     parse_pattern,
 )
 from maild.config import Config
-from maild.numbering.allocate import seed_counters
 from maild.outbound.templating import desk_override_dir
 from maild.storage.models import (
     TICKET_STATUSES,
     Desk,
     DeskAddress,
-    EscalationRule,
-    Message,
-    OutboxMessage,
     RetiredPattern,
     Ticket,
 )
+from maild.tickets import desk_ops
 from maild.tickets.statuses import statuses_of
 
 
@@ -135,11 +131,7 @@ def add_desk(app: App, args: argparse.Namespace) -> int:
             if taken is not None:
                 raise UserError(f"address {taken.address} belongs to desk {taken.desk.name!r} already")
             check_overlaps(session, pattern)
-            desk = Desk(name=name, pattern=args.pattern, timezone=args.timezone, **options)
-            desk.addresses = [DeskAddress(address=a) for a in addresses]
-            session.add(desk)
-            detail = {"desk": name, "addresses": addresses, "pattern": args.pattern, **options}
-            audit_desk_change(session, "desk_add", {**detail, "timezone": args.timezone})
+            desk_ops.add_desk(session, name, args.pattern, args.timezone, options, addresses, actor=who())
     except IntegrityError:  # another maildctl took the name or an address between our check and insert
         raise UserError(f"desk {name!r} or one of its addresses was added meanwhile: try again") from None
     print(f"desk {name} added: {', '.join(addresses)}, numbers {args.pattern}")
@@ -151,23 +143,12 @@ def set_desk(app: App, args: argparse.Namespace) -> int:
     if not options and args.pattern is None:
         raise UserError("nothing to change: give an option such as --replies-only (maildctl desk set --help)")
     pattern = parse_pattern(args.pattern) if args.pattern is not None else None
-    seeded: dict[str, int] = {}
     with app.session() as session:
         desk = find_desk(session, args.name)
         check_auto_close(options, args.auto_close_statuses, statuses_of(session, desk.id))
-        before: dict[str, Any] = {key: getattr(desk, key) for key in options}
-        after: dict[str, Any] = dict(options)
         if pattern is not None and pattern.source != desk.pattern:
             check_overlaps(session, pattern, desk.id)
-            # The old pattern is retired, not forgotten: its numbers keep threading (pipeline/thread.py).
-            session.add(RetiredPattern(desk_id=desk.id, pattern=desk.pattern))
-            before["pattern"], after["pattern"] = desk.pattern, pattern.source
-            desk.pattern = pattern.source
-            session.flush()
-            seeded = seed_counters(session, desk.id, pattern)
-        for key, value in options.items():
-            setattr(desk, key, value)
-        audit_desk_change(session, "desk_set", {"desk": desk.name, "before": before, "after": after})
+        after, seeded = desk_ops.set_desk(session, desk, options, pattern, actor=who())
     shown = ", ".join(f"{key} = {value}" for key, value in after.items())
     print(f"desk {args.name}: {shown or 'nothing changed'}")
     if seeded:
@@ -186,8 +167,7 @@ def rename_desk(app: App, args: argparse.Namespace) -> int:
         if old == name:
             raise UserError(f"desk {old!r} has that name already")
         check_name_free(session, name, desk.id)
-        desk.name = name
-        audit_desk_change(session, "desk_rename", {"desk": name, "before": old, "after": name})
+        desk_ops.rename_desk(session, desk, name, actor=who())
         # The overrides directory follows the name, in the same transaction's lifetime: a failed move
         # raises before the commit, so name and directory never disagree.
         moved = _move_overrides(app.cfg, old, name)
@@ -229,24 +209,8 @@ def remove_desk(app: App, args: argparse.Namespace) -> int:
             raise UserError(
                 f"desk {name!r} has {tickets} ticket(s): give --move-to DESK to move them to another desk"
             )
-        detail: dict[str, Any] = {
-            "desk": name,
-            "tickets": tickets,
-            "addresses": [a.address for a in desk.addresses],
-        }
-        if target is not None:
-            detail["moved_to"] = target.name
-            detail["statuses_reset"] = _move_tickets(session, desk, target)
         # Rules of other desks that send tickets here stop moving them (the FK sets NULL): say which.
-        rules = session.scalars(
-            select(EscalationRule.name).where(
-                EscalationRule.set_desk_id == desk.id, EscalationRule.desk_id != desk.id
-            )
-        ).all()
-        if rules:
-            detail["escalation_rules_no_longer_moving"] = list(rules)
-        audit_desk_change(session, "desk_remove", detail)
-        session.delete(desk)  # addresses, categories, statuses, canned replies, rules, counters cascade
+        rules = desk_ops.remove_desk(session, desk, target, tickets, actor=who())
     moved = f", its {tickets} ticket(s) moved to {target.name}" if target is not None else ""
     print(f"desk {name} removed{moved}")
     if rules:
@@ -254,45 +218,6 @@ def remove_desk(app: App, args: argparse.Namespace) -> int:
             f"  note: escalation rules {', '.join(rules)} moved tickets to {name}; they no longer move them"
         )
     return 0
-
-
-def _move_tickets(session: Session, desk: Desk, target: Desk) -> int:
-    """Move every ticket of `desk` (with its messages and outgoing mail) to `target`; its patterns become
-    `target`'s retired ones, so the moved numbers keep threading. Returns how many tickets had a custom
-    status `target` does not have, and are `open` now."""
-    known = statuses_of(session, target.id)
-    # An UPDATE statement's result is a CursorResult, which has the rowcount; execute() is typed wider.
-    reset = cast(
-        "CursorResult[Any]",
-        session.execute(
-            update(Ticket)
-            .where(Ticket.desk_id == desk.id, Ticket.status.not_in(known))
-            .values(status="open")
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
-    # Categories are the desk's own and go with it: the moved tickets have none on the target.
-    session.execute(
-        update(Ticket)
-        .where(Ticket.desk_id == desk.id)
-        .values(desk_id=target.id, category_id=None)
-        .execution_options(synchronize_session=False)
-    )
-    for model in (Message, OutboxMessage):
-        session.execute(
-            update(model)
-            .where(model.desk_id == desk.id)
-            .values(desk_id=target.id)
-            .execution_options(synchronize_session=False)
-        )
-    retired = [
-        desk.pattern,
-        *session.scalars(select(RetiredPattern.pattern).where(RetiredPattern.desk_id == desk.id)),
-    ]
-    for source in retired:
-        session.add(RetiredPattern(desk_id=target.id, pattern=source))
-    session.flush()
-    return int(reset or 0)
 
 
 def list_desks(app: App, args: argparse.Namespace) -> int:

@@ -10,16 +10,18 @@ import math
 import re
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from maild.admin_cli.arguments import add_desk_item, add_list, command_group
-from maild.admin_cli.common import App, UserError, find_desk, iso, print_json, print_table, who
+from maild.admin_cli.common import App, UserError, find_desk, print_json, print_table, who
 from maild.config import Config
 from maild.outbound.templating import desk_override_dir
-from maild.storage.models import PRIORITIES, AuditLog, Desk, EscalationFired, EscalationRule
+from maild.storage.models import PRIORITIES, Desk, EscalationRule
 from maild.templates import DEFAULT_DIR
+from maild.tickets import escalation_ops
+from maild.tickets.escalation_ops import fired_count, rule_json
 from maild.tickets.escalations import DEFAULT_REMINDER, describe_rule
 from maild.tickets.statuses import statuses_of
 
@@ -127,29 +129,6 @@ def _template(cfg: Config, desk: Desk, name: str) -> str:
     return name
 
 
-def rule_json(rule: EscalationRule, fired: int) -> dict[str, Any]:
-    return {
-        "desk": rule.desk.name,
-        "name": rule.name,
-        "active": rule.active,
-        "after_hours": rule.after_hours,
-        "status": rule.in_status,
-        "priority": rule.with_priority,
-        "set_status": rule.set_status,
-        "set_priority": rule.set_priority,
-        "set_desk": rule.set_desk.name if rule.set_desk is not None else None,
-        "notify_agents": rule.notify_agents,
-        "remind": rule.remind_template,
-        "fired": fired,
-        "created_at": iso(rule.created_at),
-    }
-
-
-def _fired(session: Session, rule: EscalationRule) -> int:
-    count = session.scalar(select(func.count()).where(EscalationFired.rule_id == rule.id))
-    return count or 0
-
-
 def add_rule(app: App, args: argparse.Namespace) -> int:
     if not RULE_NAME.fullmatch(args.name):
         raise UserError(f"invalid rule name {args.name!r}: use 1-100 letters, digits and . _ -")
@@ -177,23 +156,23 @@ def add_rule(app: App, args: argparse.Namespace) -> int:
                     f"desk {desk.name} already has an escalation rule {args.name!r}: "
                     f"'maildctl escalation remove {desk.name} {args.name}' first"
                 )
-            rule = EscalationRule(
-                desk=desk,
-                name=args.name,
+            actions = {
+                "set_status": set_status,
+                "set_priority": set_priority,
+                "set_desk": target,
+                "notify_agents": args.notify_agents,
+                "remind_template": remind,
+            }
+            rule = escalation_ops.add_rule(
+                session,
+                desk,
+                args.name,
                 after_hours=hours,
                 in_status=status,
                 with_priority=priority,
-                set_status=set_status,
-                set_priority=set_priority,
-                set_desk=target,
-                notify_agents=args.notify_agents,
-                remind_template=remind,
-                active=True,
+                actions=actions,
+                actor=actor,
             )
-            session.add(rule)
-            session.flush()
-            data = rule_json(rule, 0)
-            session.add(AuditLog(actor=actor, action="escalation_add", detail=data))
             summary = describe_rule(rule)
     except IntegrityError:  # another maildctl added the same name meanwhile
         raise UserError(
@@ -232,7 +211,7 @@ def list_rules(app: App, args: argparse.Namespace) -> int:
         if args.desk:
             query = query.where(EscalationRule.desk_id == find_desk(session, args.desk).id)
         rules = list(session.scalars(query.order_by(Desk.name, EscalationRule.name)))
-        entries = [(rule_json(rule, _fired(session, rule)), describe_rule(rule)) for rule in rules]
+        entries = [(rule_json(rule, fired_count(session, rule)), describe_rule(rule)) for rule in rules]
     if args.json:
         print_json([entry for entry, _ in entries])
     else:
@@ -247,10 +226,7 @@ def remove_rule(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         desk = find_desk(session, args.desk)
         rule = _rule(session, desk, args.name)
-        session.add(
-            AuditLog(actor=who(), action="escalation_remove", detail=rule_json(rule, _fired(session, rule)))
-        )
-        session.delete(rule)  # its firings go with it (ON DELETE CASCADE)
+        escalation_ops.remove_rule(session, rule, actor=who())
     print(f"escalation rule {args.name} removed from desk {args.desk}")
     return 0
 
@@ -261,18 +237,6 @@ def set_rule(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         desk = find_desk(session, args.desk)
         rule = _rule(session, desk, args.name)
-        before, rule.active = rule.active, args.active
-        session.add(
-            AuditLog(
-                actor=who(),
-                action="escalation_set",
-                detail={
-                    "desk": desk.name,
-                    "name": rule.name,
-                    "before": {"active": before},
-                    "after": {"active": rule.active},
-                },
-            )
-        )
+        escalation_ops.set_active(session, desk, rule, args.active, actor=who())
     print(f"escalation rule {args.name} of desk {args.desk} is now {'active' if args.active else 'inactive'}")
     return 0

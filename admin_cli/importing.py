@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from maild.admin_cli.common import App, UserError, find_ticket, print_json
-from maild.storage.models import AuditLog
+from maild.tickets.import_ops import record_import
 
 KINDS = ("mbox", "maildir")  # as maild.ingress.importer's, which loads the pipeline: only when importing
 
@@ -140,9 +140,7 @@ def import_mailbox(app: App, args: argparse.Namespace) -> int:
     )
     box.close()
     data = summary.as_json()
-    with app.session() as session:
-        detail = {"kind": args.kind, "path": str(path.resolve()), "desk": args.desk, **data}
-        session.add(AuditLog(actor=who(), action="import", detail=detail))
+    record_import(app.factory, args.kind, str(path.resolve()), args.desk, data, actor=who())
     if args.json:
         print_json(data)
     else:

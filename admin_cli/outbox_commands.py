@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from email import message_from_bytes, policy
 from typing import Any
@@ -15,7 +14,8 @@ from maild.admin_cli.arguments import add_show_by_id, command_group
 from maild.admin_cli.common import App, UserError, iso, print_json, print_table
 from maild.outbound.outgoing import StoredAttachmentError, sent_bytes, sent_size
 from maild.outbound.sender import flush
-from maild.storage.models import AuditLog, OutboxMessage, Ticket, utcnow
+from maild.storage.models import OutboxMessage, Ticket, utcnow
+from maild.tickets import queue_ops
 
 OUTBOX_STATUSES = ("queued", "sent", "failed")
 
@@ -150,22 +150,10 @@ def retry_outbox(app: App, args: argparse.Namespace) -> int:
             rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed")))
         else:
             rows = [_load(session, outbox_id)[0] for outbox_id in dict.fromkeys(args.ids)]
-        for row in rows:
-            if row.status == "sent" and not row.failed_to:
-                raise UserError(f"outbox {row.id} was delivered to every recipient: nothing to retry")
-            before = {"status": row.status, "to": list(row.rcpt_to), "failed_to": list(row.failed_to)}
-            row.rcpt_to = list(dict.fromkeys([*row.rcpt_to, *row.failed_to]))
-            row.failed_to = []
-            row.status, row.next_attempt_at = "queued", now
-            row.retry_until = now + dt.timedelta(hours=app.cfg.retry_hours)
-            session.add(
-                AuditLog(
-                    actor="maildctl",
-                    action="outbox_retry",
-                    ticket_id=row.ticket_id,
-                    detail={"outbox_id": row.id, "before": before, "to": list(row.rcpt_to)},
-                )
-            )
+        try:
+            queue_ops.retry_outbox(session, rows, now=now, retry_hours=app.cfg.retry_hours, actor="maildctl")
+        except queue_ops.NothingToRetry as exc:
+            raise UserError(str(exc)) from None
         ids = [row.id for row in rows]
     result = flush(app.factory, app.cfg, ids)
     print(f"retried {len(ids)}: sent {result.sent}, deferred {result.deferred}, failed {result.failed}")

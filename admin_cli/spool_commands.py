@@ -19,8 +19,9 @@ from maild.admin_cli.arguments import add_show_by_id, command_group
 from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
 from maild.outbound.sender import flush
 from maild.storage.files import content_path, discard_stale
-from maild.storage.models import AuditLog, Message, SpoolEntry, Ticket
-from maild.tickets.retention import AWAITING_REVIEW, purge_raw_mail
+from maild.storage.models import SpoolEntry, Ticket
+from maild.tickets import queue_ops
+from maild.tickets.retention import AWAITING_REVIEW
 
 SPOOL_OUTCOMES = (
     "created",
@@ -266,13 +267,7 @@ def _mark_released(app: App, spool_id: int) -> None:
         if not content_path(app.cfg.spool_dir, entry.sha256, ".eml").is_file():
             # Nothing to run through the pipeline: marking it 'received' would only make it fail 3 times.
             raise UserError(f"spool entry {spool_id} cannot be released: {_raw_gone(entry)}")
-        before = {"outcome": entry.outcome, "reason": entry.reason, "attempts": entry.attempts}
-        entry.released = True
-        entry.state, entry.outcome, entry.reason = "received", None, ""
-        entry.attempts = 0  # a mail quarantined after failed attempts gets its full count again
-        session.add(
-            AuditLog(actor=who(), action="spool_release", detail={"spool_id": entry.id, "before": before})
-        )
+        queue_ops.release_spool(session, entry, actor=who())
 
 
 def _release_failed(app: App, spool_id: int, reason: str) -> UserError:
@@ -324,32 +319,8 @@ def delete_spool(app: App, args: argparse.Namespace) -> int:
                 f"spool entry {args.id} is {state}: only quarantined or held mail is deleted "
                 f"({' or '.join(AWAITING_REVIEW)})"
             )
-        sharing = list(
-            session.scalars(
-                select(SpoolEntry.id).where(SpoolEntry.sha256 == entry.sha256, SpoolEntry.id != entry.id)
-            )
-        )
-        # A held reply is also a message on its ticket: the message stays (an agent's `#send` may still
-        # release it), it only loses the link to the raw mail.
-        messages = list(session.scalars(select(Message).where(Message.spool_id == entry.id)))
-        for message in messages:
-            message.spool_id = None
-        unlinked = [message.id for message in messages]
-        session.add(
-            AuditLog(
-                actor=who(),
-                action="spool_delete",
-                ticket_id=entry.ticket_id,
-                detail={
-                    **_spool_fields(entry, number),
-                    "raw_kept_for": sharing,
-                    "messages_unlinked": unlinked,
-                },
-            )
-        )
-        session.flush()  # the messages let go of the row before it goes (foreign key)
-        session.delete(entry)
         outcome, digest = entry.outcome, entry.sha256
+        sharing, unlinked = queue_ops.delete_spool(session, entry, _spool_fields(entry, number), actor=who())
     # After the commit: a crash in between leaves a file without a row, never a row without its file.
     if sharing:
         raw = f"; its raw mail stays: spool {', '.join(map(str, sharing))} has the same bytes"
@@ -372,18 +343,8 @@ def purge_spool(app: App, args: argparse.Namespace) -> int:
         raise UserError(f"--older-than must be more than 0 days, got {args.older_than:g}")
     if days <= 0:
         raise UserError("no retention period: give --older-than DAYS, or set [spool] retention_days")
-    purged = purge_raw_mail(app.factory, app.cfg, dt.timedelta(days=days), dry_run=args.dry_run)
-    data = {
-        "older_than_days": days,
-        "dry_run": args.dry_run,
-        "rows": purged.rows,
-        "files": purged.files,
-        "bytes": purged.bytes,
-        "kept": purged.kept,
-    }
-    if not args.dry_run and purged.rows:
-        with app.session() as session:
-            session.add(AuditLog(actor=who(), action="spool_purge", detail=data))
+    purged = queue_ops.purge_spool(app.factory, app.cfg, days, dry_run=args.dry_run, actor=who())
+    data = queue_ops.purge_json(days, args.dry_run, purged)
     if args.json:
         print_json(data)
         return 0

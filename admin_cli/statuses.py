@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from maild.admin_cli.arguments import add_desk_item, add_list, command_group
 from maild.admin_cli.common import App, UserError, find_desk, find_ticket, iso, print_json, print_table, who
 from maild.mail.addresses import normalize
-from maild.storage.models import TICKET_STATUSES, Agent, AuditLog, Category, Desk, DeskStatus, Ticket
-from maild.tickets import ticket_ops
+from maild.storage.models import TICKET_STATUSES, Agent, Category, Desk, DeskStatus, Ticket
+from maild.tickets import status_ops
 from maild.tickets.lookup import survivor_of
 from maild.tickets.statuses import (
     BUILTIN_DESCRIPTIONS,
@@ -94,10 +94,6 @@ def _register_categories(commands: Any) -> None:
 # --- shared look-ups ------------------------------------------------------------------------------
 
 
-def _audit(session: Session, action: str, detail: dict[str, Any]) -> None:
-    session.add(AuditLog(actor=who(), action=action, detail=detail))
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -123,8 +119,7 @@ def add_status(app: App, args: argparse.Namespace) -> int:
             desk = find_desk(session, args.desk)
             if find_custom(session, desk.id, name) is not None:
                 raise UserError(exists)
-            session.add(DeskStatus(desk_id=desk.id, name=name, description=description))
-            _audit(session, "status_add", {"desk": desk.name, "name": name, "description": description})
+            status_ops.add_status(session, desk, name, description, actor=who())
     except IntegrityError:  # another maildctl added it between our check and our insert
         raise UserError(exists) from None
     print(f"status {name} added to desk {args.desk}")
@@ -186,10 +181,7 @@ def remove_status(app: App, args: argparse.Namespace) -> int:
                 f"see 'maildctl status list --desk {desk.name}'"
             )
         _refuse_if_used(session, desk, row.name)
-        _audit(
-            session, "status_remove", {"desk": desk.name, "name": row.name, "description": row.description}
-        )
-        session.delete(row)
+        status_ops.remove_status(session, desk, row, actor=who())
     print(f"status {row.name} removed from desk {desk.name}")
     return 0
 
@@ -283,12 +275,7 @@ def add_category(app: App, args: argparse.Namespace) -> int:
             if same is not None:
                 raise UserError(exists.replace(repr(name), repr(same.name)))
             agents = sorted(_desk_agents(session, desk, args.agent), key=lambda a: a.id)
-            session.add(Category(desk_id=desk.id, name=name, agents=agents))
-            _audit(
-                session,
-                "category_add",
-                {"desk": desk.name, "name": name, "agents": [a.email for a in agents]},
-            )
+            status_ops.add_category(session, desk, name, agents, actor=who())
     except IntegrityError:  # another maildctl added it meanwhile
         raise UserError(exists) from None
     who_gets = f"notices go to {', '.join(a.email for a in agents)}" if agents else "no agents of its own"
@@ -336,27 +323,7 @@ def remove_category(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         desk = find_desk(session, args.desk)
         category = _category(session, desk, args.name)
-        tickets = list(session.scalars(select(Ticket).where(Ticket.category_id == category.id)))
-        # Set here, not only by ON DELETE SET NULL: each ticket that loses its category gets its audit entry.
-        for ticket in tickets:
-            ticket.category_id = None
-            ticket_ops.audit(
-                session, ticket, "category", actor=actor, now=now, before=category.name, after=None
-            )
-        session.add(
-            AuditLog(
-                actor=actor,
-                action="category_remove",
-                detail={
-                    "desk": desk.name,
-                    "name": category.name,
-                    "agents": [a.email for a in category.agents],
-                    "tickets": [t.number for t in tickets],
-                },
-            )
-        )
-        session.flush()
-        session.delete(category)
+        tickets = status_ops.remove_category(session, desk, category, actor=actor, now=now)
         name = category.name
     left = f"; {len(tickets)} ticket(s) left without a category" if tickets else ""
     print(f"category {name} removed from desk {desk.name}{left}")
@@ -369,7 +336,6 @@ def change_category_agents(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         desk = find_desk(session, args.desk)
         category = _category(session, desk, args.name)
-        before = [a.email for a in category.agents]
         added = _desk_agents(session, desk, args.add)
         removed: list[Agent] = []
         for email in args.remove:
@@ -385,13 +351,8 @@ def change_category_agents(app: App, args: argparse.Namespace) -> int:
             raise UserError("an agent is both in --add and in --remove: give each once")
         agents = [a for a in category.agents if a not in removed]
         agents += [a for a in added if a not in agents]
-        category.agents = sorted(agents, key=lambda a: a.id)
+        status_ops.set_category_agents(session, desk, category, agents, actor=who())
         after = [a.email for a in category.agents]
-        _audit(
-            session,
-            "category_agents",
-            {"desk": desk.name, "name": category.name, "before": before, "after": after},
-        )
         name = category.name
     print(f"category {name} of desk {desk.name}: agents {', '.join(after) or '(none: all desk agents)'}")
     return 0
@@ -423,12 +384,7 @@ def assign_category(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         ticket = survivor_of(find_ticket(session, args.number))
         category = _ticket_category(session, ticket, args.name) if args.name is not None else None
-        before = ticket.category.name if ticket.category is not None else None
-        after = category.name if category is not None else None
-        if before != after:
-            ticket.category = category
-            ticket.updated_at = now.replace(tzinfo=None)
-            ticket_ops.audit(session, ticket, "category", actor=actor, now=now, before=before, after=after)
+        before, after = status_ops.set_category(session, ticket, category, actor=actor, now=now)
         number = ticket.number
     print(f"{number}: category {after or '(none)'}" + ("" if before != after else " (unchanged)"))
     return 0

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from maild.admin_cli.common import App, UserError, find_desk, find_ticket, print_json, who
 from maild.admin_cli.ticket_lookup import number_command, utc_now, whole_conversation
-from maild.storage.models import PRIORITIES, AuditLog, OutboxMessage
-from maild.tickets import ticket_ops
+from maild.storage.models import PRIORITIES, OutboxMessage
+from maild.tickets import block_ops
 from maild.tickets.merge import MergeRefused, merge_tickets, queue_merge_notices
 from maild.tickets.split import SplitRefused, split_ticket
 
@@ -98,7 +98,7 @@ def merge_numbers(app: App, args: argparse.Namespace) -> int:
 
 
 def block_and_delete(app: App, args: argparse.Namespace) -> int:
-    from maild.admin_cli.blocks import add_entry, find_entry, valid_pattern
+    from maild.admin_cli.blocks import valid_pattern
 
     actor = who()
     with app.session() as session:
@@ -106,41 +106,13 @@ def block_and_delete(app: App, args: argparse.Namespace) -> int:
         number, customer = ticket.number, ticket.customer.email
         reason = (args.reason or "").strip() or f"ticket {number} deleted as spam"
         pattern = valid_pattern(customer)
-        already = find_entry(session, pattern) is not None
-        if not already:
-            add_entry(session, pattern, False, reason, actor)
-        doomed = [ticket, *merged]
-        ids = [t.id for t in doomed]
-        message_count = ticket_ops.message_count(session, ids)
-        # The customer's auto-reply included: it would go out after the ticket is gone.
-        cancelled = ticket_ops.cancel_queued_mail(
-            session, ids, f"ticket {number} deleted as spam (maildctl ticket block-and-delete)"
+        detail = block_ops.block_and_delete(
+            session, ticket, merged, pattern=pattern, reason=reason, actor=actor
         )
-        session.add(
-            AuditLog(
-                actor=actor,
-                action="ticket_block_and_delete",
-                detail={
-                    "number": number,
-                    "customer": customer,
-                    "subject": ticket.subject,
-                    "desk": ticket.desk.name,
-                    "pattern": pattern,
-                    "reason": reason,
-                    "already_blocked": already,
-                    "messages": message_count,
-                    "merged": [t.number for t in merged],
-                    "outbox_cancelled": cancelled,
-                },
-            )
-        )
-        # Messages, their attachment rows and the participants go with the ticket (ORM cascades); spool,
-        # outbox and audit rows keep their history with ticket_id set to NULL by the database.
-        for doomed_ticket in doomed:
-            session.delete(doomed_ticket)
-    merged_text = f" (with merged {', '.join(t.number for t in merged)})" if merged else ""
-    blocked_text = "was blocked already" if already else "blocked"
-    print(f"{number} deleted{merged_text}, {message_count} message(s); {customer} {blocked_text}")
+        merged_numbers = detail["merged"]
+    merged_text = f" (with merged {', '.join(merged_numbers)})" if merged_numbers else ""
+    blocked_text = "was blocked already" if detail["already_blocked"] else "blocked"
+    print(f"{number} deleted{merged_text}, {detail['messages']} message(s); {customer} {blocked_text}")
     return 0
 
 

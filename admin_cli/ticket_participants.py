@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import Any
 
 from maild.admin_cli.common import App, UserError, find_ticket
 from maild.mail.addresses import is_valid, normalize
-from maild.storage.models import AuditLog
-from maild.tickets.participants import NotAddable, add_cc, remove_cc
+from maild.tickets import ticket_ops
+from maild.tickets.participants import NotAddable
 
 
 def register(sub: Any) -> None:
@@ -25,18 +26,11 @@ def change_cc(app: App, args: argparse.Namespace) -> int:
         raise UserError(f"invalid address {args.email!r}: give a plain address like bob@example.com")
     with app.session() as session:
         ticket = find_ticket(session, args.number)
+        change = ticket_ops.add_sub_customer if args.change == "add" else ticket_ops.remove_sub_customer
         try:
-            if args.change == "add":
-                add_cc(session, ticket, email)
-            else:
-                remove_cc(session, ticket, email)
+            change(session, ticket, email, actor="maildctl", now=dt.datetime.now(dt.UTC))
         except NotAddable as exc:
             raise UserError(f"cannot {args.change} {email}: {exc}") from None
-        session.add(
-            AuditLog(
-                actor="maildctl", action=f"cc_{args.change}", ticket_id=ticket.id, detail={"email": email}
-            )
-        )
         number = ticket.number
     print(f"{number}: {email} {'added as sub-customer' if args.change == 'add' else 'removed'}")
     return 0

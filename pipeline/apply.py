@@ -21,11 +21,14 @@ from sqlalchemy import select
 
 from maild.mail.attachment_policy import refusal
 from maild.numbering.allocate import allocate_number
-from maild.pipeline.context import IMPORT_INGRESS, Context, Stop
+from maild.pipeline.context import IMPORT_INGRESS, AgentAnswer, BounceVerdict, Context, Stop
+from maild.pipeline.dry_run import is_new
 from maild.storage import attachments
 from maild.storage.models import Attachment, AuditLog, Message, Participant, Ticket, utcnow
 from maild.storage.notes import add_system_note
-from maild.tickets.participants import NotAddable, add_cc, is_participant
+from maild.tickets.command_effects import CommandFailed, carry_out
+from maild.tickets.commands import CommandError, describe_errors
+from maild.tickets.participants import NotAddable, add_cc, get_or_create_contact, is_participant
 from maild.tickets.quiet import is_quiet_import
 
 # The ticket's subject, a title to list and to copy into outgoing Subject/Thread-Topic: the mail's own
@@ -67,7 +70,7 @@ def _change_status(ctx: Context, ticket: Ticket, status: str) -> None:
 
 def _new_ticket(ctx: Context) -> Ticket:
     mail, desk = ctx.require_mail(), ctx.require_desk()
-    assert ctx.contact is not None, "identify sets the contact of a non-agent sender"
+    assert ctx.contact is not None, "apply makes the contact of a non-agent sender first"
     ticket = Ticket(
         number=allocate_number(ctx.session, desk, ctx.now),
         desk=desk,
@@ -209,8 +212,42 @@ def _apply_agent_reply(ctx: Context, ticket: Ticket) -> str:
     return "agent_reply" if reply.relayed else "agent_note"
 
 
+def _carry_out_commands(ctx: Context) -> Stop | None:
+    """The agent's commands, checked by the commands stage, merge first: later ones act on the survivor."""
+    reply, ticket = ctx.agent_reply, ctx.ticket
+    if reply is None or ticket is None or not reply.plan:
+        return None
+    for step in reply.plan:
+        try:
+            ticket = carry_out(
+                ctx.session, ctx.cfg, ticket, step, agent=ctx.require_agent(), now=ctx.now, queued=ctx.queued
+            )
+        except CommandFailed as exc:
+            ctx.agent_answer = AgentAnswer(
+                "command_errors",
+                {"errors_text": describe_errors([CommandError(step.command.line_number, "", str(exc))])},
+            )
+            return Stop(
+                "refused", f"agent reply not carried out: line {step.command.line_number}: {exc}"[:2000]
+            )
+        ctx.ticket = ticket
+    return None
+
+
+def _record_contact(ctx: Context) -> None:
+    """The customer's (or stranger's) contact identify looked up: created when new, its empty display
+    name filled from this mail."""
+    if ctx.customer_sender:
+        mail = ctx.require_mail()
+        ctx.contact = get_or_create_contact(ctx.session, mail.from_address, mail.from_name)
+
+
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
+    _record_contact(ctx)
+    stopped = _carry_out_commands(ctx)
+    if stopped is not None:
+        return stopped
     if ctx.ticket is None:
         if ctx.agent is not None:
             return Stop("rejected", "agents open tickets by replying to a notification, not by new mail")
@@ -246,3 +283,81 @@ def run(ctx: Context) -> Stop | None:
         )
     )
     return None
+
+
+# --- what a stopped mail changes --------------------------------------------------------------------------
+
+
+def record_stop(ctx: Context) -> None:
+    """The effects of a mail a stage stopped, as that stage decided them (the runner calls this after any
+    Stop, apply's own included): a held mail's note, a bounce's notes and contacts, a refused mail's
+    contact, a reply the collision guard holds."""
+    if ctx.held_note is not None and ctx.ticket is not None:
+        add_system_note(ctx.session, ctx.ticket, ctx.held_note, by="identify", at=ctx.now)
+        ctx.held_note = None
+    if ctx.bounce_effects is not None:
+        _record_bounce(ctx, ctx.bounce_effects)
+    if ctx.refusal is not None and ctx.known_sender:
+        # A refused mail leaves no new contact behind, only its spool record; a known one gets its empty
+        # display name filled, as by any mail.
+        _record_contact(ctx)
+    if ctx.held_reply is not None and ctx.ticket is not None:
+        ctx.message = store_message(ctx, ctx.ticket, "held", visible=ctx.held_reply)
+        ctx.held_reply = None
+
+
+def _record_bounce(ctx: Context, verdict: BounceVerdict) -> None:
+    """Per failed address: the contact marked bouncing (with its audit row), the note on the ticket."""
+    row, ticket = verdict.row, ctx.ticket
+    for effect in verdict.effects:
+        if effect.mark:
+            contact = get_or_create_contact(ctx.session, effect.address)
+            contact.status = "bouncing"
+            contact.status_reason = effect.status_reason
+            ctx.session.add(
+                AuditLog(
+                    at=ctx.now_naive,
+                    actor="maild",
+                    action="contact_bouncing",
+                    ticket_id=ticket.id if ticket is not None else None,
+                    detail={
+                        "email": effect.address,
+                        "reason": contact.status_reason,
+                        "outbox_id": row.id,
+                        "spool_id": ctx.spool.id,
+                    },
+                )
+            )
+        if ticket is not None:
+            add_system_note(
+                ctx.session,
+                ticket,
+                effect.note,
+                by="bounce",
+                at=ctx.now,
+                subject=row.subject,
+                message_id=effect.note_id,
+                spool_id=ctx.spool.id,
+            )
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    ticket, message = ctx.ticket, ctx.message
+    if ticket is None:
+        return "no ticket change"
+    extras: list[str] = []
+    added_cc = [p.contact.email for p in ticket.participants if p.role == "cc" and is_new(ctx.session, p)]
+    if added_cc:
+        extras.append(f"sub-customers added: {', '.join(added_cc)}")
+    if message is not None and message.attachments:
+        extras.append(f"{len(message.attachments)} attachment(s)")
+    tail = f"; {'; '.join(extras)}" if extras else ""
+    if ctx.outcome == "created":
+        linked = f", linked to {ctx.linked_ticket.number}" if ctx.linked_ticket is not None else ""
+        return f"would create {ticket.number} for {ticket.customer.email}{linked}{tail}"
+    kind = message.kind if message is not None else "message"
+    return f"would add the {kind} mail to {ticket.number}, status becomes {ticket.status}{tail}"

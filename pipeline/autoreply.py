@@ -21,3 +21,14 @@ def run(ctx: Context) -> Stop | None:
     if verdict is not None:
         ctx.automatic, ctx.automatic_reason = verdict.kind, verdict.reason
     return None
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    if ctx.automatic is not None:
+        why = f" ({ctx.automatic_reason})" if ctx.automatic_reason else ""
+        return f"automatic mail, {ctx.automatic}{why}: may join a ticket, never answered automatically"
+    return "written by a person: no sign of automatic mail"

@@ -23,3 +23,19 @@ def run(ctx: Context) -> Stop | None:
     why = f": {entry.reason}" if entry.reason else ""
     scope = " (and subdomains)" if entry.subdomains else ""
     return Stop("blocked", f"sender {address} matches blocklist entry {entry.pattern}{scope}{why}")
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    return f"sender {_who(ctx)} not on the blocklist"
+
+
+def _who(ctx: Context) -> str:
+    mail = ctx.require_mail()
+    envelope = ctx.spool.mail_from if "@" in ctx.spool.mail_from else ""
+    if envelope and envelope.lower() != mail.from_address.lower():
+        return f"{mail.from_address or '(no From)'} (envelope {envelope})"
+    return mail.from_address or "(no From)"

@@ -22,15 +22,11 @@ from sqlalchemy import select
 from maild.mail.automatic import NULL_SENDER
 from maild.mail.dsn import Failure, Report, read_bounce
 from maild.mail.tokens import bounce_matches, load_secret, parse_bounce_address
-from maild.outbound.outgoing import queue_mail
-from maild.pipeline.context import BounceInfo, Context, Stop
-from maild.storage.db import is_transient
-from maild.storage.models import AuditLog, Message, OutboxMessage, SpoolEntry, Ticket
-from maild.storage.notes import add_system_note
+from maild.pipeline.context import BounceEffect, BounceInfo, BounceVerdict, Context, Stop
+from maild.storage.models import Message, OutboxMessage, SpoolEntry, Ticket
 from maild.tickets.lookup import recipient_candidates, survivor_of
-from maild.tickets.participants import NotAddable, check_customer_address, get_or_create_contact
+from maild.tickets.participants import NotAddable, check_customer_address, find_contact
 
-NOTICE_TEMPLATE = "bounce_notice"
 STATUS_REASON_MAX = 200
 
 
@@ -79,8 +75,9 @@ def run(ctx: Context) -> Stop | None:
         ctx.ticket, ctx.desk = ticket, ticket.desk
     if _seen_before(ctx) or _noted_before(ctx, match):
         return Stop("duplicate", "this bounce was processed before")
-    reasons = [_apply(ctx, report, match, address, failure, ticket) for address, failure in match.failed]
-    return Stop("bounce", "; ".join(reasons)[:2000])
+    effects = tuple(_effect(ctx, report, match, address, failure) for address, failure in match.failed)
+    ctx.bounce_effects = BounceVerdict(match.row, effects)
+    return Stop("bounce", "; ".join(e.reason for e in effects)[:2000])
 
 
 # --- recognising and matching ---------------------------------------------------------------------
@@ -178,7 +175,7 @@ def _noted_before(ctx: Context, match: _Match) -> bool:
     return ctx.session.scalars(select(Message.id).where(Message.message_id.in_(ids))).first() is not None
 
 
-# --- effects --------------------------------------------------------------------------------------
+# --- what it changes (apply marks and notes, notify sends the bounce_notice) ------------------------
 
 
 def _is_permanent(report: Report, failure: Failure | None) -> bool:
@@ -194,21 +191,18 @@ def _summary(failure: Failure | None) -> str:
     return failure.diagnostic
 
 
-def _apply(
-    ctx: Context,
-    report: Report,
-    match: _Match,
-    address: str,
-    failure: Failure | None,
-    ticket: Ticket | None,
-) -> str:
-    """Note, contact and notice for one failed address; returns the reason for the spool row."""
+def _effect(
+    ctx: Context, report: Report, match: _Match, address: str, failure: Failure | None
+) -> BounceEffect:
+    """What the writing step does for one failed address: the contact, the note, and the reason for the
+    spool row (notify adds what became of the bounce_notice)."""
     permanent = _is_permanent(report, failure)
     summary = _summary(failure)
     row = match.row
+    mark = newly = False
     if permanent:
-        marked, newly = _mark_bouncing(ctx, address, summary, ticket, row)
-        if marked:
+        mark, newly = _bouncing_now(ctx, address)
+        if mark:
             after = (
                 f"{address} is now marked bouncing: maild sends it nothing until "
                 f"`maildctl contact unbounce {address}`."
@@ -217,12 +211,10 @@ def _apply(
             after = f"{address} belongs to the helpdesk (an agent or a desk address): not marked bouncing."
         note = f"Mail to {address} bounced: {summary}\n{after}"
     elif failure is not None and failure.action == "delayed":
-        newly = False
         note = (
             f"Mail to {address} is delayed: {summary}\nThe remote mail system is still trying to deliver it."
         )
     else:
-        newly = False
         note = (
             f"Mail to {address} was not delivered (the mail system gave up after temporary errors): "
             f"{summary}\n"
@@ -230,89 +222,45 @@ def _apply(
         )
     note += f"\n(The mail: {row.subject!r}, {row.template}; matched by {match.by}.)"
     reason = f"{'permanent' if permanent else 'temporary'} failure for {address}: {summary}"
-    if ticket is not None:
-        add_system_note(
-            ctx.session,
-            ticket,
-            note,
-            by="bounce",
-            at=ctx.now,
-            subject=row.subject,
-            message_id=_note_id(ctx, address),
-            spool_id=ctx.spool.id,
-        )
-        # Only when the address turns bouncing: later bounces of mail queued before say nothing new, and a
-        # bounce of a notice must never cause another notice (a bouncing agent address would loop).
-        if newly and row.template != NOTICE_TEMPLATE:
-            problem = _notify_agents(ctx, ticket, address, failure, row)
-            reason += f" ({problem})" if problem else ""
-        return reason
-    return f"{reason} (no ticket to note it on)"
+    if ctx.ticket is None:
+        reason = f"{reason} (no ticket to note it on)"
+    return BounceEffect(
+        address=address,
+        mark=mark,
+        newly=newly,
+        status_reason=summary[:STATUS_REASON_MAX],
+        note=note,
+        note_id=_note_id(ctx, address),
+        reason=reason,
+        status=failure.status if failure else "",
+        diagnostic=failure.diagnostic if failure else "",
+    )
 
 
-def _mark_bouncing(
-    ctx: Context, address: str, summary: str, ticket: Ticket | None, row: OutboxMessage
-) -> tuple[bool, bool]:
+def _bouncing_now(ctx: Context, address: str) -> tuple[bool, bool]:
     """(marked, newly marked). The helpdesk's own addresses are never marked."""
     try:
         check_customer_address(ctx.session, address)
     except NotAddable:
         return False, False
-    contact = get_or_create_contact(ctx.session, address)
-    newly = contact.status != "bouncing"
-    contact.status = "bouncing"
-    contact.status_reason = summary[:STATUS_REASON_MAX]
-    ctx.session.add(
-        AuditLog(
-            at=ctx.now_naive,
-            actor="maild",
-            action="contact_bouncing",
-            ticket_id=ticket.id if ticket is not None else None,
-            detail={
-                "email": address,
-                "reason": contact.status_reason,
-                "outbox_id": row.id,
-                "spool_id": ctx.spool.id,
-            },
-        )
-    )
-    return True, newly
+    contact = find_contact(ctx.session, address)
+    return True, contact is None or contact.status != "bouncing"
 
 
-def _notify_agents(
-    ctx: Context, ticket: Ticket, address: str, failure: Failure | None, row: OutboxMessage
-) -> str:
-    """Queue the bounce_notice to the desk's agents; returns what went wrong, if anything."""
-    agents = [(a.name, a.email) for a in ticket.desk.agents if a.active and a.email != address]
-    if not agents:
-        return ""
-    dropped: dict[str, str] = {}
-    try:
-        # Automatic: Auto-Submitted keeps an agent's vacation responder from answering it (RFC 3834). The
-        # per-address rate limit of automatic mail applies too; what it holds back is named in the reason.
-        notice = queue_mail(
-            ctx.session,
-            ctx.cfg,
-            ticket,
-            NOTICE_TEMPLATE,
-            agents,
-            automatic=True,
-            now=ctx.now,
-            variables={
-                "bounced_address": address,
-                "bounce_status": failure.status if failure else "",
-                "bounce_diagnostic": failure.diagnostic if failure else "",
-                "bounced_subject": row.subject,
-            },
-            dropped=dropped,
-        )
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        # The note and the contact are what matters; a broken desk template must not undo them.
-        return f"bounce_notice not queued: {type(exc).__name__}: {exc}"[:500]
-    if notice is not None:
-        ctx.queued.append(notice)
-    if dropped:
-        return "bounce_notice not sent to " + ", ".join(f"{a} ({why})" for a, why in dropped.items())
-    return ""
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    if ctx.bounce is not None:
+        return _bounce_sentence(ctx.bounce)
+    return "not a delivery report"
+
+
+def _bounce_sentence(info: BounceInfo) -> str:
+    kind = "permanent failure" if info.permanent else "temporary failure (noted only)"
+    status = f" {info.status}" if info.status else ""
+    whom = ", ".join(info.recipients) or "no recipient named"
+    matched = f", matched by {info.matched_by}" if info.matched_by else ", matched to no mail we sent"
+    said = f": {info.diagnostic}" if info.diagnostic else ""
+    return f"delivery report, {kind}{status} for {whom}{matched}{said}"

@@ -2,7 +2,8 @@
 collision guard. Runs only for mail identify accepted as an agent reply.
 
 All or nothing: the command lines are parsed (maild.tickets.commands) and resolved against the database (the
-agent to assign, the canned reply, the ticket to merge, the sub-customer to add) before anything changes;
+agent to assign, the canned reply, the ticket to merge, the sub-customer to add) into a plan that apply
+carries out (maild.tickets.command_effects); this stage changes nothing;
 with any problem nothing is carried out, nothing is stored or sent to the customer, and the agent gets
 one `command_errors` naming every bad line, in line order: the lines that parse are resolved even when
 another line does not, so a typo on one line does not hide an unknown agent on the next.
@@ -18,18 +19,15 @@ missed. `#send` (alone) in a reply lets the held reply go as it was."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from sqlalchemy import select
 
 from maild.mail.quotes import visible_text
-from maild.outbound.outgoing import agent_display_name, queue_mail, ticket_variables
-from maild.pipeline.apply import store_message
-from maild.pipeline.context import AgentReply, Context, Stop
+from maild.outbound.outgoing import ticket_variables
+from maild.pipeline.context import AgentAnswer, AgentReply, Context, Stop
 from maild.storage.models import Agent, Message, OutboxMessage, Ticket, TicketTag
 from maild.tickets import ticket_ops
 from maild.tickets.canned import find_canned, firstname_of, render_canned
+from maild.tickets.command_effects import PlannedCommand
 from maild.tickets.commands import (
     AssignCommand,
     CannedCommand,
@@ -49,12 +47,8 @@ from maild.tickets.commands import (
     parse_commands,
 )
 from maild.tickets.lookup import matching_agents
-from maild.tickets.merge import MergeRefused, merge_tickets
 from maild.tickets.participants import MAX_CC, NotAddable, check_customer_address, is_participant
-from maild.tickets.replies import queue_assigned_notice
 from maild.tickets.statuses import custom_statuses
-
-Action = Callable[[Ticket], None]
 
 
 class _Bad(Exception):
@@ -73,54 +67,28 @@ def _find_agent(ctx: Context, ticket: Ticket, who: str) -> Agent:
     return found[0]
 
 
-def _resolve(ctx: Context, ticket: Ticket, command: Command, actor: str) -> Action | None:
+def _resolve(ctx: Context, ticket: Ticket, command: Command) -> PlannedCommand | None:
     """What `command` will do, checked now; None for commands that change nothing on their own."""
-    session, now = ctx.session, ctx.now
+    session = ctx.session
     match command:
-        case StatusCommand(status=status):
-            return lambda t: ticket_ops.set_status(session, t, status, actor=actor, now=now)
-        case CloseCommand():
-            return lambda t: ticket_ops.set_status(session, t, "closed", actor=actor, now=now)
-        case PriorityCommand(priority=priority):
-            return lambda t: ticket_ops.set_priority(session, t, priority, actor=actor, now=now)
+        case StatusCommand() | CloseCommand() | PriorityCommand() | TagCommand() | TimeCommand():
+            return PlannedCommand(command)
         case AssignCommand(agent=who):
-            return _assign(ctx, ticket, who, actor)
-        case TagCommand(tag=tag):
-            return lambda t: ticket_ops.add_tag(session, t, tag, actor=actor, now=now)
+            return PlannedCommand(command, assignee=_find_agent(ctx, ticket, who))
         case UntagCommand(tag=tag):
             if session.get(TicketTag, (ticket.id, tag)) is None:
                 raise _Bad(f"#untag: {ticket.number} is not tagged {tag!r}")
-            return lambda t: ticket_ops.remove_tag(session, t, tag, actor=actor, now=now)
+            return PlannedCommand(command)
         case CcCommand(action="add", address=address):
             _check_cc_add(ctx, ticket, address)
-            return lambda t: ticket_ops.add_sub_customer(session, t, address, actor=actor, now=now)
+            return PlannedCommand(command)
         case CcCommand(address=address):
             if not any(p.contact.email == address and p.role == "cc" for p in ticket.participants):
                 raise _Bad(f"#cc remove: {address} is not a sub-customer of {ticket.number}")
-            return lambda t: ticket_ops.remove_sub_customer(session, t, address, actor=actor, now=now)
+            return PlannedCommand(command)
         case MergeCommand(number=number):
-            return _merge(ctx, ticket, number, actor)
-        case TimeCommand(minutes=minutes):
-            agent = ctx.require_agent()
-            return lambda t: ticket_ops.log_time(session, t, agent, minutes, actor=actor, now=now)
+            return PlannedCommand(command, other=_merge_with(ctx, ticket, number))
     return None  # #note, #canned (text), #send (handled before)
-
-
-def _assign(ctx: Context, ticket: Ticket, who: str, actor: str) -> Action:
-    """#assign: the agent `who` names; assigning someone else queues them the assigned notice."""
-    session, now, agent = ctx.session, ctx.now, ctx.require_agent()
-    assignee = _find_agent(ctx, ticket, who)
-
-    def assign(t: Ticket) -> None:
-        ticket_ops.assign(session, t, assignee, actor=actor, now=now)
-        if assignee is not agent:  # assigning oneself needs no mail
-            row = queue_assigned_notice(
-                session, ctx.cfg, t, assignee, assigned_by=agent_display_name(agent), now=now
-            )
-            if row is not None:
-                ctx.queued.append(row)
-
-    return assign
 
 
 def _check_cc_add(ctx: Context, ticket: Ticket, address: str) -> None:
@@ -135,10 +103,9 @@ def _check_cc_add(ctx: Context, ticket: Ticket, address: str) -> None:
         raise _Bad(f"#cc add: {ticket.number} has the most sub-customers allowed ({MAX_CC})")
 
 
-def _merge(ctx: Context, ticket: Ticket, number: str, actor: str) -> Action:
-    """#merge: the other ticket, checked now; merging sets ctx.ticket to the survivor."""
-    session, now = ctx.session, ctx.now
-    other = ticket_ops.ticket_by_number(session, number)
+def _merge_with(ctx: Context, ticket: Ticket, number: str) -> Ticket:
+    """#merge: the other ticket, checked now (apply merges; the survivor is the ticket then)."""
+    other = ticket_ops.ticket_by_number(ctx.session, number)
     if other is None:
         raise _Bad(f"#merge: no ticket {number}")
     if other.id == ticket.id:
@@ -150,14 +117,7 @@ def _merge(ctx: Context, ticket: Ticket, number: str, actor: str) -> Action:
             f"#merge: {other.number} is on desk {other.desk.name}; merging across desks is for "
             "admins (maildctl ticket merge --force)"
         )
-
-    def merge(t: Ticket) -> None:
-        try:
-            ctx.ticket = merge_tickets(session, [t, other], actor=actor, now=now)
-        except MergeRefused as exc:  # checked above; a race with an admin's merge lands here
-            raise _Bad(f"#merge: {exc}") from None
-
-    return merge
+    return other
 
 
 def _canned_text(
@@ -193,30 +153,9 @@ def _command_lines(text: str, commands: list[Command]) -> list[str]:
     return [lines[c.line_number - 1].strip() for c in commands]
 
 
-def _answer_agent(ctx: Context, ticket: Ticket, template: str, variables: dict[str, Any]) -> None:
-    """maild's answer to the agent's mail (RFC 3834 auto-replied, so their client's rules stay quiet),
-    Reply-To their token for the ticket."""
-    mail, agent = ctx.require_mail(), ctx.require_agent()
-    row = queue_mail(
-        ctx.session,
-        ctx.cfg,
-        ticket,
-        template,
-        [(agent_display_name(agent), agent.email)],
-        in_reply_to=mail.message_id if mail.has_message_id else "",
-        automatic=True,
-        exempt_agents=True,
-        agent_id=agent.id,
-        now=ctx.now,
-        variables={"agent_name": agent_display_name(agent), **variables},
-    )
-    if row is not None:
-        ctx.queued.append(row)
-
-
-def _answer_errors(ctx: Context, ticket: Ticket, errors: list[CommandError]) -> Stop:
-    _answer_agent(ctx, ticket, "command_errors", {"errors_text": describe_errors(errors)})
-    ctx.ticket = ticket
+def _answer_errors(ctx: Context, errors: list[CommandError]) -> Stop:
+    """Refuse the whole reply: the agent gets one command_errors (queued by notify) naming every bad line."""
+    ctx.agent_answer = AgentAnswer("command_errors", {"errors_text": describe_errors(errors)})
     summary = "; ".join(f"line {e.line_number}: {e.problem}" for e in errors)
     return Stop("refused", f"agent reply not carried out: {summary}"[:2000])
 
@@ -245,10 +184,9 @@ def _missed(ctx: Context, ticket: Ticket) -> list[Message]:
 
 
 def _hold_collision(ctx: Context, ticket: Ticket, text: str, missed: list[Message]) -> Stop:
-    held = store_message(ctx, ticket, "held", visible=text)
-    _answer_agent(
-        ctx,
-        ticket,
+    """Hold the reply: apply stores it as a `held` message, notify sends the agent collision_notice."""
+    ctx.held_reply = text
+    ctx.agent_answer = AgentAnswer(
         "collision_notice",
         {
             "held_text": text,
@@ -264,7 +202,6 @@ def _hold_collision(ctx: Context, ticket: Ticket, text: str, missed: list[Messag
             ],
         },
     )
-    ctx.ticket, ctx.message = ticket, held
     who = ", ".join(dict.fromkeys(m.from_address for m in missed))
     return Stop(
         "held", f"collision: {len(missed)} newer message(s) on {ticket.number} from {who}; #send releases it"
@@ -316,19 +253,19 @@ def run(ctx: Context) -> Stop | None:
     # Every line that parsed is resolved even when another did not: the agent learns of all bad lines
     # in one answer. Resolving only looks things up; nothing changes before all of them are good.
     source = released.text if released is not None else mail.text
-    actions: list[tuple[Command, Action]] = []
+    plan: list[PlannedCommand] = []
     for command in parsed.commands:
         try:
-            action = _resolve(ctx, ticket, command, agent.email)
+            step = _resolve(ctx, ticket, command)
         except _Bad as exc:
             errors.append(CommandError(command.line_number, _command_lines(source, [command])[0], str(exc)))
             continue
-        if action is not None:
-            actions.append((command, action))
+        if step is not None:
+            plan.append(step)
     canned, canned_errors = _canned_text(ctx, ticket, parsed.commands, source)
     errors += canned_errors
     if errors:
-        return _answer_errors(ctx, ticket, sorted(errors, key=lambda e: e.line_number))
+        return _answer_errors(ctx, sorted(errors, key=lambda e: e.line_number))
     own = visible_text(parsed.body, whole_when_empty=False)
     text = "\n\n".join(part for part in (canned, own) if part)
     kind = "note" if parsed.is_note or ctx.to_note_address else "agent"
@@ -338,15 +275,26 @@ def run(ctx: Context) -> Stop | None:
         command_lines=_command_lines(released.text if released is not None else mail.text, parsed.commands),
         status_set=any(isinstance(c, (StatusCommand, CloseCommand)) for c in parsed.commands),
         released=released,
+        # Merge first: the other commands then act on the surviving ticket.
+        plan=tuple(sorted(plan, key=lambda step: not isinstance(step.command, MergeCommand))),
     )
     if reply.relayed and released is None and (missed := _missed(ctx, ticket)):
         return _hold_collision(ctx, ticket, text, missed)
-    # Merge first: the other commands then act on the surviving ticket.
-    actions.sort(key=lambda pair: not isinstance(pair[0], MergeCommand))
-    for command, action in actions:
-        try:
-            action(ctx.ticket or ticket)
-        except _Bad as exc:
-            return _answer_errors(ctx, ticket, [CommandError(command.line_number, "", str(exc))])
     ctx.agent_reply = reply
     return None
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    reply = ctx.agent_reply
+    if reply is None:
+        return "no agent reply: no commands"
+    done = f"carried out: {'; '.join(reply.command_lines)}" if reply.command_lines else "no commands"
+    if reply.released is not None:
+        return f"#send releases the held reply; {done}"
+    if reply.relayed:
+        return f"{done}; the reply goes to the customer"
+    return f"{done}; {'an internal note' if reply.text else 'nothing goes to the customer'}"

@@ -12,6 +12,7 @@ from maild.config import Config
 from maild.mail.mailparse import NotAMessage, ParsedMail
 from maild.mail.tokens import ReplyTarget
 from maild.storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket, naive_utc
+from maild.tickets.command_effects import PlannedCommand
 
 IMPORT_INGRESS = "import"  # spool rows of `maildctl import`: history, nobody is answered or told
 
@@ -36,6 +37,44 @@ class BounceInfo:
     matched_by: str = ""  # verp | message-id | "" (unmatched)
 
 
+@dataclass(frozen=True)
+class BounceEffect:
+    """What the writing step does for one failed address of a matched bounce (decided by bounce)."""
+
+    address: str
+    mark: bool  # a customer's address: marked bouncing (never an agent or a desk address)
+    newly: bool  # it was not bouncing before: the desk's agents get the bounce_notice
+    status_reason: str  # the contact's status_reason when marked
+    note: str  # the system note on the ticket
+    note_id: str  # the note's Message-ID (idempotence across deliveries)
+    reason: str  # this address's part of the spool row's reason
+    status: str = ""  # what the report says, for the bounce_notice
+    diagnostic: str = ""
+
+
+@dataclass(frozen=True)
+class BounceVerdict:
+    """A matched bounce's effects: the outgoing mail it is about and one entry per failed address."""
+
+    row: OutboxMessage
+    effects: tuple[BounceEffect, ...]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """policy refused a new ticket: the answer to send (a desk template, or None: silently)."""
+
+    template: str | None
+
+
+@dataclass(frozen=True)
+class AgentAnswer:
+    """maild's answer to an agent's mail (command_errors, collision_notice), queued by notify."""
+
+    template: str
+    variables: dict[str, Any]
+
+
 @dataclass
 class AgentReply:
     """What the commands stage made of an authenticated agent's mail, for apply and notify."""
@@ -45,6 +84,8 @@ class AgentReply:
     command_lines: list[str]  # the command lines as written, for the record
     status_set: bool = False  # a command set the status: apply does not make it `waiting`
     released: Message | None = None  # the held reply `#send` lets go (it is relayed instead of this mail)
+    # the resolved commands, carried out by apply (maild.tickets.command_effects), merge first
+    plan: tuple[PlannedCommand, ...] = ()
 
     @property
     def relayed(self) -> bool:
@@ -65,17 +106,22 @@ class Context:
     preparsed: ParsedMail | NotAMessage | None = None
     content_sha256: str = ""  # dedupe: what the mail says, beside its Message-ID
     desk: Desk | None = None
+    routed_by: str = ""  # route: where the desk's address was found, e.g. "To support@example.com"
     agent: Agent | None = None  # set by identify for an authenticated agent reply
     # identify: the signed reply address among the recipients, and whether it was a note address
     reply_target: ReplyTarget | None = None
+    reply_address: str = ""  # identify: the recipient address whose token verified
     to_note_address: bool = False
     agent_reply: AgentReply | None = None  # commands: set for an authenticated agent reply
-    contact: Contact | None = None  # set by identify when the sender is not an agent
+    # identify: the sender is a customer or a stranger (no agent, not the desk): apply makes them a contact
+    customer_sender: bool = False
+    contact: Contact | None = None  # identify: the sender's existing contact; apply: created when new
     known_sender: bool = False  # identify: the contact existed before this mail
     # loop: an imported mail the desk itself sent (its old reply): stored on its ticket as the desk's answer
     desk_reply: bool = False
     ticket: Ticket | None = None
     threaded_by: str = ""  # token | references | subject | new
+    thread_reference: str = ""  # thread: the Message-ID that tied the mail to its ticket, and whose it is
     redirected_from: list[str] = field(default_factory=list)  # thread: merged tickets passed on the way
     linked_ticket: Ticket | None = (
         None  # policy: the new ticket is opened in place of a follow-up to this one
@@ -86,7 +132,13 @@ class Context:
     # why; such mail may join a ticket but is never answered automatically.
     automatic: str | None = None
     automatic_reason: str = ""
+    spam_headers: list[str] = field(default_factory=list)  # spam: the upstream verdict headers found
     bounce: BounceInfo | None = None  # bounce: set for a delivery report
+    bounce_effects: BounceVerdict | None = None  # bounce: what a matched bounce changes (apply, notify)
+    held_note: str | None = None  # identify: the note for ctx.ticket on a held agent-looking mail
+    refusal: Refusal | None = None  # policy: a refused new ticket
+    held_reply: str | None = None  # commands: the reply text the collision guard holds (apply stores it)
+    agent_answer: AgentAnswer | None = None  # commands: maild's answer to the agent (notify queues it)
     outcome: str = ""
     reason: str = ""
     queued: list[OutboxMessage] = field(default_factory=list)

@@ -46,3 +46,14 @@ def run(ctx: Context) -> Stop | None:
         return None
     ctx.ticket = existing.ticket
     return Stop("duplicate", f"{mail.message_id} already stored on {existing.ticket.number}")
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    mail, desk = ctx.require_mail(), ctx.require_desk()
+    if mail.has_message_id:
+        return f"{mail.message_id} not seen on desk {desk.name} before"
+    return f"no Message-ID; these bytes not seen on desk {desk.name} before"

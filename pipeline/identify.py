@@ -25,11 +25,10 @@ from maild.mail.addresses import normalize
 from maild.mail.authresults import auth_failures
 from maild.mail.tokens import ReplyTarget, load_secret, read_reply_address
 from maild.pipeline.context import Context, Stop
-from maild.pipeline.thread import find_ticket
+from maild.pipeline.ticket_search import find_ticket
 from maild.storage.models import Agent, Message, Ticket
-from maild.storage.notes import add_system_note
 from maild.tickets.lookup import recipient_candidates
-from maild.tickets.participants import find_contact, get_or_create_contact
+from maild.tickets.participants import find_contact
 
 
 def _reply_target(ctx: Context) -> tuple[ReplyTarget, bool] | None:
@@ -39,6 +38,7 @@ def _reply_target(ctx: Context) -> tuple[ReplyTarget, bool] | None:
     for address in recipient_candidates(ctx.spool.recipient, mail, envelope_decides=False):
         found = read_reply_address(secret, address)
         if found is not None:
+            ctx.reply_address = address
             return found
     return None
 
@@ -83,7 +83,8 @@ def _other_authors(ctx: Context) -> str | None:
 
 def _hold(ctx: Context, reason: str) -> Stop:
     """Keep the mail for review: the spool row says why; the ticket it follows up (by its token, else by
-    the thread rules: an agent answering a customer directly with the desk in Cc) gets a system note."""
+    the thread rules: an agent answering a customer directly with the desk in Cc) gets a system note
+    (ctx.held_note, which apply adds)."""
     mail, target = ctx.require_mail(), ctx.reply_target
     if target is not None:
         ticket = ctx.session.get(Ticket, target.ticket_id)
@@ -100,8 +101,8 @@ def _hold(ctx: Context, reason: str) -> Stop:
                 Message.ticket_id == ticket.id, Message.kind == "system", Message.text == note
             )
         ).first()
-        if already is None:  # a re-delivery of the same mail adds no second note
-            add_system_note(ctx.session, ticket, note, by="identify", at=ctx.now)
+        if already is None:  # a re-delivery of the same mail adds no second note (apply adds it)
+            ctx.held_note = note
     return Stop("held", f"not accepted as an agent reply: {reason}")
 
 
@@ -122,6 +123,21 @@ def run(ctx: Context) -> Stop | None:
         ctx.agent = sender
         return None
     # Known before this mail? (clients_only lets only known contacts open tickets.)
-    ctx.known_sender = find_contact(ctx.session, mail.from_address) is not None
-    ctx.contact = get_or_create_contact(ctx.session, mail.from_address, mail.from_name)
+    ctx.customer_sender = True
+    ctx.contact = find_contact(ctx.session, mail.from_address)  # a new one is made by apply
+    ctx.known_sender = ctx.contact is not None
     return None
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    mail = ctx.require_mail()
+    if ctx.agent is not None:
+        where = "note address" if ctx.to_note_address else "reply address"
+        return f"sender {mail.from_address} is agent {ctx.agent.name}, writing to their {where}"
+    if ctx.customer_sender:
+        return f"sender {mail.from_address} is a contact ({'known' if ctx.known_sender else 'new'})"
+    return f"sender {mail.from_address} not identified"

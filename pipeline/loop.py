@@ -40,3 +40,13 @@ def run(ctx: Context) -> Stop | None:
             return None
         return Stop("looped", f"sender {mail.from_address} is a desk address")
     return None
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    return (
+        "not our own mail coming back (no X-Loop of ours, no Message-ID we sent, sender is no desk address)"
+    )

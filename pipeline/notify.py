@@ -1,8 +1,9 @@
 """notify: queue what this mail calls for: the `ticket_created` auto-reply to the customer (and
 sub-customers) of a new ticket, threaded to their mail, unless the desk has auto-replies off; it names the
-attachments of their mail the desk refused, and why (`refused_attachments`). Also the
-answer to a refused mail (policy). A reply that cannot be rendered is noted on the spool row, never a
-reason to lose the ticket.
+attachments of their mail the desk refused, and why (`refused_attachments`). For a mail a stage stopped
+(answer_stop, called by the runner): the answer to a refused mail (policy), maild's answer to an agent's
+mail (commands: command_errors, collision_notice) and the bounce_notice (bounce). A reply that cannot be
+rendered is noted on the spool row, never a reason to lose the ticket.
 
 Automatic mail (the autoreply stage's ctx.automatic) is never answered automatically: two robots would
 answer each other forever. maild.outbound.outgoing drops bouncing, blocked and rate-limited recipients; what
@@ -29,7 +30,15 @@ from maild.mail.addresses import normalize
 from maild.mail.attachment_policy import for_customer
 from maild.mail.authresults import forged_sender
 from maild.outbound.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
-from maild.pipeline.context import IMPORT_INGRESS, Context, Stop
+from maild.pipeline.context import (
+    IMPORT_INGRESS,
+    AgentAnswer,
+    BounceEffect,
+    BounceVerdict,
+    Context,
+    Stop,
+)
+from maild.pipeline.dry_run import would_send
 from maild.storage.db import is_transient
 from maild.storage.models import Agent, Message, OutboxMessage, Ticket, naive_utc
 from maild.storage.notes import add_system_note
@@ -85,7 +94,7 @@ def _automatic(ctx: Context) -> bool:
     return False
 
 
-def answer_refused(ctx: Context, template: str) -> None:
+def _answer_refused(ctx: Context, template: str) -> None:
     """Tell the sender of a refused mail why (policy's replies_only), unless the desk answers nothing or
     the sender is a robot."""
     mail, desk = ctx.require_mail(), ctx.require_desk()
@@ -330,3 +339,119 @@ def _answer_customer(ctx: Context) -> None:
             dropped=dropped,
         ),
     )
+
+
+# --- mail for a stopped mail ------------------------------------------------------------------------------
+
+BOUNCE_NOTICE = "bounce_notice"
+
+
+def answer_stop(ctx: Context) -> None:
+    """What a stage that stopped the mail decided to send (the runner calls this after apply.record_stop):
+    the answer to a refused mail, maild's answer to an agent's mail, the bounce_notice."""
+    if ctx.refusal is not None and ctx.refusal.template is not None:
+        # The refusal is the verdict: what the courtesy answer met is not added to its reason.
+        verdict = ctx.reason
+        _answer_refused(ctx, ctx.refusal.template)
+        ctx.reason = verdict
+    if ctx.agent_answer is not None and ctx.ticket is not None:
+        _answer_agent(ctx, ctx.ticket, ctx.agent_answer)
+        ctx.agent_answer = None
+    if ctx.bounce_effects is not None:
+        _tell_of_bounce(ctx, ctx.bounce_effects)
+
+
+def _answer_agent(ctx: Context, ticket: Ticket, answer: AgentAnswer) -> None:
+    """maild's answer to the agent's mail (RFC 3834 auto-replied, so their client's rules stay quiet),
+    Reply-To their token for the ticket."""
+    mail, agent = ctx.require_mail(), ctx.require_agent()
+    row = queue_mail(
+        ctx.session,
+        ctx.cfg,
+        ticket,
+        answer.template,
+        [(agent_display_name(agent), agent.email)],
+        in_reply_to=mail.message_id if mail.has_message_id else "",
+        automatic=True,
+        exempt_agents=True,
+        agent_id=agent.id,
+        now=ctx.now,
+        variables={"agent_name": agent_display_name(agent), **answer.variables},
+    )
+    if row is not None:
+        ctx.queued.append(row)
+
+
+def _tell_of_bounce(ctx: Context, verdict: BounceVerdict) -> None:
+    """The bounce_notice for each address that turned bouncing; what went wrong with one is added to that
+    address's part of the spool row's reason."""
+    ticket, row = ctx.ticket, verdict.row
+    if ticket is None:
+        return
+    reasons = []
+    for effect in verdict.effects:
+        reason = effect.reason
+        # Only when the address turns bouncing: later bounces of mail queued before say nothing new, and a
+        # bounce of a notice must never cause another notice (a bouncing agent address would loop).
+        if effect.mark and effect.newly and row.template != BOUNCE_NOTICE:
+            problem = _queue_bounce_notice(ctx, ticket, effect, row)
+            reason += f" ({problem})" if problem else ""
+        reasons.append(reason)
+    ctx.reason = "; ".join(reasons)[:2000]
+
+
+def _queue_bounce_notice(ctx: Context, ticket: Ticket, effect: BounceEffect, row: OutboxMessage) -> str:
+    """Queue the bounce_notice to the desk's agents; returns what went wrong, if anything."""
+    address = effect.address
+    agents = [(a.name, a.email) for a in ticket.desk.agents if a.active and a.email != address]
+    if not agents:
+        return ""
+    dropped: dict[str, str] = {}
+    try:
+        # Automatic: Auto-Submitted keeps an agent's vacation responder from answering it (RFC 3834). The
+        # per-address rate limit of automatic mail applies too; what it holds back is named in the reason.
+        notice = queue_mail(
+            ctx.session,
+            ctx.cfg,
+            ticket,
+            BOUNCE_NOTICE,
+            agents,
+            automatic=True,
+            now=ctx.now,
+            variables={
+                "bounced_address": address,
+                "bounce_status": effect.status,
+                "bounce_diagnostic": effect.diagnostic,
+                "bounced_subject": row.subject,
+            },
+            dropped=dropped,
+        )
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        # The note and the contact are what matters; a broken desk template must not undo them.
+        return f"bounce_notice not queued: {type(exc).__name__}: {exc}"[:500]
+    if notice is not None:
+        ctx.queued.append(notice)
+    if dropped:
+        return "bounce_notice not sent to " + ", ".join(f"{a} ({why})" for a, why in dropped.items())
+    return ""
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    if ctx.queued:
+        return "; ".join(_send_sentence(mail) for mail in would_send(ctx))
+    if "auto-reply not queued" in ctx.reason:
+        return ctx.reason
+    if ctx.outcome == "created" and ctx.desk is not None and not ctx.desk.auto_reply:
+        return f"nothing to send: auto-replies are off on desk {ctx.desk.name}"
+    return "nothing to send"
+
+
+def _send_sentence(mail: dict[str, Any]) -> str:
+    cc = f" (cc {', '.join(mail['cc'])})" if mail["cc"] else ""
+    return f"would queue {mail['template']} to {', '.join(mail['to'])}{cc}"

@@ -21,3 +21,18 @@ def run(ctx: Context) -> Stop | None:
     ctx.mail = mail
     ctx.spool.header_message_id = mail.message_id if mail.has_message_id else ""
     return None
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    mail = ctx.require_mail()
+    identity = mail.message_id if mail.has_message_id else "no Message-ID (identified by the bytes' hash)"
+    sentence = f"mail from {mail.from_address}, {identity}, subject {mail.subject!r}"
+    if mail.attachments:
+        sentence += f", {len(mail.attachments)} attachment(s)"
+    if mail.defects:
+        sentence += f"; defects: {', '.join(mail.defects)}"
+    return sentence

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from maild.pipeline.context import Context, Stop
-from maild.pipeline.notify import answer_refused
+from maild.pipeline.context import Context, Refusal, Stop
 from maild.tickets.participants import is_participant
 
 
@@ -25,15 +24,15 @@ def _open_linked_instead(ctx: Context, note: str) -> None:
 def _refuse_new_ticket(ctx: Context) -> Stop | None:
     mail, desk = ctx.require_mail(), ctx.require_desk()
     if desk.clients_only and not ctx.known_sender:
+        template = None  # silently: no backscatter to strangers
         verdict = Stop("refused", f"clients_only: {mail.from_address} is not a known contact of {desk.name}")
     elif desk.replies_only:
-        answer_refused(ctx, "replies_only_refusal")
+        template = "replies_only_refusal"
         verdict = Stop("refused", f"replies_only: {desk.name} takes replies to existing tickets only")
     else:
         return None
-    if ctx.contact is not None and not ctx.known_sender:
-        ctx.session.delete(ctx.contact)  # a refused mail leaves no contact behind, only its spool record
-        ctx.contact = None
+    # A refused mail makes no new contact (it leaves only its spool record); notify sends the answer.
+    ctx.refusal = Refusal(template)
     return verdict
 
 
@@ -71,3 +70,24 @@ def run(ctx: Context) -> Stop | None:
     if ctx.ticket is None and ctx.agent is None:
         return _refuse_new_ticket(ctx)
     return None
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    if ctx.linked_ticket is not None:
+        notes = "; ".join(ctx.notes) or "policy refused the follow-up"
+        return f"{notes}: would open a new ticket linked to {ctx.linked_ticket.number}"
+    ticket = ctx.ticket
+    if ticket is None:
+        return "new ticket: no rule applies"
+    if ctx.agent is not None:
+        return f"agent mail joins {ticket.number}: the customer rules do not apply"
+    if ticket.status == "closed":
+        return (
+            f"{ticket.number} is closed but within the desk's {ticket.desk.reopen_days}-day reopen window: "
+            "the reply reopens it"
+        )
+    return f"joins {ticket.number} (status {ticket.status})"

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config
 from maild.mail.addresses import normalize
 from maild.mail.mailparse import NotAMessage, ParsedMail, parse_mail
-from maild.pipeline import STAGES
+from maild.pipeline import STAGES, apply, notify
 from maild.pipeline.context import Context, Stop
 from maild.storage.db import is_transient, transaction
 from maild.storage.models import SpoolEntry, Ticket
@@ -90,14 +90,23 @@ def _run_stages(
         entry = {"stage": name, "ms": round((time.perf_counter() - started) * 1000, 3)}
         if verdict is not None:
             entry["stop"] = verdict.outcome
-            ctx.outcome, ctx.reason = verdict.outcome, verdict.reason
+            record_stop(ctx, verdict)
             ctx.trace.append(entry)
             if after_stage is not None:
-                after_stage(name, ctx, verdict)
+                after_stage(name, ctx, Stop(ctx.outcome, ctx.reason))
             return
         ctx.trace.append(entry)
         if after_stage is not None:
             after_stage(name, ctx, None)
+
+
+def record_stop(ctx: Context, verdict: Stop) -> None:
+    """The verdict of a stage that stopped the mail, and the effects that stage recorded on the context:
+    the writing step stores them (apply.record_stop), then notify sends what was decided
+    (notify.answer_stop). Part of the stopping stage's time and trace entry."""
+    ctx.outcome, ctx.reason = verdict.outcome, verdict.reason
+    apply.record_stop(ctx)
+    notify.answer_stop(ctx)
 
 
 @dataclass(frozen=True)
@@ -259,7 +268,7 @@ def explain(
     stages: list[dict[str, str]] = []
 
     def describe(name: str, ctx: Context, stop: Stop | None) -> None:
-        stages.append(explaining.describe(name, ctx, stop))
+        stages.append(explaining.describe(name, ctx, stop, dict(STAGES).get(name)))
 
     with factory() as session:
         session.begin()

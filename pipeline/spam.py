@@ -48,9 +48,24 @@ def verdict(raw: bytes) -> tuple[bool, list[str]]:
 
 
 def run(ctx: Context) -> Stop | None:
-    if ctx.spool.released:
-        return None
     spam, found = verdict(ctx.raw)
+    ctx.spam_headers = found
+    if ctx.spool.released:  # an admin let it through: the verdict no longer holds it
+        return None
     if spam:
         return Stop("quarantined", f"spam: {found[0]}")
     return None
+
+
+# --- for maildctl explain ---------------------------------------------------------------------------
+
+
+def describe(ctx: Context, stop: Stop | None = None) -> str:
+    """For maildctl explain: what this stage found (the runner asks only when it did not stop)."""
+    headers = ctx.spam_headers
+    if ctx.spool.released:
+        said = f" ({'; '.join(headers)})" if headers else ""
+        return f"released by an admin: an upstream spam verdict no longer holds it{said}"
+    if headers:  # not spam, but a filter looked at it: say what it said
+        return f"upstream filter says not spam: {'; '.join(headers)}"
+    return "no spam verdict from an upstream filter (X-Spam-Flag, X-Spam-Status, X-Spam)"

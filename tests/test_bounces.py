@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config
 from maild.mail.dsn import read_bounce
 from maild.mail.tokens import bounce_address, load_secret
-from maild.pipeline import bounce, parse
+from maild.pipeline import bounce, parse, runner
 from maild.pipeline.context import BounceInfo, Context, Stop
 from maild.storage.db import transaction
 from maild.storage.models import AuditLog, Contact, Message, OutboxMessage, SpoolEntry
@@ -538,7 +538,10 @@ def run_stage(
     session.flush()
     ctx = Context(session=session, cfg=cfg, spool=entry, raw=raw, now=NOW)
     assert parse.run(ctx) is None
-    return bounce.run(ctx), ctx.bounce
+    stop = bounce.run(ctx)
+    if stop is not None:  # the stage decides; the runner's writing step carries out what it decided
+        runner.record_stop(ctx, stop)
+    return stop, ctx.bounce
 
 
 @pytest.mark.parametrize("eml", FILES, ids=lambda p: p.stem)

@@ -49,6 +49,19 @@ def audit(
     session.add(AuditLog(at=naive_utc(now), actor=actor, action=action, ticket_id=ticket.id, detail=detail))
 
 
+def record(
+    session: Session, action: str, detail: dict[str, Any], *, actor: str, ticket_id: int | None = None
+) -> None:
+    """An audit row for a change that is not one ticket's (settings, mail queues, deleted tickets): `at` is
+    the row's default, the time of the insert."""
+    session.add(AuditLog(actor=actor, action=action, ticket_id=ticket_id, detail=detail))
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """A stored (naive UTC) time as maildctl's JSON and the audit rows show it: 2026-03-01T10:00:00Z."""
+    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
 def _touch(ticket: Ticket, now: dt.datetime) -> None:
     ticket.updated_at = naive_utc(now)
 
