@@ -4,13 +4,13 @@ answers it. The rules are in maild.mail.automatic."""
 
 from __future__ import annotations
 
-from maild.mail.automatic import classify, envelope_sender, read_headers
+from maild.mail.automatic import classify, envelope_sender
 from maild.pipeline.context import Context, Stop
 
 
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
-    headers = read_headers(ctx.raw)
+    headers = ctx.headers
     verdict = classify(
         headers,
         subject=mail.subject,

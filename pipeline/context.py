@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from email.message import Message as HeaderBlock
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from maild.config import Config
+from maild.mail.automatic import read_headers
 from maild.mail.mailparse import NotAMessage, ParsedMail
 from maild.mail.tokens import ReplyTarget
 from maild.storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket, naive_utc
@@ -143,6 +146,12 @@ class Context:
     reason: str = ""
     queued: list[OutboxMessage] = field(default_factory=list)
     trace: list[dict[str, Any]] = field(default_factory=list)
+
+    @cached_property
+    def headers(self) -> HeaderBlock:
+        """The top-level header block as written (compat32), parsed once for every stage that reads
+        headers parse does not keep (X-Loop, Auto-Submitted, X-Spam-*, Authentication-Results, …)."""
+        return read_headers(self.raw)
 
     @property
     def now_naive(self) -> dt.datetime:

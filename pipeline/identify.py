@@ -61,7 +61,7 @@ def _refusal(ctx: Context, sender: Agent | None) -> str | None:
         return f"{owner.email}'s reply address was used by {mail.from_address or '(no From)'}"
     if sender is None:
         return f"{owner.email} is not an active agent"
-    failures = auth_failures(ctx.raw, ctx.cfg.agents.trusted_authserv_ids)
+    failures = auth_failures(ctx.headers, ctx.cfg.agents.trusted_authserv_ids)
     if failures:
         return "authentication failed: " + "; ".join(failures)
     return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from maild.mail.addresses import base_address
-from maild.mail.automatic import read_headers, x_loop_addresses
+from maild.mail.automatic import x_loop_addresses
 from maild.pipeline.context import IMPORT_INGRESS, Context, Stop
 from maild.storage.models import DeskAddress, OutboxMessage
 
@@ -24,7 +24,7 @@ def _desk_addresses(ctx: Context) -> set[str]:
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
     desks = _desk_addresses(ctx)
-    for address in x_loop_addresses(read_headers(ctx.raw)):
+    for address in x_loop_addresses(ctx.headers):
         if base_address(address) in desks:
             return Stop("looped", f"X-Loop: {address} is our own")
     if (

@@ -87,7 +87,7 @@ def _automatic(ctx: Context) -> bool:
         _note(ctx, f"not answered: automatic mail ({ctx.automatic}: {ctx.automatic_reason})")
         return True
     mail = ctx.require_mail()
-    forged = forged_sender(ctx.raw, ctx.cfg.agents.trusted_authserv_ids, mail.from_address)
+    forged = forged_sender(ctx.headers, ctx.cfg.agents.trusted_authserv_ids, mail.from_address)
     if forged:
         _note(ctx, "not answered: sender authentication failed: " + "; ".join(forged))
         return True

@@ -8,21 +8,12 @@ verdict. maild runs no filter of its own. A forged "No" cannot hide a "Yes" (any
 
 from __future__ import annotations
 
-from email.parser import BytesHeaderParser
-from email.policy import compat32
+from email.message import Message as HeaderBlock
 
+from maild.mail.automatic import read_headers
 from maild.pipeline.context import Context, Stop
 
-HEADER_SCAN_BYTES = 256 * 1024  # filters add their headers on top; a header block is never this long
 MAX_SHOWN = 200  # X-Spam-Status lists every test that hit: the reason keeps its start
-
-
-def _header_block(raw: bytes) -> bytes:
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        end = raw.find(separator, 0, HEADER_SCAN_BYTES)
-        if end >= 0:
-            return raw[:end]
-    return raw[:HEADER_SCAN_BYTES]
 
 
 def _is_yes(value: str) -> bool:
@@ -31,10 +22,11 @@ def _is_yes(value: str) -> bool:
     return bool(words) and words[0].lower() == "yes"
 
 
-def verdict(raw: bytes) -> tuple[bool, list[str]]:
-    """(spam?, the verdict headers found, as `Name: value`, the yes-verdicts first)."""
+def verdict(source: bytes | HeaderBlock) -> tuple[bool, list[str]]:
+    """(spam?, the verdict headers found, as `Name: value`, the yes-verdicts first). `source`: the raw
+    mail, or its header block as read_headers parsed it (the stage passes ctx.headers)."""
     # compat32 does no parsing of its own, so a malformed header cannot raise here.
-    headers = BytesHeaderParser(policy=compat32).parsebytes(_header_block(raw))
+    headers = read_headers(source) if isinstance(source, bytes) else source
     yes: list[str] = []
     other: list[str] = []
     for name in ("X-Spam-Flag", "X-Spam-Status", "X-Spam"):
@@ -48,7 +40,7 @@ def verdict(raw: bytes) -> tuple[bool, list[str]]:
 
 
 def run(ctx: Context) -> Stop | None:
-    spam, found = verdict(ctx.raw)
+    spam, found = verdict(ctx.headers)
     ctx.spam_headers = found
     if ctx.spool.released:  # an admin let it through: the verdict no longer holds it
         return None

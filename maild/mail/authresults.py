@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from email.message import Message
 
 from maild.mail.automatic import read_headers
 
@@ -97,23 +98,26 @@ def _results(tokens: list[Token]) -> list[tuple[str, str, list[str]]]:
     return results
 
 
-def auth_failures(raw: bytes, trusted_authserv_ids: Iterable[str]) -> list[str]:
+def auth_failures(source: bytes | Message, trusted_authserv_ids: Iterable[str]) -> list[str]:
     """One line per DKIM/SPF/DMARC failure a trusted host recorded, e.g.
-    "mx.example.com: dkim=fail (header.d=example.com)"; [] when none or no host is trusted."""
-    return [line for _, _, line in _failures(raw, trusted_authserv_ids)]
+    "mx.example.com: dkim=fail (header.d=example.com)"; [] when none or no host is trusted. `source`: the
+    raw mail, or its header block as read_headers parsed it."""
+    return [line for _, _, line in _failures(source, trusted_authserv_ids)]
 
 
 _DOMAIN_PROPERTIES = ("header.from=", "smtp.mailfrom=", "envelope-from=")
 
 
-def forged_sender(raw: bytes, trusted_authserv_ids: Iterable[str], from_address: str) -> list[str]:
+def forged_sender(
+    source: bytes | Message, trusted_authserv_ids: Iterable[str], from_address: str
+) -> list[str]:
     """The SPF and DMARC failures a trusted host recorded for the From address's domain: such a From is
     likely forged, and an automatic answer to it would be backscatter to an innocent address. A failure
     whose properties name another domain (SPF of a mailing list's envelope sender) does not count; one
     that names none does."""
     domain = from_address.rpartition("@")[2].strip().lower()
     found: list[str] = []
-    for method, notes, line in _failures(raw, trusted_authserv_ids):
+    for method, notes, line in _failures(source, trusted_authserv_ids):
         if method not in ("spf", "dmarc"):
             continue
         named = {
@@ -126,13 +130,16 @@ def forged_sender(raw: bytes, trusted_authserv_ids: Iterable[str], from_address:
     return found
 
 
-def _failures(raw: bytes, trusted_authserv_ids: Iterable[str]) -> list[tuple[str, list[str], str]]:
+def _failures(
+    source: bytes | Message, trusted_authserv_ids: Iterable[str]
+) -> list[tuple[str, list[str], str]]:
     """(method, notes, line) per DKIM/SPF/DMARC failure a trusted host recorded (see auth_failures)."""
     trusted = {t.strip().lower() for t in trusted_authserv_ids if t.strip()}
     if not trusted:
         return []
     failures: list[tuple[str, list[str], str]] = []
-    for header in read_headers(raw).get_all("Authentication-Results", []):
+    headers = read_headers(source) if isinstance(source, bytes) else source
+    for header in headers.get_all("Authentication-Results", []):
         tokens = _tokens(str(header))
         while tokens and tokens[0][0] == "c":  # CFWS may precede the authserv-id
             tokens.pop(0)
