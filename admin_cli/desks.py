@@ -1,7 +1,7 @@
 """maildctl desk add|set|rename|remove|address add|address remove|list|show.
 
 Every change is audited (the admin's OS user) and bumps the change counter in its own transaction, so a
-running `maild serve` picks it up within about a second (maild/ingress/listeners.py), without a restart.
+running `maild serve` picks it up within about a second (maild/ingress/intake_caches.py), without a restart.
 The rules a change must follow are in desk_rules; the address commands in desk_addresses."""
 
 from __future__ import annotations

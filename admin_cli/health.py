@@ -253,7 +253,9 @@ def _outbox(session: Session, now: dt.datetime, problems: list[Problem]) -> dict
 def _jobs(
     session: Session, cfg: Config, now: dt.datetime, daemon: dict[str, Any] | None, problems: list[Problem]
 ) -> list[dict[str, Any]]:
-    from maild.ingress.serve import job_intervals  # serve's own list: health expects exactly the jobs it runs
+    from maild.ingress.serve_jobs import (
+        job_intervals,  # serve's own list: health expects exactly the jobs it runs
+    )
 
     runs = {row.name: row for row in session.scalars(select(JobRun))}
     running = daemon is not None and daemon.get("status") == "running"

@@ -92,23 +92,7 @@ def list_spool(app: App, args: argparse.Namespace) -> int:
         query = query.where(SpoolEntry.outcome == outcome)
     with app.session() as session:
         rows = [
-            {
-                "id": e.id,
-                "received_at": iso(e.received_at),
-                "ingress": e.ingress,
-                "recipient": e.recipient,
-                "message_id": e.header_message_id,
-                "size": e.size,
-                "sha256": e.sha256,
-                "state": e.state,
-                "outcome": e.outcome,
-                "reason": e.reason,
-                "ticket": number,
-                "attempts": e.attempts,
-                "trace": e.trace,
-                "raw_purged_at": iso(e.raw_purged_at),
-            }
-            for e, number in session.execute(query.order_by(SpoolEntry.id.desc()))
+            _spool_fields(e, number) for e, number in session.execute(query.order_by(SpoolEntry.id.desc()))
         ]
     if args.json:
         print_json(rows)

@@ -52,7 +52,7 @@ def whole_conversation(session: Session, ticket: Ticket) -> tuple[Ticket, list[T
 def target_ticket(session: Session, number: str) -> Ticket:
     """The ticket a change acts on: a merged number's survivor, as mail to that number lands there."""
     asked = find_ticket(session, number)
-    ticket, _ = whole_conversation(session, asked)
+    ticket = survivor_of(asked)
     if ticket.id != asked.id:
         print(f"({asked.number} is merged into {ticket.number}: changing {ticket.number})")
     return ticket

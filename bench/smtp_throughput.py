@@ -567,7 +567,7 @@ def loadavg() -> str:
 
 # Functions whose cumulative time per mail says where the pipeline's time goes (file suffix, function).
 KEY_FUNCTIONS = [
-    ("maild/ingress/listeners.py", "_spool", "intake: spool the bytes + commit the 'received' row"),
+    ("maild/ingress/intake.py", "_spool", "intake: spool the bytes + commit the 'received' row"),
     ("storage/spool.py", "write_raw", "  raw bytes written and fsynced"),
     ("storage/spool.py", "record_received", "  'received' row (query + insert)"),
     ("pipeline/runner.py", "process", "worker: pipeline.runner.process"),

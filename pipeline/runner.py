@@ -63,9 +63,11 @@ class OverBudget(Exception):
             f"(limit [hygiene] max_processing_seconds = {budget:g} s)"
         )
 
+    AGAIN = "not processed again"
+
     @classmethod
     def again(cls, spool_id: int, reason: str) -> OverBudget:
-        return cls(f"{reason} (the same mail as spool row {spool_id}, not processed again)"[:2000])
+        return cls(f"{reason} (the same mail as spool row {spool_id}, {cls.AGAIN})"[:2000])
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,13 @@ def _run_stages(
     for name, stage in STAGES:
         started = time.perf_counter()
         verdict = stage(ctx)
+        if verdict is not None:
+            record_stop(ctx, verdict)
         if deadline is not None:
             deadline.check(f"stage {name}")
         entry = {"stage": name, "ms": round((time.perf_counter() - started) * 1000, 3)}
         if verdict is not None:
             entry["stop"] = verdict.outcome
-            record_stop(ctx, verdict)
             ctx.trace.append(entry)
             if after_stage is not None:
                 after_stage(name, ctx, Stop(ctx.outcome, ctx.reason))
@@ -103,7 +106,7 @@ def _run_stages(
 def record_stop(ctx: Context, verdict: Stop) -> None:
     """The verdict of a stage that stopped the mail, and the effects that stage recorded on the context:
     the writing step stores them (apply.record_stop), then notify sends what was decided
-    (notify.answer_stop). Part of the stopping stage's time and trace entry."""
+    (notify.answer_stop). Counted in the stopping stage's time, trace entry and budget check."""
     ctx.outcome, ctx.reason = verdict.outcome, verdict.reason
     apply.record_stop(ctx)
     notify.answer_stop(ctx)
@@ -149,14 +152,20 @@ def _parse_outside(factory: sessionmaker[Session], cfg: Config, spool_id: int) -
 
 def _earlier_over_budget(session: Session, entry: SpoolEntry) -> OverBudget | None:
     """The same bytes to the same address were quarantined over the budget before: a sender who sends the
-    heavy mail again must not cost a worker the budget again."""
+    heavy mail again must not cost a worker the budget again. A row an admin released is processed (they
+    may have raised the budget), and only a measured verdict counts, never an earlier "again" one."""
+    if entry.released:
+        return None
     earlier = session.scalars(
-        select(SpoolEntry).where(
+        select(SpoolEntry)
+        .where(
             SpoolEntry.sha256 == entry.sha256,
             SpoolEntry.recipient == entry.recipient,
             SpoolEntry.outcome == "quarantined",
             SpoolEntry.reason.startswith(OverBudget.PREFIX),
+            SpoolEntry.reason.not_like(f"%{OverBudget.AGAIN})"),
         )
+        .order_by(SpoolEntry.id)
     ).first()
     if earlier is None:
         return None
@@ -164,10 +173,12 @@ def _earlier_over_budget(session: Session, entry: SpoolEntry) -> OverBudget | No
 
 
 def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, now: dt.datetime) -> Result:
-    deadline = _Deadline(time.perf_counter(), cfg.hygiene.max_processing_seconds)
+    budget = cfg.hygiene.max_processing_seconds
+    parse_started = time.perf_counter()
     parsed = _parse_outside(factory, cfg, spool_id)
+    parse_seconds = time.perf_counter() - parse_started
     if parsed is not None:
-        deadline.check("parsing")
+        _Deadline(parse_started, budget).check("parsing")
     with transaction(factory) as session:
         # Locked: two deliveries of the same bytes at once share one 'received' row (record_received), and
         # without the lock both would process it on PostgreSQL, the later one overwriting the outcome.
@@ -185,7 +196,8 @@ def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, no
             ctx.preparsed = parsed.mail or parsed.error
         else:
             ctx = Context(session=session, cfg=cfg, spool=entry, raw=read_raw(cfg.spool_dir, entry), now=now)
-        _run_stages(ctx, deadline=deadline)
+        # The budget is work: parsing plus the stages, not the wait for the write lock above.
+        _run_stages(ctx, deadline=_Deadline(time.perf_counter() - parse_seconds, budget))
         entry.state = "done"
         entry.outcome = ctx.outcome
         entry.reason = ctx.reason

@@ -1,6 +1,7 @@
 """What the intake knows of the database without asking it at every command: the desks' addresses
 (RCPT) and, in reject mode, the blocklist (MAIL, DATA). Snapshots in memory, reloaded when maildctl
-changed something (the change counter, storage/changes.py), after a while anyway, and on SIGHUP."""
+changed something (the change counter, storage/changes.py) and after a while anyway; the desk
+addresses also on SIGHUP."""
 
 from __future__ import annotations
 

@@ -50,11 +50,17 @@ class Verdict:
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
+# Upstream filters and MTAs add their headers on top; a real header block is never this long, and a mail
+# without an empty line (or with megabytes of folded Subject) costs no more than this to read.
+HEADER_SCAN_BYTES = 256 * 1024
+
+
 def read_headers(raw: bytes) -> Message:
-    """The top-level header block only (the body is never parsed here: a 30 MB mail costs nothing).
-    compat32: values as written, which is what these rules compare; policy.default could raise on junk."""
-    end = _HEADER_END.search(raw)
-    block = raw[: end.end()] if end else raw
+    """The top-level header block only, at most HEADER_SCAN_BYTES of it (the body is never parsed here:
+    a 30 MB mail costs nothing). compat32: values as written, which is what these rules compare;
+    policy.default could raise on junk."""
+    end = _HEADER_END.search(raw, 0, HEADER_SCAN_BYTES)
+    block = raw[: end.end()] if end else raw[:HEADER_SCAN_BYTES]
     return BytesParser(policy=compat32).parsebytes(block, headersonly=True)
 
 

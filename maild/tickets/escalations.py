@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.outbound.outgoing import queue_mail
-from maild.storage.db import is_transient, transaction
-from maild.storage.models import Desk, EscalationFired, EscalationRule, OutboxMessage, Ticket
+from maild.storage.db import transaction
+from maild.storage.models import Desk, EscalationFired, EscalationRule, Ticket
 from maild.storage.notes import add_system_note
 from maild.tickets import ticket_ops
-from maild.tickets.notices import notice_recipients
+from maild.tickets.notices import notice_recipients, queue_courtesy
 from maild.tickets.participants import automatic_recipients
 from maild.tickets.quiet import (
     AUTOMATIC_REASON,
@@ -142,28 +141,6 @@ def _due(rule: EscalationRule | None, ticket: Ticket, now: dt.datetime) -> bool:
     )
 
 
-def _courtesy(
-    session: Session, queue: Callable[[dict[str, str]], OutboxMessage | None], what: str, done: list[str]
-) -> int | None:
-    """Queue one mail; what went wrong goes into `done` (the note), never undoes the firing: a broken desk
-    template must not keep a ticket from being escalated on every run. Database trouble is raised."""
-    dropped: dict[str, str] = {}
-    try:
-        row = queue(dropped)
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        done.append(f"{what} not sent: {type(exc).__name__}: {exc}"[:500])
-        return None
-    if dropped:
-        who = ", ".join(f"{address} ({why})" for address, why in dropped.items())
-        done.append(f"{what} not sent to {who}")
-    if row is None:
-        return None
-    session.flush()  # the row's id, for the job to send it right away
-    return row.id
-
-
 def _move(session: Session, ticket: Ticket, desk: Desk, now: dt.datetime) -> None:
     before = ticket.desk.name
     ticket.desk, ticket.updated_at = desk, now
@@ -190,7 +167,7 @@ def _notify(
         return []
     ids = []
     for agent in agents:
-        row_id = _courtesy(
+        row_id = queue_courtesy(
             session,
             lambda dropped, agent=agent: queue_agent_notice(  # type: ignore[misc]
                 session,
@@ -227,7 +204,7 @@ def _remind(
         done.append(f"reminder ({template}) not sent to {', '.join(robots)}: {AUTOMATIC_REASON}")
     if not to and not cc:
         return []
-    row_id = _courtesy(
+    row_id = queue_courtesy(
         session,
         lambda dropped: queue_mail(
             session,

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from maild.config import Config
-from maild.storage.db import is_transient, transaction
+from maild.storage.db import transaction
 from maild.storage.models import Agent, Message
-from maild.tickets.notices import NOTICE_BURST, NOTICE_BURST_WINDOW, notice_recipients
+from maild.tickets.notices import NOTICE_BURST, NOTICE_BURST_WINDOW, notice_recipients, queue_courtesy
 from maild.tickets.replies import queue_agent_notice
 
 TEMPLATE = "flood_digest_notice"
@@ -95,6 +95,7 @@ def _digest(
                 Message.notice_held_at.is_not(None),
             )
             .order_by(Message.created_at, Message.id)
+            .options(selectinload(Message.ticket))
             .with_for_update(skip_locked=True)
             .execution_options(populate_existing=True)
         )
@@ -137,9 +138,10 @@ def _queue(
         "burst_limit": NOTICE_BURST,
         "burst_minutes": int(NOTICE_BURST_WINDOW.total_seconds() // 60),
     }
-    dropped: dict[str, str] = {}
-    try:
-        row = queue_agent_notice(
+    problems: list[str] = []
+    row_id = queue_courtesy(
+        session,
+        lambda dropped: queue_agent_notice(
             session,
             cfg,
             latest.ticket,
@@ -148,20 +150,13 @@ def _queue(
             now=now.replace(tzinfo=dt.UTC),
             variables=variables,
             dropped=dropped,
-        )
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        log.warning(
-            "flood digest to %s about %s not queued: %s: %s", agent.email, sender, type(exc).__name__, exc
-        )
-        return None
-    if dropped:
-        log.info("flood digest about %s not sent to %s", sender, dropped)
-    if row is None:
-        return None
-    session.flush()  # the row's id, for the job to send it right away
-    return row.id
+        ),
+        f"flood digest about {sender} to {agent.email}",
+        problems,
+    )
+    for problem in problems:
+        log.warning("%s", problem)
+    return row_id
 
 
 def send_flood_digests(

@@ -4,6 +4,7 @@ notice kinds. The notify stage, replies, escalations and flood digests use them.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -12,7 +13,8 @@ from maild.config import Config
 from maild.mail.attachment_policy import MB
 from maild.outbound.outgoing import OutgoingAttachment
 from maild.storage import attachments as attachment_store
-from maild.storage.models import Agent, Message, Ticket
+from maild.storage.db import is_transient
+from maild.storage.models import Agent, Message, OutboxMessage, Ticket
 
 NEW_TICKET_NOTICE = "new_ticket_notice"
 CUSTOMER_REPLY_NOTICE = "customer_reply_notice"
@@ -91,3 +93,26 @@ def message_attachments(
             }
         )
     return listed, files
+
+
+def queue_courtesy(
+    session: Session, queue: Callable[[dict[str, str]], OutboxMessage | None], what: str, done: list[str]
+) -> int | None:
+    """Queue one mail a scheduled job sends (an escalation's notice or reminder, a flood digest); what went
+    wrong goes into `done`, and never undoes the job's work: a broken desk template must not make the job
+    fail on every run. Database trouble is raised. The queued row's id, or None."""
+    dropped: dict[str, str] = {}
+    try:
+        row = queue(dropped)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        done.append(f"{what} not sent: {type(exc).__name__}: {exc}"[:500])
+        return None
+    if dropped:
+        who = ", ".join(f"{address} ({why})" for address, why in dropped.items())
+        done.append(f"{what} not sent to {who}")
+    if row is None:
+        return None
+    session.flush()  # the row's id, for the job to send it right away
+    return row.id

@@ -108,3 +108,21 @@ def test_a_budget_that_is_not_positive_is_refused(config_file: Path, value: str)
     config_file.write_text(config_file.read_text() + f"\n[hygiene]\nmax_processing_seconds = {value}\n")
     with pytest.raises(ConfigError, match="max_processing_seconds"):
         load_config(str(config_file))
+
+
+def test_a_released_copy_is_processed_though_an_earlier_copy_was_over_budget(
+    session_factory: Factory, cfg: Config
+) -> None:
+    raw = mail(subject="Printer on fire")
+    tight = _with_budget(cfg, 1e-9)
+    assert deliver(session_factory, tight, raw, SUPPORT).outcome == "quarantined"
+    again = deliver(session_factory, tight, raw, SUPPORT)
+    assert "not processed again" in again.reason
+    # The admin raises the budget and releases the second copy (as `maildctl spool release` does).
+    with session_factory.begin() as s:
+        second = spool(s)[-1]
+        second.state, second.outcome, second.released = "received", None, True
+        second_id = second.id
+    assert runner.process(session_factory, cfg, second_id).outcome == "created"
+    with session_factory() as s:
+        assert len(tickets(s)) == 1
