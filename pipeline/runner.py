@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -26,10 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.mail.addresses import normalize
-from maild.mail.mailparse import NotAMessage, ParsedMail, parse_mail
+from maild.mail.mailparse import NotAMessage, ParsedMail, ParseOutcome, parse_mail
 from maild.pipeline import STAGES, apply, notify
 from maild.pipeline.context import Context, Stop
 from maild.storage.db import is_transient, transaction
+from maild.storage.files import content_path
 from maild.storage.models import SpoolEntry, Ticket
 from maild.storage.spool import read_raw
 
@@ -113,41 +115,64 @@ def record_stop(ctx: Context, verdict: Stop) -> None:
 
 
 @dataclass(frozen=True)
-class _Parsed:
-    """A mail read and parsed before the write transaction: the raw bytes and what parse_mail made of
-    them (or the NotAMessage it raised, which the parse stage turns into a quarantine)."""
+class Job:
+    """One spool row for `process_batch`: its mail parsed before the write transaction (by a parse worker
+    process, or `prepare` here), or not (`parsed` None: the parse stage parses inside, as explain does).
+    `skip`: the same bytes went over the budget before, so it is quarantined unparsed; `checked`: that
+    was looked up already (`waiting_rows`), so the writer need not ask again."""
 
+    spool_id: int
+    sha256: str = ""
+    mail_from: str = ""
+    parsed: ParseOutcome | None = None
+    skip: OverBudget | None = None
+    checked: bool = False
+    now: dt.datetime | None = None  # an imported mail's own time (its Date), else the batch's
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A 'received' row as the writer needs it before parsing: where its bytes are and who sent them."""
+
+    spool_id: int
     sha256: str
     mail_from: str
-    raw: bytes
-    mail: ParsedMail | None
-    error: NotAMessage | None
+    skip: OverBudget | None
+
+    def path(self, spool_dir: Path) -> Path:
+        return content_path(spool_dir, self.sha256, ".eml")
 
 
-def _parse_outside(factory: sessionmaker[Session], cfg: Config, spool_id: int) -> _Parsed | None:
-    """Read and parse the row's mail with no write lock held: parsing is the CPU-heavy part (MIME, the
-    visible text, HTML), and on SQLite every delivery would wait behind it. None when the row is not
-    waiting (or anything goes wrong here: the stage then parses inside the transaction, as before)."""
+def waiting_rows(factory: sessionmaker[Session], spool_ids: Sequence[int]) -> list[Waiting]:
+    """The rows of `spool_ids` still 'received', in the order given, read with no write lock held."""
+    with factory() as session:
+        entries = {
+            entry.id: entry
+            for entry in session.scalars(select(SpoolEntry).where(SpoolEntry.id.in_(spool_ids)))
+            if entry.state == "received"
+        }
+        return [
+            Waiting(e.id, e.sha256, e.mail_from, _earlier_over_budget(session, e))
+            for e in (entries.get(i) for i in spool_ids)
+            if e is not None
+        ]
+
+
+def prepare(cfg: Config, row: Waiting) -> Job:
+    """Parse `row`'s mail here (what a parse worker does in `maild serve`), timed by this module's clock."""
+    if row.skip is not None:
+        return Job(row.spool_id, row.sha256, row.mail_from, skip=row.skip, checked=True)
+    started = time.perf_counter()
+    mail: ParsedMail | None = None
+    error: str | None = None
     try:
-        with factory() as session:
-            entry = session.get(SpoolEntry, spool_id)
-            if entry is None or entry.state != "received":
-                return None
-            earlier = _earlier_over_budget(session, entry)
-            if earlier is not None:
-                raise earlier
-            sha256, mail_from = entry.sha256, entry.mail_from
-            raw = read_raw(cfg.spool_dir, entry)
-    except OverBudget:
-        raise
-    except Exception:
-        return None
-    try:
-        return _Parsed(sha256, mail_from, raw, parse_mail(raw, mail_from), None)
+        mail = parse_mail(row.path(cfg.spool_dir).read_bytes(), row.mail_from)
     except NotAMessage as exc:
-        return _Parsed(sha256, mail_from, raw, None, exc)
-    except Exception:  # a parser bug: the stage meets it again inside, and the failure is counted there
-        return None
+        error = str(exc)
+    except Exception:  # a parser bug or a missing file: the stage meets it inside, where it is counted
+        return Job(row.spool_id, row.sha256, row.mail_from, checked=True)
+    parsed = ParseOutcome(mail, error, time.perf_counter() - started)
+    return Job(row.spool_id, row.sha256, row.mail_from, parsed, checked=True)
 
 
 def _earlier_over_budget(session: Session, entry: SpoolEntry) -> OverBudget | None:
@@ -172,75 +197,101 @@ def _earlier_over_budget(session: Session, entry: SpoolEntry) -> OverBudget | No
     return OverBudget.again(earlier.id, earlier.reason)
 
 
-def _process_once(factory: sessionmaker[Session], cfg: Config, spool_id: int, now: dt.datetime) -> Result:
-    budget = cfg.hygiene.max_processing_seconds
-    parse_started = time.perf_counter()
-    parsed = _parse_outside(factory, cfg, spool_id)
-    parse_seconds = time.perf_counter() - parse_started
-    if parsed is not None:
-        _Deadline(parse_started, budget).check("parsing")
+def process_batch(
+    factory: sessionmaker[Session], cfg: Config, jobs: Sequence[Job], now: dt.datetime | None = None
+) -> list[Result]:
+    """`jobs` through the stages in one transaction, one commit; each mail in a savepoint of its own, so
+    that a mail that fails or goes over its budget is rolled back alone and counted on its row, while the
+    others commit. A locked or unreachable database propagates: every row stays 'received'."""
+    now = now or dt.datetime.now(dt.UTC)
     with transaction(factory) as session:
         # Locked: two deliveries of the same bytes at once share one 'received' row (record_received), and
         # without the lock both would process it on PostgreSQL, the later one overwriting the outcome.
         # (SQLite's BEGIN IMMEDIATE already serialises the transactions; FOR UPDATE is a no-op there.)
-        entry = session.get(SpoolEntry, spool_id, with_for_update=True)
-        assert entry is not None, f"spool row {spool_id} exists"
-        if entry.state != "received":  # processed meanwhile (another worker, an earlier run)
-            number = None
-            if entry.ticket_id is not None:
-                ticket = session.get(Ticket, entry.ticket_id)
-                number = ticket.number if ticket else None
-            return Result(entry.outcome or "", entry.reason, number)
-        if parsed is not None and (parsed.sha256, parsed.mail_from) == (entry.sha256, entry.mail_from):
-            ctx = Context(session=session, cfg=cfg, spool=entry, raw=parsed.raw, now=now)
-            ctx.preparsed = parsed.mail or parsed.error
-        else:
-            ctx = Context(session=session, cfg=cfg, spool=entry, raw=read_raw(cfg.spool_dir, entry), now=now)
-        # The budget is work: parsing plus the stages, not the wait for the write lock above.
-        _run_stages(ctx, deadline=_Deadline(time.perf_counter() - parse_seconds, budget))
-        entry.state = "done"
-        entry.outcome = ctx.outcome
-        entry.reason = ctx.reason
-        entry.trace = ctx.trace
-        entry.attempts += 1
-        entry.processed_at = now.replace(tzinfo=None)
-        entry.ticket_id = ctx.ticket.id if ctx.ticket is not None else None
-        session.flush()
-        return Result(
-            ctx.outcome,
-            ctx.reason,
-            ctx.ticket.number if ctx.ticket is not None else None,
-            tuple(row.id for row in ctx.queued),
-        )
+        ids = [job.spool_id for job in jobs]
+        entries = {
+            e.id: e
+            for e in session.scalars(select(SpoolEntry).where(SpoolEntry.id.in_(ids)).with_for_update())
+        }
+        return [_process_one(session, cfg, entries.get(job.spool_id), job, job.now or now) for job in jobs]
+
+
+def _process_one(
+    session: Session, cfg: Config, entry: SpoolEntry | None, job: Job, now: dt.datetime
+) -> Result:
+    if entry is None:  # deleted meanwhile (maildctl spool purge): nothing to process
+        return Result("failed", f"spool row {job.spool_id} is gone", None)
+    if entry.state != "received":  # processed meanwhile (another worker, an earlier run)
+        number = None
+        if entry.ticket_id is not None:
+            ticket = session.get(Ticket, entry.ticket_id)
+            number = ticket.number if ticket else None
+        return Result(entry.outcome or "", entry.reason, number)
+    skip = job.skip if job.checked else _earlier_over_budget(session, entry)
+    if skip is not None:
+        return _quarantine(entry, str(skip), now)
+    for attempt in (1, 2):
+        try:
+            with session.begin_nested():
+                return _run_one(session, cfg, entry, job, now)
+        except IntegrityError as exc:
+            # A concurrent delivery inserted the same contact or message first: run again, and the
+            # stages now see that row (dedupe, identify) instead of inserting it.
+            if attempt == 2:
+                return _count_failure(entry, exc, now)
+        except OverBudget as exc:
+            return _quarantine(entry, str(exc), now)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            return _count_failure(entry, exc, now)
+    raise AssertionError("unreachable")
+
+
+def _run_one(session: Session, cfg: Config, entry: SpoolEntry, job: Job, now: dt.datetime) -> Result:
+    parsed = job.parsed if (job.sha256, job.mail_from) == (entry.sha256, entry.mail_from) else None
+    ctx = Context(session=session, cfg=cfg, spool=entry, raw=read_raw(cfg.spool_dir, entry), now=now)
+    if parsed is not None:
+        ctx.preparsed = parsed.mail if parsed.mail is not None else NotAMessage(parsed.error or "")
+        _Deadline(time.perf_counter() - parsed.seconds, cfg.hygiene.max_processing_seconds).check("parsing")
+    # The budget is work: parsing plus the stages, not the wait for the write lock.
+    seconds = parsed.seconds if parsed is not None else 0.0
+    _run_stages(ctx, deadline=_Deadline(time.perf_counter() - seconds, cfg.hygiene.max_processing_seconds))
+    entry.state = "done"
+    entry.outcome = ctx.outcome
+    entry.reason = ctx.reason
+    entry.trace = ctx.trace
+    entry.attempts += 1
+    entry.processed_at = now.replace(tzinfo=None)
+    entry.ticket_id = ctx.ticket.id if ctx.ticket is not None else None
+    session.flush()
+    return Result(
+        ctx.outcome,
+        ctx.reason,
+        ctx.ticket.number if ctx.ticket is not None else None,
+        tuple(row.id for row in ctx.queued),
+    )
 
 
 def process(
     factory: sessionmaker[Session], cfg: Config, spool_id: int, now: dt.datetime | None = None
 ) -> Result:
+    """One row: parsed here before the transaction, then through the stages (maild pipe, maildctl,
+    imports; `maild serve` batches with `process_batch`)."""
     now = now or dt.datetime.now(dt.UTC)
     try:
-        try:
-            return _process_once(factory, cfg, spool_id, now)
-        except IntegrityError:
-            # A concurrent delivery inserted the same contact or message first: run again, and the
-            # stages now see that row (dedupe, identify) instead of inserting it.
-            return _process_once(factory, cfg, spool_id, now)
-    except OverBudget as exc:
-        return _quarantine(factory, spool_id, str(exc), now)
+        rows = waiting_rows(factory, [spool_id])
+        job = prepare(cfg, rows[0]) if rows else Job(spool_id)
+        return process_batch(factory, cfg, [job], now)[0]
     except Exception as exc:
         if is_transient(exc):
             raise
         return _record_failure(factory, spool_id, exc, now)
 
 
-def _quarantine(factory: sessionmaker[Session], spool_id: int, reason: str, now: dt.datetime) -> Result:
-    with transaction(factory) as session:
-        entry = session.get(SpoolEntry, spool_id, with_for_update=True)
-        assert entry is not None
-        if entry.state != "received":  # processed meanwhile by another worker
-            return Result(entry.outcome or "", entry.reason, None)
-        entry.attempts += 1
-        _mark_quarantined(entry, reason, now)
+def _quarantine(entry: SpoolEntry, reason: str, now: dt.datetime) -> Result:
+    entry.attempts += 1
+    _mark_quarantined(entry, reason, now)
     return Result("quarantined", reason, None)
 
 
@@ -251,19 +302,24 @@ def _mark_quarantined(entry: SpoolEntry, reason: str, now: dt.datetime) -> None:
     entry.processed_at = now.replace(tzinfo=None)
 
 
+def _count_failure(entry: SpoolEntry, error: Exception, now: dt.datetime) -> Result:
+    """A stage raised: counted on the row, which stays 'received' for a retry until MAX_ATTEMPTS."""
+    reason = f"processing failed: {type(error).__name__}: {error}"[:2000]
+    entry.attempts += 1
+    entry.reason = reason
+    if entry.attempts < MAX_ATTEMPTS:
+        return Result("failed", reason, None)
+    _mark_quarantined(entry, reason, now)
+    return Result("quarantined", reason, None)
+
+
 def _record_failure(
     factory: sessionmaker[Session], spool_id: int, error: Exception, now: dt.datetime
 ) -> Result:
-    reason = f"processing failed: {type(error).__name__}: {error}"[:2000]
     with transaction(factory) as session:
         entry = session.get(SpoolEntry, spool_id)
         assert entry is not None
-        entry.attempts += 1
-        entry.reason = reason
-        if entry.attempts < MAX_ATTEMPTS:
-            return Result("failed", reason, None)
-        _mark_quarantined(entry, reason, now)
-        return Result("quarantined", reason, None)
+        return _count_failure(entry, error, now)
 
 
 def explain(

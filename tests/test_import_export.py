@@ -240,6 +240,19 @@ def test_importing_the_same_mbox_again_adds_nothing(
         assert outbox(s, agents=True) == []
 
 
+def test_the_same_mail_twice_in_one_backlog_is_one_ticket_and_a_duplicate(
+    session_factory: Factory, config_file: Path, tmp_path: Path
+) -> None:
+    # Both copies land in one batch (one transaction): the second gets a spool row of its own and is
+    # processed after the first, as a second delivery would be.
+    first = backlog()[-1]
+    summary = import_json(config_file, "mbox", write_mbox(tmp_path / "twice.mbox", [first, first]))
+    assert (summary["created"], summary["duplicates"]) == (1, 1)
+    with session_factory() as s:
+        assert len(tickets(s)) == 1
+        assert sorted(r.outcome or "" for r in s.scalars(select(SpoolEntry))) == ["created", "duplicate"]
+
+
 def test_maildir_import(session_factory: Factory, config_file: Path, tmp_path: Path) -> None:
     summary = import_json(config_file, "maildir", write_maildir(tmp_path / "Maildir", backlog()))
     assert counts(summary) == (2, 3, 0, 1, 0, {})
@@ -396,7 +409,9 @@ def test_export_writes_the_conversation_with_raw_mail_and_generated_notes(
         assert exported[0] == read_raw(cfg.spool_dir, entry).replace(b"\r\n", b"\n")  # the original bytes
 
     # stdout by default; the note only with --include-notes, generated with its attachment.
-    proc = cli(config_file, "ticket", "export", number, "--include-notes")
+    proc = run_cli(
+        "maildctl", "ticket", "export", number, "--include-notes", config=config_file, subprocess=True
+    )
     assert proc.returncode == 0, proc.stderr
     stdout_file = tmp_path / "stdout.mbox"
     stdout_file.write_text(proc.stdout)

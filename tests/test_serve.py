@@ -8,6 +8,7 @@ import asyncio
 import signal
 import socket
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -405,13 +406,13 @@ def test_sigterm_lets_the_mail_in_transfer_finish_and_exits_0(
 ONE_SENDER_MANY_MAILS = "[hygiene]\nautoreply_per_hour = 100\nautoreply_per_day = 100"
 
 
-def test_sigterm_with_a_backlog_leaves_the_rest_for_the_next_start(
+def test_sigterm_while_replies_hang_leaves_them_queued_for_the_next_start(
     tmp_path: Path, data_dir: Path, database_url: str, session_factory: Factory, support: None, start: Any
 ) -> None:
     port = free_port()
     with socket.socket() as silent:
-        # A smarthost that accepts the connection and never greets: the first job hangs in the sender
-        # for outgoing.timeout while the other seven wait for the only worker. Deterministic backlog.
+        # A smarthost that accepts the connection and never greets: the first reply hangs in the sender
+        # for outgoing.timeout while the pipeline writes the eight tickets and queues the other replies.
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         smarthost = f"127.0.0.1:{silent.getsockname()[1]}"
@@ -429,31 +430,31 @@ def test_sigterm_with_a_backlog_leaves_the_rest_for_the_next_start(
                     await c.sendmail("alice@customer.example", [SUPPORT], raw)
 
         asyncio.run(send_all())
-        serve.wait_for("processed")  # the first job is in the sender now
+        wait_until(all_done(session_factory, 8), what="the eight tickets written while a reply hangs")
         serve.proc.send_signal(signal.SIGTERM)
-
-        assert serve.stop() == EX_OK  # after the running job, not after the backlog
-    assert serve.find("draining")[0]["jobs"] == 8
-    assert serve.find("stopped")[0]["left_for_recovery"] == 7
+        started = time.monotonic()
+        assert serve.stop() == EX_OK
+        # The reply being sent finishes (its timeout); the queued ones are not waited for one by one.
+        assert time.monotonic() - started < 4 * 4
+    assert serve.find("stopped")[0]["left_for_recovery"] == 0
     with session_factory() as s:
-        assert [r.state for r in spool(s)] == ["done"] + ["received"] * 7
-        [first_reply] = outbox(s)
-        assert (first_reply.status, first_reply.attempts) == ("queued", 1)  # the smarthost timed out
+        assert len(tickets(s)) == 8
+        assert sorted(o.status for o in outbox(s)) == ["queued"] * 8
 
-    # The next start (outgoing to the Maildir now) processes the seven; nothing is lost or doubled.
+    # The next start (outgoing to the Maildir now) sends what was queued; nothing is lost or doubled.
     config = write_config(
         tmp_path / "maildir.toml", data_dir, database_url, listen=listen, extra=ONE_SENDER_MANY_MAILS
     )
     restarted = start(config)
-    assert restarted.find("recovering")[0]["count"] == 7
-    wait_until(all_done(session_factory, 8), what="the backlog processed after the restart")
-    wait_until(lambda: len(sent_mails(data_dir)) == 7, what="the seven auto-replies")
+    wait_until(lambda: len(sent_mails(data_dir)) >= 7, what="the queued auto-replies")
     assert restarted.stop() == EX_OK
     with session_factory() as s:
         assert len(tickets(s)) == 8
         assert sorted(r.outcome or "" for r in spool(s)) == ["created"] * 8
-        # One reply per ticket: the first one still waits for its retry (the outbox sender's job).
-        assert sorted(o.status for o in outbox(s)) == ["queued"] + ["sent"] * 7
+        statuses = sorted(o.status for o in outbox(s))
+        # One reply per ticket; the one whose attempt timed out may still wait for its retry.
+        assert statuses in (["queued"] + ["sent"] * 7, ["sent"] * 8)
+    assert len(sent_mails(data_dir)) == sum(status == "sent" for status in statuses)
 
 
 def assert_nothing_lost(config: Path, factory: Factory, start: Any, expected_tickets: int) -> Serve:

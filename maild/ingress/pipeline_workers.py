@@ -1,120 +1,263 @@
-"""The pipeline of `maild serve` in worker threads: one job per message, its rows through the pipeline,
-then its queued replies handed to the sender, as `maild pipe` does."""
+"""The pipeline of `maild serve`: spooled mails parsed in worker processes, then written in batches.
+
+    submit ─> queue (FIFO) ─> reader thread: which rows still wait (one query)
+          ─> parse processes (`[listen] workers`): bytes → ParsedMail, no database
+          ─> writer thread: every mail at the head of the queue whose parse is done, in one transaction
+             with a savepoint per mail (pipeline.runner.process_batch), one commit
+          ─> sender thread: their replies (maild.outbound.sender.flush), while the writer goes on.
+
+Mails are written in the order they were submitted, never in the order their parses finished: a reply is
+not written before the mail it answers. A batch is whatever was ready when the writer came back, so it
+grows with the load (group commit) and costs nothing when mail trickles in. A locked or unreachable
+database defers the whole batch: its rows stay 'received' and the recovery sweep submits them again."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from maild.config import Config
-from maild.ingress.headers import HEADER_SCAN_BYTES, message_id_of
 from maild.ingress.intake import Spooled
 from maild.ingress.log_fields import describe, ms_since
 from maild.logs import get_logger
+from maild.mail.mailparse import ParseOutcome, parse_file
 from maild.outbound.sender import flush
-from maild.pipeline.runner import Result, process
-from maild.storage.files import content_path
-from maild.storage.models import SpoolEntry
+from maild.pipeline.runner import Job, Result, Waiting, process_batch, waiting_rows
 
 log = get_logger("maild.serve")
 
 Tell = Callable[[Result | None], None]
+BATCH_MAX = 64  # mails per transaction: bounds the time one commit keeps the others waiting
+
+
+@dataclass(eq=False)
+class _Queued:
+    """One submitted message: its recipients' rows, and the task that reads and parses them."""
+
+    ids: tuple[int, ...]
+    message_id: str | None
+    tell: Tell | None
+    prepared: asyncio.Task[list[Job]] = field(init=False)
 
 
 class PipelineWorkers:
-    """The worker pool and the jobs in it (running or queued), with their spool ids: the recovery sweep
-    leaves those alone."""
+    """The queue, the parse processes and the writer, with the spool ids in them (the recovery sweep
+    leaves those alone)."""
 
     def __init__(self, cfg: Config, factory: sessionmaker[DbSession]) -> None:
         self.cfg = cfg
         self.factory = factory
-        self.pool = ThreadPoolExecutor(cfg.listen.workers, thread_name_prefix="worker")
-        self.jobs: dict[asyncio.Future[None], tuple[int, ...]] = {}  # running or queued pipeline jobs
-        self.in_flight: set[int] = set()  # their spool ids: the sweep leaves them alone
+        self.in_flight: set[int] = set()  # queued, parsing or being written: the sweep leaves them alone
+        self._queue: deque[_Queued] = deque()
+        self._writing: list[_Queued] = []
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="reader")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="sender")
+        self._parsers: ProcessPoolExecutor | None = None  # started with the first mail
+        self._sending: set[asyncio.Future[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def jobs(self) -> list[_Queued]:
+        """Messages queued, parsing or being written."""
+        return [*self._writing, *self._queue]
 
     def on_spooled(self, spooled: Spooled) -> None:
         self.submit(spooled.spool_ids, spooled.message_id)
 
     def submit(self, spool_ids: tuple[int, ...], message_id: str | None, tell: Tell | None = None) -> bool:
-        """Queue one job per message: its recipients' rows in order, in one worker (fewer lock fights).
-        False when every row is queued or running already."""
+        """Queue one message's rows (its recipients', in order). False when every row is queued or being
+        processed already."""
         # dict.fromkeys: two RCPTs of one address (case, repeated) share one 'received' row.
         ids = tuple(i for i in dict.fromkeys(spool_ids) if i not in self.in_flight)
-        if not ids:
+        if not ids or self._stopping:
             return False
-        loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self.pool, self._process, ids, message_id, tell)
-        self.jobs[job] = ids
+        item = _Queued(ids, message_id, tell)
+        item.prepared = asyncio.get_running_loop().create_task(self._prepare(ids))
+        item.prepared.add_done_callback(lambda _: self._kick())
+        self._queue.append(item)
         self.in_flight.update(ids)
-        job.add_done_callback(self._job_done)
+        if self._loop_task is None:
+            self._wake = asyncio.Event()
+            self._loop_task = asyncio.get_running_loop().create_task(self._write_loop())
         return True
 
     async def drain(self) -> int:
-        """Let running jobs finish; jobs not started yet are dropped: their rows stay 'received'. How
-        many rows were left so."""
-        jobs = dict(self.jobs)
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        await asyncio.gather(*jobs, return_exceptions=True)
-        return sum(len(ids) for job, ids in jobs.items() if job.cancelled())
+        """Let the batch being written and the replies being sent finish; messages not written yet are
+        dropped: their rows stay 'received'. How many rows were left so."""
+        self._stopping = True
+        left = [item for item in self._queue]
+        self._queue.clear()
+        for item in left:
+            item.prepared.cancel()
+        self._kick()
+        if self._loop_task is not None:
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        # Replies not being sent yet stay queued in the outbox: its job or the next start sends them.
+        self._sender.shutdown(wait=False, cancel_futures=True)
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        return sum(len(item.ids) for item in left)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._stopping = True
+        for pool in (self._reader, self._writer, self._sender):
+            pool.shutdown(wait=True, cancel_futures=True)
+        if self._parsers is not None:
+            self._parsers.shutdown(wait=True, cancel_futures=True)
 
-    def _job_done(self, job: asyncio.Future[None]) -> None:
-        self.in_flight.difference_update(self.jobs.pop(job, ()))
-        error = None if job.cancelled() else job.exception()
-        if error is not None:  # _process catches everything; this would be a bug in it
-            log.error("job_failed", error=repr(error)[:300])
+    def _kick(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
-    def _process(self, spool_ids: tuple[int, ...], message_id: str | None, tell: Tell | None = None) -> None:
-        """Blocking, in a worker thread: each spool row through the pipeline, then its replies out.
-        `tell` gets each row's result (None: deferred) before its replies are sent."""
-        for spool_id in spool_ids:
-            mid = message_id if message_id is not None else self._stored_message_id(spool_id)
-            result = self._process_row(spool_id, mid)
-            if tell is not None:
-                tell(result)
-            if result is not None and result.outbox_ids:
-                self._send_replies(spool_id, result)
+    # --- reading and parsing ------------------------------------------------------------------------
 
-    def _process_row(self, spool_id: int, message_id: str) -> Result | None:
-        """One row through the pipeline, logged; None when it was deferred."""
-        started = time.perf_counter()
+    async def _prepare(self, ids: tuple[int, ...]) -> list[Job]:
+        """The rows' jobs, each parsed in a parse process; a row no longer 'received' gets an unparsed job
+        (the writer reports what became of it). Database errors propagate: the writer defers them."""
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._reader, waiting_rows, self.factory, ids)
+        parsed = await asyncio.gather(*(self._parse(row) for row in rows))
+        jobs = {row.spool_id: job for row, job in zip(rows, parsed, strict=True)}
+        return [jobs.get(i, Job(i)) for i in ids]
+
+    async def _parse(self, row: Waiting) -> Job:
+        if row.skip is not None:
+            return Job(row.spool_id, row.sha256, row.mail_from, skip=row.skip, checked=True)
         try:
-            result = process(self.factory, self.cfg, spool_id)
-        except Exception as exc:  # database locked or down: the row stays 'received', the sweep retries
-            log.warning(
-                "processing_deferred",
-                spool_id=spool_id,
-                message_id=message_id,
-                error=describe(exc),
-                duration_ms=ms_since(started),
-            )
-            return None
+            future = self._parse_pool().submit(parse_file, str(row.path(self.cfg.spool_dir)), row.mail_from)
+            outcome: ParseOutcome | None = await asyncio.wrap_future(future)
+        except Exception as exc:  # a parse process died (memory, a crash): the writer parses it itself
+            log.warning("parse_worker_failed", spool_id=row.spool_id, error=describe(exc))
+            self._restart_parsers()
+            outcome = None
+        return Job(row.spool_id, row.sha256, row.mail_from, outcome, checked=True)
+
+    def _parse_pool(self) -> ProcessPoolExecutor:
+        if self._parsers is None:
+            # forkserver: the daemon has threads, which a plain fork would copy mid-lock. The parse
+            # processes import only maild.mail (no database code), once.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["maild.mail.mailparse"])
+            self._parsers = ProcessPoolExecutor(self.cfg.listen.workers, mp_context=context)
+        return self._parsers
+
+    def _restart_parsers(self) -> None:
+        broken, self._parsers = self._parsers, None
+        if broken is not None:
+            broken.shutdown(wait=False, cancel_futures=True)
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            batch = self._ready_batch()
+            if batch:
+                self._writing = batch
+                try:
+                    await self._write(batch)
+                finally:
+                    self._writing = []
+                continue
+            if self._stopping:
+                return
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _ready_batch(self) -> list[_Queued]:
+        """The messages at the head of the queue whose parses are done, in order, up to BATCH_MAX rows."""
+        batch: list[_Queued] = []
+        rows = 0
+        while self._queue and self._queue[0].prepared.done() and rows < BATCH_MAX:
+            item = self._queue.popleft()
+            batch.append(item)
+            rows += len(item.ids)
+        return batch
+
+    async def _write(self, batch: list[_Queued]) -> None:
+        ready = [item for item in batch if item.prepared.exception() is None]
+        for item in batch:
+            if item.prepared.exception() is not None:  # the rows could not be read: the sweep retries
+                self._deferred(item, item.prepared.exception(), 0.0)
+        jobs = [job for item in ready for job in item.prepared.result()]
+        if not jobs:
+            return
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._writer, process_batch, self.factory, self.cfg, jobs)
+        except Exception as exc:  # database locked or down: every row stays 'received'
+            for item in ready:
+                self._deferred(item, exc, ms_since(started))
+            return
+        by_id = {job.spool_id: (job, result) for job, result in zip(jobs, results, strict=True)}
+        duration = ms_since(started)
+        for item in ready:
+            done = [(i, *by_id[i]) for i in item.ids if i in by_id]
+            for spool_id, job, result in done:
+                self._processed(item, spool_id, job, result, duration, len(jobs))
+            self.in_flight.difference_update(item.ids)
+            replies = [(spool_id, result) for spool_id, _, result in done if result.outbox_ids]
+            if replies:
+                self._send(replies)
+
+    def _processed(
+        self, item: _Queued, spool_id: int, job: Job, result: Result, duration: float, batch: int
+    ) -> None:
+        mail = job.parsed.mail if job.parsed is not None else None
         log.info(
             "processed",
             spool_id=spool_id,
-            message_id=message_id,
+            message_id=item.message_id or (mail.message_id if mail is not None else ""),
             ticket=result.ticket_number,
             outcome=result.outcome,
             reason=result.reason,
-            duration_ms=ms_since(started),
+            duration_ms=duration,
+            batch=batch,
         )
-        return result
+        if item.tell is not None:
+            item.tell(result)
 
-    def _send_replies(self, spool_id: int, result: Result) -> None:
-        try:  # the ticket is committed; what cannot be sent now stays queued in the outbox
-            sent = flush(self.factory, self.cfg, result.outbox_ids)
-        except Exception as exc:
+    def _deferred(self, item: _Queued, error: BaseException | None, duration: float) -> None:
+        for spool_id in item.ids:
             log.warning(
-                "replies_not_sent", spool_id=spool_id, ticket=result.ticket_number, error=describe(exc)
+                "processing_deferred",
+                spool_id=spool_id,
+                message_id=item.message_id or "",
+                error=describe(error) if isinstance(error, Exception) else repr(error),
+                duration_ms=duration,
             )
-        else:
+            if item.tell is not None:
+                item.tell(None)
+        self.in_flight.difference_update(item.ids)
+
+    # --- replies ------------------------------------------------------------------------------------
+
+    def _send(self, replies: Sequence[tuple[int, Result]]) -> None:
+        future = asyncio.get_running_loop().run_in_executor(self._sender, self._send_replies, replies)
+        self._sending.add(future)
+        future.add_done_callback(self._sending.discard)
+
+    def _send_replies(self, replies: Sequence[tuple[int, Result]]) -> None:
+        """Blocking, in the sender thread: each ticket's replies handed to the outgoing transport."""
+        for spool_id, result in replies:
+            try:  # the ticket is committed; what cannot be sent now stays queued in the outbox
+                sent = flush(self.factory, self.cfg, result.outbox_ids)
+            except Exception as exc:
+                log.warning(
+                    "replies_not_sent", spool_id=spool_id, ticket=result.ticket_number, error=describe(exc)
+                )
+                continue
             log.info(
                 "replies_handed_over",
                 spool_id=spool_id,
@@ -123,15 +266,3 @@ class PipelineWorkers:
                 deferred=sent.deferred,
                 failed=sent.failed,
             )
-
-    def _stored_message_id(self, spool_id: int) -> str:
-        """For a recovered row: the Message-ID from the spooled file's header, for the log."""
-        try:
-            with self.factory() as session:
-                entry = session.get(SpoolEntry, spool_id)
-                if entry is None:
-                    return ""
-                with content_path(self.cfg.spool_dir, entry.sha256, ".eml").open("rb") as fh:
-                    return message_id_of(fh.read(HEADER_SCAN_BYTES))
-        except Exception:
-            return ""  # only for the log: processing reports the real problem

@@ -7,6 +7,8 @@ defects. `NotAMessage` is raised only for input that is not a mail at all (quara
 from __future__ import annotations
 
 import hashlib
+import time
+from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -89,3 +91,27 @@ def _parse(raw: bytes, mail_from: str) -> ParsedMail:
         from_addresses=[address for _, address in from_boxes if address],
         sender_addresses=[address for _, address in sender_boxes if address],
     )
+
+
+@dataclass(frozen=True)
+class ParseOutcome:
+    """What parsing a file made of it, picklable: it crosses from a parse worker process to the writer."""
+
+    mail: ParsedMail | None
+    error: str | None  # NotAMessage's reason: the parse stage quarantines with it
+    seconds: float  # the parse's own time, counted in the mail's processing budget
+
+
+def parse_file(path: str, mail_from: str = "") -> ParseOutcome | None:
+    """Read and parse one spooled file (in a parse worker process: no state, no database). None when the
+    parser itself failed: the parse stage meets the error again in the writer, where it is counted."""
+    started = time.perf_counter()
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        mail = parse_mail(raw, mail_from)
+    except NotAMessage as exc:
+        return ParseOutcome(None, str(exc), time.perf_counter() - started)
+    except Exception:
+        return None
+    return ParseOutcome(mail, None, time.perf_counter() - started)
