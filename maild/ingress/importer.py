@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import mailbox
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -40,6 +39,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
+from maild.ingress.parse_pool import start_parse_pool
 from maild.mail.mailparse import parse_file
 from maild.pipeline.context import IMPORT_INGRESS
 from maild.pipeline.runner import MAX_ATTEMPTS, Job, prepare, process, process_batch, waiting_rows
@@ -341,7 +341,5 @@ def _parse_pool(mails: int) -> Iterator[ProcessPoolExecutor | None]:
     if mails < POOL_MIN_MAILS or cores < 2:
         yield None
         return
-    context = multiprocessing.get_context("forkserver")  # fork would copy the engine's connections
-    context.set_forkserver_preload(["maild.mail.mailparse"])
-    with ProcessPoolExecutor(cores, mp_context=context) as pool:
+    with start_parse_pool(cores) as pool:
         yield pool

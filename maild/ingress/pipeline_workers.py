@@ -14,7 +14,6 @@ database defers the whole batch: its rows stay 'received' and the recovery sweep
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from sqlalchemy.orm import sessionmaker
 from maild.config import Config
 from maild.ingress.intake import Spooled
 from maild.ingress.log_fields import describe, ms_since
+from maild.ingress.parse_pool import start_parse_pool
 from maild.logs import get_logger
 from maild.mail.mailparse import ParseOutcome, parse_file
 from maild.outbound.sender import flush
@@ -144,11 +144,7 @@ class PipelineWorkers:
 
     def _parse_pool(self) -> ProcessPoolExecutor:
         if self._parsers is None:
-            # forkserver: the daemon has threads, which a plain fork would copy mid-lock. The parse
-            # processes import only maild.mail (no database code), once.
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["maild.mail.mailparse"])
-            self._parsers = ProcessPoolExecutor(self.cfg.listen.workers, mp_context=context)
+            self._parsers = start_parse_pool(self.cfg.listen.workers)
         return self._parsers
 
     def _restart_parsers(self) -> None:
