@@ -196,7 +196,7 @@ def _listen_sizes(table: dict[str, Any], default: Listen) -> dict[str, int]:
         if values[key] < least:
             raise ConfigError(f"listen.{key}", f"must be >= {least}, got {values[key]}")
     if values["workers"] > MAX_WORKERS:
-        raise ConfigError("listen.workers", f"must be <= {MAX_WORKERS} (one database connection each)")
+        raise ConfigError("listen.workers", f"must be <= {MAX_WORKERS} (one parse process each)")
     return values
 
 

@@ -56,7 +56,7 @@ class Listen:
     max_message_bytes: int = 50 * MiB
     max_connections: int = 100
     timeout: float = 300.0  # seconds a client may stay silent (RFC 5321 suggests 5 minutes)
-    workers: int = 2  # pipeline worker threads
+    workers: int = 2  # parse processes of the pipeline (maild.ingress.parse_pool)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Per client address, like Postfix's anvil: one address cannot take every slot (0 turns a limit off).
