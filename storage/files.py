@@ -46,6 +46,31 @@ def store_bytes(root: Path, data: bytes, suffix: str = "", *, digest: str | None
     return digest, path
 
 
+def store_file(root: Path, written: Path, digest: str, suffix: str = "") -> Path:
+    """Make `written`, a closed file on `root`'s file system whose sha256 is `digest`, durable under that
+    address (fsync, rename, fsync dir), as store_bytes does for bytes held in memory. When the same bytes
+    are there already, `written` is removed and the file's mtime refreshed (see store_bytes); their
+    directory is fsynced again, since the delivery that renamed them may not have done so yet."""
+    path = content_path(root, digest, suffix)
+    try:
+        if path.stat().st_size == written.stat().st_size:
+            os.utime(path)
+            written.unlink()
+            _fsync_dir(path.parent)
+            return path
+    except FileNotFoundError:
+        pass  # not there, or taken by a purge between stat and utime: rename ours
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(written, os.O_RDONLY)  # Linux fsyncs a file through any descriptor of it
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(written, path)
+    _fsync_dir(path.parent)
+    return path
+
+
 def discard_stale(path: Path, cutoff: float) -> int | None:
     """Delete `path` unless it was written or touched (mtime) at or after `cutoff` (a POSIX time); returns
     the bytes freed (0 when there was no file), or None when the file is kept.

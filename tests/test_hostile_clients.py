@@ -62,7 +62,10 @@ class Client(LineClient):
 
     def closed(self) -> bool:
         """The server closed the connection (EOF) after what was read so far."""
-        return self.file.readline() == b""
+        try:
+            return self.file.readline() == b""
+        except ConnectionResetError:  # closed while a byte of ours was on its way: RST instead of EOF
+            return True
 
     def transaction(self, raw: bytes) -> str:
         """EHLO to the reply after DATA; the final reply."""

@@ -105,6 +105,7 @@ class Running:
     spooled: list[Spooled]
     connections: Connections
     addresses: DeskAddresses
+    handler: Intake
 
 
 @asynccontextmanager
@@ -123,10 +124,11 @@ async def intake(
     listeners = await start_listeners(cfg, handler, connections, tls)
     ports = {lst.protocol: _port(lst) for lst in listeners}
     try:
-        yield Running(ports["lmtp"], ports["smtp"], spooled, connections, addresses)
+        yield Running(ports["lmtp"], ports["smtp"], spooled, connections, addresses, handler)
     finally:
         await stop_listeners(listeners)
         await connections.drain(1)
+        handler.close()
         pool.shutdown(wait=True)
 
 

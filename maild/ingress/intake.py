@@ -1,7 +1,9 @@
 """The aiosmtpd handler of every LMTP and SMTP listener (`Intake`): the envelope and the data checked at
 the edge, the raw bytes made durable in the spool before the 250, then handed to the pipeline
-(`on_spooled`). See maild.ingress.listeners for what is answered when. All database and disk work runs
-in an executor: the event loop only moves bytes."""
+(`on_spooled`). See maild.ingress.listeners for what is answered when. The listeners stream DATA into a
+temporary spool file (`envelope.spool_file`); here it is made durable and its rows committed together
+with those of the mails that arrived at the same time (maild.ingress.group_commit), before the 250. All
+database work and every fsync run off the event loop."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -18,19 +21,20 @@ from sqlalchemy.orm import sessionmaker
 
 from maild.config import Config
 from maild.ingress.connection_limits import peer_label
-from maild.ingress.headers import from_addresses, message_id_of
+from maild.ingress.group_commit import GroupCommitter, PendingMail
+from maild.ingress.headers import HEADER_SCAN_BYTES, HeaderFields, header_fields
 from maild.ingress.intake_caches import BlockedSenders, DeskAddresses
 from maild.ingress.log_fields import describe, ms_since
 from maild.logs import get_logger
 from maild.mail.addresses import normalize
 from maild.mail.automatic import NULL_SENDER
 from maild.outbound.blocklist import Rule
-from maild.storage.db import transaction
-from maild.storage.spool import record_received, write_raw
+from maild.storage.spool import SpoolFile, discard_incoming, spool_file_of
 
 log = get_logger("maild.listeners")
 
 TRY_LATER = "451 4.3.0 Temporary local problem, try again later"
+STALE_INCOMING_SECONDS = 24 * 3600  # a mail still arriving after a day is not: its writer is gone
 MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: a server must accept at least 100 per message
 
 
@@ -43,6 +47,56 @@ class Spooled:
     message_id: str
     size: int
     ingress: str
+
+
+class StreamedEnvelope(Envelope):
+    """aiosmtpd's envelope with the DATA in a spool file instead of `original_content`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spool_file: SpoolFile | None = None
+
+
+class DotReader:
+    """RFC 5321 4.5.2 on chunks as they arrive: the lone "." line ends the data, a leading "." of any
+    other line is removed. A line longer than `line_limit` is dropped (and the mail refused)."""
+
+    def __init__(self, line_limit: int) -> None:
+        self._line_limit = line_limit
+        self._partial = b""  # the last line, not complete yet
+        self._dropping = False  # inside an over-long line: its bytes are dropped up to its CRLF
+        self.too_long = False
+        self.ended = False
+        self.after = b""  # what came after the final dot: the next commands of a pipelining client
+
+    def feed(self, chunk: bytes) -> tuple[bytes, int]:
+        """(the unstuffed data of the complete lines in `chunk`, the bytes they took on the wire)."""
+        buffer = self._partial + chunk
+        last = buffer.rfind(b"\r\n")
+        if last < 0:
+            self._partial = buffer
+            if len(buffer) > self._line_limit:
+                self._partial, self._dropping, self.too_long = b"", True, True
+            return b"", 0
+        lines, self._partial = buffer[: last + 2], buffer[last + 2 :]
+        if self._dropping:  # the rest of the over-long line, up to its CRLF, goes too
+            self._dropping = False
+            lines = lines[lines.find(b"\r\n") + 2 :]
+        if lines.startswith(b".\r\n"):
+            self._end(lines, 0, 3)
+            return b"", 0
+        end = lines.find(b"\r\n.\r\n")
+        if end >= 0:
+            lines = self._end(lines, end + 2, end + 5)
+        if len(lines) > self._line_limit and any(len(x) > self._line_limit for x in lines.split(b"\r\n")):
+            self.too_long = True
+        data = lines.replace(b"\r\n.", b"\r\n")
+        return (data[1:] if data.startswith(b".") else data), len(lines)
+
+    def _end(self, lines: bytes, data_end: int, dot_end: int) -> bytes:
+        self.ended = True
+        self.after, self._partial = lines[dot_end:] + self._partial, b""
+        return lines[:data_end]
 
 
 class Intake:
@@ -62,6 +116,19 @@ class Intake:
         self._executor = executor
         self._on_spooled = on_spooled
         self._blocked = BlockedSenders(factory)
+        self.committer = GroupCommitter(factory)
+        try:
+            discard_incoming(cfg.spool_dir, STALE_INCOMING_SECONDS)
+        except OSError as exc:  # the spool unusable: every DATA answers 451 and says why in the log
+            log.warning("spool_cleanup_failed", error=describe(exc))
+
+    @property
+    def spool_dir(self) -> Path:
+        return self._cfg.spool_dir
+
+    def close(self) -> None:
+        """After the listeners drained: the committer's threads end."""
+        self.committer.close()
 
     @property
     def _rejecting(self) -> bool:
@@ -122,26 +189,29 @@ class Intake:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         lmtp = isinstance(server, LMTP)
-        raw = envelope.original_content or b""  # decode_data=False: the bytes exactly as received
         recipients = tuple(envelope.rcpt_tos)
         started = time.perf_counter()
-        if self._rejecting:
-            refusal = await self._check_from(raw, envelope, session)
-            if refusal is not None:  # nothing spooled
-                return "\r\n".join([refusal] * len(recipients)) if lmtp else refusal
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._executor,
-            self._spool,
-            raw,
-            recipients,
-            "lmtp" if lmtp else "smtp",
-            envelope.mail_from or NULL_SENDER,
-        )
-        # Whatever reached the spool is processed, even if the client hangs up before its 250.
-        future.add_done_callback(self._hand_over)
+        file: SpoolFile | None = getattr(envelope, "spool_file", None)  # None: a server that did not stream
+        handed = False
         try:
-            spooled = await asyncio.shield(future)
+            if file is None:
+                file = await self._file_of(envelope.original_content or b"")
+            fields = header_fields(file.head)
+            if self._rejecting:
+                refusal = await self._check_from(fields, envelope, session)
+                if refusal is not None:  # nothing spooled
+                    return "\r\n".join([refusal] * len(recipients)) if lmtp else refusal
+            mail = PendingMail(
+                file,
+                tuple(map(normalize, recipients)),
+                "lmtp" if lmtp else "smtp",
+                envelope.mail_from or NULL_SENDER,
+            )
+            task = asyncio.ensure_future(self._spool(mail, recipients, fields.message_id))
+            handed = True
+            # Whatever reached the spool is processed, even if the client hangs up before its 250.
+            task.add_done_callback(self._hand_over)
+            spooled = await asyncio.shield(task)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -149,11 +219,14 @@ class Intake:
                 "spool_failed",
                 ingress="lmtp" if lmtp else "smtp",
                 recipients=list(recipients),
-                size=len(raw),
+                size=file.size if file is not None else len(envelope.original_content or b""),
                 error=describe(exc),
                 duration_ms=ms_since(started),
             )
             return "\r\n".join([TRY_LATER] * len(recipients)) if lmtp else TRY_LATER
+        finally:
+            if file is not None and not handed:
+                file.discard()
         log.info(
             "accepted",
             ingress=spooled.ingress,
@@ -171,10 +244,21 @@ class Intake:
             )
         return f"250 2.0.0 OK, spooled as {','.join(map(str, spooled.spool_ids))}"
 
-    async def _check_from(self, raw: bytes, envelope: Envelope, session: Session) -> str | None:
+    async def _file_of(self, raw: bytes) -> SpoolFile:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, spool_file_of, self._cfg.spool_dir, raw, HEADER_SCAN_BYTES
+        )
+
+    async def _spool(self, mail: PendingMail, recipients: tuple[str, ...], message_id: str) -> Spooled:
+        """The file durable and the rows committed, in a group (maild.ingress.group_commit)."""
+        spool_ids = await self.committer.submit(mail)
+        return Spooled(spool_ids, recipients, message_id, mail.file.size, mail.ingress)
+
+    async def _check_from(self, fields: HeaderFields, envelope: Envelope, session: Session) -> str | None:
         """Reject mode, after DATA: the refusal when a From address is blocked, else None."""
         try:
-            found = await self._blocked_sender(from_addresses(raw))
+            found = await self._blocked_sender(fields.from_addresses)
         except Exception as exc:
             log.warning("sender_check_failed", mail_from=envelope.mail_from, error=describe(exc))
             return TRY_LATER
@@ -196,16 +280,6 @@ class Intake:
         # Without this aiosmtpd answers a permanent 500 carrying the error text: the MTA would bounce.
         log.error("session_error", error=describe(error))
         return TRY_LATER
-
-    def _spool(self, raw: bytes, recipients: tuple[str, ...], ingress: str, mail_from: str) -> Spooled:
-        """Blocking: the bytes fsynced first, then the rows committed (one transaction for all)."""
-        digest = write_raw(self._cfg.spool_dir, raw)
-        with transaction(self._factory) as session:
-            ids = tuple(
-                record_received(session, digest, len(raw), normalize(rcpt), ingress, mail_from).id
-                for rcpt in recipients
-            )
-        return Spooled(ids, recipients, message_id_of(raw), len(raw), ingress)
 
     def _hand_over(self, future: asyncio.Future[Spooled]) -> None:
         if future.cancelled() or future.exception() is not None:

@@ -14,7 +14,8 @@ unix-socket clients and `client_limit_exceptions` are exempt); `command_timeout`
 mail transaction, `timeout` inside one; during DATA a minimum rate (`min_data_rate` after
 `min_data_rate_grace`), else 421 4.4.2 and the partial mail is dropped unacknowledged.
 
-All database and disk work runs in an executor: the event loop only moves bytes.
+DATA is streamed to a temporary spool file as it arrives (a mail's size costs disk, not memory); the
+handler gets that file. Fsyncs and database work run in threads: the event loop only moves bytes.
 
 Here: the protocol classes (what maild adds to aiosmtpd's) and binding the listeners. The handler is
 maild.ingress.intake, the limits maild.ingress.connection_limits, the desk address and blocklist caches
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP
 
 from maild.config import Config, ListenAddress
 from maild.ingress.connection_limits import (
@@ -45,10 +46,11 @@ from maild.ingress.connection_limits import (
     peer_label,
 )
 from maild.ingress.headers import HEADER_SCAN_BYTES, message_id_of
-from maild.ingress.intake import MAX_RECIPIENTS, TRY_LATER, Intake, Spooled
+from maild.ingress.intake import MAX_RECIPIENTS, TRY_LATER, DotReader, Intake, Spooled, StreamedEnvelope
 from maild.ingress.intake_caches import BlockedSenders, DeskAddresses
 from maild.ingress.log_fields import describe
 from maild.logs import get_logger
+from maild.storage.spool import SpoolWriter
 
 # Importable from here as before the intake was split up (tests, older callers).
 __all__ = [
@@ -83,6 +85,9 @@ ABORT_AFTER_SECONDS = 10.0  # a closed session's last reply may take this long t
 # aiosmtpd refuses DATA lines over 1000 bytes with a permanent 500: a sloppy client's unwrapped HTML would
 # bounce. RFC 5321 asks senders to wrap; a helpdesk would rather read the mail than be right.
 LINE_LENGTH_LIMIT = 1024 * 1024
+READ_BYTES = 256 * 1024  # DATA is read in chunks of what has arrived, not line by line
+TOO_MUCH = "552 Error: Too much mail data"  # aiosmtpd's replies, rewritten in _with_enhanced_code
+TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 
 
 class _Tracked(SMTP):
@@ -117,6 +122,7 @@ class _Tracked(SMTP):
         self._refused = False
         self._lost = False
         self.closing = False
+        self._handler = handler
         super().__init__(handler, **kwargs)
 
     @property
@@ -270,6 +276,82 @@ class _Tracked(SMTP):
             self.shut(IDLE_TOO_LONG)
         else:
             self._arm_data_timer()
+
+    def _create_envelope(self) -> StreamedEnvelope:
+        return StreamedEnvelope()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's smtp_DATA, the data streamed to a spool file instead of collected in memory."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert isinstance(self.envelope, StreamedEnvelope)
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        try:
+            writer: SpoolWriter | None = SpoolWriter(self._handler.spool_dir, HEADER_SCAN_BYTES)
+        except OSError as exc:  # read the data all the same, then 451: the client can tell what happened
+            self._log_spool_failed(exc)
+            writer = None
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            refusal = await self._receive_data(writer)
+        except BaseException:
+            if writer is not None:
+                writer.discard()
+            raise
+        if refusal is None and writer is not None:
+            try:
+                self.envelope.spool_file = writer.finish()  # the last buffered bytes written: may fail
+            except OSError as exc:
+                self._log_spool_failed(exc)
+                writer.discard()
+                writer = None
+        if refusal is not None or writer is None:
+            if writer is not None:
+                writer.discard()
+            if refusal != "":  # "": the client went away
+                await self.push(self._after_data(TRY_LATER) if refusal is None else refusal)
+            self._set_post_data_state()
+            return
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _receive_data(self, writer: SpoolWriter | None) -> str | None:
+        """Up to the lone dot, into `writer`: None, else the refusal to answer after it (RFC 5321 4.2.5:
+        too much, too long, the spool failing) or "" when the client left."""
+        reader = DotReader(self.line_length_limit)
+        limit, received, refusal = self.data_size_limit, 0, None
+        while not reader.ended:
+            try:
+                chunk = await self._reader.read(READ_BYTES)
+            except asyncio.CancelledError:  # the connection got reset during DATA
+                self._writer.close()
+                raise
+            if not chunk:
+                return ""
+            data, wire = reader.feed(chunk)
+            if reader.after:  # back where aiosmtpd reads the next command from (StreamReader has no unread)
+                self._reader._buffer[0:0] = reader.after  # type: ignore[attr-defined]
+            received += wire
+            if refusal is None and (reader.too_long or (limit and received > limit)):
+                refusal = TOO_LONG if reader.too_long else TOO_MUCH
+            if refusal is None and writer is not None and data:
+                try:
+                    writer.write(data)
+                except OSError as exc:
+                    self._log_spool_failed(exc)
+                    refusal = self._after_data(TRY_LATER)
+        return refusal
+
+    def _log_spool_failed(self, error: Exception) -> None:
+        assert self.envelope is not None
+        protocol = "lmtp" if isinstance(self, LMTP) else "smtp"
+        log.error("spool_failed", ingress=protocol, recipients=self.envelope.rcpt_tos, error=describe(error))
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         if command == "DATA":  # the final dot has come: the rest is our work, not the client's
