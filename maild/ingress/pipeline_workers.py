@@ -36,6 +36,9 @@ log = get_logger("maild.serve")
 
 Tell = Callable[[Result | None], None]
 BATCH_MAX = 64  # mails per transaction: bounds the time one commit keeps the others waiting
+# A deferred message (database locked or down) is tried again after these seconds, then every minute:
+# mail keeps flowing soon after the database is back, not only at the next recovery sweep.
+RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass(eq=False)
@@ -45,6 +48,7 @@ class _Queued:
     ids: tuple[int, ...]
     message_id: str | None
     tell: Tell | None
+    retries: int = 0  # how often its batch was deferred already
     prepared: asyncio.Task[list[Job]] = field(init=False)
 
 
@@ -79,10 +83,15 @@ class PipelineWorkers:
         """Queue one message's rows (its recipients', in order). False when every row is queued or being
         processed already."""
         # dict.fromkeys: two RCPTs of one address (case, repeated) share one 'received' row.
+        return self._enqueue(spool_ids, message_id, tell, 0)
+
+    def _enqueue(
+        self, spool_ids: tuple[int, ...], message_id: str | None, tell: Tell | None, retries: int
+    ) -> bool:
         ids = tuple(i for i in dict.fromkeys(spool_ids) if i not in self.in_flight)
         if not ids or self._stopping:
             return False
-        item = _Queued(ids, message_id, tell)
+        item = _Queued(ids, message_id, tell, retries)
         item.prepared = asyncio.get_running_loop().create_task(self._prepare(ids))
         item.prepared.add_done_callback(lambda _: self._kick())
         self._queue.append(item)
@@ -236,6 +245,13 @@ class PipelineWorkers:
             if item.tell is not None:
                 item.tell(None)
         self.in_flight.difference_update(item.ids)
+        if not self._stopping:
+            delay = RETRY_SECONDS[min(item.retries, len(RETRY_SECONDS) - 1)]
+            asyncio.get_running_loop().call_later(delay, self._retry, item)
+
+    def _retry(self, item: _Queued) -> None:
+        # Told once already (its pipe was answered 75): a retry tells nobody.
+        self._enqueue(item.ids, item.message_id, None, item.retries + 1)
 
     # --- replies ------------------------------------------------------------------------------------
 
