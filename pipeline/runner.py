@@ -128,6 +128,7 @@ class Job:
     skip: OverBudget | None = None
     checked: bool = False
     now: dt.datetime | None = None  # an imported mail's own time (its Date), else the batch's
+    size: int = 0  # the raw mail's bytes (what a batch holds in memory is bounded by them)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Waiting:
     sha256: str
     mail_from: str
     skip: OverBudget | None
+    size: int = 0
 
     def path(self, spool_dir: Path) -> Path:
         return content_path(spool_dir, self.sha256, ".eml")
@@ -152,7 +154,7 @@ def waiting_rows(factory: sessionmaker[Session], spool_ids: Sequence[int]) -> li
             if entry.state == "received"
         }
         return [
-            Waiting(e.id, e.sha256, e.mail_from, _earlier_over_budget(session, e))
+            Waiting(e.id, e.sha256, e.mail_from, _earlier_over_budget(session, e), e.size)
             for e in (entries.get(i) for i in spool_ids)
             if e is not None
         ]
@@ -161,7 +163,7 @@ def waiting_rows(factory: sessionmaker[Session], spool_ids: Sequence[int]) -> li
 def prepare(cfg: Config, row: Waiting) -> Job:
     """Parse `row`'s mail here (what a parse worker does in `maild serve`), timed by this module's clock."""
     if row.skip is not None:
-        return Job(row.spool_id, row.sha256, row.mail_from, skip=row.skip, checked=True)
+        return Job(row.spool_id, row.sha256, row.mail_from, skip=row.skip, checked=True, size=row.size)
     started = time.perf_counter()
     mail: ParsedMail | None = None
     error: str | None = None
@@ -170,9 +172,9 @@ def prepare(cfg: Config, row: Waiting) -> Job:
     except NotAMessage as exc:
         error = str(exc)
     except Exception:  # a parser bug or a missing file: the stage meets it inside, where it is counted
-        return Job(row.spool_id, row.sha256, row.mail_from, checked=True)
+        return Job(row.spool_id, row.sha256, row.mail_from, checked=True, size=row.size)
     parsed = ParseOutcome(mail, error, time.perf_counter() - started)
-    return Job(row.spool_id, row.sha256, row.mail_from, parsed, checked=True)
+    return Job(row.spool_id, row.sha256, row.mail_from, parsed, checked=True, size=row.size)
 
 
 def _earlier_over_budget(session: Session, entry: SpoolEntry) -> OverBudget | None:

@@ -36,9 +36,13 @@ log = get_logger("maild.serve")
 
 Tell = Callable[[Result | None], None]
 BATCH_MAX = 64  # mails per transaction: bounds the time one commit keeps the others waiting
+BATCH_BYTES = 32 * 1024 * 1024  # and their raw bytes: a batch holds every parsed mail of it in memory
 # A deferred message (database locked or down) is tried again after these seconds, then every minute:
 # mail keeps flowing soon after the database is back, not only at the next recovery sweep.
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+# Parsing takes ~8× a mail's size in memory (the standard library's parser): mails above this are parsed
+# one at a time, so ten 25 MB attachments arriving together cost one parse's peak, not ten.
+LARGE_MAIL_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -68,6 +72,7 @@ class PipelineWorkers:
         self._parsers: ProcessPoolExecutor | None = None  # started with the first mail
         self._sending: set[asyncio.Future[None]] = set()
         self._wake: asyncio.Event | None = None
+        self._large: asyncio.Semaphore | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -141,15 +146,23 @@ class PipelineWorkers:
 
     async def _parse(self, row: Waiting) -> Job:
         if row.skip is not None:
-            return Job(row.spool_id, row.sha256, row.mail_from, skip=row.skip, checked=True)
+            return Job(row.spool_id, row.sha256, row.mail_from, skip=row.skip, checked=True, size=row.size)
         try:
-            future = self._parse_pool().submit(parse_file, str(row.path(self.cfg.spool_dir)), row.mail_from)
-            outcome: ParseOutcome | None = await asyncio.wrap_future(future)
+            if row.size > LARGE_MAIL_BYTES:
+                self._large = self._large or asyncio.Semaphore(1)
+                async with self._large:
+                    outcome = await self._parse_in_pool(row)
+            else:
+                outcome = await self._parse_in_pool(row)
         except Exception as exc:  # a parse process died (memory, a crash): the writer parses it itself
             log.warning("parse_worker_failed", spool_id=row.spool_id, error=describe(exc))
             self._restart_parsers()
             outcome = None
-        return Job(row.spool_id, row.sha256, row.mail_from, outcome, checked=True)
+        return Job(row.spool_id, row.sha256, row.mail_from, outcome, checked=True, size=row.size)
+
+    async def _parse_in_pool(self, row: Waiting) -> ParseOutcome | None:
+        future = self._parse_pool().submit(parse_file, str(row.path(self.cfg.spool_dir)), row.mail_from)
+        return await asyncio.wrap_future(future)
 
     def _parse_pool(self) -> ProcessPoolExecutor:
         if self._parsers is None:
@@ -180,13 +193,16 @@ class PipelineWorkers:
             await self._wake.wait()
 
     def _ready_batch(self) -> list[_Queued]:
-        """The messages at the head of the queue whose parses are done, in order, up to BATCH_MAX rows."""
+        """The messages at the head of the queue whose parses are done, in order, up to BATCH_MAX rows and
+        BATCH_BYTES of mail (at least one message, however large)."""
         batch: list[_Queued] = []
-        rows = 0
-        while self._queue and self._queue[0].prepared.done() and rows < BATCH_MAX:
+        rows = size = 0
+        while self._queue and self._queue[0].prepared.done() and rows < BATCH_MAX and size < BATCH_BYTES:
             item = self._queue.popleft()
             batch.append(item)
             rows += len(item.ids)
+            if item.prepared.exception() is None:
+                size += sum(job.size for job in item.prepared.result())
         return batch
 
     async def _write(self, batch: list[_Queued]) -> None:
