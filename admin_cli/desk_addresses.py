@@ -1,8 +1,11 @@
-"""maildctl desk address add|remove: one of a desk's addresses at a time."""
+"""maildctl desk address add|remove: one of a desk's addresses at a time; and the desk-address table
+`maild pipe` reads (maild.ingress.desk_table), rewritten after every desk change."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from typing import Any
 
 from sqlalchemy import select
@@ -10,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from maild.admin_cli.common import App, UserError, find_desk, who
 from maild.admin_cli.desk_rules import desk_address
+from maild.ingress.desk_table import table_path, write_table
 from maild.mail.addresses import normalize
 from maild.storage.models import DeskAddress
 from maild.tickets import desk_ops
@@ -30,6 +34,24 @@ def register(sub: Any) -> None:
     address_remove.set_defaults(handler=remove_address)
 
 
+def refresh_desk_table(app: App) -> None:
+    """After a committed desk change: the table lists the desks' addresses as the database has them now.
+    When it cannot be written, it is removed (the pipe then asks the daemon or the database instead of
+    trusting a stale one) and the admin is told."""
+    with app.session() as session:
+        addresses = list(session.scalars(select(DeskAddress.address)))
+    try:
+        write_table(app.cfg.data_dir, addresses)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            table_path(app.cfg.data_dir).unlink(missing_ok=True)
+        print(
+            f"maildctl: warning: cannot write {table_path(app.cfg.data_dir)}: {exc.strerror or exc}; "
+            "maild pipe checks recipients the slow way until a desk change or maild serve writes it",
+            file=sys.stderr,
+        )
+
+
 def add_address(app: App, args: argparse.Namespace) -> int:
     address = desk_address(args.address, "address")
     try:
@@ -42,6 +64,7 @@ def add_address(app: App, args: argparse.Namespace) -> int:
             name = desk.name
     except IntegrityError:
         raise UserError(f"address {address} was added meanwhile: see 'maildctl desk list'") from None
+    refresh_desk_table(app)
     print(f"desk {name}: {address} added")
     return 0
 
@@ -61,6 +84,7 @@ def remove_address(app: App, args: argparse.Namespace) -> int:
         was_primary = desk.addresses[0] is row
         desk_ops.remove_address(session, desk, row, actor=who())
         name, primary = desk.name, desk.addresses[0].address
+    refresh_desk_table(app)
     print(f"desk {name}: {address} removed; mail to it is refused from now on")
     if was_primary:
         print(f"  the desk's mail now comes from {primary}")

@@ -134,6 +134,7 @@ def add_desk(app: App, args: argparse.Namespace) -> int:
             desk_ops.add_desk(session, name, args.pattern, args.timezone, options, addresses, actor=who())
     except IntegrityError:  # another maildctl took the name or an address between our check and insert
         raise UserError(f"desk {name!r} or one of its addresses was added meanwhile: try again") from None
+    desk_addresses.refresh_desk_table(app)
     print(f"desk {name} added: {', '.join(addresses)}, numbers {args.pattern}")
     return 0
 
@@ -149,6 +150,7 @@ def set_desk(app: App, args: argparse.Namespace) -> int:
         if pattern is not None and pattern.source != desk.pattern:
             check_overlaps(session, pattern, desk.id)
         after, seeded = desk_ops.set_desk(session, desk, options, pattern, actor=who())
+    desk_addresses.refresh_desk_table(app)
     shown = ", ".join(f"{key} = {value}" for key, value in after.items())
     print(f"desk {args.name}: {shown or 'nothing changed'}")
     if seeded:
@@ -171,6 +173,7 @@ def rename_desk(app: App, args: argparse.Namespace) -> int:
         # The overrides directory follows the name, in the same transaction's lifetime: a failed move
         # raises before the commit, so name and directory never disagree.
         moved = _move_overrides(app.cfg, old, name)
+    desk_addresses.refresh_desk_table(app)
     print(f"desk {old} is now {name}" + (f"; its templates moved to {moved}" if moved else ""))
     imap = [account.name for account in app.cfg.imap if account.desk == old]
     if imap:
@@ -211,6 +214,7 @@ def remove_desk(app: App, args: argparse.Namespace) -> int:
             )
         # Rules of other desks that send tickets here stop moving them (the FK sets NULL): say which.
         rules = desk_ops.remove_desk(session, desk, target, tickets, actor=who())
+    desk_addresses.refresh_desk_table(app)
     moved = f", its {tickets} ticket(s) moved to {target.name}" if target is not None else ""
     print(f"desk {name} removed{moved}")
     if rules:

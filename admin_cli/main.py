@@ -71,6 +71,9 @@ def run_init(app: App, args: argparse.Namespace) -> int:
         path.mkdir(parents=True, exist_ok=True)
     ensure_maildir(app.cfg.outgoing_maildir)
     upgrade(app.cfg.database_url)
+    from maild.admin_cli.desk_addresses import refresh_desk_table
+
+    refresh_desk_table(app)  # maild pipe's table of desk addresses (maild.ingress.desk_table)
     print(f"initialised {app.cfg.data_dir} (database at head)")
     return 0
 

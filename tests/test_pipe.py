@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import BIN, IS_POSTGRESQL, run_cli
+from tests.pipe_worker import short_idle_worker, wait_for_worker_exit  # noqa: F401
 from tests.pipeline.helpers import (
     SALES,
     SALES_PATTERN,
@@ -37,6 +38,7 @@ from tests.pipeline.helpers import (
 
 EX_OK, EX_NOUSER, EX_TEMPFAIL, EX_CONFIG = 0, 67, 75, 78
 Factory = sessionmaker[Session]
+pytestmark = pytest.mark.usefixtures("short_idle_worker")
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -125,6 +127,9 @@ def test_new_mail_opens_a_ticket_and_answers_once(config_file: Path, data_dir: P
     proc = pipe(config_file, raw, SUPPORT)
 
     assert proc.returncode == EX_OK, proc.stderr
+    # `maildctl desk add` wrote the desk-address table: the pipe exited once the row was committed and
+    # left the mail to its on-demand worker.
+    wait_for_worker_exit(data_dir)
     [t] = ctl_json(config_file, "ticket", "list")
     assert t["number"] in first_numbers_since(start)
     assert (t["status"], t["desk"], t["customer"], t["message_count"]) == (

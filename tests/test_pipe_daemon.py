@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 
 from maild.ingress.control import SOCKET_NAME
+from maild.ingress.desk_table import read_table, table_path
 from tests.conftest import run_cli
 from tests.daemon import Factory, all_done, free_port, sent_mails, start_fixture, wait_until, write_config  # noqa: F401
+from tests.pipe_worker import short_idle_worker  # noqa: F401
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, mail, make_desk, spool, tickets
 
 EX_OK, EX_NOUSER = 0, 67
+pytestmark = pytest.mark.usefixtures("short_idle_worker")
 
 
 @pytest.fixture(autouse=True)
@@ -73,23 +76,34 @@ def test_the_daemon_processes_what_the_pipe_spooled(
 
 
 def test_an_unknown_recipient_is_exit_67_through_the_daemon(
-    config_file: Path, serve_config: Path, session_factory: Factory, start: Any
+    config_file: Path, serve_config: Path, data_dir: Path, session_factory: Factory, start: Any
 ) -> None:
     serve = start(serve_config)
+    # The daemon wrote the desk-address table when it loaded the addresses. An address it does not
+    # list is not bounced on its word: the daemon decides, after spooling (its pipeline's verdict).
+    serve.wait_for("desk_addresses_loaded")
+    assert read_table(data_dir) == frozenset({SUPPORT})
     proc = pipe(config_file, mail(), "nobody@example.com")
     assert proc.returncode == EX_NOUSER
     assert "nobody@example.com" in proc.stderr and proc.stderr.startswith("maild pipe: ")
     with session_factory() as s:
-        [row] = spool(s)
-        assert row.outcome == "unknown_recipient"
-    serve.wait_for("processed", spool_id=row.id, outcome="unknown_recipient")
+        assert [r.outcome for r in spool(s)] == ["unknown_recipient"]
+    # Without the table, the same.
+    table_path(data_dir).unlink()
+    proc = pipe(config_file, mail(), "nobody@example.com")
+    assert proc.returncode == EX_NOUSER
+    assert "nobody@example.com" in proc.stderr and proc.stderr.startswith("maild pipe: ")
+    with session_factory() as s:
+        rows = spool(s)
+        assert [r.outcome for r in rows] == ["unknown_recipient"] * 2
+    serve.wait_for("processed", spool_id=rows[-1].id, outcome="unknown_recipient")
     # No --recipient: the pipeline routes by the headers, and the pipe waits for its answer.
     by_header = mail(to="nobody@example.com", message_id="<by-header@customer.example>")
     assert pipe(config_file, by_header, None).returncode == EX_NOUSER
     routed = pipe(config_file, mail(message_id="<routed@customer.example>"), None)
     assert routed.returncode == EX_OK
     with session_factory() as s:  # answered after processing: done already
-        assert [r.outcome for r in spool(s)] == ["unknown_recipient", "unknown_recipient", "created"]
+        assert [r.outcome for r in spool(s)] == ["unknown_recipient"] * 3 + ["created"]
 
 
 def test_a_bad_request_is_refused_and_records_nothing(

@@ -38,6 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     pipe.add_argument(
         "--sender", help="envelope sender (Postfix: ${sender} with null_sender=; an empty value is <>)"
     )
+    work = commands.add_parser(
+        "work",
+        help="process the spool's received mail without listening, and exit when idle (maild pipe starts "
+        "one when no maild serve runs)",
+    )
+    work.add_argument(
+        "--exit-when-idle",
+        metavar="SECONDS",
+        type=float,
+        required=True,
+        help="exit once no mail came for this long",
+    )
+    work.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the worker lock, from maild pipe
     commands.add_parser(
         "check-config",
         help="validate the config file and the database schema, then exit (0 ok; 78 invalid config, or "
@@ -69,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         from maild.ingress.serve import run_serve
 
         return run_serve(args.config)
+    if args.command == "work":
+        from maild.ingress.spool_worker import run_worker
+
+        return run_worker(args.config, args.exit_when_idle, args.lock_fd)
     if args.command == "check-config":
         return _check_config(args.config)
     raise AssertionError(args.command)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from maild.ingress.desk_table import is_desk_address, write_table
+from maild.logs import get_logger
 from maild.mail.addresses import base_address
-from maild.mail.tokens import parse_bounce_address
 from maild.outbound.blocklist import Rule, load_rules, match_rules
 from maild.storage.changes import current_changes
 from maild.storage.models import DeskAddress
@@ -25,6 +27,8 @@ CHANGE_CHECK_SECONDS = 1.0
 # A full reload whatever the counter says: for rows written by other means than maildctl.
 REFRESH_SECONDS = 300.0
 BLOCKLIST_REFRESH_SECONDS = 300.0
+
+log = get_logger("maild.serve")
 
 
 class _Snapshot:
@@ -81,35 +85,45 @@ class DeskAddresses(_Snapshot):
     would queue behind the pipeline's write transactions. The set is reloaded when maildctl changed desks
     (the change counter, asked at most every CHANGE_CHECK_SECONDS), every REFRESH_SECONDS and on SIGHUP, so
     a removed address is refused within about a second. A miss also asks the database, so an address
-    added by other means is accepted at once. Blocking: call it in an executor."""
+    added by other means is accepted at once. With `table_dir` (the daemon's data_dir), every load also
+    rewrites the desk-address table `maild pipe` reads (maild.ingress.desk_table). Blocking: call it in an
+    executor."""
 
     def __init__(
         self,
         factory: sessionmaker[DbSession],
         refresh_seconds: float = REFRESH_SECONDS,
         check_seconds: float = CHANGE_CHECK_SECONDS,
+        table_dir: Path | None = None,
     ) -> None:
         super().__init__(factory, refresh_seconds, check_seconds)
         self._known: frozenset[str] = frozenset()
+        self._table_dir = table_dir
 
     def _load(self, session: DbSession) -> int:
-        self._known = frozenset(session.scalars(select(DeskAddress.address)))
+        self._set_known(frozenset(session.scalars(select(DeskAddress.address))))
         return len(self._known)
 
+    def _set_known(self, known: frozenset[str]) -> None:
+        self._known = known
+        if self._table_dir is None:
+            return
+        try:
+            write_table(self._table_dir, known)
+        except OSError as exc:  # the pipe then asks this daemon, which still knows
+            log.warning("desk_table_not_written", error=f"{exc.strerror or exc}")
+
     def is_desk(self, address: str) -> bool:
-        """`address` or its `local+token@domain` form is a desk's address, or it is the VERP return path of
-        our outgoing mail (`bounces+<outbox id>-<mac>@<a desk's domain>`), where bounces come back."""
-        base = base_address(address)
+        """`address` is a desk's by maild.ingress.desk_table.is_desk_address (its `+token` form and VERP
+        return paths too), asking the database on a miss."""
         self._refresh_if_stale()
-        if base in self._known:
+        if is_desk_address(address, self._known):
             return True
-        if parse_bounce_address(address) is not None:
-            domain = "@" + base.rpartition("@")[2]
-            return any(known.endswith(domain) for known in self._known)
+        base = base_address(address)
         with self._factory() as session:
             found = session.scalars(select(DeskAddress.id).where(DeskAddress.address == base)).first()
         if found is not None:
-            self._known = self._known | {base}
+            self._set_known(self._known | {base})
         return found is not None
 
 

@@ -40,8 +40,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import select
-
 from maild.config import EX_CONFIG, Config, ConfigError, check_imap_secrets, load_config
 from maild.ingress.imap_poll import run_pollers
 from maild.ingress.intake import Intake
@@ -52,10 +50,11 @@ from maild.ingress.pipeline_workers import PipelineWorkers
 from maild.ingress.scheduler import Job, start_scheduler
 from maild.ingress.serve_control import ControlSocket
 from maild.ingress.serve_jobs import ScheduledJobs, job_intervals
+from maild.ingress.spool_worker import received_spool_ids
 from maild.logs import configure, get_logger
 from maild.outbound.templating import reload_templates
 from maild.storage.db import make_engine, make_sessionmaker
-from maild.storage.models import SpoolEntry, utcnow
+from maild.storage.models import utcnow
 from maild.storage.schema import UNREACHABLE, check_database
 
 __all__ = ["Daemon", "job_intervals", "run_serve", "tls_context"]  # job_intervals: maildctl health
@@ -108,7 +107,7 @@ class Daemon:
         self.tls = tls
         self.engine = make_engine(cfg.database_url, cfg.busy_timeout_ms)
         self.factory = make_sessionmaker(self.engine)
-        self.addresses = DeskAddresses(self.factory)
+        self.addresses = DeskAddresses(self.factory, table_dir=cfg.data_dir)  # also keeps the pipe's table
         self.intake_pool = ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="intake")
         self.workers = PipelineWorkers(cfg, self.factory)
         self.connections = Connections(cfg.listen.max_connections)
@@ -255,6 +254,7 @@ class Daemon:
     def _close_pools(self) -> None:
         self.workers.close()
         self.scheduled.close()
+        self.intake.close()  # the group committer's threads, after the listeners drained
         self.intake_pool.shutdown(wait=True)
 
     # --- spool recovery ------------------------------------------------------------------------------
@@ -282,12 +282,4 @@ class Daemon:
             self.workers.submit((spool_id,), None)
 
     def _received_rows(self, grace_seconds: float) -> list[int]:
-        cutoff = utcnow() - dt.timedelta(seconds=grace_seconds)
-        with self.factory() as session:
-            return list(
-                session.scalars(
-                    select(SpoolEntry.id)
-                    .where(SpoolEntry.state == "received", SpoolEntry.received_at <= cutoff)
-                    .order_by(SpoolEntry.id)
-                )
-            )
+        return received_spool_ids(self.factory, grace_seconds)  # the on-demand worker's sweep too
