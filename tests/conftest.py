@@ -7,16 +7,24 @@ created from a migrated template database.
 
 from __future__ import annotations
 
+import io
 import itertools
+import logging
 import os
 import shutil
-import subprocess
+import subprocess as _subprocess
 import sys
-from collections.abc import Iterator
+import traceback
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -123,19 +131,223 @@ def session_factory(cfg: Config) -> Iterator[sessionmaker[Session]]:
 
 
 def run_cli(
-    program: str, *args: str, config: Path | None = None, stdin: bytes | None = None, env: dict | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run `maild` or `maildctl` as a real subprocess, the way an MTA or an admin would."""
+    program: str,
+    *args: str,
+    config: Path | None = None,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    subprocess: bool = False,
+) -> CompletedProcess[str]:
+    """Run `maild` or `maildctl` and return what a process would have: exit code, stdout, stderr.
+
+    `maild` (pipe, serve, check-config: what an MTA or systemd starts) is always a real subprocess.
+    `maildctl` runs in this process unless `subprocess=True`: starting the interpreter and importing
+    cost ~0.6 s per call, most of the suite's time. Keep `subprocess=True` where the process itself is
+    the subject (exit codes on a closed pipe, `--version`, the console script, docs' commands)."""
     argv = [str(BIN / program)]
     if config is not None:
         argv += ["--config", str(config)]
     argv += list(args)
-    proc = subprocess.run(
+    if program == "maildctl" and not subprocess:
+        return _run_in_process(argv, stdin, env or {})
+    proc = _subprocess.run(
         argv, input=stdin, capture_output=True, timeout=120, env={**os.environ, **(env or {})}
     )
-    return subprocess.CompletedProcess(
+    return CompletedProcess(
         proc.args,
         proc.returncode,
         proc.stdout.decode("utf-8", "replace"),
         proc.stderr.decode("utf-8", "replace"),
     )
+
+
+# --- maildctl in this process, as if it were a fresh one ---------------------------------------------
+
+
+class _Pipe(io.BytesIO):
+    """The bytes a pipe would have carried: still readable after the command closed its stream."""
+
+    def close(self) -> None:
+        pass
+
+
+def _run_in_process(argv: list[str], stdin: bytes | None, env: dict[str, str]) -> CompletedProcess[str]:
+    from maild.admin_cli.main import main
+
+    out, err = _Pipe(), _Pipe()
+    with _environment(env), _stdio(stdin, out, err), _fresh_process_state(argv):
+        code = _exit_status(main, argv[1:])
+        sys.stdout.flush()  # what the interpreter does at exit
+        sys.stderr.flush()
+    return CompletedProcess(
+        argv, code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
+    )
+
+
+def _exit_status(main: Callable[[list[str]], int], args: list[str]) -> int:
+    """The console script's `sys.exit(main())`, and the interpreter's handling of what escapes it."""
+    try:
+        code: object = main(args)
+    except SystemExit as exc:
+        code = exc.code
+    except Exception:  # a crash: the traceback on stderr and exit 1, as the interpreter does
+        traceback.print_exc(file=sys.stderr)
+        return 1
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """`env` on top of os.environ for the call; afterwards os.environ exactly as before, also undoing
+    whatever the command itself set."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        for name, value in saved.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+
+
+@contextmanager
+def _stdio(stdin: bytes | None, out: io.BytesIO, err: io.BytesIO) -> Iterator[None]:
+    """sys.stdin/stdout/stderr as a process with pipes gets them (UTF-8 text over a binary `.buffer`;
+    stderr line-buffered, stdout not); stdin without input is empty."""
+    saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8", newline="\n")
+    sys.stdout = io.TextIOWrapper(out, encoding="utf-8", newline="\n")
+    sys.stderr = io.TextIOWrapper(
+        err, encoding="utf-8", errors="backslashreplace", newline="\n", line_buffering=True
+    )
+    try:
+        yield
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+
+
+@contextmanager
+def _fresh_process_state(argv: list[str]) -> Iterator[None]:
+    """What a new interpreter would start with, for the call; the test process's own state back after."""
+    with _logging_as_at_start(), _warnings_as_at_start(), _fresh_caches(), _engines_disposed():
+        saved_argv, saved_cwd = sys.argv, os.getcwd()
+        sys.argv = list(argv)
+        try:
+            yield
+        finally:
+            sys.argv = saved_argv
+            os.chdir(saved_cwd)
+
+
+@contextmanager
+def _engines_disposed() -> Iterator[None]:
+    """Every engine the command connected with is disposed when it returns, as its exit would close
+    them: App.close() does for its own, but not e.g. the migrations' engine of `maildctl init`, whose
+    pooled connection would linger here (and on PostgreSQL hold the test's database)."""
+    used: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+    def remember(connection: Connection) -> None:
+        used.add(connection.engine)
+
+    event.listen(Engine, "engine_connect", remember)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "engine_connect", remember)
+        for engine in list(used):
+            engine.dispose()
+
+
+@contextmanager
+def _logging_as_at_start() -> Iterator[None]:
+    """A fresh maildctl configures no logging: warnings and errors reach stderr through logging's
+    last-resort handler, the message alone, and structlog prints with its defaults. Here the root logger
+    carries pytest's capture handlers, and a test may have run `maild.logs.configure()` (JSON on a stream
+    it chose): both set aside so the command's log lines land on its own stderr."""
+    import structlog
+
+    import maild.logs
+
+    root = logging.getLogger()
+    saved_handlers, saved_level, saved_json = root.handlers[:], root.level, maild.logs._configured
+    saved_structlog = structlog.get_config() if structlog.is_configured() else None
+    handler = logging.StreamHandler(sys.stderr)  # the captured stderr (_stdio is entered before)
+    handler.setLevel(logging.WARNING)
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    maild.logs._configured = False
+    structlog.reset_defaults()
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        maild.logs._configured = saved_json
+        if saved_structlog is not None:
+            structlog.configure(**saved_structlog)
+        else:
+            structlog.reset_defaults()
+
+
+@contextmanager
+def _warnings_as_at_start() -> Iterator[None]:
+    """Python's default warning filters, printed to stderr (pytest records warnings instead)."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for action, category in _DEFAULT_WARNING_FILTERS:
+            warnings.filterwarnings(action, category=category)
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        warnings.showwarning = _show_warning
+        yield
+
+
+_DEFAULT_WARNING_FILTERS: list[tuple[Any, type[Warning]]] = [
+    ("ignore", ResourceWarning),
+    ("ignore", ImportWarning),
+    ("ignore", PendingDeprecationWarning),
+    ("ignore", DeprecationWarning),
+]
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+@contextmanager
+def _fresh_caches() -> Iterator[None]:
+    """Module-level memory a new process starts without: the desks' template snapshots (whose refusals
+    are logged only when loaded, i.e. by every real maildctl run), the reply-token secret read from the
+    data directory, the outbound sender's per-process bookkeeping. The test process's own copies back
+    afterwards."""
+    from maild.mail import tokens
+    from maild.outbound import sender, templating
+
+    saved = dict(templating._loaded), set(sender._in_hand), {k: set(v) for k, v in sender._accepted.items()}
+    templating._loaded.clear()
+    sender._in_hand.clear()
+    sender._accepted.clear()
+    tokens.load_secret.cache_clear()
+    try:
+        yield
+    finally:
+        templating._loaded.clear()
+        templating._loaded.update(saved[0])
+        sender._in_hand.clear()
+        sender._in_hand.update(saved[1])
+        sender._accepted.clear()
+        sender._accepted.update(saved[2])
+        tokens.load_secret.cache_clear()

@@ -274,9 +274,8 @@ def test_agent_add_refuses_an_existing_agent_without_update(
     assert agent_row(session_factory, ANNA) == ("Anna Other", "Anna from Sales", ["sales", "support"])
 
     # --update for someone new adds them as usual
-    new = run_cli(
-        "maildctl", "agent", "add", BOB, "--name", "Bob", "--desk", "sales", "--update", config=config_file
-    )
+    argv = ["agent", "add", BOB, "--name", "Bob", "--desk", "sales", "--update"]
+    new = run_cli("maildctl", *argv, config=config_file, subprocess=True)
     assert new.returncode == 0, new.stderr
     assert agent_row(session_factory, BOB) == ("Bob", "", ["sales"])
 

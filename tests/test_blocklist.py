@@ -247,8 +247,11 @@ def test_cli_errors_are_one_line(config_file: Path, capsys: pytest.CaptureFixtur
     )
 
 
+CAROL = {"LOGNAME": "carol"}
+
+
 def test_cli_as_a_subprocess_records_the_os_user(config_file: Path, session_factory: Factory) -> None:
-    proc = run_cli("maildctl", "block", "add", "x@spam.test", config=config_file, env={"LOGNAME": "carol"})
+    proc = run_cli("maildctl", "block", "add", "x@spam.test", config=config_file, env=CAROL, subprocess=True)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "blocked x@spam.test\n", "")
     with session_factory() as session:
         [entry] = session.scalars(select(BlockEntry))

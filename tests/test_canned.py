@@ -138,7 +138,8 @@ def test_add_update_list_show_remove(
     body_file.write_text("Support refund text\nsecond line\n", encoding="utf-8")
     own = ctl(config_file, "canned", "add", "refund", "--desk", "support", "--file", str(body_file))
     assert (own.returncode, own.stdout.strip()) == (0, "canned reply refund (desk support) added")
-    updated = ctl(config_file, "canned", "add", "refund", "--desk", "support", stdin=b"New text\n")
+    update = ["canned", "add", "refund", "--desk", "support"]
+    updated = run_cli("maildctl", *update, config=config_file, stdin=b"New text\n", subprocess=True)
     assert (updated.returncode, updated.stdout.strip()) == (0, "canned reply refund (desk support) updated")
     ctl(config_file, "canned", "add", "hello", "--desk", "sales", stdin=b"Hi")
 

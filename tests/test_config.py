@@ -45,7 +45,7 @@ def test_check_config_accepts_the_one_line_config(tmp_path: Path) -> None:
     assert proc.returncode == 78
     database = tmp_path / "dir" / "maild.sqlite3"
     assert proc.stderr == f"maild: no database at {database}: run 'maildctl init' first\n"
-    assert run_cli("maildctl", "init", config=path).returncode == 0
+    assert run_cli("maildctl", "init", config=path, subprocess=True).returncode == 0
     proc = run_cli("maild", "check-config", config=path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""

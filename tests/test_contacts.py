@@ -36,7 +36,9 @@ def test_a_registered_contact_may_open_tickets_on_a_clients_only_desk(
     known = deliver(session_factory, cfg, mail(message_id="<again@customer.example>"), SUPPORT)
     assert known.outcome == "created"
 
-    listed = json.loads(ctl(config_file, "contact", "list", "--json").stdout)
+    listed = json.loads(
+        run_cli("maildctl", "contact", "list", "--json", config=config_file, subprocess=True).stdout
+    )
     assert [(c["email"], c["name"], c["status"], c["status_reason"], c["tickets"]) for c in listed] == [
         ("alice@customer.example", "Alice A.", "active", "", 1)
     ]

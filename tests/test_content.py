@@ -1326,7 +1326,7 @@ def test_ticket_show_json_reports_threading_visible_text_and_attachments(
 
 
 def test_desk_set_options_and_desk_show(session_factory: Factory, config_file: Path) -> None:
-    before = ok_json(ctl(config_file, "desk", "show", "support", "--json"))
+    before = ok_json(ctl(config_file, "desk", "show", "support", "--json", subprocess=True))
     assert (before["replies_only"], before["clients_only"], before["auto_reply"]) == (False, False, True)
     assert (before["allowed_extensions"], before["max_attachment_mb"]) == ([], 25)
 

@@ -431,7 +431,7 @@ def test_maildctl_escalation_add_list_set_remove(
         )
     )
 
-    rules = json.loads(ok(ctl(config_file, "escalation", "list", "--json")))
+    rules = json.loads(ok(ctl(config_file, "escalation", "list", "--json", subprocess=True)))
     assert [(r["desk"], r["name"]) for r in rules] == [("sales", "ping"), ("support", "stale")]
     created = rules[1].pop("created_at")
     assert created.endswith("Z")

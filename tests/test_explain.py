@@ -420,7 +420,8 @@ def test_cli_human_output_lists_the_stages(
 ) -> None:
     eml = tmp_path / "new.eml"
     eml.write_bytes(mail())
-    proc = ctl(config_file, "explain", str(eml))  # no --recipient: the To header routes it
+    # no --recipient: the To header routes it
+    proc = run_cli("maildctl", "explain", str(eml), config=config_file, subprocess=True)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"== {eml}"

@@ -112,7 +112,7 @@ def spool_row(factory: Factory, n: int, **fields: Any) -> None:
 
 
 def test_without_a_daemon_health_exits_1_and_says_to_start_it(config_file: Path, cfg: Config) -> None:
-    proc = ctl(config_file, "health")
+    proc = ctl(config_file, "health", subprocess=True)
 
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == ""

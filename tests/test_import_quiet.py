@@ -152,7 +152,9 @@ def test_imported_tickets_are_left_alone_by_auto_close_and_escalations(
 @pytest.mark.usefixtures("desk")
 def test_the_text_summary_says_how_the_tickets_arrived(config_file: Path, tmp_path: Path) -> None:
     path = write_mbox(tmp_path / "old.mbox", backlog())
-    proc = run_cli("maildctl", "import", "mbox", str(path), "--desk", "support", config=config_file)
+    proc = run_cli(
+        "maildctl", "import", "mbox", str(path), "--desk", "support", config=config_file, subprocess=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "created tickets now  0 closed, 3 open (1 open, 2 waiting)" in proc.stdout
     assert "automation           off for them until something new happens on them" in proc.stdout

@@ -113,6 +113,6 @@ def test_an_unreachable_postgresql_is_a_retry_for_the_pipe(tmp_path: Path) -> No
 def test_version(program: str) -> None:
     from importlib.metadata import version
 
-    proc = run_cli(program, "--version")
+    proc = run_cli(program, "--version", subprocess=True)  # the installed console script itself
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"{program} {version('maild')}"

@@ -120,7 +120,7 @@ def test_percentile_is_nearest_rank() -> None:
 
 @pytest.mark.usefixtures("helpdesk")
 def test_the_command(config_file: Path) -> None:
-    proc = run_cli("maildctl", "report", "--json", config=config_file)
+    proc = run_cli("maildctl", "report", "--json", config=config_file, subprocess=True)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert desk_row(report, "support")["opened"] == 3

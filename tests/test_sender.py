@@ -436,7 +436,9 @@ def test_maildctl_outbox_flush_sends_through_the_smarthost(
     with session_factory() as s:
         statuses = dict(s.execute(select(OutboxMessage.id, OutboxMessage.status)).all())
     assert statuses == {first: "sent", second: "sent"}
-    listed = run_cli("maildctl", "outbox", "list", "--status", "sent", "--json", config=config_file)
+    listed = run_cli(
+        "maildctl", "outbox", "list", "--status", "sent", "--json", config=config_file, subprocess=True
+    )
     assert listed.returncode == 0, listed.stderr
     assert {row["id"] for row in json.loads(listed.stdout)} == {first, second}
 

@@ -123,7 +123,9 @@ def test_release_says_it_processed_the_mail_now_and_what_became_of_it(
 ) -> None:
     entry = quarantined(session_factory, cfg, spam())
 
-    out = ok(run_cli("maildctl", "spool", "release", str(entry.id), config=config_file, env=ADMIN))
+    out = ok(
+        run_cli("maildctl", "spool", "release", str(entry.id), config=config_file, env=ADMIN, subprocess=True)
+    )
 
     with session_factory() as s:
         [ticket] = tickets(s)

@@ -121,7 +121,7 @@ def test_status_add_normalises_the_name_and_list_shows_builtins_then_each_desks_
 ) -> None:
     out = ok(ctl(config_file, "status", "add", "support", "On Vacation", "--description", "customer away"))
     assert out == "status on_vacation added to desk support\n"
-    ok(ctl(config_file, "status", "add", "sales", "quote-sent"))
+    ok(ctl(config_file, "status", "add", "sales", "quote-sent", subprocess=True))
     ok(ctl(config_file, "status", "add", "support", "waiting_on_vendor"))
 
     every = as_json(ctl(config_file, "status", "list", "--json"))
@@ -250,7 +250,7 @@ def test_auto_close_statuses_accept_the_desks_own_statuses_only(config_file: Pat
 def test_category_add_list_and_agents(session_factory: Factory, config_file: Path) -> None:
     out = ok(ctl(config_file, "category", "add", "support", "Billing", "--agent", "Carol@Example.com", ANNA))
     assert out == f"category Billing added to desk support (notices go to {ANNA}, {CAROL})\n"
-    ok(ctl(config_file, "category", "add", "support", "Hardware"))
+    ok(ctl(config_file, "category", "add", "support", "Hardware", subprocess=True))
     ok(ctl(config_file, "category", "add", "sales", "Billing", "--agent", DAVE))
 
     listed = as_json(ctl(config_file, "category", "list", "--json"))

@@ -68,7 +68,7 @@ def touch_later(path: Path) -> None:
 def test_check_names_desk_file_and_line_of_a_syntax_error(config_file: Path, cfg: Config) -> None:
     write(cfg.template_dir, "support", "ticket_created.txt.j2", "Hello {{ customer_name }},\n\n{% if x %}\n")
 
-    proc = ctl(config_file, "template", "check")
+    proc = ctl(config_file, "template", "check", subprocess=True)
 
     assert proc.returncode == 1, proc.stderr
     [line] = proc.stdout.splitlines()

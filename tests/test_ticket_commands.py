@@ -294,7 +294,9 @@ def test_note_from_stdin_or_file_stays_inside(
     number = open_ticket(session_factory, cfg)
     with session_factory() as s:
         queued_before = len(list(s.scalars(select(OutboxMessage))))
-    out = ok(ctl(config_file, "ticket", "note", number, stdin=b"Called her, the fire is out.\n"))
+    out = ok(
+        ctl(config_file, "ticket", "note", number, stdin=b"Called her, the fire is out.\n", subprocess=True)
+    )
     assert out.startswith(f"{number}: note #") and out.endswith(" added\n")
     path = tmp_path / "note.txt"
     path.write_text("Second thought: ünïcode.\n", encoding="utf-8")
