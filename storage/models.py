@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -218,7 +219,11 @@ class Message(Base):
     the raw bytes' hash when the mail had none; it is unique per desk, which makes re-delivery idempotent."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("desk_id", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("desk_id", "message_id"),
+        # The flood pause (pipeline.notify) counts a desk's mails of the last minutes on every customer mail.
+        Index("ix_messages_desk_id_created_at", "desk_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)

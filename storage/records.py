@@ -47,6 +47,9 @@ class OutboxMessage(Base):
     """A rendered outgoing mail, queued in the same transaction as the ticket change that caused it."""
 
     __tablename__ = "outbox"
+    # The desk-wide automatic-mail limit counts a desk's mail of the last hour by template at every
+    # auto-reply (maild.outbound.screening): read from the index alone.
+    __table_args__ = (Index("ix_outbox_desk_id_created_at", "desk_id", "created_at", "template"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     desk_id: Mapped[int] = mapped_column(ForeignKey("desks.id"))

@@ -48,18 +48,10 @@ _PERSONAL_TEMPLATES = ("agent_reply",)
 
 def desk_automatic_count(session: Session, desk_id: int, since: dt.datetime) -> int:
     """Automatic mails to customers (not agents' notices, not agents' replies) that the desk queued after
-    `since` (naive UTC). The newest outbox row older than that is found first, walking back by id, so the
-    count reads the last hour's rows only, not the whole outbox."""
-    boundary = session.scalars(
-        select(OutboxMessage.id)
-        .where(OutboxMessage.created_at <= since)
-        .order_by(OutboxMessage.id.desc())
-        .limit(1)
-    ).first()
+    `since` (naive UTC): counted in the index on (desk_id, created_at, template) alone."""
     return (
         session.scalar(
-            select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.id > (boundary or 0),
+            select(func.count()).where(
                 OutboxMessage.desk_id == desk_id,
                 OutboxMessage.created_at > since,
                 OutboxMessage.template.not_in((*AGENT_ONLY_TEMPLATES, *_PERSONAL_TEMPLATES)),
