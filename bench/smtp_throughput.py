@@ -5,7 +5,8 @@
 
 Two servers, each in its own process (so neither shares a core or the GIL with the clients here):
   baseline  aiosmtpd SMTP and LMTP whose handler answers 250 at once: the cost of the protocol alone.
-  maild     a real `maild serve` on a fresh data dir (SQLite default database, outgoing to the Maildir),
+  maild     a real `maild serve` on a fresh data dir (SQLite default database, or the empty PostgreSQL
+            database of --database-url; outgoing to the Maildir),
             one desk `support` (support@bench.test) made with `maildctl init` + `maildctl desk add`.
 
 For every protocol and sender count, the same N unique ~3 KB mails are sent to each server. Every sender
@@ -19,7 +20,7 @@ Definitions:
   mail/s              N / (first MAIL FROM .. last 250).
   ticketed mail/s     maild only: N / (first MAIL FROM .. the moment every one of the N spool rows is
                       'done' and every new ticket's auto-reply row is in the outbox), polled every 20 ms
-                      from the SQLite database. Each configuration waits for this before the next starts.
+                      from the database. Each configuration waits for this before the next starts.
   paced run           open loop over LMTP: --paced-rate mail/s for --paced-seconds, spread over 10
                       senders, each mail due at a fixed time. Its latency runs from the due time (a sender
                       that falls behind counts the wait: no coordinated omission); "service" latency from
@@ -358,13 +359,15 @@ class Baseline:
 class Maild:
     """A fresh data dir, `maildctl init`, `maildctl desk add support`, then `maild serve` (maybe profiled)."""
 
-    def __init__(self, workdir: Path, profile_to: Path | None = None) -> None:
+    def __init__(self, workdir: Path, profile_to: Path | None = None, database_url: str = "") -> None:
         workdir.mkdir(parents=True)
         self.ports = {"smtp": free_port(), "lmtp": free_port()}
         self.data_dir = workdir / "data"
         self.config = workdir / "maild.toml"
+        self.database_url = database_url
+        database = f'[database]\nurl = "{database_url}"\n' if database_url else ""
         self.config.write_text(
-            f'data_dir = "{self.data_dir}"\n[listen]\n'
+            f'data_dir = "{self.data_dir}"\n{database}[listen]\n'
             f'lmtp = "{HOST}:{self.ports["lmtp"]}"\nsmtp = "{HOST}:{self.ports["smtp"]}"\n'
             # Every mail here is a new ticket with an auto-reply: the desk-wide hourly cap (200 by
             # default) would stop the replies of a run of more mails, and the run would never finish.
@@ -387,7 +390,13 @@ class Maild:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         wait_for_line(self.log, '"event": "ready"', self.proc)
-        self.db = sqlite3.connect(f"file:{self.data_dir / 'maild.sqlite3'}?mode=ro", uri=True, timeout=30)
+        self.db: Any
+        if database_url:  # PostgreSQL: psycopg in autocommit, each poll its own snapshot
+            import psycopg
+
+            self.db = psycopg.connect(database_url, autocommit=True)
+        else:
+            self.db = sqlite3.connect(f"file:{self.data_dir / 'maild.sqlite3'}?mode=ro", uri=True, timeout=30)
 
     def counts(self) -> tuple[int, int, int, int]:
         """spool rows done, rows with outcome 'created', outbox rows, outbox rows sent (to the Maildir)."""
@@ -748,7 +757,7 @@ def bench(args: argparse.Namespace) -> Report:
     with tempfile.TemporaryDirectory(prefix="smtp-bench-") as tmp:
         workdir = Path(tmp)
         baseline = Baseline(workdir)
-        maild = Maild(workdir / "maild")
+        maild = Maild(workdir / "maild", database_url=args.database_url)
         try:
             for protocol in protocols:
                 for senders in senders_list:
@@ -920,6 +929,9 @@ def main() -> None:
     parser.add_argument("--keep-profile", metavar="FILE", help="copy the merged profile (pstats) here")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--database-url", default="", help="maild on this empty PostgreSQL database (default: SQLite)"
+    )
     args = parser.parse_args()
     report = bench(args)
     if args.json:
