@@ -35,7 +35,12 @@ from maild.pipeline.runner import Job, Result, Waiting, process_batch, waiting_r
 log = get_logger("maild.serve")
 
 Tell = Callable[[Result | None], None]
-BATCH_MAX = 64  # mails per transaction: bounds the time one commit keeps the others waiting
+BATCH_MAX = 64  # mails per transaction at most
+# What one batch transaction may take, by the writer's running estimate of a row's time: on SQLite the
+# intake's commit (every 250) waits for the writer's transaction, and on PostgreSQL a batch holds its
+# desks' number-counter rows until it commits. Short slices keep both waits short; the batch still
+# saves the per-mail BEGIN, commit and fsync.
+WRITE_SLICE_SECONDS = 0.05
 BATCH_BYTES = 32 * 1024 * 1024  # and their raw bytes: a batch holds every parsed mail of it in memory
 # A deferred message (database locked or down) is tried again after these seconds, then every minute:
 # mail keeps flowing soon after the database is back, not only at the next recovery sweep.
@@ -73,6 +78,7 @@ class PipelineWorkers:
         self._sending: set[asyncio.Future[None]] = set()
         self._wake: asyncio.Event | None = None
         self._large: asyncio.Semaphore | None = None
+        self._row_seconds = 0.02  # the writer's running estimate of one row's time in a batch
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -193,11 +199,13 @@ class PipelineWorkers:
             await self._wake.wait()
 
     def _ready_batch(self) -> list[_Queued]:
-        """The messages at the head of the queue whose parses are done, in order, up to BATCH_MAX rows and
-        BATCH_BYTES of mail (at least one message, however large)."""
+        """The messages at the head of the queue whose parses are done, in order: as many rows as fit in
+        WRITE_SLICE_SECONDS by the estimate (at most BATCH_MAX) and at most BATCH_BYTES of mail (at least
+        one message, however large)."""
         batch: list[_Queued] = []
         rows = size = 0
-        while self._queue and self._queue[0].prepared.done() and rows < BATCH_MAX and size < BATCH_BYTES:
+        most = max(1, min(BATCH_MAX, int(WRITE_SLICE_SECONDS / self._row_seconds)))
+        while self._queue and self._queue[0].prepared.done() and rows < most and size < BATCH_BYTES:
             item = self._queue.popleft()
             batch.append(item)
             rows += len(item.ids)
@@ -223,6 +231,8 @@ class PipelineWorkers:
             return
         by_id = {job.spool_id: (job, result) for job, result in zip(jobs, results, strict=True)}
         duration = ms_since(started)
+        # A moving average: a slow mail or a lock wait moves the next batch's size, one mail does not.
+        self._row_seconds = 0.8 * self._row_seconds + 0.2 * max(duration / 1000 / len(jobs), 0.001)
         for item in ready:
             done = [(i, *by_id[i]) for i in item.ids if i in by_id]
             for spool_id, job, result in done:
