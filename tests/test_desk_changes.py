@@ -236,6 +236,9 @@ def test_a_running_daemon_picks_up_address_changes_without_restart(
 
     ok(run_ctl(config_file, "desk", "address", "add", "support", HELP))
     assert send(port, mail(to=HELP, message_id="<b@customer.example>"), [HELP]).startswith("2.0.0")
+    # Both are tickets before the address goes: a mail accepted for an address that is removed before
+    # the pipeline routes it ends `unknown_recipient` (kept in the spool; a known gap, issue 16's note).
+    wait_until(lambda: len(all_tickets(session_factory)) == 2, 10, "the two accepted mails ticketed")
 
     ok(run_ctl(config_file, "desk", "address", "remove", "support", SUPPORT))
 
@@ -247,7 +250,7 @@ def test_a_running_daemon_picks_up_address_changes_without_restart(
         return False
 
     wait_until(refused, 10, "the removed address refused with 550")
-    wait_until(lambda: len(all_tickets(session_factory)) == 2, 10, "the two accepted mails ticketed")
+    assert len(all_tickets(session_factory)) == 2
     assert serve.stop() == 0
 
 
@@ -257,6 +260,5 @@ def all_tickets(factory: Factory) -> list[Ticket]:
 
 
 def run_ctl(config: Path, *args: str) -> Any:
-    # The admin's real maildctl beside the real daemon. In-process (0.6 s quicker per call) the removal of
-    # SUPPORT could overtake, on a loaded machine, the pipeline still routing mail a to it.
+    # The admin's real maildctl beside the real daemon, as the admin runs it.
     return run_cli("maildctl", *args, config=config, subprocess=True)
