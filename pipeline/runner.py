@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.mail.addresses import normalize
-from maild.mail.mailparse import NotAMessage, ParsedMail, ParseOutcome, parse_mail
+from maild.mail.mailparse import NotAMessage, ParseOutcome, parse_file
 from maild.pipeline import STAGES, apply, notify
 from maild.pipeline.context import Context, Stop
 from maild.storage.db import is_transient, transaction
@@ -161,19 +161,11 @@ def waiting_rows(factory: sessionmaker[Session], spool_ids: Sequence[int]) -> li
 
 
 def prepare(cfg: Config, row: Waiting) -> Job:
-    """Parse `row`'s mail here (what a parse worker does in `maild serve`), timed by this module's clock."""
+    """Parse `row`'s mail here, as a parse process does in `maild serve` (the same `parse_file`)."""
     if row.skip is not None:
         return Job(row.spool_id, row.sha256, row.mail_from, skip=row.skip, checked=True, size=row.size)
-    started = time.perf_counter()
-    mail: ParsedMail | None = None
-    error: str | None = None
-    try:
-        mail = parse_mail(row.path(cfg.spool_dir).read_bytes(), row.mail_from)
-    except NotAMessage as exc:
-        error = str(exc)
-    except Exception:  # a parser bug or a missing file: the stage meets it inside, where it is counted
-        return Job(row.spool_id, row.sha256, row.mail_from, checked=True, size=row.size)
-    parsed = ParseOutcome(mail, error, time.perf_counter() - started)
+    # None (a parser bug, a missing file): the parse stage meets it inside, where it is counted.
+    parsed = parse_file(str(row.path(cfg.spool_dir)), row.mail_from)
     return Job(row.spool_id, row.sha256, row.mail_from, parsed, checked=True, size=row.size)
 
 
