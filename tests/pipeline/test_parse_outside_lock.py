@@ -10,7 +10,6 @@ import pytest
 
 from maild.config import Config
 from maild.mail import mailparse
-from maild.pipeline import runner
 from tests.conftest import IS_POSTGRESQL
 from tests.daemon import Factory
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_desk
@@ -24,6 +23,7 @@ def test_parsing_holds_no_write_lock(
     make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
     database = cfg.database_url.removeprefix("sqlite:///")
     free_while_parsing: list[bool] = []
+    real_parse = mailparse.parse_mail
 
     def parse_and_probe(raw: bytes, mail_from: str = "") -> mailparse.ParsedMail:
         probe = sqlite3.connect(database, timeout=0, isolation_level=None)
@@ -35,9 +35,10 @@ def test_parsing_holds_no_write_lock(
             free_while_parsing.append(False)
         finally:
             probe.close()
-        return mailparse.parse_mail(raw, mail_from)
+        return real_parse(raw, mail_from)
 
-    monkeypatch.setattr(runner, "parse_mail", parse_and_probe)
+    # The runner parses through mailparse.parse_file, which calls this module's parse_mail.
+    monkeypatch.setattr(mailparse, "parse_mail", parse_and_probe)
     result = deliver(session_factory, cfg, mail(), SUPPORT)
     assert result.outcome == "created"
     assert free_while_parsing == [True]
