@@ -30,7 +30,7 @@ from maild.mail.addresses import normalize
 from maild.mail.mailparse import NotAMessage, ParseOutcome, parse_file
 from maild.pipeline import STAGES, apply, notify
 from maild.pipeline.context import Context, Stop
-from maild.storage.db import is_transient, transaction
+from maild.storage.db import is_transient, reading, transaction
 from maild.storage.files import content_path
 from maild.storage.models import SpoolEntry, Ticket
 from maild.storage.spool import read_raw
@@ -147,7 +147,7 @@ class Waiting:
 
 def waiting_rows(factory: sessionmaker[Session], spool_ids: Sequence[int]) -> list[Waiting]:
     """The rows of `spool_ids` still 'received', in the order given, read with no write lock held."""
-    with factory() as session:
+    with reading(factory)() as session:
         entries = {
             entry.id: entry
             for entry in session.scalars(select(SpoolEntry).where(SpoolEntry.id.in_(spool_ids)))
@@ -192,11 +192,16 @@ def _earlier_over_budget(session: Session, entry: SpoolEntry) -> OverBudget | No
 
 
 def process_batch(
-    factory: sessionmaker[Session], cfg: Config, jobs: Sequence[Job], now: dt.datetime | None = None
+    factory: sessionmaker[Session],
+    cfg: Config,
+    jobs: Sequence[Job],
+    now: dt.datetime | None = None,
+    on_locked: Callable[[], None] | None = None,
 ) -> list[Result]:
     """`jobs` through the stages in one transaction, one commit; each mail in a savepoint of its own, so
     that a mail that fails or goes over its budget is rolled back alone and counted on its row, while the
-    others commit. A locked or unreachable database propagates: every row stays 'received'."""
+    others commit. A locked or unreachable database propagates: every row stays 'received'.
+    `on_locked` is called once the rows are locked (on SQLite: the write lock is held)."""
     now = now or dt.datetime.now(dt.UTC)
     with transaction(factory) as session:
         # Locked: two deliveries of the same bytes at once share one 'received' row (record_received), and
@@ -207,6 +212,8 @@ def process_batch(
             e.id: e
             for e in session.scalars(select(SpoolEntry).where(SpoolEntry.id.in_(ids)).with_for_update())
         }
+        if on_locked is not None:
+            on_locked()
         return [_process_one(session, cfg, entries.get(job.spool_id), job, job.now or now) for job in jobs]
 
 

@@ -5,10 +5,44 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
+
+# Execution options of the engines `reading()` and `urgent()` make.
+READ_ONLY = "maild_read_only"  # their transactions only read
+URGENT = "maild_urgent"  # someone waits on the line for their commit
+
+
+class _WriteLock:
+    """The threads of one process queue here for SQLite's write lock. A transaction someone waits on the
+    line for (the intake's commit before its 250) goes before those that can wait (the pipeline's batch,
+    the sender's bookkeeping): it waits for the transaction running, never for a queue of them."""
+
+    def __init__(self) -> None:
+        self._free = threading.Condition()
+        self._held = False
+        self._urgent_waiting = 0
+
+    def acquire(self, urgent: bool, timeout: float) -> bool:
+        with self._free:
+            if urgent:
+                self._urgent_waiting += 1
+                try:
+                    got = self._free.wait_for(lambda: not self._held, timeout)
+                finally:
+                    self._urgent_waiting -= 1
+            else:
+                got = self._free.wait_for(lambda: not self._held and not self._urgent_waiting, timeout)
+            self._held = self._held or got
+            return got
+
+    def release(self) -> None:
+        with self._free:
+            self._held = False
+            self._free.notify_all()
 
 
 class DatabaseUnavailable(Exception):
@@ -36,16 +70,21 @@ def make_engine(url: str, busy_timeout_ms: int = 15000) -> Engine:
         # writes waited seconds behind pipeline transactions (bench/smtp_throughput.py). Threads of one
         # process therefore queue on a lock of ours first, which wakes the next one the moment it is free;
         # SQLite's lock still guards against other processes (maild pipe, maildctl).
-        write_lock = threading.Lock()
+        write_lock = _WriteLock()
         wait_seconds = busy_timeout_ms / 1000
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
+            if conn.get_execution_options().get(READ_ONLY):
+                # WAL lets readers run beside the one writer: a reader must not queue behind a batch.
+                conn.exec_driver_sql("BEGIN")
+                return
             info = conn.info  # the pooled connection's own dict: the checkin hook sees the same one
             if not info.get("write_lock"):
                 # Bounded: a thread that somehow holds two connections falls back to SQLite's busy wait
                 # (and its timeout error) instead of waiting on itself for ever.
-                info["write_lock"] = write_lock.acquire(timeout=wait_seconds)
+                urgent = bool(conn.get_execution_options().get(URGENT))
+                info["write_lock"] = write_lock.acquire(urgent, wait_seconds)
             # IMMEDIATE takes the write lock up front, so two writers never deadlock on a
             # read-to-write upgrade (which busy_timeout cannot resolve): they queue instead.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -65,6 +104,23 @@ def make_engine(url: str, busy_timeout_ms: int = 15000) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@lru_cache(maxsize=16)
+def urgent(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions of `factory`'s database for transactions a client waits on (the intake's commit before
+    its 250): on SQLite they take the write lock before any waiting pipeline or sender transaction."""
+    bind = factory.kw["bind"]
+    return sessionmaker(bind.execution_options(**{URGENT: True}), expire_on_commit=False)
+
+
+@lru_cache(maxsize=16)
+def reading(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions of `factory`'s database for transactions that only read. On SQLite they begin DEFERRED and
+    take neither SQLite's write lock nor ours, so the reader that looks up a batch's rows never waits for
+    the batch before it (a write in such a session may fail with "database is locked": transient)."""
+    bind = factory.kw["bind"]
+    return sessionmaker(bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def is_transient(error: BaseException) -> bool:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import sessionmaker
 
 from maild.ingress.log_fields import describe
 from maild.logs import get_logger
-from maild.storage.db import transaction
+from maild.storage.db import transaction, urgent
 from maild.storage.spool import ReceivedRow, SpoolFile, record_received_many
 
 log = get_logger("maild.listeners")
@@ -66,7 +66,8 @@ class GroupCommitter:
         window: float = WINDOW_SECONDS,
         max_group: int = MAX_GROUP,
     ) -> None:
-        self._factory = factory
+        # A sender waits on the line for these commits: they go before the pipeline's and the sender's.
+        self._factory = urgent(factory)
         self._window = window
         self._max_group = max_group
         self._queue: list[_Waiting] = []

@@ -222,17 +222,25 @@ class PipelineWorkers:
         if not jobs:
             return
         started = time.perf_counter()
+        locked: list[float] = []
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._writer, process_batch, self.factory, self.cfg, jobs)
+            results = await loop.run_in_executor(
+                self._writer,
+                lambda: process_batch(
+                    self.factory, self.cfg, jobs, on_locked=lambda: locked.append(time.perf_counter())
+                ),
+            )
         except Exception as exc:  # database locked or down: every row stays 'received'
             for item in ready:
                 self._deferred(item, exc, ms_since(started))
             return
         by_id = {job.spool_id: (job, result) for job, result in zip(jobs, results, strict=True)}
         duration = ms_since(started)
-        # A moving average: a slow mail or a lock wait moves the next batch's size, one mail does not.
-        self._row_seconds = 0.8 * self._row_seconds + 0.2 * max(duration / 1000 / len(jobs), 0.001)
+        # How long the batch held the rows (SQLite: the write lock), not the wait for them: the slice
+        # bounds what others wait for. A moving average: one slow mail does not halve the next batch.
+        held = time.perf_counter() - (locked[0] if locked else started)
+        self._row_seconds = 0.8 * self._row_seconds + 0.2 * max(held / len(jobs), 0.001)
         for item in ready:
             done = [(i, *by_id[i]) for i in item.ids if i in by_id]
             for spool_id, job, result in done:

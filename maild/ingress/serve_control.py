@@ -22,7 +22,7 @@ from maild.ingress.pipeline_workers import PipelineWorkers
 from maild.logs import get_logger
 from maild.mail.addresses import normalize
 from maild.pipeline.runner import Result
-from maild.storage.db import transaction
+from maild.storage.db import transaction, urgent
 from maild.storage.files import content_path
 from maild.storage.spool import record_received
 
@@ -123,7 +123,7 @@ class ControlSocket:
         except FileNotFoundError:
             raise BadRequest(f"no spooled file {path.name}") from None
         recipient = normalize(request["recipient"])
-        with transaction(self.factory) as session:
+        with transaction(urgent(self.factory)) as session:  # the pipe waits for it
             entry = record_received(
                 session, request["sha256"], request["size"], recipient, "pipe", request["mail_from"]
             )

@@ -166,10 +166,11 @@ def received_spool_ids(factory: sessionmaker[DbSession], grace_seconds: float) -
 
     from sqlalchemy import select
 
+    from maild.storage.db import reading
     from maild.storage.models import SpoolEntry, utcnow
 
     cutoff = utcnow() - dt.timedelta(seconds=grace_seconds)
-    with factory() as session:
+    with reading(factory)() as session:
         return list(
             session.scalars(
                 select(SpoolEntry.id)
