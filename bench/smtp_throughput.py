@@ -683,12 +683,10 @@ def by_area(stats: pstats.Stats) -> list[tuple[str, float]]:
     return sorted(areas.items(), key=lambda kv: -kv[1])
 
 
-def serve_profiled(out: str, config: str) -> int:
-    """`maild serve` with a cProfile profiler in every thread; on exit the stats are written to OUT
-    (all threads) and OUT.<group> (main, intake, worker)."""
+def profiled(out: str, run: Callable[[], Any], prefix: str = "") -> Any:
+    """`run()` with a cProfile profiler in every thread of this process; the stats are written to
+    OUT.<prefix><group> per thread group (main, intake, writer …) and, without a prefix, all merged to OUT."""
     import cProfile
-
-    from maild.ingress.cli import main as maild_main
 
     profilers: list[tuple[str, cProfile.Profile]] = []
     lock = threading.Lock()
@@ -704,24 +702,43 @@ def serve_profiled(out: str, config: str) -> int:
     main_profiler = cProfile.Profile()
     main_profiler.enable()
     try:
-        code = maild_main(["--config", config, "serve"])
+        return run()
     finally:
         main_profiler.disable()
         threading.setprofile(None)  # type: ignore[arg-type]
-    groups: dict[str, pstats.Stats] = {"main": pstats.Stats(main_profiler)}
-    for name, profiler in profilers:
-        group = name.split("_")[0]  # ThreadPoolExecutor names threads "<prefix>_<n>"
-        if group in groups:
-            groups[group].add(profiler)
-        else:
-            groups[group] = pstats.Stats(profiler)
-    merged = pstats.Stats(main_profiler)
-    for name, stats in groups.items():
-        stats.dump_stats(f"{out}.{name}")
-        if name != "main":
-            merged.add(stats)
-    merged.dump_stats(out)
-    return code
+        groups: dict[str, pstats.Stats] = {"main": pstats.Stats(main_profiler)}
+        for name, profiler in profilers:
+            group = name.split("_")[0]  # ThreadPoolExecutor names threads "<prefix>_<n>"
+            if group in groups:
+                groups[group].add(profiler)
+            else:
+                groups[group] = pstats.Stats(profiler)
+        merged = pstats.Stats(main_profiler)
+        for name, stats in groups.items():
+            stats.dump_stats(f"{out}.{prefix}{name}")
+            if name != "main":
+                merged.add(stats)
+        if not prefix:
+            merged.dump_stats(out)
+
+
+def pipeline_profiled(out: str, *args: Any) -> None:
+    """The pipeline process of a profiled `maild serve` (maild.ingress.pipeline_process), profiled too."""
+    from maild.ingress.pipeline_process import run_pipeline_process
+
+    profiled(out, lambda: run_pipeline_process(*args), prefix="pipeline-")
+
+
+def serve_profiled(out: str, config: str) -> int:
+    """`maild serve` profiled in every thread, and its pipeline process in every thread."""
+    import functools
+
+    import maild.ingress.pipeline_process as pipeline_process
+    from maild.ingress.cli import main as maild_main
+
+    # Spawned by reference: the pipeline process imports this script and runs pipeline_profiled.
+    pipeline_process.run_pipeline_process = functools.partial(pipeline_profiled, out)  # type: ignore[assignment]
+    return int(profiled(out, lambda: maild_main(["--config", config, "serve"])))
 
 
 def run_profile(workdir: Path, mails: list[bytes], senders: int) -> dict[str, Any]:
@@ -733,6 +750,9 @@ def run_profile(workdir: Path, mails: list[bytes], senders: int) -> dict[str, An
         raise SystemExit(f"profiled maild serve exited {code}, profile written: {profile_file.exists()}")
     merged = pstats.Stats(str(profile_file))
     groups = {path.suffix[1:]: pstats.Stats(str(path)) for path in sorted(workdir.glob("maild-serve.prof.*"))}
+    for name, stats in groups.items():
+        if name.startswith("pipeline-"):  # the pipeline process's threads
+            merged.add(stats)
     return {
         "file": str(profile_file),
         "run": asdict(run),
@@ -742,7 +762,7 @@ def run_profile(workdir: Path, mails: list[bytes], senders: int) -> dict[str, An
         "per_mail": per_mail(groups, merged, run.accepted),
         "top_cumulative": top(merged, "cumulative", 25),
         "top_tottime": top(merged, "tottime", 25),
-        "worker_top_tottime": top(groups["worker"], "tottime", 25) if "worker" in groups else "",
+        "worker_top_tottime": top(writer, "tottime", 25) if (writer := groups.get("pipeline-writer")) else "",
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -19,37 +20,74 @@ URGENT = "maild_urgent"  # someone waits on the line for their commit
 class _WriteLock:
     """The threads of one process queue here for SQLite's write lock. A transaction someone waits on the
     line for (the intake's commit before its 250) goes before those that can wait (the pipeline's batch,
-    the sender's bookkeeping): it waits for the transaction running, never for a queue of them."""
+    the sender's bookkeeping): it waits for the transaction running, never for a queue of them.
 
-    def __init__(self) -> None:
+    `shared` (a multiprocessing Value, see `urgent_counter`) counts the urgent transactions waiting or
+    running in every process that shares it: `maild serve` and its pipeline process. The other process's
+    transactions that can wait do not start while it is above 0. Without it the pipeline process, whose
+    threads hand the lock to each other at once, kept the daemon's intake polling SQLite's busy handler
+    for seconds."""
+
+    def __init__(self, shared: Any = None) -> None:
         self._free = threading.Condition()
         self._held = False
         self._urgent_waiting = 0
+        self._shared = shared
 
     def acquire(self, urgent: bool, timeout: float) -> bool:
         with self._free:
             if urgent:
+                self._count_shared(1)
                 self._urgent_waiting += 1
                 try:
                     got = self._free.wait_for(lambda: not self._held, timeout)
                 finally:
                     self._urgent_waiting -= 1
+                if not got:
+                    self._count_shared(-1)
             else:
-                got = self._free.wait_for(lambda: not self._held and not self._urgent_waiting, timeout)
+                got = self._wait_behind_urgent(time.monotonic() + timeout)
             self._held = self._held or got
             return got
 
-    def release(self) -> None:
+    def _wait_behind_urgent(self, deadline: float) -> bool:
+        # Another process's urgent transaction sends no notify here: look again every millisecond.
+        while self._held or self._urgent_waiting or self._urgent_elsewhere():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._free.wait(min(left, 0.001) if self._urgent_elsewhere() else left)
+        return True
+
+    def _urgent_elsewhere(self) -> bool:
+        return self._shared is not None and self._shared.value > 0
+
+    def _count_shared(self, step: int) -> None:
+        if self._shared is not None:
+            with self._shared.get_lock():
+                self._shared.value += step
+
+    def release(self, urgent: bool) -> None:
         with self._free:
             self._held = False
+            if urgent:
+                self._count_shared(-1)
             self._free.notify_all()
+
+
+def urgent_counter() -> Any:
+    """A counter of urgent transactions to share between a process and the processes it spawns
+    (make_engine's `urgent_shared`)."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn").Value("i", 0)
 
 
 class DatabaseUnavailable(Exception):
     """The database is locked, down or unreachable: the caller should try again later."""
 
 
-def make_engine(url: str, busy_timeout_ms: int = 15000) -> Engine:
+def make_engine(url: str, busy_timeout_ms: int = 15000, urgent_shared: Any = None) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
@@ -70,7 +108,7 @@ def make_engine(url: str, busy_timeout_ms: int = 15000) -> Engine:
         # writes waited seconds behind pipeline transactions (bench/smtp_throughput.py). Threads of one
         # process therefore queue on a lock of ours first, which wakes the next one the moment it is free;
         # SQLite's lock still guards against other processes (maild pipe, maildctl).
-        write_lock = _WriteLock()
+        write_lock = _WriteLock(urgent_shared)
         wait_seconds = busy_timeout_ms / 1000
 
         @event.listens_for(engine, "begin")
@@ -84,7 +122,8 @@ def make_engine(url: str, busy_timeout_ms: int = 15000) -> Engine:
                 # Bounded: a thread that somehow holds two connections falls back to SQLite's busy wait
                 # (and its timeout error) instead of waiting on itself for ever.
                 urgent = bool(conn.get_execution_options().get(URGENT))
-                info["write_lock"] = write_lock.acquire(urgent, wait_seconds)
+                if write_lock.acquire(urgent, wait_seconds):
+                    info["write_lock"] = "urgent" if urgent else "held"
             # IMMEDIATE takes the write lock up front, so two writers never deadlock on a
             # read-to-write upgrade (which busy_timeout cannot resolve): they queue instead.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -92,8 +131,9 @@ def make_engine(url: str, busy_timeout_ms: int = 15000) -> Engine:
         @event.listens_for(engine.pool, "checkin")
         def _release_write_lock(_dbapi_conn: Any, record: Any) -> None:
             # Held until the connection goes back to the pool: after the COMMIT or ROLLBACK, never before.
-            if record is not None and record.info.pop("write_lock", False):
-                write_lock.release()
+            held = record.info.pop("write_lock", None) if record is not None else None
+            if held:
+                write_lock.release(held == "urgent")
 
         return engine
     # A database host that drops packets would otherwise hang a connect for minutes (the kernel's TCP

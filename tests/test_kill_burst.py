@@ -126,10 +126,15 @@ class Burst:
 
 
 def _children(pid: int) -> list[int]:
-    """The processes `pid` started (the parse processes, once mail has arrived)."""
+    """The processes `pid` started and theirs (once mail has arrived: the pipeline process and its parse
+    processes)."""
     found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                found += [int(child), *_children(int(child))]
+    except FileNotFoundError:  # it exited meanwhile
+        pass
     return found
 
 

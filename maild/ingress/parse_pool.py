@@ -19,16 +19,21 @@ PR_SET_PDEATHSIG = 1
 def start_parse_pool(processes: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(
-        processes, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+        processes, mp_context=context, initializer=_start_parse_process, initargs=(os.getpid(),)
     )
 
 
-def _die_with_parent(parent: int) -> None:
-    """In each parse process, first thing: be killed when the process that started it dies."""
+def die_with_parent(parent: int) -> bool:
+    """First thing in a spawned process: be killed when the process that started it (pid `parent`) dies.
+    False when it died already (the caller exits)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the pool's own shutdown is all there is
-        return
-    if os.getppid() != parent:  # the parent died before the signal was asked for
+    except (OSError, AttributeError):  # not Linux: the parent's own shutdown is all there is
+        return True
+    return os.getppid() == parent
+
+
+def _start_parse_process(parent: int) -> None:
+    if not die_with_parent(parent):
         os._exit(1)
     import maild.mail.mailparse  # noqa: F401  (loaded once here, not on the first mail)

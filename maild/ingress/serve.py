@@ -1,5 +1,6 @@
 """`maild serve`: the long-running daemon. One asyncio loop runs every LMTP and SMTP listener; the
-pipeline runs in a pool of worker threads, so a slow ticket never holds up intake.
+pipeline runs in a process of its own (maild.ingress.pipeline_process), so a slow ticket never holds up
+intake, not even for the GIL.
 
 Life cycle:
   start    load the config (exit 78 when invalid, also an unreadable TLS certificate), check the database
@@ -18,12 +19,13 @@ Life cycle:
            (`maildctl health` reads it). The control socket `<data_dir>/maild.sock` takes mail
            `maild pipe` spooled (maild.ingress.control): recorded and processed here, the verdict goes back to
            the waiting pipe; and it answers `maildctl health`'s status request.
-  SIGHUP   reload the desk address cache and the templates (the rest of the config needs a restart).
+  SIGHUP   reload the desk address cache and the templates, here and in the pipeline process (the rest of
+           the config needs a restart).
   SIGTERM  stop accepting, let open mail transactions finish (up to DRAIN_SECONDS), let running pipeline
   SIGINT   jobs finish, exit 0. Jobs not started yet stay 'received' and are processed at the next start:
            a stop takes as long as one message, not as long as the backlog.
 
-Here: start-up, the life cycle and shutdown. The pipeline's workers are maild.ingress.pipeline_workers,
+Here: start-up, the life cycle and shutdown. The pipeline process runs maild.ingress.pipeline_workers,
 the scheduled jobs maild.ingress.serve_jobs, the control socket's requests maild.ingress.serve_control.
 """
 
@@ -46,14 +48,14 @@ from maild.ingress.intake import Intake
 from maild.ingress.intake_caches import DeskAddresses
 from maild.ingress.listeners import Connections, Listener, start_listeners, stop_listeners
 from maild.ingress.log_fields import describe, iso_utc, ms_since
-from maild.ingress.pipeline_workers import PipelineWorkers
+from maild.ingress.pipeline_process import PipelineProcess
 from maild.ingress.scheduler import Job, start_scheduler
 from maild.ingress.serve_control import ControlSocket
 from maild.ingress.serve_jobs import ScheduledJobs, job_intervals
 from maild.ingress.spool_worker import received_spool_ids
 from maild.logs import configure, get_logger
 from maild.outbound.templating import reload_templates
-from maild.storage.db import make_engine, make_sessionmaker
+from maild.storage.db import make_engine, make_sessionmaker, urgent_counter
 from maild.storage.models import utcnow
 from maild.storage.schema import UNREACHABLE, check_database
 
@@ -105,11 +107,13 @@ class Daemon:
     def __init__(self, cfg: Config, tls: ssl.SSLContext | None) -> None:
         self.cfg = cfg
         self.tls = tls
-        self.engine = make_engine(cfg.database_url, cfg.busy_timeout_ms)
+        # SQLite: the intake's commits go before the pipeline process's transactions (storage.db).
+        urgent_shared = urgent_counter()
+        self.engine = make_engine(cfg.database_url, cfg.busy_timeout_ms, urgent_shared)
         self.factory = make_sessionmaker(self.engine)
         self.addresses = DeskAddresses(self.factory, table_dir=cfg.data_dir)  # also keeps the pipe's table
         self.intake_pool = ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="intake")
-        self.workers = PipelineWorkers(cfg, self.factory)
+        self.workers = PipelineProcess(str(cfg.path) if cfg.path is not None else None, urgent_shared)
         self.connections = Connections(cfg.listen.max_connections)
         self.intake = Intake(cfg, self.factory, self.addresses, self.intake_pool, self.workers.on_spooled)
         self.stopping = asyncio.Event()
@@ -204,6 +208,8 @@ class Daemon:
             await loop.run_in_executor(self.intake_pool, reload_templates, self.cfg.template_dir)
         except Exception as exc:  # an unreadable template directory must not stop intake
             log.error("templates_not_loaded", error=describe(exc))
+        if not at_start:
+            self.workers.reload()
         try:
             count = await loop.run_in_executor(self.intake_pool, self.addresses.refresh)
         except Exception as exc:

@@ -18,7 +18,7 @@ from maild.config import Config
 from maild.ingress.control import MAX_LINE, STATUS, BadRequest, claim_socket, parse_request, socket_path
 from maild.ingress.intake_caches import DeskAddresses
 from maild.ingress.log_fields import describe
-from maild.ingress.pipeline_workers import PipelineWorkers
+from maild.ingress.pipeline_process import PipelineProcess
 from maild.logs import get_logger
 from maild.mail.addresses import normalize
 from maild.pipeline.runner import Result
@@ -40,7 +40,7 @@ class ControlSocket:
         factory: sessionmaker[DbSession],
         addresses: DeskAddresses,
         pool: Executor,
-        workers: PipelineWorkers,
+        workers: PipelineProcess,
         stopping: asyncio.Event,
         status: Callable[[], dict[str, Any]],
     ) -> None:
