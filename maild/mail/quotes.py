@@ -1,8 +1,10 @@
 """The visible text of a mail: what its sender wrote now, without the quoted history and the signature.
 
-mail-parser-reply finds the quote headers of Gmail, Outlook, Apple Mail and Thunderbird in the languages
-it knows; this module adds the guards a helpdesk needs around it, because the full text is what the
-customer sent and visible text must never hide a part of it that matters (the full text is kept too)."""
+quote_scan first removes the quoted history line by line in every language of quote_patterns (keeping a
+reply written below or between `>` lines, and a forward with nothing above it whole); mail-parser-reply
+then finds what is left of quote headers and the signature; this module adds the guards a helpdesk needs
+around it, because the full text is what the customer sent and visible text must never hide a part of it
+that matters (the full text is kept too)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from bisect import bisect_left
 from mailparser_reply import EmailMessage
 from mailparser_reply.constants import MAIL_LANGUAGES
 
-from maild.mail.signoffs import strip_signoff
+from maild.mail.quote_patterns import INVISIBLE
+from maild.mail.quote_scan import scan_quotes
+from maild.mail.signoffs import is_signoff_start, strip_signoff
 
 # Every language the parser knows ("david" is a fixture of its own tests, not a language).
 LANGUAGES = tuple(language for language in MAIL_LANGUAGES if language != "david")
@@ -30,6 +34,26 @@ PARSE_LIMIT = 100_000
 LINE_LIMIT = 500
 BLANK_RUN_LIMIT = 2
 _QUOTED_LINE = re.compile(r"^\s*>")
+# The parser's sign-offs ("Best regards", "Mit freundlichen Grüßen", "Tak") open a signature only alone on
+# their line; its phone lines ("Sent from my …") only as a short line.
+_PARSER_SIGNOFF = re.compile(
+    "^(?:{})\\s*[,:!.]?\\s*$".format(
+        "|".join(
+            phrase for language in LANGUAGES for phrase in MAIL_LANGUAGES[language].get("signatures", [])
+        )
+    ),
+    re.IGNORECASE,
+)
+_PARSER_SENT_FROM = re.compile(
+    "^(?:{}).{{0,80}}$".format(
+        "|".join(
+            str(MAIL_LANGUAGES[language]["sent_from"])
+            for language in LANGUAGES
+            if MAIL_LANGUAGES[language].get("sent_from")
+        )
+    ),
+    re.IGNORECASE,
+)
 # A time, a year or an address: what every client puts in the line that introduces a quote.
 _DATE_OR_ADDRESS = re.compile(r"\d{1,2}:\d{2}|\b(?:19|20)\d{2}\b|@")
 
@@ -125,20 +149,36 @@ def _plausible_signature(signature: str) -> bool:
     return len(signature) <= SIGNATURE_MAX_CHARS and signature.count("\n") < SIGNATURE_MAX_LINES
 
 
+def _cut_signature(full_body: str, signature: str, restored: str) -> str:
+    """The parser's signature rule cuts from "Thanks," to the end: only a short block that starts with a
+    line that is just a sign-off ("Thanks, but it still fails" is the customer's text)."""
+    if not signature or not _plausible_signature(restored):
+        return full_body
+    first = signature.split("\n", 1)[0].strip()
+    if not (is_signoff_start(first) or _PARSER_SIGNOFF.match(first) or _PARSER_SENT_FROM.match(first)):
+        return full_body
+    return full_body.replace(signature, "").strip()
+
+
 def visible_text(text: str, *, whole_when_empty: bool = True) -> str:
     """The newest reply in `text`; the whole text when nothing is left after removing quotes (a customer's
     mail is never shown empty), unless `whole_when_empty` is off: an agent's reply of commands above the
-    quoted notice has nothing to say to the customer."""
+    quoted notice has nothing to say to the customer. A forward with nothing written above it shows the
+    forwarded mail."""
+    text = INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     if not text.strip():
         return ""
-    shortened, hidden = _for_parser(text[:PARSE_LIMIT])
+    scan = scan_quotes(text[:PARSE_LIMIT])
+    if scan.forwarded:
+        return scan.text if whole_when_empty else ""
+    shortened, hidden = _for_parser(scan.text)
+    hidden.update(scan.pasted)
     shortened = _without_footer(shortened)
     message = EmailMessage(text=shortened, languages=list(LANGUAGES), keep_hyphen_lists=True).read()
     if not message.replies:
         return text.strip()
     reply = message.replies[0]
-    signature = _restore(reply.signatures, hidden)
-    body = reply.body if _plausible_signature(signature) else reply.full_body
+    body = _cut_signature(reply.full_body, reply.signatures, _restore(reply.signatures, hidden))
     body = _restore(_indented(body, shortened), hidden)
     if reply.headers:
         # The mail opens with a quote header: the sender answered below or between the quoted lines.
