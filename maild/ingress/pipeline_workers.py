@@ -26,9 +26,9 @@ from sqlalchemy.orm import sessionmaker
 from maild.config import Config
 from maild.ingress.intake import Spooled
 from maild.ingress.log_fields import describe, ms_since
-from maild.ingress.parse_pool import start_parse_pool
+from maild.ingress.parse_pool import TRIM_AFTER_BYTES, parse_spooled, release_memory, start_parse_pool
 from maild.logs import get_logger
-from maild.mail.mailparse import ParseOutcome, parse_file
+from maild.mail.mailparse import ParseOutcome
 from maild.outbound.sender import flush
 from maild.pipeline.runner import Job, Result, Waiting, process_batch, waiting_rows
 
@@ -167,7 +167,8 @@ class PipelineWorkers:
         return Job(row.spool_id, row.sha256, row.mail_from, outcome, checked=True, size=row.size)
 
     async def _parse_in_pool(self, row: Waiting) -> ParseOutcome | None:
-        future = self._parse_pool().submit(parse_file, str(row.path(self.cfg.spool_dir)), row.mail_from)
+        path = str(row.path(self.cfg.spool_dir))
+        future = self._parse_pool().submit(parse_spooled, path, row.mail_from, row.size)
         return await asyncio.wrap_future(future)
 
     def _parse_pool(self) -> ProcessPoolExecutor:
@@ -235,6 +236,8 @@ class PipelineWorkers:
             for item in ready:
                 self._deferred(item, exc, ms_since(started))
             return
+        if sum(job.size for job in jobs) > TRIM_AFTER_BYTES:
+            release_memory()  # the batch's parsed mails are garbage now
         by_id = {job.spool_id: (job, result) for job, result in zip(jobs, results, strict=True)}
         duration = ms_since(started)
         # How long the batch held the rows (SQLite: the write lock), not the wait for them: the slice
