@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.storage.db import make_engine, make_sessionmaker, reading, transaction, urgent
+from maild.storage.db import make_engine, make_sessionmaker, reading, transaction, urgent, urgent_counter
 
 Factory = sessionmaker[Session]
 
@@ -75,3 +75,37 @@ def test_an_urgent_commit_goes_before_transactions_that_waited_longer(factory: F
         thread.join(10)
     assert order[0] == "intake"
     assert sorted(order[1:]) == ["batch0", "batch1", "batch2"]
+
+
+def test_a_stream_of_urgent_commits_from_another_process_does_not_starve_the_others(tmp_path: Path) -> None:
+    # Two engines sharing one counter stand for the daemon and its pipeline process.
+    shared = urgent_counter()
+    url = f"sqlite:///{tmp_path / 'lock.sqlite3'}"
+    daemon, pipeline = (make_engine(url, busy_timeout_ms=20000, urgent_shared=shared) for _ in range(2))
+    intake, writer = urgent(make_sessionmaker(daemon)), make_sessionmaker(pipeline)
+    with transaction(writer) as session:
+        session.execute(text("CREATE TABLE log (who TEXT)"))
+    stop = threading.Event()
+
+    def stream() -> None:  # two threads: one of them is always counted, waiting or committing
+        while not stop.is_set():
+            with transaction(intake) as session:
+                session.execute(text("INSERT INTO log VALUES ('intake')"))
+
+    streams = [threading.Thread(target=stream) for _ in range(2)]
+    for thread in streams:
+        thread.start()
+    try:
+        time.sleep(0.2)
+        began = time.monotonic()
+        with transaction(writer) as session:
+            session.execute(text("INSERT INTO log VALUES ('batch')"))
+        # Its turn came while they went on: after ~50 ms of deferring, not at the 20 s lock timeout.
+        assert time.monotonic() - began < 5
+        assert all(thread.is_alive() for thread in streams)
+    finally:
+        stop.set()
+        for thread in streams:
+            thread.join(30)
+        daemon.dispose()
+        pipeline.dispose()
