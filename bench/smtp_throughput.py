@@ -371,7 +371,10 @@ class Maild:
             f'lmtp = "{HOST}:{self.ports["lmtp"]}"\nsmtp = "{HOST}:{self.ports["smtp"]}"\n'
             # Every mail here is a new ticket with an auto-reply: the desk-wide hourly cap (200 by
             # default) would stop the replies of a run of more mails, and the run would never finish.
-            f"[hygiene]\nautoreply_desk_per_hour = {UNCAPPED}\n"
+            # The 500 senders of a long run each get more than the 5 automatic mails an hour allowed to one
+            # address: without these their tickets would have no auto-reply, and "ticketed" never came.
+            f"[hygiene]\nautoreply_desk_per_hour = {UNCAPPED}\nautoreply_per_hour = {UNCAPPED}\n"
+            f"autoreply_per_day = {UNCAPPED}\n"
         )
         for args in (
             ["init"],
