@@ -64,7 +64,8 @@ def sanitize_filename(name: str, content_type: str, *, fallback: str = "attachme
         ch if unicodedata.category(ch) not in _INVISIBLE else " " if unicodedata.category(ch) == "Cc" else ""
         for ch in name
     )
-    name = " ".join(name.split()).strip(". ")
+    # Inner whitespace is the sender's ("Scan  2026 03.pdf" is the file they saved); only the ends go.
+    name = name.strip().strip(". ").strip()
     if not name:
         guessed = mimetypes.guess_extension(content_type, strict=False) or ".bin"
         name = f"{fallback}{guessed}"

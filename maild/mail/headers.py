@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import re
 from email.message import Message
 
 from maild.mail.addresses import TooDeep, split_mailboxes
 from maild.mail.automatic import envelope_sender
-from maild.mail.charsets import clean_text, decode_8bit, decode_raw, decode_words
+from maild.mail.charsets import SUPERSETS, clean_text, codec_name, decode_8bit, decode_words
 from maild.mail.parsed import TOO_DEEP, NotAMessage
 
 _MSGID = re.compile(r"<[^<>\s]+>")
@@ -56,14 +58,65 @@ def header_text(msg: Message, name: str, defects: list[str], *, ends: bool = Fal
     if not raw:
         return ""
     value = _bounded(raw[0], ends)
-    try:
-        text = str(msg.policy.header_fetch_parse(name, value))
-    except Exception as exc:  # policy.default raises on some malformed headers
-        defects.append(f"{name}: {type(exc).__name__}")
-        text = decode_raw(value)
-    if "\ufffd" in text or _UNDECODED.search(text):
-        text = decode_raw(value)
+    # Nothing to decode is the common case, without the stdlib's header parser. Encoded words and 8-bit
+    # bytes are read leniently (maild.mail.charsets): a wrong or failing label falls back to what the
+    # bytes are, never to U+FFFD or an exception.
+    plain = value.isascii() and "=?" not in value and "\x1b" not in value
+    text = value if plain else decode_words(value, lambda: charset_hints(msg))
     return clean_text(re.sub(r"\s+", " ", text).strip())
+
+
+# Where a mail's own software points to the charset of its undeclared 8-bit headers.
+_MAILER_CHARSETS = (("foxmail", "gb18030"), ("qq", "gb18030"), ("netease", "gb18030"), ("becky", "cp932"))
+_DOMAIN_CHARSETS = {
+    "cn": "gb18030",
+    "tw": "big5hkscs",
+    "hk": "big5hkscs",
+    "jp": "cp932",
+    "kr": "cp949",
+    "ru": "cp1251",
+    "ua": "cp1251",
+    "by": "cp1251",
+    "bg": "cp1251",
+    "gr": "cp1253",
+    "il": "cp1255",
+    "tr": "cp1254",
+    "pl": "cp1250",
+    "cz": "cp1250",
+    "hu": "cp1250",
+    "vn": "cp1258",
+    "qq.com": "gb18030",
+    "163.com": "gb18030",
+    "126.com": "gb18030",
+    "sina.com": "gb18030",
+    "naver.com": "cp949",
+    "daum.net": "cp949",
+    "hanmail.net": "cp949",
+}
+_LABEL = re.compile(r"""=\?([^?\s*]{1,40})[?*]|charset\s*=\s*"?([^\s";]{1,40})""", re.IGNORECASE)
+
+
+def charset_hints(msg: Message) -> tuple[str, ...]:
+    """Charsets the mail names (encoded words, declared part charsets), its mailer's and its sender
+    domain's usual one: the likely charset of undeclared 8-bit header bytes (Thunderbird reads them by
+    the body's charset too). Only read when such bytes are there."""
+    hints: list[str] = []
+    for _, value in msg.raw_items():
+        if isinstance(value, str):
+            hints += [a or b for a, b in _LABEL.findall(value[:2000])]
+    with contextlib.suppress(Exception):  # a hint, never a failure
+        hints += [part.get_content_charset() or "" for part in list(msg.walk())[:20]]
+    mailer = " ".join(raw_values(msg, "X-Mailer") + raw_values(msg, "User-Agent")).lower()
+    hints += [charset for key, charset in _MAILER_CHARSETS if key in mailer]
+    sender = " ".join(raw_values(msg, "From") + raw_values(msg, "Return-Path")).lower()
+    for domain in re.findall(r"@([a-z0-9.-]+)", sender):
+        hints += [_DOMAIN_CHARSETS.get(domain, ""), _DOMAIN_CHARSETS.get(domain.rpartition(".")[2], "")]
+    found: dict[str, None] = {}
+    for hint in hints:
+        codec = codec_name(hint) if hint else ""
+        if codec and codec not in ("ascii", "utf-8", "us-ascii"):
+            found[SUPERSETS.get(codec, codec)] = None
+    return tuple(found)
 
 
 def capped_ids(ids: list[str]) -> list[str]:
@@ -85,6 +138,7 @@ def mailboxes(msg: Message, name: str) -> list[tuple[str, str]]:
     angle-addr preferred over an address-like name. The address is "" for `<>`."""
     found: list[tuple[str, str]] = []
     for value in raw_values(msg, name):
+        hints = functools.partial(charset_hints, msg)
         try:
             pairs = split_mailboxes(value)
         except TooDeep:
@@ -92,8 +146,8 @@ def mailboxes(msg: Message, name: str) -> list[tuple[str, str]]:
         for display, address in pairs:
             found.append(
                 (
-                    clean_text(" ".join(decode_words(display).split()))[:NAME_MAX],
-                    clean_text(decode_8bit(address)).lower(),
+                    clean_text(" ".join(decode_words(display, hints).split()))[:NAME_MAX],
+                    clean_text(decode_8bit(address, hints)).lower(),
                 )
             )
     return found
