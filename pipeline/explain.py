@@ -9,7 +9,6 @@ crash."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +41,12 @@ class Explanation:
     defects: list[str] = field(default_factory=list)
     bounce: dict[str, Any] | None = None  # a delivery report: see bounce_json
     automatic: dict[str, Any] | None = None  # automatic mail: {"class": …, "reason": …}
+    # The parsed headers, for outside checkers: `from` is {"address", "name"} (address "" when nothing
+    # names a sender), `to` and `cc` lists of them; None and [] when the mail was not parsed.
+    subject: str | None = None
+    sender: dict[str, str] | None = None
+    to: list[dict[str, str]] = field(default_factory=list)
+    cc: list[dict[str, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +64,10 @@ class Explanation:
             "defects": self.defects,
             "bounce": self.bounce,
             "automatic": self.automatic,
+            "subject": self.subject,
+            "from": self.sender,
+            "to": self.to,
+            "cc": self.cc,
         }
 
 
@@ -100,28 +109,50 @@ def describe(name: str, ctx: Context, stop: Stop | None, stage: Stage | None = N
 
 
 def _attachments(ctx: Context) -> list[dict[str, Any]]:
+    parsed = ctx.mail.attachments if ctx.mail is not None else []
     if ctx.message is not None:  # what apply decided, refusals included
+        # The stored attachment names its bytes by SHA-256 only (and a dry run stores no file): the MD5
+        # comes from the parsed part with the same bytes.
+        md5_of = {part.sha256: part.md5 for part in parsed}
         return [
             {
                 "name": a.filename,
                 "size": a.size,
                 "type": a.content_type,
                 "sha256": a.sha256,
+                "md5": md5_of.get(a.sha256 or ""),
                 "refused": a.refused_reason,
             }
             for a in ctx.message.attachments
         ]
-    mail = ctx.mail
     return [
         {
             "name": part.filename,
             "size": len(part.data),
             "type": part.content_type,
-            "sha256": hashlib.sha256(part.data).hexdigest(),
+            "sha256": part.sha256,
+            "md5": part.md5,
             "refused": None,
         }
-        for part in (mail.attachments if mail is not None else [])
+        for part in parsed
     ]
+
+
+def _mailboxes(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"address": address, "name": name} for name, address in pairs]
+
+
+def _headers(ctx: Context) -> dict[str, Any]:
+    """The parsed subject, sender and addressees as Explanation's fields (empty when not parsed)."""
+    mail = ctx.mail
+    if mail is None:
+        return {}
+    return {
+        "subject": mail.subject,
+        "sender": {"address": mail.from_address, "name": mail.from_name},
+        "to": _mailboxes(mail.to),
+        "cc": _mailboxes(mail.cc),
+    }
 
 
 def _visible_text(ctx: Context) -> str | None:
@@ -167,6 +198,7 @@ def summarize(ctx: Context, stages: list[dict[str, str]]) -> Explanation:
         defects=list(mail.defects) if mail is not None else [],
         bounce=bounce_json(ctx.bounce),
         automatic=automatic_json(ctx),
+        **_headers(ctx),
     )
 
 
@@ -188,6 +220,7 @@ def failed(ctx: Context, stages: list[dict[str, str]], stage: str, error: Except
             defects=list(mail.defects) if mail is not None else [],
             bounce=bounce_json(ctx.bounce),  # plain fields of the context: no session needed
             automatic=automatic_json(ctx),
+            **_headers(ctx),
         )
     explanation.outcome, explanation.reason = "error", reason
     return explanation

@@ -403,6 +403,10 @@ def test_cli_json_one_object_per_file_in_order(
             "defects",
             "bounce",
             "automatic",
+            "subject",  # issue 17: the parsed headers, for outside checkers
+            "from",
+            "to",
+            "cc",
         }
         for r in results
     )

@@ -1,4 +1,5 @@
-"""Raw bytes → ParsedMail, with stdlib `email` (policy.default) as the source of truth.
+"""Raw bytes → ParsedMail, with stdlib `email` (policy.default made lenient: maild.mail.lenient) as the
+source of truth.
 
 Never raises on bad MIME: each header and part is read defensively and problems are recorded as
 defects. `NotAMessage` is raised only for input that is not a mail at all (quarantined by the caller).
@@ -9,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+from maild.mail.automatic import NULL_SENDER
+from maild.mail.header_repair import repair_header_block
 from maild.mail.headers import HEADER_PARSE_MAX as HEADER_PARSE_MAX
 from maild.mail.headers import NAME_MAX as NAME_MAX
 from maild.mail.headers import REFERENCES_MAX as REFERENCES_MAX
@@ -25,6 +27,7 @@ from maild.mail.headers import (
     mailboxes,
     message_ids,
 )
+from maild.mail.lenient import LENIENT_POLICY
 from maild.mail.mime_parts import body_and_attachments
 from maild.mail.parsed import TOO_DEEP
 from maild.mail.parsed import NotAMessage as NotAMessage
@@ -47,31 +50,23 @@ def parse_mail(raw: bytes, mail_from: str = "") -> ParsedMail:
         raise NotAMessage(TOO_DEEP) from None
 
 
-def _parse(raw: bytes, mail_from: str) -> ParsedMail:
-    if not raw.strip():
+def _parse(original: bytes, mail_from: str) -> ParsedMail:
+    if not original.strip():
         raise NotAMessage("empty input")
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    repaired = repair_header_block(original)
+    raw = repaired.raw
+    msg = BytesParser(policy=LENIENT_POLICY).parsebytes(raw)
     assert isinstance(msg, EmailMessage)
     if not msg.keys():
         raise NotAMessage("not a mail message: no header fields")
-    defects = [type(d).__name__ for d in msg.defects]
+    defects = [*repaired.repairs, *(type(d).__name__ for d in msg.defects)]
     from_boxes, sender_boxes = mailboxes(msg, "From"), mailboxes(msg, "Sender")
-    senders = [box for box in from_boxes if box[1]] or [box for box in sender_boxes if box[1]]
-    if not senders and from_boxes:
-        # `"Doe, John" <>` (an address withheld, or a gateway that lost it): the envelope sender is who
-        # the delivering MTA says sent it. Only with a From header: a mail without one stays unanswered.
-        envelope = envelope_address(msg, mail_from)
-        if envelope:
-            senders = [(from_boxes[0][0], envelope)]
-            defects.append("From: no address, the envelope sender's used")
-    if not senders and msg.get_content_type() != "multipart/report":
-        raise NotAMessage("no sender address in From or Sender")
-    # A delivery report may come from a mail system that names no sender (Courier: `From: … <@>`): the
-    # bounce stage reads it; anything else without a sender is quarantined there.
-    from_name, from_address = senders[0] if senders else ("", "")
+    from_name, from_address = _sender(msg, from_boxes, sender_boxes, mail_from, defects)
     header_ids = message_ids(header_text(msg, "Message-ID", defects))
-    message_id = header_ids[0] if header_ids else f"<{hashlib.sha256(raw).hexdigest()}@no-message-id.maild>"
-    text, html, attachments = body_and_attachments(msg, defects)
+    # Without a Message-ID the spool's bytes name the mail, whatever was repaired for parsing.
+    digest = hashlib.sha256(original).hexdigest()
+    message_id = header_ids[0] if header_ids else f"<{digest}@no-message-id.maild>"
+    text, html, attachments = body_and_attachments(msg, defects, raw)
     return ParsedMail(
         message_id=message_id,
         has_message_id=bool(header_ids),
@@ -90,7 +85,39 @@ def _parse(raw: bytes, mail_from: str) -> ParsedMail:
         defects=defects,
         from_addresses=[address for _, address in from_boxes if address],
         sender_addresses=[address for _, address in sender_boxes if address],
+        header_repaired=raw is not original,
     )
+
+
+def _sender(
+    msg: EmailMessage,
+    from_boxes: list[tuple[str, str]],
+    sender_boxes: list[tuple[str, str]],
+    mail_from: str,
+    defects: list[str],
+) -> tuple[str, str]:
+    """(display name, address) of whoever sent the mail: From, else Sender, Reply-To, the envelope sender
+    (the spool's MAIL FROM, else the topmost Return-Path). Each fallback is a defect, so the agents see
+    which one answered. The address is "" when nothing names a sender: a delivery report from a mail
+    system (`From: MAILER-DAEMON <>`, Courier's `<@>`, a null envelope) goes on to the bounce stage,
+    which quarantines anything else without a sender."""
+    named = [box for box in from_boxes if box[1]]
+    if named:
+        return named[0]
+    # `"Support team" <>`: the name From gives stays the name, whoever stands in for the address.
+    from_name = next((name for name, _ in from_boxes if name), "")
+    why = "From names no address" if from_boxes else "no From header"
+    for header, boxes in (("Sender", sender_boxes), ("Reply-To", mailboxes(msg, "Reply-To"))):
+        found = next((box for box in boxes if box[1]), None)
+        if found is not None:
+            defects.append(f"{why}: the sender is taken from {header}")
+            return from_name or found[0], found[1]
+    envelope = envelope_address(msg, mail_from)
+    if envelope:
+        source = "the envelope sender" if mail_from and mail_from != NULL_SENDER else "Return-Path"
+        defects.append(f"{why}: the sender is taken from {source}")
+        return from_name, envelope
+    return from_name, ""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ TOO_DEEP = "nested too deeply to read (MIME parts, attached messages or header c
 
 
 class NotAMessage(Exception):
-    """The input cannot be treated as a mail (no header, no sender): quarantine it with this reason."""
+    """The input cannot be treated as a mail (empty, no header field at all, nested beyond reading):
+    quarantine it with this reason. A mail that names no sender is still a mail (see ParsedMail)."""
 
 
 @dataclass
@@ -25,6 +26,12 @@ class ParsedAttachment:
     def sha256(self) -> str:
         """Hashed once: dedupe, the attachment policy's record and the store all need it (30 MB mail)."""
         return hashlib.sha256(self.data).hexdigest()
+
+    @cached_property
+    def md5(self) -> str:
+        """For maildctl explain --json: outside checkers name attachments by their MD5 as often as by
+        their SHA-256."""
+        return hashlib.md5(self.data, usedforsecurity=False).hexdigest()
 
 
 @dataclass
@@ -46,9 +53,13 @@ class ParsedMail:
     defects: list[str] = field(default_factory=list)
     # Every address of the From header(s), and of Sender: an agent's reply names exactly one From, and a
     # Sender only when it is that one (pipeline.identify). `from_address` is the first of the From
-    # addresses, else Sender's, else the envelope sender's when From names nobody (`"Doe, John" <>`).
+    # addresses, else Sender's, Reply-To's, the envelope sender's or Return-Path's (mailparse._sender),
+    # else "" (a delivery report from a mail system that names no sender: the bounce stage decides).
     from_addresses: list[str] = field(default_factory=list)
     sender_addresses: list[str] = field(default_factory=list)
+    # The header block was repaired before parsing (maild.mail.header_repair): the stages that read the
+    # raw mail again (bounce, the header rules) read the repaired bytes, as parse did.
+    header_repaired: bool = False
 
     @property
     def thread_ids(self) -> list[str]:
