@@ -1,10 +1,11 @@
 """autoreply: automatic mail (out-of-office, auto-generated, list/bulk, challenge-response) is flagged
 here — it may still open or join a ticket (apply stores the class on the message), but notify never
-answers it. The rules are in maild.mail.automatic."""
+answers it. The rules are in maild.mail.automatic; a mail with any X-Loop header (one of ours stopped in
+the loop stage already) is flagged too."""
 
 from __future__ import annotations
 
-from maild.mail.automatic import classify, envelope_sender
+from maild.mail.automatic import classify, envelope_sender, loop_marked
 from maild.pipeline.context import Context, Stop
 
 
@@ -18,6 +19,7 @@ def run(ctx: Context) -> Stop | None:
         envelope=envelope_sender(ctx.spool.mail_from, headers),
         is_reply=bool(mail.in_reply_to or mail.references),
     )
+    verdict = verdict or loop_marked(headers)  # an X-Loop of someone else's: answering could start a loop
     if verdict is not None:
         ctx.automatic, ctx.automatic_reason = verdict.kind, verdict.reason
     return None

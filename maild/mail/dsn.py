@@ -2,32 +2,49 @@
 
 RFC 3464 reports (multipart/report; report-type=delivery-status) are read field by field: per recipient
 Final-Recipient / Original-Recipient, Action, Status and Diagnostic-Code, and the returned message (or its
-headers) for the original Message-ID. Bounces in older text formats (qmail, Exim's classic one, Exchange
-2003, …) are found with flufl.bounce's detectors, and status and diagnostic read from the paragraph that
-names the address.
+headers) for the original Message-ID. Bounces in text formats (qmail, Exim, Sendmail, Exchange 2003,
+Domino, GroupWise, MDaemon, Yahoo, Japanese carriers, …) are read with flufl.bounce's detectors and the
+ways reports list addresses (maild.mail.bounce_text), status and diagnostic from the paragraph that names
+the address. Line ends do not matter (CR-only and CRLF read as LF).
 
-`read_bounce` also decides what *is* a bounce, since a wrong "yes" marks a customer `bouncing`:
-- an RFC 3464 report with a failed or delayed recipient;
-- mail to our VERP address that looks like a failure notice (anything from a mail system, or with
-  failures or failure wording in it): a vacation responder answering the envelope sender also writes
-  there, and is no bounce;
-- mail from a mail system (null envelope sender, MAILER-DAEMON / postmaster) in which flufl.bounce finds
-  failed addresses, or whose subject says it is one.
-Never raises on garbage: whatever cannot be read is not a bounce (None)."""
+`read_bounce` also decides what *is* a bounce, since a wrong "yes" marks a customer `bouncing` and a
+customer's mail taken for one is archived unread:
+- an RFC 3464 report with a failed or delayed recipient (a success report is returned as such);
+- a mail system's mail (null envelope sender, MAILER-DAEMON / postmaster / no sender address, report
+  headers such as X-Failed-Recipients, or to our VERP address) naming failed addresses, or saying it is
+  one by its subject or opening words; a vacation reply to the return path is no bounce;
+- mail that no mail client or reply marks as a person's and that opens with the words only mail systems
+  write, or whose sender calls itself a mail system ("Mail Delivery System") and whose subject or opening
+  says failure ("Undeliverable:", "Unzustellbar:", "Mail System Error - Returned Mail", …).
+Never a bounce: a challenge-response or whitelisting notice, a read receipt, a forwarded report (a
+message/rfc822 part is a customer's attachment). A delay warning is a temporary failure; a failure after
+"retry timeout exceeded" a permanent one (5.4.7). Recipients are addresses only (never a pipe command, a
+Message-ID or the original sender). Never raises on garbage: whatever cannot be read is not a bounce."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser, HeaderParser
 from email.policy import compat32
-from email.utils import getaddresses, parseaddr
 
 import structlog
 from flufl.bounce import all_failures
+
+from maild.mail import bounce_text
+from maild.mail.report_parts import (
+    first_text,
+    for_detectors,
+    from_daemon,
+    header,
+    not_recipients,
+    outside_returned,
+    report_text,
+    system_named,
+    text_of,
+    text_parts,
+)
 
 log = structlog.stdlib.get_logger("maild.dsn")  # as maild.logs.get_logger; mail code imports no maild module
 
@@ -38,29 +55,12 @@ _ACTION = re.compile(r"^\s*(failed|failure|error|delayed|delivered|relayed|expan
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\d)(?!\.\d)")
 _SMTP_REPLY = re.compile(r"(?<!\d)[245]\d\d[ -]")
 _MESSAGE_ID_LINE = re.compile(r"^[ \t]*Message-ID:[ \t]*(<[^<>\s]+>)", re.I | re.M)
-# Where a text bounce starts quoting the returned mail: what follows is the customer's mail, not the report.
-_RETURNED_MARK = re.compile(
-    r"^[ \t]*-{2,}.*(copy of (the|your) message|original message|message follows|returned (mail|message)"
-    r"|header of the original|below this line)",
-    re.I | re.M,
-)
-_DAEMON_LOCALS = ("mailer-daemon", "mailer_daemon", "mailerdaemon", "mail-daemon", "postmaster")
-# Exchange Online's NDR sender: MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@<tenant>.
-_DAEMON_PREFIXES = ("microsoftexchange",)
-_FAILURE_SUBJECT = re.compile(
-    r"undeliver|undelivered|delivery (status notification|failure|has failed|failed|problem|report)"
-    r"|mail delivery (failed|failure|system)|failure notice|returned mail|returning message"
-    r"|could not be delivered|non[- ]?delivery|delayed mail|delivery delayed|warning: could not send"
-    r"|unzustellbar|nicht zustellbar|non remis|non recapitabile|no entregado",
-    re.I,
-)
 _TEMPORARY_WORDS = re.compile(
     r"warning only|not yet been delivered|still (being )?retried|will (be )?retr|delivery delayed|delayed"
     r"|temporar|postponed|will continue",
     re.I,
 )
 DIAGNOSTIC_MAX = 500
-_MAX_TEXT = 200_000  # a report's own words are short; the rest is the returned mail
 
 
 @dataclass(frozen=True)
@@ -117,35 +117,91 @@ def read_bounce(raw: bytes, *, to_verp: bool = False, null_sender: bool = False)
         return None
 
 
-def is_daemon_address(address: str) -> bool:
-    local = address.rpartition("@")[0].lower() if "@" in address else address.lower()
-    return local in _DAEMON_LOCALS or local.startswith(_DAEMON_PREFIXES)
+def _unified_line_ends(raw: bytes) -> bytes:
+    """CRLF and CR-only (old Mac exports) as LF: every rule below then reads the same lines."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in raw else raw
+
+
+@dataclass(frozen=True)
+class _Signs:
+    """What the header block and the report's first lines say about the mail."""
+
+    machine: bool  # a mail system wrote it: null sender, daemon or no sender, report headers, our VERP
+    says_failure: bool  # a failure subject, or text that opens as reports do
+    examine: bool  # worth reading as a report: a mail system's, or one that opens as only reports do
+    subject: str
+
+
+def _signs(head: Message, msg: Message | None, *, to_verp: bool, null_sender: bool) -> _Signs:
+    subject = header(head, "subject")
+    report_type = str(head.get_param("report-type", "", header="content-type") or "").lower()
+    machine = (
+        null_sender
+        or to_verp
+        or from_daemon(head)
+        or (head.get_content_type() == "multipart/report" and report_type in ("delivery-status", ""))
+        or any(head.get(name) is not None for name in _REPORT_HEADERS)
+    )
+    first = first_text(msg) if msg is not None else ""
+    says_failure = bounce_text.failure_subject(subject) or bounce_text.opens_like_a_report(first)
+    if machine:
+        return _Signs(True, says_failure, True, subject)
+    # Without a mail system's mark, a person may be asking about a bounce or quoting one: examined only
+    # when no mail client or reply says a person wrote it, and the text opens as reports do.
+    mailer = header(head, "x-mailer") + " " + header(head, "user-agent")
+    person = bool(
+        bounce_text.REPLY_PREFIX.match(subject)
+        or bounce_text.PERSON_MAILER.search(mailer)
+        or head.get("thread-index")
+        or head.get("in-reply-to")
+    )
+    named = system_named(head)
+    examine = not person and (bounce_text.opens_like_a_report(first, strict=True) or (named and says_failure))
+    return _Signs(named, says_failure, examine, subject)
+
+
+_REPORT_HEADERS = ("x-failed-recipients", "x-ms-exchange-message-is-ndr", "x-mimecast-bounce")
 
 
 def _read_bounce(raw: bytes, *, to_verp: bool, null_sender: bool) -> Report | None:
-    end = re.search(rb"\r?\n\r?\n", raw)
-    head = BytesHeaderParser(policy=compat32).parsebytes(raw[: end.end()] if end else raw)
-    from_daemon = null_sender or _from_daemon(head)
-    # Cheap way out for the mail people write: only reports, daemons and our return path are parsed whole.
-    if not (head.get_content_type() == "multipart/report" or from_daemon or to_verp):
+    raw = _unified_line_ends(raw)
+    end = raw.find(b"\n\n")
+    head = BytesHeaderParser(policy=compat32).parsebytes(raw[: end + 2] if end >= 0 else raw)
+    quick = _signs(head, None, to_verp=to_verp, null_sender=null_sender)
+    # Cheap way out for the mail people write: only what a mail system or a failure subject marks, or what
+    # opens as reports open, is parsed whole.
+    if not (
+        quick.machine or quick.says_failure or _opening_in(raw[end + 2 : end + 4096] if end >= 0 else b"")
+    ):
         return None
     msg = BytesParser(policy=compat32).parsebytes(raw)
+    signs = _signs(head, msg, to_verp=to_verp, null_sender=null_sender)
     dsn = _read_dsn(msg)  # also when not on top: some gateways wrap the report in multipart/mixed
     if dsn is not None and (dsn.failures or dsn.delivered_only):
         return dsn  # a success report is returned too: the caller archives it, no customer wrote it
-    if not (from_daemon or to_verp):
-        return None
-    text = _report_text(msg)
+    if not signs.examine:
+        return None  # a person asking about a bounce, or quoting one, is a customer
+    text = report_text(msg)
+    if bounce_text.CHALLENGE.search(signs.subject + "\n" + text[:3000]):
+        return None  # "confirm you are a person": a challenge, answered by nobody, and no bounce
     original = _original_message_id(msg)
-    failures = _heuristic_failures(msg, text)
+    failures = _heuristic_failures(msg, text, signs)
     if failures:
         return Report("text", failures, original)
-    # Nobody named: a bounce only if a mail system says so, or it came to our return path looking like one
-    # (a vacation reply to the return path is not).
-    subject = _header(head, "subject")
+    return _nobody_named(signs, text, original, to_verp=to_verp)
+
+
+def _opening_in(body: bytes) -> bool:
+    return bounce_text.opens_like_a_report(body.decode("utf-8", "replace"))
+
+
+def _nobody_named(signs: _Signs, text: str, original: str, *, to_verp: bool) -> Report | None:
+    """A report that names nobody: a bounce only if a mail system says so, or it came to our return path
+    looking like one (a vacation reply to the return path is not)."""
     status = _STATUS.search(text)
-    says_failure = bool(_FAILURE_SUBJECT.search(subject))
-    if not ((from_daemon and says_failure) or (to_verp and (from_daemon or says_failure or status))):
+    if bounce_text.SUCCESS.search(signs.subject):
+        return Report("text", (), original, delivered_only=True) if signs.machine else None
+    if not ((signs.machine and signs.says_failure) or (to_verp and (signs.says_failure or status))):
         return None
     if status is not None:
         action = "delayed" if status[1] == "4" else "failed"
@@ -153,7 +209,8 @@ def _read_bounce(raw: bytes, *, to_verp: bool, null_sender: bool) -> Report | No
             "", action=action, status=_status_of(status), diagnostic=_line_at(text, status.start())
         )
         return Report("text", (failure,), original)
-    temporary = bool(_TEMPORARY_WORDS.search(subject + "\n" + text[:5000]))
+    words = signs.subject + "\n" + text[:5000]
+    temporary = bool(_TEMPORARY_WORDS.search(words) or bounce_text.DELAY.search(words))
     return Report("text", (), original, sounds_temporary=temporary)
 
 
@@ -179,34 +236,40 @@ def _read_dsn(msg: Message) -> Report | None:
     failures: list[Failure] = []
     original = ""
     seen_recipient = False
-    for part in msg.walk():
+    for part in outside_returned(msg):
         if not _is_status_part(part):
             continue
         for block in _status_blocks(part):
-            original = original or _first_id(_header(block, "x-original-message-id"))
-            final = _address_field(_header(block, "final-recipient"))
+            original = original or _first_id(header(block, "x-original-message-id"))
+            # A pipe or a program (`|/usr/bin/procmail`) is no address: the address that led to it is.
+            final = _address_field(header(block, "final-recipient")) or _address_field(
+                header(block, "original-recipient")
+            )
             if not final:
                 continue  # the per-message block (Reporting-MTA, Arrival-Date, …)
             seen_recipient = True
-            action = _ACTION.match(_header(block, "action"))
+            action = _ACTION.match(header(block, "action"))
             verb = action[1].lower() if action else ""
             verb = "failed" if verb in ("failure", "error") else verb
-            status = _STATUS.search(_header(block, "status"))
+            status = _STATUS.search(header(block, "status"))
             # Without a Diagnostic-Code (Sendmail's delay warnings), the report's words about the address.
             diagnostic = (
-                _diagnostic(_header(block, "diagnostic-code"))
-                or _paragraph_details(_report_text(msg), final)[1]
+                _diagnostic(header(block, "diagnostic-code"))
+                or _paragraph_details(report_text(msg), final)[1]
             )
             if verb not in FAILURE_ACTIONS:
                 if verb or not status or status[1] == "2":
                     continue  # delivered, relayed, expanded: no failure
                 verb = "failed" if status[1] == "5" else "delayed"
+            code = _refined_status(status, diagnostic)
+            if verb == "failed" and bounce_text.RETRY_TIMEOUT.search(diagnostic) and code[:1] != "5":
+                code = "5.4.7"  # given up after days of temporary errors (see _text_failure)
             failures.append(
                 Failure(
                     recipient=final,
-                    original_recipient=_address_field(_header(block, "original-recipient")),
+                    original_recipient=_address_field(header(block, "original-recipient")),
                     action=verb,
-                    status=_refined_status(status, diagnostic),
+                    status=code,
                     diagnostic=diagnostic,
                 )
             )
@@ -221,8 +284,8 @@ def _address_field(value: str) -> str:
     kind, _, address = value.partition(";")
     if not address:
         address = kind
-    address = address.strip().strip("<>").strip()
-    return address.lower() if "@" in address else ""
+    address = address.strip().strip("<>").strip().lower()
+    return address if bounce_text.is_address(address) else ""
 
 
 def _diagnostic(value: str) -> str:
@@ -270,22 +333,22 @@ def _original_message_id(msg: Message) -> str:
         if content_type in ("message/rfc822", "message/global"):
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                found = _first_id(_header(inner[0], "message-id"))
+                found = _first_id(header(inner[0], "message-id"))
             else:
-                found = _id_in_text(_text_of(part))
+                found = _id_in_text(text_of(part))
             if found:
                 return found
         elif content_type in ("text/rfc822-headers", "text/global-headers"):
-            found = _id_in_text(_text_of(part))
+            found = _id_in_text(text_of(part))
             if found:
                 return found
-    for part in _text_parts(msg):
-        found = _id_in_text(_text_of(part))
+    for part in text_parts(msg):
+        found = _id_in_text(text_of(part))
         if found:
             return found
     # Without a copy, the report may still refer to it, as a reply does (Exim's delay warnings).
     for name in ("in-reply-to", "references"):
-        ids = re.findall(r"<[^<>\s]+>", _header(msg, name))
+        ids = re.findall(r"<[^<>\s]+>", header(msg, name))
         if ids:
             return ids[-1]
     return ""
@@ -310,32 +373,64 @@ _EXCHANGE_2003_START = re.compile(r"recipient\(s\) (?:cannot|could not) be reach
 _EXCHANGE_2003_ADDRESS = re.compile(r"^[ \t]+<?([^\s@<>]+@[^\s@<>]+?)>? on \d", re.M)
 
 
-def _heuristic_failures(msg: Message, text: str) -> tuple[Failure, ...]:
+def _heuristic_failures(msg: Message, text: str, signs: _Signs) -> tuple[Failure, ...]:
+    """The failed addresses of a report without RFC 3464 fields: flufl.bounce's detectors, and the lines
+    that list addresses as reports list them (or, from a mail system naming nobody so, any address in its
+    own words); never the sender, a Message-ID, a pipe or a mail system."""
     try:
-        temporary, permanent = all_failures(msg)
+        temporary, permanent = all_failures(for_detectors(msg))
     except Exception:  # a detector tripped over the mail: no failures found by it
         temporary, permanent = frozenset(), frozenset()
     if not (temporary or permanent) and (start := _EXCHANGE_2003_START.search(text)):
         permanent = frozenset(m[1].encode() for m in _EXCHANGE_2003_ADDRESS.finditer(text, start.end()))
-    found: dict[str, bool] = {}
-    for addresses, is_permanent in ((permanent, True), (temporary, False)):
-        for raw_address in addresses:
-            address = raw_address.decode("ascii", "replace").strip().strip("<>").lower()
-            if "@" in address and address not in found:
-                found[address] = is_permanent
-    failures = []
-    for address, is_permanent in sorted(found.items()):
-        status, diagnostic = _paragraph_details(text, address)
-        if status.startswith("4"):
-            is_permanent = False
-        elif status.startswith("5"):
-            is_permanent = True
-        failures.append(
-            Failure(
-                address, action="failed" if is_permanent else "delayed", status=status, diagnostic=diagnostic
-            )
-        )
-    return tuple(failures)
+    not_these = not_recipients(msg, text)
+    by_detector = [(a.decode("ascii", "replace"), True) for a in sorted(permanent)]
+    by_detector += [(a.decode("ascii", "replace"), False) for a in sorted(temporary)]
+    found: dict[str, bool | None] = {}
+    for address, is_permanent in by_detector:
+        for kept in bounce_text.recipients_only([address], not_these):
+            found.setdefault(kept, is_permanent)
+    # The ways reports list addresses match other robots' mail too (a list digest's bare addresses): read
+    # so only what says it is a failure report.
+    listed = bounce_text.text_recipients(text) if signs.says_failure else []
+    listed = bounce_text.recipients_only(listed, not_these)
+    if not (found or listed) and signs.machine and signs.says_failure:
+        listed = bounce_text.recipients_only(bounce_text.all_addresses(text), not_these)
+    for address in listed:
+        found.setdefault(address, None)
+    delay = bool(bounce_text.DELAY.search(signs.subject + "\n" + text[:3000])) and not re.search(
+        r"permanent|fatal", signs.subject + "\n" + text[:3000], re.I
+    )
+    return tuple(_text_failure(text, address, found[address], delay) for address in sorted(found))
+
+
+def _text_failure(text: str, address: str, detector_says: bool | None, delay: bool) -> Failure:
+    status, diagnostic = _paragraph_details(text, address)
+    paragraph = _paragraph(text, address)
+    if bounce_text.RETRY_TIMEOUT.search(paragraph):
+        # Days of temporary errors, given up: the mail is lost, and the address has not taken mail for as
+        # long as the sender's queue tries. RFC 3463's "delivery time expired", as a permanent status.
+        return Failure(address, action="failed", status="5.4.7", diagnostic=diagnostic)
+    elif status.startswith(("4", "5")):
+        is_permanent = status.startswith("5")
+    elif delay:
+        is_permanent = False
+    else:
+        is_permanent = detector_says is not False
+    if delay and not bounce_text.RETRY_TIMEOUT.search(paragraph) and not status.startswith("5"):
+        is_permanent = False
+    return Failure(
+        address, action="failed" if is_permanent else "delayed", status=status, diagnostic=diagnostic
+    )
+
+
+def _paragraph(text: str, address: str) -> str:
+    at = text.lower().find(address)
+    if at < 0:
+        return ""
+    start = text.rfind("\n", 0, at) + 1
+    end = re.compile(r"\n[ \t]*\n").search(text, at)
+    return text[start : end.start() if end else len(text)]
 
 
 def _paragraph_details(text: str, address: str) -> tuple[str, str]:
@@ -374,66 +469,4 @@ def _line_at(text: str, position: int) -> str:
     return " ".join(text[start : end if end >= 0 else len(text)].split())[:DIAGNOSTIC_MAX]
 
 
-def _report_text(msg: Message) -> str:
-    """The report's own words: its text parts, without the returned mail quoted below them."""
-    chunks = []
-    for part in _text_parts(msg):
-        text = _text_of(part)
-        mark = _RETURNED_MARK.search(text)
-        chunks.append(text[: mark.start()] if mark else text)
-    return "\n\n".join(chunks)[:_MAX_TEXT]
-
-
-def _text_parts(msg: Message) -> Iterator[Message]:
-    """text/plain leaves outside any returned message (a message/rfc822 part is the customer's mail)."""
-    stack = [msg]
-    while stack:
-        part = stack.pop(0)
-        content_type = part.get_content_type()
-        if content_type.startswith("message/") and part is not msg:
-            continue
-        if part.is_multipart():
-            payload = part.get_payload()
-            stack[:0] = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
-        elif content_type == "text/plain":
-            yield part
-
-
-def _text_of(part: Message) -> str:
-    data = part.get_payload(decode=True)
-    if not isinstance(data, bytes):
-        payload = part.get_payload()
-        return payload if isinstance(payload, str) else ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return data.decode(charset, "replace")
-    except LookupError:
-        return data.decode("utf-8", "replace")
-
-
 # --- headers --------------------------------------------------------------------------------------
-
-
-def _header(msg: Message, name: str) -> str:
-    with contextlib.suppress(Exception):
-        value = msg.get(name)
-        if value is not None:
-            return " ".join(str(value).split())
-    return ""
-
-
-MAX_FROM_CHARS = 16_384
-
-
-def _from_daemon(head: Message) -> bool:
-    """From a mail system: MAILER-DAEMON / postmaster / Exchange's NDR sender, Courier's `<@>`, or a
-    Return-Path of `<>` (written by the delivering MTA: an IMAP mailbox keeps it)."""
-    if _header(head, "return-path").replace(" ", "") == "<>":
-        return True
-    # A mail system writes a short From; a megabyte of display name is read no further than this.
-    from_value = _header(head, "from")[:MAX_FROM_CHARS]
-    if re.search(r"<@?>", from_value):
-        return True
-    return any(is_daemon_address(address) for _, address in getaddresses([from_value]) if address) or (
-        is_daemon_address(parseaddr(from_value)[1]) if from_value else False
-    )
