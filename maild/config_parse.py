@@ -43,6 +43,7 @@ _SCHEMA: dict[str, Any] = {
         "escalation_seconds": (int, float),
         "recovery_seconds": (int, float),
         "retention_seconds": (int, float),
+        "quarantine_digest_seconds": (int, float),
     },
     "spool": {"retention_days": (int, float)},
     "listen": {

@@ -128,6 +128,9 @@ class Schedule:
     escalation_seconds: float = 300.0  # per-desk escalation rules and reminders (maild.tickets.escalations)
     recovery_seconds: float = 60.0  # spool rows left 'received' by a transient failure
     retention_seconds: float = 3600.0  # the spool's retention purge, when [spool] retention_days is set
+    # At most one quarantine digest per desk this often (maild.tickets.quarantine_digest; the job itself
+    # looks every minute, so a desk's first quarantine in a while is told within one).
+    quarantine_digest_seconds: float = 900.0
 
 
 @dataclass(frozen=True)

@@ -410,6 +410,22 @@ class TimeEntry(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class QuarantineReport(Base):
+    """A quarantined spool row the agents were told of (maild.tickets.quarantine_digest): each is reported
+    once, whatever restarts, and a desk's latest report is when its last digest went (the rate limit).
+    A table of its own rather than a spool column: it also holds the desk, which a quarantined row has
+    not (route may not have run), and rows quarantined before it existed need no backfill."""
+
+    __tablename__ = "quarantine_reports"
+    __table_args__ = (Index("ix_quarantine_reports_desk_id_reported_at", "desk_id", "reported_at"),)
+
+    spool_id: Mapped[int] = mapped_column(ForeignKey("spool.id", ondelete="CASCADE"), primary_key=True)
+    # The desk whose agents were told; None: no desk could be told (the row's desk is unknown), only logged.
+    desk_id: Mapped[int | None] = mapped_column(ForeignKey("desks.id", ondelete="SET NULL"))
+    reported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    agents: Mapped[int] = mapped_column(Integer, default=0)  # digests queued for it (0: only logged)
+
+
 @event.listens_for(Session, "before_flush")
 def _keep_status_changed_at(session: Session, _context: object, _instances: object) -> None:
     """Every status change sets `updated_at` with it (apply, commands, auto-close, merge, maildctl): the

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011", "0012")
+REVISIONS = tuple(f"{n:04d}" for n in range(1, 14))  # "0001" … "0013"
 HEAD = REVISIONS[-1]
 
 # The states of a database, as seen by this code:

@@ -38,7 +38,7 @@ from tests.daemon import (
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, make_desk
 
 # the default config's scheduled jobs
-JOBS = ("outbox", "auto_close", "escalations", "flood_digest", "spool_recovery")
+JOBS = ("outbox", "auto_close", "escalations", "flood_digest", "quarantine_digest", "spool_recovery")
 
 
 def serve_config(tmp_path: Path, data_dir: Path, database_url: str, extra: str = "") -> tuple[Path, int]:

@@ -13,7 +13,10 @@ Life cycle:
            The scheduler's jobs ([scheduler] in the config): `outbox` sends what is due (retries, and mail
            a crashed or busy sender left), `auto_close` closes inactive tickets, `escalations` runs the
            desks' escalation rules and reminders, `flood_digest` (every minute) sends agents one digest of
-           a flooding sender's mails they got no notice of (maild.tickets.flood_digest), `spool_recovery`
+           a flooding sender's mails they got no notice of (maild.tickets.flood_digest), `quarantine_digest`
+           (every minute) tells each desk's agents of mail quarantined since the desk's last digest, at
+           most one digest per `[scheduler] quarantine_digest_seconds` (maild.tickets.quarantine_digest),
+           `spool_recovery`
            picks up
            rows a transient failure left 'received'. Every run of a job is recorded in `job_runs`
            (`maildctl health` reads it). The control socket `<data_dir>/maild.sock` takes mail

@@ -24,6 +24,8 @@ from maild.tickets.autoclose import auto_close
 from maild.tickets.escalations import escalate
 from maild.tickets.flood_digest import INTERVAL_SECONDS as FLOOD_DIGEST_SECONDS
 from maild.tickets.flood_digest import send_flood_digests
+from maild.tickets.quarantine_digest import INTERVAL_SECONDS as QUARANTINE_DIGEST_SECONDS
+from maild.tickets.quarantine_digest import send_quarantine_digests
 from maild.tickets.retention import purge_raw_mail
 
 JOB_THREADS = 2  # the scheduler's blocking work: sending the outbox, auto-close, escalations
@@ -43,6 +45,7 @@ def job_intervals(cfg: Config) -> dict[str, float]:
         "auto_close": schedule.auto_close_seconds,
         "escalations": schedule.escalation_seconds,
         "flood_digest": FLOOD_DIGEST_SECONDS,
+        "quarantine_digest": QUARANTINE_DIGEST_SECONDS,
         "spool_recovery": schedule.recovery_seconds,
         **({"spool_retention": schedule.retention_seconds} if cfg.spool_retention_days > 0 else {}),
     }
@@ -66,6 +69,7 @@ class ScheduledJobs:
             "auto_close": (self.auto_close, True),
             "escalations": (self.escalate, True),
             "flood_digest": (self.flood_digest, True),
+            "quarantine_digest": (self.quarantine_digest, True),
             "spool_retention": (self.purge_raw_mail, True),
         }
 
@@ -164,6 +168,12 @@ class ScheduledJobs:
         if result is not None:
             digests = [{"desk_id": d, "sender": s, "mails": n} for d, s, n in result.digests]
             await self._done(started, "flood_digests_queued", "digests", digests, result.outbox_ids)
+
+    async def quarantine_digest(self) -> None:
+        result, started = await self.run("quarantine_digest", send_quarantine_digests)
+        if result is not None:
+            digests = [{"desk_id": d, "mails": n, "digests": q} for d, n, q in result.digests]
+            await self._done(started, "quarantine_digests_queued", "digests", digests, result.outbox_ids)
 
     async def _done(
         self, started: float, event: str, field: str, items: Sequence[Any], outbox_ids: Sequence[int]

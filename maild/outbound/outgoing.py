@@ -268,10 +268,13 @@ def queue_desk_mail(
     now: dt.datetime,
     variables: dict[str, Any] | None = None,
     dropped: dict[str, str] | None = None,
+    auto_submitted: str = "auto-replied",
+    exempt_agents: bool = False,
 ) -> OutboxMessage | None:
     """A mail from the desk that belongs to no ticket (e.g. the refusal of a new mail): no subject tag, and
     Reply-To the desk's plain address, since there is no ticket for a signed one to name. Recipients are
-    screened as in `queue_mail`; None when nobody is left."""
+    screened as in `queue_mail`; None when nobody is left. `auto_submitted` (automatic mail only) and
+    `exempt_agents` as in `queue_mail` (a notice to agents: "auto-generated", not rate-limited)."""
     to, _ = screen_to_cc(
         session,
         cfg,
@@ -281,6 +284,7 @@ def queue_desk_mail(
         now=now,
         template=template,
         dropped=dropped,
+        exempt_agents=exempt_agents,
         desk_id=desk.id,
     )
     if not to:
@@ -294,5 +298,6 @@ def queue_desk_mail(
         _Draft(desk, None, template, rendered, rendered.subject),
         addressing,
         now=now,
-        auto_submitted="auto-replied" if automatic else None,
+        auto_submitted=auto_submitted if automatic else None,
+        exempt_agents=exempt_agents,
     )

@@ -70,6 +70,18 @@ TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
         "burst_minutes",
     ),
     "new_ticket_notice": (*_TICKET, *_AGENT_NOTICE, *_CUSTOMER_MAIL),
+    "quarantine_digest_notice": (
+        "desk_name",
+        "agent_name",
+        "quarantined_count",
+        "mails",
+        "mails_more",
+        "spam_mails",
+        "spam_count",
+        "spam_more",
+        "since",
+        "interval_minutes",
+    ),
     REMINDER: (*_TICKET, "ticket_status", "waiting_for", "rule_name"),
     "replies_only_refusal": ("desk_name", "customer_name", "original_subject"),
     "ticket_created": (*_TICKET, "refused_attachments"),
@@ -84,6 +96,17 @@ ALWAYS: dict[str, dict[str, Any]] = {
 
 _CUSTOMER_TEXT = "The printer in room 4 is on fire again.\nCould someone come by?"
 # variable → (value with everything set, value of a mail without the optional parts)
+_QUARANTINED = {
+    "spool_id": 17,
+    "at": "2026-03-07 12:30 UTC",
+    "size": "3.2 KB",
+    "recipient": "support@example.com",
+    "sender": '"Carol Customer" <carol@customer.example>',
+    "envelope_sender": "carol@customer.example",
+    "subject": "Printer on fire",
+    "reason": "not a mail message: no header fields",
+}
+_QUARANTINED_SPAM = {**_QUARANTINED, "spool_id": 18, "reason": "spam: X-Spam-Flag: YES"}
 _SAMPLES: dict[str, tuple[Any, Any]] = {
     "ticket_title": ("Printer on fire", "Printer on fire"),
     "ticket_number": ("SUP-26-03-1", "SUP-26-03-1"),
@@ -150,6 +173,14 @@ _SAMPLES: dict[str, tuple[Any, Any]] = {
     "held_more": (2, 0),
     "burst_limit": (5, 5),
     "burst_minutes": (10, 10),
+    "quarantined_count": (2, 1),
+    "mails": ([_QUARANTINED], [_QUARANTINED]),
+    "mails_more": (1, 0),
+    "spam_mails": ([_QUARANTINED_SPAM], []),
+    "spam_count": (1, 0),
+    "spam_more": (0, 0),
+    "since": ("2026-03-07 12:15 UTC", ""),
+    "interval_minutes": (15, 15),
     "flagged_by": ("admin", "admin"),
     "flag_note": ("Please call them back.", ""),
     "original_subject": ("Printer on fire", "(no subject)"),

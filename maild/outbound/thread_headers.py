@@ -44,6 +44,7 @@ AGENT_ONLY_TEMPLATES = (
     "escalation_notice",
     "flag_notice",
     "flood_digest_notice",
+    "quarantine_digest_notice",
 )
 
 # Reply and forward prefixes of the common clients' languages; Outlook's Thread-Topic has none.
