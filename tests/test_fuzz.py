@@ -334,9 +334,11 @@ def _body(text: str, content_type: str = "text/plain; charset=utf-8") -> bytes:
 
 # (id, raw, the outcome, what the reason says when it is not a ticket)
 PATHOLOGICAL = [
-    ("multipart-nested-1000-deep", _nested_multipart(_NEST), "quarantined", "nested too deeply"),
+    # The lenient policy (maild.mail.lenient) reads what it can where the stdlib gave up: the parts below
+    # the depth it reaches stay text, and a customer's mail is not lost for its shape.
+    ("multipart-nested-1000-deep", _nested_multipart(_NEST), "created", ""),
     ("multipart-nested-200-deep", _nested_multipart(200), "created", ""),
-    ("messages-nested-1000-deep", _nested_messages(_NEST), "quarantined", "nested too deeply"),
+    ("messages-nested-1000-deep", _nested_messages(_NEST), "created", ""),
     (
         "comments-in-from",
         crlf(_HEAD.format("x")).replace(b"<alice@customer.example>", b"a@b" + _COMMENTS),
@@ -346,8 +348,8 @@ PATHOLOGICAL = [
     (
         "comments-in-content-type",
         _with_header(b"Content-Type: text/plain" + _COMMENTS),
-        "quarantined",
-        "nested too deeply",
+        "created",  # the header's value is kept unparsed: text/plain, the default
+        "",
     ),
     (
         "comments-in-message-id",
