@@ -26,6 +26,7 @@ from maild.config_types import (
     ListenAddress,
     MiB,
     Schedule,
+    Web,
     check_imap_secrets,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "ListenAddress",
     "MiB",
     "Schedule",
+    "Web",
     "check_imap_secrets",
     "config_path",
     "load_config",

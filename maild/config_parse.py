@@ -22,6 +22,7 @@ from maild.config_types import (
     ListenAddress,
     Schedule,
 )
+from maild.config_web import parse_web
 
 _SCHEMA: dict[str, Any] = {
     "data_dir": str,
@@ -62,6 +63,7 @@ _SCHEMA: dict[str, Any] = {
         "min_data_rate": int,
         "min_data_rate_grace": (int, float),
     },
+    "web": {"listen": str, "public_url": str},
     "imap": list,  # [[imap]]: each entry is checked by _parse_imap
 }
 
@@ -475,4 +477,5 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         listen=_parse_listen(raw.get("listen", {}), path),
         imap=_parse_imap(raw.get("imap", []), path),
         spool_retention_days=_parse_retention(raw.get("spool", {})),
+        web=parse_web(raw.get("web", {})),
     )

@@ -162,6 +162,15 @@ class Agents:
     trusted_authserv_ids: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Web:
+    """The `[web]` table: the customers' pages. No `listen`: `maild serve` runs no web listener (the links
+    are still made from `public_url`, for an instance that serves them)."""
+
+    listen: ListenAddress | None = None
+    public_url: str = ""  # what customers' links start with, without a trailing slash
+
+
 # Each worker holds one database connection, intake threads one each; the engine's pool has 5 + 10 overflow.
 MAX_WORKERS = 10
 
@@ -185,6 +194,7 @@ class Config:
     # Raw mail older than this many days is deleted from the spool (maild/tickets/retention.py); 0 keeps it
     # forever.
     spool_retention_days: float = 0.0
+    web: Web = Web()
 
     @property
     def spool_dir(self) -> Path:
