@@ -3,7 +3,7 @@ untag, close, reopen, note, reply, flag, unflag, log.
 
 This module builds the `ticket` command and holds what reads tickets (list, show, log); the changes are
 in ticket_changes (status … unflag), ticket_merges (merge, split, block-and-delete) and
-ticket_participants (cc); shared look-ups in ticket_lookup."""
+ticket_participants (cc), ticket_link_commands (links); shared look-ups in ticket_lookup."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from maild.admin_cli import importing, ticket_changes, ticket_merges, ticket_participants
+from maild.admin_cli import (
+    importing,
+    ticket_changes,
+    ticket_link_commands,
+    ticket_merges,
+    ticket_participants,
+)
 from maild.admin_cli.arguments import command_group
 from maild.admin_cli.common import App, UserError, find_desk, find_ticket, iso, print_json, print_table
 from maild.admin_cli.ticket_lookup import find_agent, number_command, whole_conversation
@@ -53,6 +59,7 @@ def register(commands: Any) -> None:
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=show_ticket)
     ticket_participants.register(sub)
+    ticket_link_commands.register(sub)
     ticket_merges.register_merge(sub)
     ticket_changes.register(sub)
     log = number_command(

@@ -426,6 +426,25 @@ class QuarantineReport(Base):
     agents: Mapped[int] = mapped_column(Integer, default=0)  # digests queued for it (0: only logged)
 
 
+class TicketLink(Base):
+    """One recipient's link to a ticket's page (`<public_url>/t/<token>`, maild.tickets.ticket_links). Only
+    the token's sha256 is kept: a copy of the database opens no ticket page. Revoked links stay, for the
+    record; a recipient has at most one link not revoked."""
+
+    __tablename__ = "ticket_links"
+    __table_args__ = (Index("ix_ticket_links_ticket_id_contact_id", "ticket_id", "contact_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    ticket: Mapped[Ticket] = relationship()
+    contact: Mapped[Contact] = relationship()
+
+
 @event.listens_for(Session, "before_flush")
 def _keep_status_changed_at(session: Session, _context: object, _instances: object) -> None:
     """Every status change sets `updated_at` with it (apply, commands, auto-close, merge, maildctl): the
