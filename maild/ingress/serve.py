@@ -5,9 +5,10 @@ intake, not even for the GIL.
 Life cycle:
   start    load the config (exit 78 when invalid, also an unreadable TLS certificate), check the database
            schema (exit 78 when it is missing or not this code's: storage.schema), bind every listener
-           (exit 71 when an address cannot be bound), then recover the spool: every row still 'received'
-           (a crash or a stop before it was processed) goes to the workers. The database may be down at
-           start: intake answers 451 until it is back, and the recovery sweep tries again.
+           (exit 71 when an address cannot be bound; the web listener of `[web] listen` too, logged as
+           `listening` with protocol "http", maild.ingress.web), then recover the spool: every row still
+           'received' (a crash or a stop before it was processed) goes to the workers. The database may be
+           down at start: intake answers 451 until it is back, and the recovery sweep tries again.
   running  a message is answered 250 once it is durable in the spool (see maild.ingress.listeners), then
            processed by a worker, then its queued replies are handed to the sender, as `maild pipe` does.
            The scheduler's jobs ([scheduler] in the config): `outbox` sends what is due (retries, and mail
@@ -56,6 +57,7 @@ from maild.ingress.scheduler import Job, start_scheduler
 from maild.ingress.serve_control import ControlSocket
 from maild.ingress.serve_jobs import ScheduledJobs, job_intervals
 from maild.ingress.spool_worker import received_spool_ids
+from maild.ingress.web import WebPages
 from maild.logs import configure, get_logger
 from maild.outbound.templating import reload_templates
 from maild.storage.db import make_engine, make_sessionmaker, urgent_counter
@@ -129,6 +131,8 @@ class Daemon:
         self.control = ControlSocket(
             cfg, self.factory, self.addresses, self.intake_pool, self.workers, self.stopping, self._status
         )
+        # The customers' pages ([web] listen): on this loop, reading in threads of their own.
+        self.web = WebPages(cfg, self.factory) if cfg.web.listen is not None else None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -142,10 +146,29 @@ class Daemon:
             log.error("cannot_listen", error=describe(exc))
             self._close_pools()
             return EX_OSERR
+        try:
+            await self._start_web()
+        except OSError as exc:
+            log.error("cannot_listen", protocol="http", error=describe(exc))
+            await stop_listeners(listeners)
+            await self._stop_web()
+            self._close_pools()
+            return EX_OSERR
         pollers = await self._start(listeners)
         await self.stopping.wait()
         await self._shut_down(listeners, pollers)
         return EX_OK
+
+    async def _start_web(self) -> None:
+        if self.web is None or self.cfg.web.listen is None:
+            return
+        bound = await self.web.start(self.cfg.web.listen)
+        log.info("listening", protocol="http", address=bound)
+        self.bound.append({"protocol": "http", "address": bound})
+
+    async def _stop_web(self) -> None:
+        if self.web is not None:
+            await self.web.stop()  # open requests get a few seconds; a page is one short read
 
     async def _start(self, listeners: list[Listener]) -> asyncio.Task[None]:
         """With the listeners bound: the control socket, the caches, the leftovers of a previous run, the
@@ -173,7 +196,8 @@ class Daemon:
         )
         log.info(
             "ready",
-            listeners=[f"{listener.protocol} {listener.bound}" for listener in listeners],
+            listeners=[f"{listener.protocol} {listener.bound}" for listener in listeners]
+            + [f"{b['protocol']} {b['address']}" for b in self.bound if b["protocol"] == "http"],
             workers=self.cfg.listen.workers,
             max_message_bytes=self.cfg.listen.max_message_bytes,
         )
@@ -184,6 +208,7 @@ class Daemon:
         started = time.perf_counter()
         self.control.close()
         await stop_listeners(listeners)
+        await self._stop_web()
         log.info("draining", sessions=len(self.connections.open), jobs=len(self.workers.jobs))
         cut_off = await self.connections.drain(DRAIN_SECONDS)
         # The pollers see `stopping`, finish the message in hand (spooled, then marked) and return.
