@@ -81,3 +81,19 @@ def test_without_public_url_one_line_and_nothing_issued(
     assert "public_url" in line
     with session_factory() as s:
         assert s.query(TicketLink).count() == 0
+
+
+def test_a_merged_tickets_link_opens_the_survivor(
+    web_config: Path, number: str, session_factory: Factory, cfg: Config
+) -> None:
+    deliver(session_factory, cfg, mail(subject="Second problem", message_id="<second@customer.example>"))
+    with session_factory() as s:
+        newer = tickets(s)[-1].number
+    [row] = json.loads(ok(ctl(web_config, "ticket", "links", newer, "--json")))
+    token = row["url"].rsplit("/", 1)[1]
+
+    ok(ctl(web_config, "ticket", "merge", number, newer))
+
+    with session_factory() as s:
+        opened = open_link(s, token)
+        assert opened is not None and opened.ticket.number == number

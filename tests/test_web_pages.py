@@ -119,6 +119,7 @@ def test_the_page_shows_the_conversation_and_nothing_internal(
     assert "<script" not in page
     assert "&lt;b&gt;error 42&lt;/b&gt;" in page
     assert "Please restart it, Alice." in page
+    assert ">You</span>" in page and ">Bob Builder</span>" in page  # the viewer, the agent by name
     assert "Waiting for your reply" in page  # the agent's reply made it `waiting`, in the customer's words
     assert "printer log.pdf" in page
     assert "INTERNAL" not in page  # the note
@@ -129,6 +130,10 @@ def test_the_page_shows_the_conversation_and_nothing_internal(
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "no-referrer"
     assert headers["Content-Type"].startswith("text/html")
+    post = urllib.request.Request(urls[ALICE], data=b"x=1", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post, timeout=10)
+    assert refused.value.code == 405  # nothing here takes a POST (yet)
     assert serve.stop() == EX_OK
     token = urls[ALICE].rsplit("/", 1)[1]
     assert serve.not_json == [] and token not in json.dumps(serve.events)  # no access log: paths are secrets

@@ -116,11 +116,17 @@ class WebPages:
         return await asyncio.get_running_loop().run_in_executor(self.pool, work)
 
     async def page(self, request: web.Request) -> web.Response:
-        token = request.match_info["token"]
-        found: TicketPage | None = await self._read(ticket_page, token)
-        if found is None:
+        # Read and render in the pool: a long ticket's page is milliseconds the loop need not spend.
+        html: str | None = await self._read(self._page_html, request.match_info["token"])
+        if html is None:
             raise web.HTTPNotFound()
-        return self._html(
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    def _page_html(self, session: Session, token: str) -> str | None:
+        found: TicketPage | None = ticket_page(session, token)
+        if found is None:
+            return None
+        return self._render(
             "ticket.html.j2",
             page=found,
             token=token,
@@ -157,8 +163,12 @@ class WebPages:
             return response
 
     def _html(self, template: str, **variables: Any) -> web.Response:
-        html = _environment.get_template(template).render(static_url=self.static_url, **variables)
-        return web.Response(text=html, content_type="text/html", charset="utf-8")
+        return web.Response(
+            text=self._render(template, **variables), content_type="text/html", charset="utf-8"
+        )
+
+    def _render(self, template: str, **variables: Any) -> str:
+        return _environment.get_template(template).render(static_url=self.static_url, **variables)
 
 
 async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
