@@ -17,7 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from maild.outbound.outgoing import agent_display_name
 from maild.storage import attachments as attachment_store
@@ -58,6 +58,7 @@ def _visible_messages(session: Session, ticket: Ticket) -> list[Message]:
         session.scalars(
             select(Message)
             .where(Message.ticket_id == ticket.id, Message.kind.in_(VISIBLE_KINDS))
+            .options(selectinload(Message.attachments))  # one query, not one per message
             .order_by(Message.created_at, Message.id)
         )
     )
@@ -76,10 +77,18 @@ def _desk_name(ticket: Ticket) -> str:
     return ticket.desk.sender_name or ticket.desk.name
 
 
-def _author(session: Session, ticket: Ticket, message: Message, viewer: Contact) -> str:
+def _agent_names(session: Session, ticket: Ticket, messages: list[Message]) -> dict[str, str]:
+    """Each agent reply's author as the customer saw it (the agent's display name), in one query."""
+    addresses = {m.from_address.lower() for m in messages if m.kind == "agent"}
+    if not addresses:
+        return {}
+    agents = session.scalars(select(Agent).where(Agent.email.in_(addresses)))
+    return {agent.email: agent_display_name(agent) for agent in agents}
+
+
+def _author(ticket: Ticket, message: Message, viewer: Contact, agent_names: dict[str, str]) -> str:
     if message.kind == "agent":
-        agent = session.scalars(select(Agent).where(Agent.email == message.from_address.lower())).first()
-        return agent_display_name(agent) if agent is not None else _desk_name(ticket)
+        return agent_names.get(message.from_address.lower()) or _desk_name(ticket)
     if message.from_address.lower() == viewer.email:
         return "You"
     # Another participant: the name they gave, never their address.
@@ -106,15 +115,17 @@ def ticket_page(session: Session, token: str) -> TicketPage | None:
     if opened is None:
         return None
     ticket = opened.ticket
+    visible = _visible_messages(session, ticket)
+    agent_names = _agent_names(session, ticket, visible)
     messages = tuple(
         PageMessage(
-            author=_author(session, ticket, message, opened.contact),
+            author=_author(ticket, message, opened.contact, agent_names),
             from_desk=message.kind == "agent",
             created_at=local_time(message.created_at, ticket.desk.timezone),
             text=_text(message),
             attachments=_attachments(message),
         )
-        for message in _visible_messages(session, ticket)
+        for message in visible
     )
     return TicketPage(
         number=ticket.number,
