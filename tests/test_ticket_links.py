@@ -97,3 +97,16 @@ def test_a_merged_tickets_link_opens_the_survivor(
     with session_factory() as s:
         opened = open_link(s, token)
         assert opened is not None and opened.ticket.number == number
+
+
+def test_a_sub_customer_taken_off_the_ticket_loses_the_page(
+    web_config: Path, number: str, session_factory: Factory
+) -> None:
+    rows = json.loads(ok(ctl(web_config, "ticket", "links", number, "--json")))
+    tokens = {r["email"]: r["url"].rsplit("/", 1)[1] for r in rows}
+
+    ok(ctl(web_config, "ticket", "cc", number, "remove", CAROL))
+
+    with session_factory() as s:
+        assert open_link(s, tokens[CAROL]) is None
+        assert open_link(s, tokens[ALICE]) is not None

@@ -7,8 +7,8 @@ sha256 is stored, so a copy of the database, a backup or a log opens no page; th
 be shown only when it is issued — `maildctl ticket links --revoke` issues new ones.
 
 A link opens the ticket it was issued for, or the ticket that one was merged into. It opens nothing once
-revoked, once its ticket is deleted (the rows go with it), or while its recipient's address or the
-ticket's customer is on the blocklist.
+revoked, once its ticket is deleted (the rows go with it), once its recipient is no longer on the ticket
+(a sub-customer removed), or while its recipient's address or the ticket's customer is on the blocklist.
 """
 
 from __future__ import annotations
@@ -153,6 +153,10 @@ def open_link(session: Session, token: str) -> OpenedLink | None:
     if link is None:
         return None
     ticket = survivor_of(link.ticket)
+    # A sub-customer taken off the ticket (`ticket cc … remove`) no longer sees it.
+    still_recipient = {contact.id for t in {link.ticket, ticket} for contact, _ in recipients(t)}
+    if link.contact_id not in still_recipient:
+        return None
     if find_block(session, [link.contact.email, ticket.customer.email]) is not None:
         return None
     return OpenedLink(link, ticket, link.contact)
