@@ -7,6 +7,8 @@ from typing import Any
 
 from maild.admin_cli.common import App, UserError, find_ticket, iso, print_json, print_table, who
 from maild.admin_cli.ticket_lookup import utc_now
+from maild.mail.tokens import load_secret
+from maild.outbound.link_tokens import link_key, link_url
 from maild.tickets import ticket_links
 from maild.tickets.lookup import survivor_of
 
@@ -14,8 +16,7 @@ from maild.tickets.lookup import survivor_of
 def register(sub: Any) -> None:
     links = sub.add_parser(
         "links",
-        help="each recipient's link to the ticket's page; one without a link gets one "
-        "(a link is shown only when issued: --revoke issues new ones)",
+        help="each recipient's link to the ticket's page; one without a link gets one",
     )
     links.add_argument("number")
     links.add_argument(
@@ -36,17 +37,15 @@ def show_links(app: App, args: argparse.Namespace) -> int:
                 'no [web] public_url in the config: links need it (public_url = "https://help.example.com")'
             )
         change = ticket_links.revoke_and_reissue if args.revoke else ticket_links.issue_missing
-        shown = change(session, ticket, actor=who(), now=utc_now())
+        key = link_key(load_secret(app.cfg.data_dir))
+        shown = change(session, key, ticket, actor=who(), now=utc_now())
         rows = [_row(ticket.number, public_url, item) for item in shown]
     if args.json:
         print_json(rows)
         return 0
     print_table(
         ("RECIPIENT", "ROLE", "ISSUED", "LINK"),
-        [
-            (r["email"], r["role"], r["issued_at"], r["url"] or "(issued before: --revoke for a new one)")
-            for r in rows
-        ],
+        [(r["email"], r["role"], r["issued_at"], r["url"]) for r in rows],
     )
     return 0
 
@@ -56,7 +55,7 @@ def _row(number: str, public_url: str, item: ticket_links.RecipientLink) -> dict
         "ticket": number,
         "email": item.contact.email,
         "role": item.role,
-        "issued_at": iso(item.link.created_at) if item.link is not None else None,
-        # Only the token's digest is stored: the URL is known only to the command that issued it.
-        "url": ticket_links.link_url(public_url, item.token) if item.token is not None else None,
+        "issued_at": iso(item.link.created_at),
+        "issued_now": item.issued,
+        "url": link_url(public_url, item.token),
     }

@@ -91,6 +91,14 @@ class Desk(Base):
     )
     # The name on the desk's own mail (`From: "ACME Support" <support@…>`); empty: the desk's name.
     sender_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # The customers' language (mail templates, web pages, status names, dates): en, de, pl, hu or pt.
+    language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
+    # Customers may rate each agent reply 1-5 on the ticket page (off by default, as in MUTicket).
+    web_ratings: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Anyone may open a ticket with the web form /new/<desk>; with web_confirm_address, only once the
+    # address has been confirmed through a link mailed to it.
+    web_new_tickets: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    web_confirm_address: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     addresses: Mapped[list[DeskAddress]] = relationship(
@@ -427,9 +435,10 @@ class QuarantineReport(Base):
 
 
 class TicketLink(Base):
-    """One recipient's link to a ticket's page (`<public_url>/t/<token>`, maild.tickets.ticket_links). Only
-    the token's sha256 is kept: a copy of the database opens no ticket page. Revoked links stay, for the
-    record; a recipient has at most one link not revoked."""
+    """One recipient's link to a ticket's page (`<public_url>/t/<token>`, maild.tickets.ticket_links). The
+    token is the random `nonce` and an HMAC over it, the ticket and the contact under the server secret:
+    a copy of the database alone opens no page. Revoked links stay, for the record (nonce None: issued
+    before migration 0015); a recipient has at most one link not revoked."""
 
     __tablename__ = "ticket_links"
     __table_args__ = (Index("ix_ticket_links_ticket_id_contact_id", "ticket_id", "contact_id"),)
@@ -437,12 +446,31 @@ class TicketLink(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str | None] = mapped_column(String(22), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     ticket: Mapped[Ticket] = relationship()
     contact: Mapped[Contact] = relationship()
+
+
+class Rating(Base):
+    """A customer's rating (1-5, optional comment) of one agent reply, from the ticket page: one per reply
+    and contact, changed in place. `agent_id`/`desk_id` are copied from the reply for the reports."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("message_id", "contact_id", name="uq_ratings_message_id_contact_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), index=True)
+    desk_id: Mapped[int] = mapped_column(ForeignKey("desks.id", ondelete="CASCADE"), index=True)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 @event.listens_for(Session, "before_flush")

@@ -24,6 +24,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, ListenAddress
+from maild.mail.tokens import load_secret
+from maild.outbound.link_tokens import link_key
 from maild.storage.db import reading, transaction
 from maild.templates import DEFAULT_DIR
 from maild.tickets.ticket_page import PageFile, TicketPage, attachment_file, ticket_page
@@ -78,6 +80,7 @@ class WebPages:
     def __init__(self, cfg: Config, factory: sessionmaker[Session]) -> None:
         self.cfg = cfg
         self.factory = reading(factory)  # GET only reads: no write lock, never waits for a writer
+        self.link_key = link_key(load_secret(cfg.data_dir))
         self.pool = ThreadPoolExecutor(WEB_THREADS, thread_name_prefix="web")
         prefix = urlsplit(cfg.web.public_url).path.rstrip("/")  # behind a proxy under a path
         self.static_url = f"{prefix}/static/maild.css"
@@ -123,7 +126,7 @@ class WebPages:
         return web.Response(text=html, content_type="text/html", charset="utf-8")
 
     def _page_html(self, session: Session, token: str) -> str | None:
-        found: TicketPage | None = ticket_page(session, token)
+        found: TicketPage | None = ticket_page(session, self.link_key, token)
         if found is None:
             return None
         return self._render(
@@ -137,7 +140,7 @@ class WebPages:
     async def attachment(self, request: web.Request) -> web.StreamResponse:
         token, attachment_id = request.match_info["token"], int(request.match_info["attachment"])
         found: PageFile | None = await self._read(
-            attachment_file, self.cfg.attachment_dir, token, attachment_id
+            attachment_file, self.link_key, self.cfg.attachment_dir, token, attachment_id
         )
         if found is None:
             raise web.HTTPNotFound()

@@ -126,10 +126,15 @@ class Addressing:
     references: list[str]
     thread_headers: Sequence[tuple[str, str | Header]] = ()
     from_name: str | None = None  # the From display name instead of the desk's (see _from_name)
+    # The envelope's recipients when not every To and Cc address: one recipient's own copy of a mail
+    # whose text is theirs (their ticket link), its headers the same as everybody's.
+    envelope: tuple[str, ...] = ()
 
     @property
     def recipients(self) -> list[str]:
-        """Every To and Cc address, once each, in order."""
+        """The envelope: every To and Cc address, once each, in order (or `envelope`)."""
+        if self.envelope:
+            return list(self.envelope)
         return list(dict.fromkeys(addr for _, addr in [*self.to, *self.cc]))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from maild.outbound.composing import HEADER_TEXT_MAX as HEADER_TEXT_MAX
 from maild.outbound.composing import Addressing, capped_text, compose, header_value, new_message_id
 from maild.outbound.composing import OutgoingAttachment as OutgoingAttachment
 from maild.outbound.composing import agent_display_name as agent_display_name
+from maild.outbound.link_tokens import link_key, link_url, recipients, token_for
 from maild.outbound.screening import DESK_LIMIT, active_agent_addresses, screen_to_cc
 from maild.outbound.stored_attachments import StoredAttachmentError as StoredAttachmentError
 from maild.outbound.stored_attachments import expand_stored as expand_stored
@@ -168,14 +169,48 @@ def queue_mail(
     _record_dropped(session, cfg, ticket, template, seen, dropped, now)
     if not to:
         return None
-    draft = _ticket_draft(cfg, ticket, template, variables or {}, attachments)
     addressing = _ticket_addressing(
         session, cfg, ticket, to, cc, references or [], in_reply_to, agent_id=agent_id, from_name=from_name
     )
     submitted = auto_submitted if automatic else None
-    return _queue(
-        session, cfg, draft, addressing, now=now, auto_submitted=submitted, exempt_agents=exempt_agents
-    )
+    links = _links_by_recipient(session, cfg, ticket, template, addressing.recipients, now)
+    if not links:
+        draft = _ticket_draft(cfg, ticket, template, variables or {}, attachments)
+        return _queue(
+            session, cfg, draft, addressing, now=now, auto_submitted=submitted, exempt_agents=exempt_agents
+        )
+    # Each recipient their own copy (same headers, own envelope and Message-ID) with their own link.
+    rows = [
+        _queue(
+            session,
+            cfg,
+            _ticket_draft(cfg, ticket, template, {**(variables or {}), "ticket_url": url}, attachments),
+            replace(addressing, envelope=(address,)),
+            now=now,
+            auto_submitted=submitted,
+            exempt_agents=exempt_agents,
+        )
+        for address, url in links.items()
+    ]
+    return rows[0]
+
+
+def _links_by_recipient(
+    session: Session, cfg: Config, ticket: Ticket, template: str, addresses: list[str], now: dt.datetime
+) -> dict[str, str]:
+    """Each address's own ticket page link (`[web] public_url` set, a mail the customers see); an
+    address that is not one of the ticket's recipients gets the config's `ticket_url`. Empty: no links."""
+    if not cfg.web.public_url or template in AGENT_ONLY_TEMPLATES:
+        return {}
+    key = link_key(load_secret(cfg.data_dir))
+    contacts = {normalize(contact.email): contact for contact, _ in recipients(ticket)}
+    fallback = ticket_variables(cfg, ticket)["ticket_url"]
+    links = {}
+    for address in addresses:
+        contact = contacts.get(normalize(address))
+        token = token_for(session, key, ticket, contact, now=now) if contact is not None else None
+        links[address] = link_url(cfg.web.public_url, token) if token is not None else fallback
+    return links
 
 
 def _record_dropped(

@@ -109,9 +109,9 @@ def _attachments(message: Message) -> tuple[PageAttachment, ...]:
     )
 
 
-def ticket_page(session: Session, token: str) -> TicketPage | None:
+def ticket_page(session: Session, key: bytes, token: str) -> TicketPage | None:
     """The page a token opens, or None (unknown, revoked, blocked: the caller answers 404)."""
-    opened = open_link(session, token)
+    opened = open_link(session, key, token)
     if opened is None:
         return None
     ticket = opened.ticket
@@ -145,10 +145,10 @@ class PageFile:
 
 
 def attachment_file(
-    session: Session, attachment_dir: Path, token: str, attachment_id: int
+    session: Session, key: bytes, attachment_dir: Path, token: str, attachment_id: int
 ) -> PageFile | None:
     """An attachment of a customer-visible message of the ticket the token opens, or None."""
-    opened = open_link(session, token)
+    opened = open_link(session, key, token)
     if opened is None:
         return None
     row = session.get(Attachment, attachment_id)
