@@ -44,7 +44,15 @@ _SWITCHES = (
     ),
     ("clients_only", "only known contacts may open tickets by mail; others are refused (default off)"),
     ("replies_only", "new tickets by mail are refused with the replies_only_refusal mail (default off)"),
+    ("web_ratings", "customers may rate each agent reply 1-5 on the ticket page (default off)"),
+    ("web_new_tickets", "anyone may open a ticket with the web form /new/<desk> (default off)"),
+    (
+        "web_confirm_address",
+        "a ticket from the web form is opened only once its address is confirmed by a mailed link "
+        "(default off)",
+    ),
 )
+LANGUAGES = ("en", "de", "pl", "hu", "pt")  # the languages maild's default templates and pages speak
 
 
 def option_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +79,11 @@ def option_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auto-close-statuses",
         help="only tickets in these statuses are auto-closed (default 'waiting,resolved')",
+    )
+    parser.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        help="the customers' language: mail templates, web pages, status names, dates (default en)",
     )
     parser.add_argument(
         "--sender-name",
@@ -113,6 +126,8 @@ def desk_options(args: argparse.Namespace) -> dict[str, Any]:
         options["allowed_extensions"] = ",".join(sorted(extensions))
     if args.sender_name is not None:
         options["sender_name"] = sender_name(args.sender_name)
+    if args.language is not None:
+        options["language"] = args.language
     return options
 
 

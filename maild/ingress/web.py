@@ -58,7 +58,10 @@ _environment = Environment(
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    extensions=["jinja2.ext.i18n"],
 )
+# Page text is written {{ _("English") }} / {% trans %}: the desk's language comes with the render (issue 18).
+_environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
 
 def customer_words(name: str) -> str:
