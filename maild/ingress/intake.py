@@ -244,6 +244,15 @@ class Intake:
             )
         return f"250 2.0.0 OK, spooled as {','.join(map(str, spooled.spool_ids))}"
 
+    async def take(self, raw: bytes, recipient: str, ingress: str, mail_from: str) -> Spooled:
+        """A mail made here (the web pages' replies and new tickets): durable and committed like one from
+        a listener, then handed to the pipeline. Raises when it could not be spooled (nothing taken)."""
+        file = await self._file_of(raw)
+        mail = PendingMail(file, (normalize(recipient),), ingress, mail_from or NULL_SENDER)
+        task = asyncio.ensure_future(self._spool(mail, (recipient,), header_fields(file.head).message_id))
+        task.add_done_callback(self._hand_over)
+        return await asyncio.shield(task)
+
     async def _file_of(self, raw: bytes) -> SpoolFile:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(

@@ -132,7 +132,7 @@ class Daemon:
             cfg, self.factory, self.addresses, self.intake_pool, self.workers, self.stopping, self._status
         )
         # The customers' pages ([web] listen): on this loop, reading in threads of their own.
-        self.web = WebPages(cfg, self.factory) if cfg.web.listen is not None else None
+        self.web = WebPages(cfg, self.factory, self.intake.take) if cfg.web.listen is not None else None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

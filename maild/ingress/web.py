@@ -15,6 +15,7 @@ every response carries a strict Content-Security-Policy. No access log: a reques
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -24,12 +25,15 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, ListenAddress
+from maild.ingress.intake import Spooled
 from maild.mail.tokens import load_secret
 from maild.outbound.link_tokens import link_key
 from maild.storage.db import reading, transaction
 from maild.templates import DEFAULT_DIR
 from maild.tickets.ticket_page import PageFile, TicketPage, attachment_file, ticket_page
 
+# (raw bytes, envelope recipient, ingress name, envelope sender) -> the spooled rows; raises if not taken.
+TakeMail = Callable[[bytes, str, str, str], Awaitable[Spooled]]
 WEB_DIR = DEFAULT_DIR / "web"
 WEB_THREADS = 2
 SECURITY_HEADERS = {
@@ -80,9 +84,12 @@ def content_disposition(filename: str) -> str:
 class WebPages:
     """The aiohttp application and the reads behind it; `start` binds, `stop` closes."""
 
-    def __init__(self, cfg: Config, factory: sessionmaker[Session]) -> None:
+    def __init__(self, cfg: Config, factory: sessionmaker[Session], take_mail: TakeMail) -> None:
         self.cfg = cfg
         self.factory = reading(factory)  # GET only reads: no write lock, never waits for a writer
+        self.writer = factory  # a POST's change: `transaction(self.writer)` in the pool
+        # A mail the pages make (a reply, a new ticket) enters like any other: spooled, then the pipeline.
+        self.take_mail = take_mail
         self.link_key = link_key(load_secret(cfg.data_dir))
         self.pool = ThreadPoolExecutor(WEB_THREADS, thread_name_prefix="web")
         prefix = urlsplit(cfg.web.public_url).path.rstrip("/")  # behind a proxy under a path
