@@ -161,21 +161,23 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=32)
+def _with_option(factory: sessionmaker[Session], option: str) -> sessionmaker[Session]:
+    bind = factory.kw["bind"]
+    return sessionmaker(bind.execution_options(**{option: True}), expire_on_commit=False)
+
+
 def urgent(factory: sessionmaker[Session]) -> sessionmaker[Session]:
     """Sessions of `factory`'s database for transactions a client waits on (the intake's commit before
     its 250): on SQLite they take the write lock before any waiting pipeline or sender transaction."""
-    bind = factory.kw["bind"]
-    return sessionmaker(bind.execution_options(**{URGENT: True}), expire_on_commit=False)
+    return _with_option(factory, URGENT)
 
 
-@lru_cache(maxsize=16)
 def reading(factory: sessionmaker[Session]) -> sessionmaker[Session]:
     """Sessions of `factory`'s database for transactions that only read. On SQLite they begin DEFERRED and
     take neither SQLite's write lock nor ours, so the reader that looks up a batch's rows never waits for
     the batch before it (a write in such a session may fail with "database is locked": transient)."""
-    bind = factory.kw["bind"]
-    return sessionmaker(bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    return _with_option(factory, READ_ONLY)
 
 
 def is_transient(error: BaseException) -> bool:
