@@ -84,6 +84,11 @@ class ScheduledJobs:
             result = await asyncio.get_running_loop().run_in_executor(
                 self.pool, self.recorded, name, job, self.factory, self.cfg, *args
             )
+        except asyncio.CancelledError:
+            # A stop while the job ran (its thread finishes on its own; the pool waits for it on close):
+            # not a failure, and APScheduler would log a cancelled job as an error with a traceback.
+            log.info("job_cancelled", job=name)
+            return None, started
         except Exception as exc:
             log.error("job_failed", job=name, error=describe(exc))
             return None, started
