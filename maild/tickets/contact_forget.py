@@ -90,6 +90,7 @@ class Forgotten:
     spool_files: list[str] = field(default_factory=list)  # digests to remove after the commit
     attachment_files: list[str] = field(default_factory=list)
     maildir_rows: list[int] = field(default_factory=list)  # outbox ids whose outgoing Maildir copies go
+    quoting: set[int] = field(default_factory=set)  # spool ids of others' mails whose text named them
     files_removed: int = 0
 
     def as_json(self) -> dict[str, Any]:
@@ -123,12 +124,12 @@ def forget(
     with transaction(factory) as session:
         held = find_holdings(session, address)
         earlier = _earlier_entries(session, mac, address)
-        if held.empty:
+        if _nothing_to_erase(held):
             if not earlier:
                 raise NothingHeld(address)
             result = Forgotten(str(earlier[-1].detail.get("contact", "")), already=True)
         else:
-            result = _erase(session, cfg, held, naming, now)
+            result = _erase(session, held, naming, now)
             record(session, "contact_forget", _entry_detail(result, mac), actor=actor)
         for entry in earlier:  # a crash after an earlier run's commit left these: finish them
             result.spool_files += entry.detail.get("spool_files", [])
@@ -137,6 +138,17 @@ def forget(
         files = _still_unused(session, result)
     result.files_removed = remove_files(cfg, files, result.maildir_rows, cutoff=now)
     return result
+
+
+def _nothing_to_erase(held: Holdings) -> bool:
+    """Nothing but what forget keeps (blocklist entries), or the pseudonym of a contact forgotten before:
+    no mail is ever sent to it, and none comes from it."""
+    contact = held.contact
+    if contact is not None and contact.status_reason == CONTACT_REASON and contact.email.endswith("@invalid"):
+        return True
+    return contact is None and not (
+        held.authored or held.audits or held.auto_replies or held.spool_rows or held.outbox_rows
+    )
 
 
 def _entry_detail(result: Forgotten, mac: str) -> dict[str, Any]:
@@ -185,7 +197,7 @@ def spool_rows_naming(factory: sessionmaker[Session], cfg: Config, address: str)
     return found
 
 
-def _erase(session: Session, cfg: Config, held: Holdings, naming: set[int], now: dt.datetime) -> Forgotten:
+def _erase(session: Session, held: Holdings, naming: set[int], now: dt.datetime) -> Forgotten:
     contact = held.contact
     pseudonym = f"forgotten-{contact.id}@invalid" if contact is not None else "forgotten@invalid"
     scrub = scrubber_for(held, pseudonym)
@@ -230,9 +242,10 @@ def _erase_ticket(
         # On their ticket only another customer's mail stays (scrubbed): it is that person's data.
         if by_them or (theirs and message.kind != "customer"):
             _erase_message(message, result.pseudonym, result)
-        else:
-            _scrub_message(message, scrub)
+        elif _scrub_message(message, scrub):
             result.messages_scrubbed += 1
+            if message.spool_id is not None:
+                result.quoting.add(message.spool_id)  # its raw mail names them too (a quote, a CC)
     for flag in session.scalars(select(TicketFlag).where(TicketFlag.ticket_id == ticket.id)):
         flag.note = ERASED_TEXT if theirs else scrub.text(flag.note)
 
@@ -260,7 +273,9 @@ def _erased_id(message_id: str, pseudonym: str) -> str:
     return f"<forgotten.{hashlib.sha256(message_id.encode()).hexdigest()[:32]}@invalid>"
 
 
-def _scrub_message(message: Message, scrub: Scrubber) -> None:
+def _scrub_message(message: Message, scrub: Scrubber) -> bool:
+    """Another person's message, without the person's address, names and lines: whether any was there."""
+    before = (message.subject, message.text, message.visible_text, message.html, message.in_reply_to)
     message.subject = scrub.text(message.subject)
     message.text = scrub.text(message.text)
     message.visible_text = scrub.text(message.visible_text)
@@ -269,6 +284,7 @@ def _scrub_message(message: Message, scrub: Scrubber) -> None:
     message.in_reply_to = scrub.text(message.in_reply_to)
     for row in message.attachments:
         row.filename = scrub.text(row.filename)
+    return before != (message.subject, message.text, message.visible_text, message.html, message.in_reply_to)
 
 
 def _erase_spool(
@@ -281,7 +297,7 @@ def _erase_spool(
     now: dt.datetime,
 ) -> None:
     """Their mail, every mail of their tickets and every mail naming them: raw file to go, row scrubbed."""
-    ids = {row.id for row in held.spool_rows} | naming
+    ids = {row.id for row in held.spool_rows} | naming | result.quoting
     ticket_ids = owned
     on_theirs = select(Message.spool_id).where(
         Message.ticket_id.in_(ticket_ids), Message.spool_id.is_not(None)
