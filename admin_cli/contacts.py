@@ -184,7 +184,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def forget_contact(app: App, args: argparse.Namespace) -> int:
-    from maild.tickets.contact_forget import NothingHeld, forget
+    from maild.tickets.contact_forget import NotACustomer, NothingHeld, forget
 
     email = normalize(args.email)
     if not args.yes:
@@ -194,6 +194,8 @@ def forget_contact(app: App, args: argparse.Namespace) -> int:
         )
     try:
         result = forget(app.factory, app.cfg, email, actor=who(), now=dt.datetime.now(dt.UTC))
+    except NotACustomer as exc:
+        raise UserError(f"not forgotten: {exc}") from None
     except NothingHeld:
         raise UserError(
             f"no contact {email} and nothing maild holds names it: see 'maildctl contact list'"

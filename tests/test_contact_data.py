@@ -27,6 +27,7 @@ from maild.storage import attachments as attachment_store
 from maild.storage.models import AuditLog, Base, BlockEntry, Contact, Message, Rating, Ticket
 from maild.storage.spool import record_received, write_raw
 from maild.tickets import contact_forget
+from maild.tickets.contact_data import address_pattern
 from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, crlf, deliver, make_agent, make_desk, ticket
 
@@ -270,6 +271,7 @@ def test_forget_leaves_nothing_of_the_person_and_everything_of_the_others(
         assert "forgotten before" in ok(ctl(config_file, "contact", "forget", again, "--yes"))
     with session_factory() as session:
         assert len(session.scalars(select(AuditLog).where(AuditLog.action == "contact_forget")).all()) == 1
+    assert "is an agent" in one_line_error(ctl(config_file, "contact", "forget", AGENT, "--yes"))
     line = one_line_error(ctl(config_file, "contact", "forget", "nobody@nowhere.example", "--yes"))
     assert "no contact nobody@nowhere.example" in line
 
@@ -348,3 +350,14 @@ def test_a_crash_after_the_commit_leaves_files_the_next_run_removes(
     assert _leftovers(session_factory, cfg.data_dir, [ALICE, ALICE_NAME, PHRASE]) == [
         f"blocklist.pattern: {ALICE}"  # kept on purpose: the admin's block stays in force
     ]
+
+
+def test_the_address_is_found_whole_never_inside_another() -> None:
+    pattern = address_pattern("alice@x.example")
+    found = [
+        t for t in ("malice@x.example", "alice@x.example.org", "bob.alice@x.example") if pattern.search(t)
+    ]
+    assert found == []
+    assert all(
+        pattern.search(t) for t in ("<Alice@X.example>", "write alice@x.example.", '"alice@x.example"')
+    )

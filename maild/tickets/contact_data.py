@@ -21,6 +21,8 @@ The other tables hold no address or mail text (desks, agents, statuses, rules, c
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +77,16 @@ class Holdings:
         return sorted([*self.owned, *self.shared], key=lambda t: t.id)
 
 
+def address_pattern(address: str) -> re.Pattern[str]:
+    """`address` as a whole address in text, any case: not inside a longer one (alice@x in malice@x)."""
+    return re.compile(rf"(?<![\w.%+\-]){re.escape(address)}(?![\w\-]|\.\w)", re.IGNORECASE)
+
+
+def address_bytes_pattern(address: str) -> re.Pattern[bytes]:
+    """address_pattern for raw mail."""
+    return re.compile(address_pattern(address).pattern.encode(), re.IGNORECASE)
+
+
 def names(text_column: Any, address: str) -> ColumnElement[bool]:
     """SQL: the (JSON or text) column, as lower-cased text, contains `address` (no LIKE wildcards)."""
     return func.lower(cast(text_column, Text)).contains(address, autoescape=True)
@@ -94,13 +106,16 @@ def find_holdings(session: Session, address: str) -> Holdings:
             select(Message).where(func.lower(Message.from_address) == address).order_by(Message.id)
         )
     )
-    held.audits = list(
-        session.scalars(
+    pattern = address_pattern(address)
+    held.audits = [  # LIKE finds the candidates, the pattern the address itself (not "m" + address)
+        entry
+        for entry in session.scalars(
             select(AuditLog)
             .where(or_(func.lower(AuditLog.actor) == address, names(AuditLog.detail, address)))
             .order_by(AuditLog.id)
         )
-    )
+        if entry.actor.lower() == address or pattern.search(json.dumps(entry.detail, ensure_ascii=False))
+    ]
     ticket_ids = {m.ticket_id for m in held.authored} | {a.ticket_id for a in held.audits if a.ticket_id}
     if contact is not None:
         _contact_rows(session, held, contact, ticket_ids)
@@ -127,8 +142,9 @@ def find_holdings(session: Session, address: str) -> Holdings:
             .order_by(SpoolEntry.id)
         )
     )
-    held.outbox_rows = list(
-        session.scalars(
+    held.outbox_rows = [
+        row
+        for row in session.scalars(
             select(OutboxMessage)
             .where(
                 or_(
@@ -144,7 +160,8 @@ def find_holdings(session: Session, address: str) -> Holdings:
             )
             .order_by(OutboxMessage.id)
         )
-    )
+        if address in {a.lower() for a in [*row.rcpt_to, *row.delivered_to, *row.failed_to]}
+    ]
     return held
 
 

@@ -50,8 +50,10 @@ from maild.storage import attachments as attachment_store
 from maild.storage.db import transaction
 from maild.storage.files import content_path, discard_stale
 from maild.storage.models import (
+    Agent,
     Attachment,
     AuditLog,
+    DeskAddress,
     Message,
     OutboxMessage,
     Participant,
@@ -61,7 +63,7 @@ from maild.storage.models import (
     naive_utc,
 )
 from maild.storage.spool import SUFFIX
-from maild.tickets.contact_data import Holdings, find_holdings
+from maild.tickets.contact_data import Holdings, address_bytes_pattern, find_holdings
 from maild.tickets.forget_scrub import Scrubber, scrubber_for
 from maild.tickets.ticket_ops import record
 
@@ -73,6 +75,10 @@ CONTACT_REASON = "forgotten (maildctl contact forget)"
 
 class NothingHeld(Exception):
     """No contact has the address and nothing maild holds names it."""
+
+
+class NotACustomer(Exception):
+    """The address is an agent's or a desk's: forgetting it would erase the helpdesk's own mail."""
 
 
 @dataclass
@@ -122,6 +128,12 @@ def forget(
     naming = spool_rows_naming(factory, cfg, address)
     mac = address_mac(cfg, address)
     with transaction(factory) as session:
+        if session.scalars(select(Agent.id).where(Agent.email == address)).first() is not None:
+            raise NotACustomer(
+                f"{address} is an agent, not a customer (agents are changed with 'maildctl agent set')"
+            )
+        if session.scalars(select(DeskAddress.id).where(DeskAddress.address == address)).first() is not None:
+            raise NotACustomer(f"{address} is a desk address")
         held = find_holdings(session, address)
         earlier = _earlier_entries(session, mac, address)
         if _nothing_to_erase(held):
@@ -183,13 +195,13 @@ def spool_rows_naming(factory: sessionmaker[Session], cfg: Config, address: str)
                 SpoolEntry.raw_purged_at.is_(None), SpoolEntry.state == "done"
             )
         ).all()
-    needle = address.encode()
+    pattern = address_bytes_pattern(address)
     found: set[int] = set()
     seen: dict[str, bool] = {}
     for spool_id, digest in rows:
         if digest not in seen:
             try:
-                seen[digest] = needle in content_path(cfg.spool_dir, digest, SUFFIX).read_bytes().lower()
+                seen[digest] = bool(pattern.search(content_path(cfg.spool_dir, digest, SUFFIX).read_bytes()))
             except FileNotFoundError:
                 seen[digest] = False
         if seen[digest]:

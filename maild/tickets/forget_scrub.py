@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from maild.tickets.contact_data import Holdings
+from maild.tickets.contact_data import Holdings, address_bytes_pattern, address_pattern
 
 NAME_REMOVED = "[name removed]"
 LINE_REMOVED = "[removed]"
@@ -30,7 +30,7 @@ class Scrubber:
     def text(self, value: str) -> str:
         if not value:
             return value
-        value = re.sub(re.escape(self.address), self.pseudonym, value, flags=re.IGNORECASE)
+        value = address_pattern(self.address).sub(self.pseudonym, value)
         for name in self.names:
             value = re.sub(re.escape(name), NAME_REMOVED, value, flags=re.IGNORECASE)
         for line in self.lines:
@@ -49,7 +49,7 @@ class Scrubber:
     def raw(self, value: bytes) -> bytes:
         """A mail's bytes: the same replacements where the text is plain (encoded words and quoted-printable
         or base64 bodies are not decoded)."""
-        value = re.sub(re.escape(self.address.encode()), self.pseudonym.encode(), value, flags=re.IGNORECASE)
+        value = address_bytes_pattern(self.address).sub(self.pseudonym.encode(), value)
         for name in self.names:
             value = re.sub(re.escape(name.encode()), NAME_REMOVED.encode(), value, flags=re.IGNORECASE)
         for line in self.lines:
@@ -58,7 +58,9 @@ class Scrubber:
 
     def names_bytes(self, value: bytes) -> bool:
         lowered = value.lower()
-        return self.address.encode() in lowered or any(n.lower().encode() in lowered for n in self.names)
+        return bool(address_bytes_pattern(self.address).search(value)) or any(
+            n.lower().encode() in lowered for n in self.names
+        )
 
 
 def scrubber_for(held: Holdings, pseudonym: str) -> Scrubber:
