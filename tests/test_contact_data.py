@@ -127,6 +127,14 @@ def world(session_factory: Factory, cfg: Config, config_file: Path) -> dict[str,
     )
     theirs = deliver(session_factory, cfg, theirs_raw, SUPPORT).ticket_number
     assert theirs is not None
+    _shared_thread(session_factory, cfg, theirs)
+    _rate_the_agent_reply(session_factory)
+    sender.flush(session_factory, cfg)
+    return {"mine": mine, "theirs": theirs}
+
+
+def _shared_thread(session_factory: Factory, cfg: Config, theirs: str) -> None:
+    """Alice writes on Quinn's ticket, and Quinn quotes her."""
     deliver(
         session_factory,
         cfg,
@@ -153,6 +161,10 @@ def world(session_factory: Factory, cfg: Config, config_file: Path) -> dict[str,
         ),
         SUPPORT,
     )
+
+
+def _rate_the_agent_reply(session_factory: Factory) -> None:
+    """As the ticket page would: Alice rates the agent's reply, with a comment in her words."""
     with session_factory.begin() as session:
         agent_reply = session.scalars(
             select(Message).where(Message.kind == "agent").order_by(Message.id)
@@ -169,8 +181,6 @@ def world(session_factory: Factory, cfg: Config, config_file: Path) -> dict[str,
                 comment=f"{PHRASE}, but fast",
             )
         )
-    sender.flush(session_factory, cfg)
-    return {"mine": mine, "theirs": theirs}
 
 
 def _deliver_from(factory: Factory, cfg: Config, mail_from: str, raw: bytes) -> Result:

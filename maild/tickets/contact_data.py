@@ -134,6 +134,13 @@ def find_holdings(session: Session, address: str) -> Holdings:
             select(AutoReplySent).where(AutoReplySent.address == address).order_by(AutoReplySent.id)
         )
     )
+    _mail_rows(session, held)
+    return held
+
+
+def _mail_rows(session: Session, held: Holdings) -> None:
+    """The spool rows of mail from them, the outbox rows of mail to them."""
+    address = held.address
     spool_ids = {m.spool_id for m in held.authored if m.spool_id is not None}
     held.spool_rows = list(
         session.scalars(
@@ -162,7 +169,6 @@ def find_holdings(session: Session, address: str) -> Holdings:
         )
         if address in {a.lower() for a in [*row.rcpt_to, *row.delivered_to, *row.failed_to]}
     ]
-    return held
 
 
 def _contact_rows(session: Session, held: Holdings, contact: Contact, ticket_ids: set[int]) -> None:

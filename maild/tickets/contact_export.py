@@ -72,6 +72,16 @@ def export_json(session: Session, held: Holdings, *, now: dt.datetime) -> dict[s
         "blocklist": [
             {"pattern": b.pattern, "reason": b.reason, "created_at": iso(b.created_at)} for b in held.blocks
         ],
+        **_mail(session, held),
+        "automatic_replies": {
+            "count": len(held.auto_replies),
+            "last_at": iso(held.auto_replies[-1].sent_at) if held.auto_replies else None,
+        },
+    }
+
+
+def _mail(session: Session, held: Holdings) -> dict[str, Any]:
+    return {
         "mail_from_them": [
             {
                 "spool_id": row.id,
@@ -96,10 +106,6 @@ def export_json(session: Session, held: Holdings, *, now: dt.datetime) -> dict[s
             }
             for row in held.outbox_rows
         ],
-        "automatic_replies": {
-            "count": len(held.auto_replies),
-            "last_at": iso(held.auto_replies[-1].sent_at) if held.auto_replies else None,
-        },
     }
 
 
