@@ -106,21 +106,41 @@ def test_rating_links_confirm_and_only_a_post_stores(
     carol_rate = f"{carol_url}/rate/{message_id}"
     assert post(carol_rate, {"csrf": carol_forms[carol_rate], "score": "5"}).status == 303
 
+    replies = _show_and_report_agree(web_config, ticket_number, int(message_id))
+    _ratings_off_answer_404(web_config, session_factory, page_url, link, csrf, replies)
+    assert serve.stop() == EX_OK
+
+
+def _show_and_report_agree(
+    web_config: Path, ticket_number: str, message_id: int
+) -> dict[int, dict[str, Any]]:
+    """Alice's 2 and Carol's 5 of the reply, in `ticket show --json` and `report` (JSON and text)."""
     replies = {m["id"]: m for m in show(web_config, ticket_number)["messages"]}
-    rated = replies[int(message_id)]["ratings"]
+    rated = replies[message_id]["ratings"]
     assert [(r["contact"], r["score"], r["comment"]) for r in rated] == [
         (ALICE, 2, "<b>quick</b> fix"),
         (CAROL, 5, ""),
     ]
     assert all(r["rated_at"].endswith("Z") for r in rated)
-    assert all(m["ratings"] == [] for i, m in replies.items() if i != int(message_id))
+    assert all(m["ratings"] == [] for i, m in replies.items() if i != message_id)
     expected = {"count": 2, "mean": 3.5, "distribution": {"1": 0, "2": 1, "3": 0, "4": 0, "5": 1}}
     numbers = report(web_config)
     assert [d["ratings"] for d in numbers["desks"]] == [expected]
     assert {a["agent"]: a["ratings"] for a in numbers["agents"]}[BOB] == expected
     text_report = ok(ctl(web_config, "report"))
     assert "RATINGS" in text_report and "1:0 2:1 3:0 4:0 5:1" in text_report and "3.50" in text_report
+    return replies
 
+
+def _ratings_off_answer_404(
+    web_config: Path,
+    session_factory: Factory,
+    page_url: str,
+    link: str,
+    csrf: str,
+    replies: dict[int, dict[str, Any]],
+) -> None:
+    """A customer message is not rated; with the desk's ratings off, links and forms answer 404."""
     customer_message = next(i for i, m in replies.items() if m["kind"] == "customer")
     assert get(f"{page_url}/rate/{customer_message}").status == 404  # only agent replies are rated
     ok(ctl(web_config, "desk", "set", "support", "--no-web-ratings"))
@@ -128,4 +148,3 @@ def test_rating_links_confirm_and_only_a_post_stores(
     assert post(link, {"csrf": csrf, "score": "3"}).status == 404
     assert "/rate/" not in get(page_url).text
     assert len(ratings(session_factory)) == 2
-    assert serve.stop() == EX_OK

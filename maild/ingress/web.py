@@ -8,7 +8,7 @@
 
 Anything else, and a token that opens nothing (unknown, revoked, its ticket deleted, its recipient
 blocked), is a plain 404 page. A GET only reads (mail scanners follow links); only a POST with the
-page's CSRF token changes anything (maild.ingress.web_forms). The database is read in a small thread pool
+page's CSRF token changes anything (maild.ingress.page_forms). The database is read in a small thread pool
 of its own, so page views never wait behind intake threads nor hold up the loop. Pages are Jinja2
 templates (templates/web/), autoescaped, without script; every response carries a strict
 Content-Security-Policy. No access log: a request's path is a secret.
@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, ListenAddress
 from maild.ingress.intake import Spooled
+from maild.ingress.page_forms import Problem, csrf_token
 from maild.ingress.web_actions import add_action_routes
-from maild.ingress.web_forms import Problem, csrf_token
 from maild.mail.tokens import load_secret
 from maild.outbound.link_tokens import link_key
 from maild.storage.db import reading, transaction
@@ -42,7 +42,7 @@ TakeMail = Callable[[bytes, str, str, str], Awaitable[Spooled]]
 RouteAdder = Callable[["WebPages", web.Application], None]
 WEB_DIR = DEFAULT_DIR / "web"
 WEB_THREADS = 2
-# An urlencoded form is small (a rating's comment); a form with files is read by web_forms.read_form,
+# An urlencoded form is small (a rating's comment); a form with files is read by page_forms.read_form,
 # which bounds it itself (FormLimits), part by part.
 CLIENT_MAX_SIZE = 1_000_000
 SECURITY_HEADERS = {

@@ -5,7 +5,7 @@
     GET  /t/<token>/rate/<message>      the rating form for one agent reply (?score=N preselects)
     POST /t/<token>/rate/<message>      the rating stored (or changed)
 
-Each POST must carry its form's CSRF token and must not come from another site (web_forms); then it is
+Each POST must carry its form's CSRF token and must not come from another site (page_forms); then it is
 checked and either answered with the page and a clear message (nothing stored) or done and redirected
 (303) to the page with a notice. A GET here only shows a form: the rating links in the agent_reply mail
 lead to it, and mail scanners follow links.
@@ -27,7 +27,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from maild.config import Config
-from maild.ingress.web_forms import (
+from maild.ingress.page_forms import (
     CSRF_FIELD,
     N_,
     FormLimits,
