@@ -28,14 +28,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, ListenAddress
 from maild.ingress.intake import Spooled
+from maild.ingress.log_fields import describe
 from maild.ingress.page_forms import Problem, csrf_token
 from maild.ingress.web_actions import add_action_routes
+from maild.logs import get_logger
 from maild.mail.tokens import load_secret
 from maild.outbound.link_tokens import link_key
+from maild.outbound.sender import flush
 from maild.storage.db import reading, transaction
 from maild.templates import DEFAULT_DIR
 from maild.tickets.ticket_page import PageFile, TicketPage, attachment_file, ticket_page
 
+log = get_logger("maild.web")
 # (raw bytes, envelope recipient, ingress name, envelope sender) -> the spooled rows; raises if not taken.
 TakeMail = Callable[[bytes, str, str, str], Awaitable[Spooled]]
 # Adds a group of routes to the application (the ticket page's, its forms', other pages'): see ROUTES.
@@ -109,6 +113,9 @@ class WebPages:
         self.take_mail = take_mail
         self.link_key = link_key(load_secret(cfg.data_dir))
         self.pool = ThreadPoolExecutor(WEB_THREADS, thread_name_prefix="web")
+        # Mail a page queued (the agents' notice of a close) is sent here, never in a page's thread.
+        self.sender = ThreadPoolExecutor(1, thread_name_prefix="web-send")
+        self.sending: set[asyncio.Future[Any]] = set()
         prefix = urlsplit(cfg.web.public_url).path.rstrip("/")  # behind a proxy under a path
         self.prefix = prefix
         self.static_url = f"{prefix}/static/maild.css"
@@ -141,6 +148,7 @@ class WebPages:
         if self.runner is not None:
             await self.runner.cleanup()
         self.pool.shutdown(wait=True)
+        self.sender.shutdown(wait=True)  # what it has not sent stays queued: the outbox job sends it
 
     async def read(self, read: Any, *args: Any) -> Any:
         def work() -> Any:
@@ -157,6 +165,23 @@ class WebPages:
                 return change(session, *args)
 
         return await asyncio.get_running_loop().run_in_executor(self.pool, work)
+
+    def send_soon(self, outbox_ids: list[int]) -> None:
+        """Send these outbox rows now, in the background (as the pipeline sends the mail it queues); what
+        fails stays queued for the outbox job."""
+        if not outbox_ids:
+            return
+        future = asyncio.get_running_loop().run_in_executor(
+            self.sender, flush, self.writer, self.cfg, outbox_ids
+        )
+        self.sending.add(future)
+        future.add_done_callback(self._sent)
+
+    def _sent(self, future: asyncio.Future[Any]) -> None:
+        self.sending.discard(future)
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            log.warning("web_mail_not_sent", error=describe(error))
 
     async def page(self, request: web.Request) -> web.Response:
         # Read and render in the pool: a long ticket's page is milliseconds the loop need not spend.

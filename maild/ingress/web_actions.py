@@ -27,6 +27,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from maild.config import Config
+from maild.ingress.log_fields import describe
 from maild.ingress.page_forms import (
     CSRF_FIELD,
     N_,
@@ -42,7 +43,7 @@ from maild.ingress.page_forms import (
 from maild.logs import get_logger
 from maild.mail.attachment_policy import MB
 from maild.storage.db import is_transient
-from maild.tickets.customer_close import close_by_customer
+from maild.tickets.customer_close import Closed, close_by_customer
 from maild.tickets.ratings import SCORES, rate, rateable_reply
 from maild.tickets.ticket_links import open_link
 from maild.tickets.ticket_page import ticket_page
@@ -65,6 +66,7 @@ class Pages(Protocol):
     async def read(self, read: Any, *args: Any) -> Any: ...
     async def write(self, change: Any, *args: Any) -> Any: ...
     def page_url(self, token: str) -> str: ...
+    def send_soon(self, outbox_ids: list[int]) -> None: ...
     async def ticket_html(
         self, token: str, *, status: int = 200, problem: Problem | None = None, **variables: Any
     ) -> web.Response: ...
@@ -128,7 +130,7 @@ class WebActions:
         try:
             await self.pages.take_mail(made.raw, made.recipient, WEB_INGRESS, made.mail_from)
         except Exception as exc:  # not taken: nothing stored; the customer still has their text
-            log.warning("web_reply_not_taken", error=f"{type(exc).__name__}: {exc}")
+            log.warning("web_reply_not_taken", error=describe(exc))
             return await self.pages.ticket_html(token, status=503, problem=TRY_LATER, reply_text=text)
         raise self._done(token, "replied")
 
@@ -168,16 +170,17 @@ class WebActions:
         if form.problem is not None:
             return await self.pages.ticket_html(token, status=400, problem=form.problem)
         try:
-            closed: bool | None = await self.pages.write(self._close, token)
+            closed: Closed | None = await self.pages.write(self._close, token)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             return await self.pages.ticket_html(token, status=503, problem=TRY_LATER)
         if closed is None:
             raise web.HTTPNotFound()
-        raise self._done(token, "closed" if closed else "closed_already")
+        self.pages.send_soon(closed.outbox_ids)  # the agents hear of it now, not at the next outbox run
+        raise self._done(token, "closed" if closed.done else "closed_already")
 
-    def _close(self, session: Session, token: str) -> bool | None:
+    def _close(self, session: Session, token: str) -> Closed | None:
         opened = open_link(session, self.key, token)
         if opened is None:
             return None

@@ -10,6 +10,7 @@ template that cannot be composed leaves a system note, never takes the close bac
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
@@ -25,23 +26,30 @@ from maild.tickets.replies import queue_agent_notice
 CLOSED = "closed"
 
 
+@dataclass(frozen=True)
+class Closed:
+    done: bool  # False: it was closed already, nothing changed
+    outbox_ids: list[int] = field(default_factory=list)  # the agents' notices, to send right away
+
+
 def close_by_customer(
     session: Session, cfg: Config, ticket: Ticket, contact: Contact, *, now: dt.datetime
-) -> bool:
-    """Close `ticket` for `contact`; False when it was closed already (nothing changes then)."""
+) -> Closed:
+    """Close `ticket` for `contact` and queue the agents' notices."""
     if ticket.status == CLOSED:
-        return False
+        return Closed(False)
     ticket_ops.set_status(session, ticket, CLOSED, actor=customer_actor(contact), now=now)
     said = f"{contact.display_name or contact.email} <{contact.email}> closed the ticket on its web page."
     add_system_note(session, ticket, said, by="web", at=now)
     session.flush()
-    _tell_agents(session, cfg, ticket, contact, said, now=now)
-    return True
+    return Closed(True, _tell_agents(session, cfg, ticket, contact, said, now=now))
 
 
 def _tell_agents(
     session: Session, cfg: Config, ticket: Ticket, contact: Contact, said: str, *, now: dt.datetime
-) -> None:
+) -> list[int]:
+    """The notices queued (outbox ids)."""
+    queued: list[int] = []
     variables = {
         "sender_name": contact.display_name or contact.email,
         "sender_email": contact.email,
@@ -51,7 +59,7 @@ def _tell_agents(
     }
     for agent in notice_recipients(session, ticket):
         try:
-            queue_agent_notice(
+            row = queue_agent_notice(
                 session, cfg, ticket, CUSTOMER_REPLY_NOTICE, agent, now=now, variables=variables
             )
         except Exception as exc:
@@ -59,3 +67,8 @@ def _tell_agents(
                 raise
             note = f"{CUSTOMER_REPLY_NOTICE} to {agent.email} not sent: {type(exc).__name__}: {exc}"
             add_system_note(session, ticket, note, by="web", at=now)
+            continue
+        if row is not None:
+            session.flush()
+            queued.append(row.id)
+    return queued
