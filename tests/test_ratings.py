@@ -9,18 +9,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from maild.storage.models import AuditLog, Rating
+from maild.config import Config
+from maild.storage.db import transaction
+from maild.storage.models import AuditLog, Desk, Message, OutboxMessage, Rating
 from tests.cli import ctl, ok
 from tests.daemon import EX_OK, Factory, Serve, sent_mails, wait_until
 from tests.daemon import start_fixture as start_fixture  # the fixture `start`
+from tests.pipeline.helpers import SUPPORT, agent_address, deliver, mail, make_agent, make_desk, tickets
 from tests.test_web_actions import show
-from tests.test_web_pages import ALICE, BOB, CAROL, links
+from tests.test_web_pages import ALICE, BOB, CAROL, customer_mail, links
 from tests.test_web_pages import ticket_number as ticket_number  # the fixture
 from tests.test_web_pages import web_cfg as web_cfg
 from tests.test_web_pages import web_config as web_config
@@ -148,3 +152,36 @@ def _ratings_off_answer_404(
     assert post(link, {"csrf": csrf, "score": "3"}).status == 404
     assert "/rate/" not in get(page_url).text
     assert len(ratings(session_factory)) == 2
+
+
+def test_an_agents_reply_by_mail_carries_each_recipients_rating_links(
+    session_factory: Factory, web_cfg: Config
+) -> None:
+    make_desk(session_factory, "support", [SUPPORT], "SUP-{{nr}}")
+    make_agent(session_factory, BOB, "Bob Builder", ["support"])
+    with transaction(session_factory) as s:
+        s.scalars(select(Desk)).one().web_ratings = True
+    deliver(session_factory, web_cfg, customer_mail("Printer broken"))
+    with session_factory() as s:
+        [ticket] = tickets(s)
+        number = ticket.number
+    answer = mail(
+        sender=f"Bob Builder <{BOB}>", subject=f"Re: [{number}] Printer broken", body="Unplug it.\n"
+    )
+    to = agent_address(session_factory, web_cfg, number, BOB)
+
+    deliver(session_factory, web_cfg, answer, to)
+
+    with session_factory() as s:
+        reply = s.scalars(select(Message).where(Message.kind == "agent")).one()
+        relays = s.scalars(select(OutboxMessage).where(OutboxMessage.template == "agent_reply")).all()
+        texts = [plain_text(row.raw) for row in relays]
+    assert len(texts) == 2  # Alice's copy and Carol's, each with their own links
+    urls = {re.search(rf"(\S+/rate/{reply.id})\?score=1", text).group(1) for text in texts}  # type: ignore[union-attr]
+    assert len(urls) == 2 and all(f"/rate/{reply.id}?score=5" in text for text in texts)
+
+
+def plain_text(raw: bytes) -> str:
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
