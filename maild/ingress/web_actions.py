@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from maild.config import Config
@@ -201,7 +202,10 @@ class WebActions:
             problem = form.problem or Problem(N_("Please choose a rating from 1 to 5."))
             return await self._rate_response(token, message_id, given, status=400, problem=problem)
         try:
-            rated: bool = await self.pages.write(self._rate, token, message_id, given)
+            try:
+                rated: bool = await self.pages.write(self._rate, token, message_id, given)
+            except IntegrityError:  # the same rating posted twice at once: the second changes the first
+                rated = await self.pages.write(self._rate, token, message_id, given)
         except Exception as exc:
             if not is_transient(exc):
                 raise
