@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ TEXT_MAX = 100_000  # characters of a reply typed on the page
 WEB_INGRESS = "web"  # SpoolEntry.ingress of mail made by the pages
 CLOSED = "closed"
 CONTAINERS = ("multipart", "message")
+MIME_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 
 
 class File(Protocol):
@@ -98,15 +100,22 @@ def content_type_of(file: File) -> str:
     given = file.content_type.split(";")[0].strip().lower()
     maintype = given.partition("/")[0]
     # A multipart or message type would make the part a container: such a file is plain bytes here.
-    if given and given != "application/octet-stream" and "/" in given and maintype not in CONTAINERS:
+    if MIME_TYPE.fullmatch(given) and given != "application/octet-stream" and maintype not in CONTAINERS:
         return given
-    return mimetypes.guess_type(file.filename)[0] or "application/octet-stream"
+    guessed = mimetypes.guess_type(file.filename)[0] or "application/octet-stream"
+    return "application/octet-stream" if guessed.partition("/")[0] in CONTAINERS else guessed
 
 
 def _thread_ids(ticket: Ticket) -> list[str]:
     """The Message-IDs of the ticket's mail, oldest first (what the customer's mail program would know)."""
     ordered = sorted(ticket.messages, key=lambda m: (m.created_at, m.id or 0))
     return [m.message_id for m in ordered if m.message_id and m.kind in ("customer", "agent")]
+
+
+def _one_line(text: str) -> str:
+    """A header's text without line breaks (stored names and subjects came from mail; never trust them to
+    be one line: the header would not be written)."""
+    return " ".join(text.split())
 
 
 def build_reply(
@@ -118,9 +127,9 @@ def build_reply(
     domain = desk.primary_address.rpartition("@")[2] or "maild.invalid"
     message_id = f"<web.{uuid.uuid4().hex}@{domain}>"
     mail = EmailMessage(policy=SMTP)
-    mail["From"] = formataddr((contact.display_name, contact.email))
-    mail["To"] = formataddr((desk.sender_name or desk.name, recipient))
-    mail["Subject"] = f"Re: [{ticket.number}] {ticket.subject}"
+    mail["From"] = formataddr((_one_line(contact.display_name), contact.email))
+    mail["To"] = formataddr((_one_line(desk.sender_name or desk.name), recipient))
+    mail["Subject"] = _one_line(f"Re: [{ticket.number}] {ticket.subject}")
     mail["Date"] = format_datetime(now.astimezone(dt.UTC))
     mail["Message-ID"] = message_id
     thread = _thread_ids(ticket)
