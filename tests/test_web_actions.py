@@ -6,9 +6,11 @@ over loopback HTTP, as a browser without JavaScript posts its forms (tests/web_c
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -43,6 +45,20 @@ def notices(factory: Factory, template: str) -> int:
     recipients are not kept)."""
     with factory() as s:
         return len(s.scalars(select(OutboxMessage.id).where(OutboxMessage.template == template)).all())
+
+
+def announced_too_large(url: str, csrf: str) -> bytes:
+    """What a POST announcing a body of 100 MB gets, before sending it: the answer's first bytes."""
+    parts = urlsplit(url)
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000000\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=10) as connection:
+        connection.sendall(
+            head.encode() + f'--b\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n{csrf}'.encode()
+        )
+        return connection.recv(200)
 
 
 @pytest.fixture
@@ -127,6 +143,7 @@ def test_bad_input_and_forged_posts_store_nothing(
     assert post(f"{other_link}/reply", {"csrf": csrf, "text": "x"}).status == 404
     assert post(f"{url}/close", {"csrf": found[f"{url}/close"]}, headers={"Origin": "null"}).status == 303
 
+    assert announced_too_large(f"{url}/reply", found[f"{url}/reply"]).startswith(b"HTTP/1.1 413")
     assert counts(session_factory)[0] == before[0]  # nothing spooled
     assert get(url).status == 200
 
