@@ -16,7 +16,8 @@ from maild.tickets.reports import build_report
 def register(commands: Any) -> None:
     report = commands.add_parser(
         "report",
-        help="tickets opened/closed, first-response and resolution times (median, p90), backlog, time spent",
+        help="tickets opened/closed, first-response and resolution times (median, p90), backlog, time spent, "
+        "customers' ratings",
         description="Per desk and per agent. Times are minutes; the backlog counts every open ticket "
         "whatever its age.",
     )
@@ -98,4 +99,29 @@ def run_report(app: App, args: argparse.Namespace) -> int:
             for a in report["agents"]
         ],
     )
+    _print_ratings(report)
     return 0
+
+
+def _rating(stats: dict[str, Any]) -> list[Any]:
+    """count, mean, distribution "1:n 2:n 3:n 4:n 5:n" (dashes without ratings)."""
+    if not stats["count"]:
+        return [0, "-", "-"]
+    shown = " ".join(f"{score}:{n}" for score, n in stats["distribution"].items())
+    return [stats["count"], f"{stats['mean']:.2f}", shown]
+
+
+def _print_ratings(report: dict[str, Any]) -> None:
+    """Ratings of agent replies by customers, when there are any (desks without web ratings have none)."""
+    if not any(d["ratings"]["count"] for d in report["desks"]):
+        return
+    print()
+    print_table(
+        ["DESK", "RATINGS", "MEAN", "DISTRIBUTION"],
+        [[d["desk"], *_rating(d["ratings"])] for d in report["desks"] if d["ratings"]["count"]],
+    )
+    print()
+    print_table(
+        ["AGENT", "RATINGS", "MEAN", "DISTRIBUTION"],
+        [[a["agent"], *_rating(a["ratings"])] for a in report["agents"] if a["ratings"]["count"]],
+    )

@@ -39,6 +39,7 @@ from maild.storage.models import (
     TicketFlag,
 )
 from maild.tickets import ticket_ops
+from maild.tickets.ratings import ratings_of_messages
 from maild.tickets.statuses import normalise_status, statuses_of
 
 
@@ -222,7 +223,9 @@ def _show_data(session: Session, asked: Ticket) -> dict[str, Any]:
             .order_by(TicketFlag.id)
         )
     ]
-    data["messages"] = [message_json(m) for m in ticket.messages]
+    rated = ratings_of_messages(session, [m.id for m in ticket.messages if m.kind == "agent"])
+    # Each agent reply's ratings by customers (the ticket page): [{contact, score, comment, rated_at}].
+    data["messages"] = [{**message_json(m), "ratings": rated.get(m.id, [])} for m in ticket.messages]
     return data
 
 
@@ -267,6 +270,9 @@ def _print_ticket(data: dict[str, Any]) -> None:
             print(f"  [attachment] {a['name']} ({a['type']}, {a['size']} bytes, {state})")
         for note in m["notes"]:
             print(f"  [note] {note}")
+        for rating in m["ratings"]:
+            said = f": {rating['comment']}" if rating["comment"] else ""
+            print(f"  [rating] {rating['score']}/5 by {rating['contact']}{said}")
 
 
 def log_json(entry: AuditLog, numbers: dict[int, str]) -> dict[str, Any]:

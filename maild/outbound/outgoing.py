@@ -142,6 +142,7 @@ def queue_mail(
     exempt_agents: bool = False,
     attachments: Sequence[OutgoingAttachment] = (),
     from_name: str | None = None,
+    rated_reply: int | None = None,
 ) -> OutboxMessage | None:
     """A mail about `ticket`: `[NUMBER]` in the subject, Reply-To signed for the ticket, threaded on the
     ticket's whole history (`references` and `in_reply_to` are merged into it).
@@ -152,7 +153,9 @@ def queue_mail(
     For mail to agents: `agent_id` binds the Reply-To token to that agent as well, `auto_submitted` is
     the Auto-Submitted value of automatic mail (RFC 3834: `auto-generated` for notices, which answer
     nothing), `exempt_agents` lifts the rate limit for active agents (see screen_recipients).
-    `from_name`: the From display name instead of the desk's (an agent's reply: "Anna from Support")."""
+    `from_name`: the From display name instead of the desk's (an agent's reply: "Anna from Support").
+    `rated_reply`: the agent reply (message id) each recipient with their own ticket page link gets
+    `rating_url` for (`<their link>/rate/<id>`; "" for the others)."""
     seen: dict[str, str] = {}
     to, cc = screen_to_cc(
         session,
@@ -184,7 +187,13 @@ def queue_mail(
         _queue(
             session,
             cfg,
-            _ticket_draft(cfg, ticket, template, {**(variables or {}), "ticket_url": url}, attachments),
+            _ticket_draft(
+                cfg,
+                ticket,
+                template,
+                {**(variables or {}), "ticket_url": url, **_rating_url(cfg, url, rated_reply)},
+                attachments,
+            ),
             replace(addressing, envelope=(address,)),
             now=now,
             auto_submitted=submitted,
@@ -211,6 +220,14 @@ def _links_by_recipient(
         token = token_for(session, key, ticket, contact, now=now) if contact is not None else None
         links[address] = link_url(cfg.web.public_url, token) if token is not None else fallback
     return links
+
+
+def _rating_url(cfg: Config, url: str, rated_reply: int | None) -> dict[str, str]:
+    """`rating_url` for a recipient whose `url` is their own ticket page link (not the config's)."""
+    if rated_reply is None:
+        return {}
+    own = bool(cfg.web.public_url) and url.startswith(link_url(cfg.web.public_url, ""))
+    return {"rating_url": f"{url}/rate/{rated_reply}" if own else ""}
 
 
 def _record_dropped(

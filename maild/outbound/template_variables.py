@@ -24,7 +24,7 @@ _AGENT_NOTICE = (
 )
 _CUSTOMER_MAIL = ("sender_name", "sender_email", "comment_content", "attachments", "automatic")
 TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
-    "agent_reply": (*_TICKET, "agent_name", "comment_content", "refused_attachments"),
+    "agent_reply": (*_TICKET, "agent_name", "comment_content", "refused_attachments", "rating_url"),
     "agent_reply_notice": (
         *_TICKET,
         *_AGENT_NOTICE,
@@ -91,7 +91,7 @@ TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
 # `ticket reply` without the pipeline) would otherwise fail a desk template that uses them.
 ALWAYS: dict[str, dict[str, Any]] = {
     "ticket_created": {"refused_attachments": []},
-    "agent_reply": {"refused_attachments": []},
+    "agent_reply": {"refused_attachments": [], "rating_url": ""},
 }
 
 _CUSTOMER_TEXT = "The printer in room 4 is on fire again.\nCould someone come by?"
@@ -111,6 +111,7 @@ _SAMPLES: dict[str, tuple[Any, Any]] = {
     "ticket_title": ("Printer on fire", "Printer on fire"),
     "ticket_number": ("SUP-26-03-1", "SUP-26-03-1"),
     "ticket_url": ("https://help.example.com/t/SUP-26-03-1", ""),
+    "rating_url": ("https://help.example.com/t/SUP-26-03-1/rate/17", ""),
     "desk_name": ("support", "support"),
     "customer_name": ("Carol Customer", "carol@customer.example"),
     "ticket_status": ("open", "open"),

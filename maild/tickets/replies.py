@@ -168,6 +168,8 @@ def relay_reply(
     latest = latest_customer_message(ticket, people_only=True)
     name = agent_display_name(writer) if writer is not None else ticket.desk.name
     dropped: dict[str, str] = {}
+    if reply is not None and ticket.desk.web_ratings and reply.id is None:
+        session.flush()  # the reply's id goes into its rating links
     row = queue_mail(
         session,
         cfg,
@@ -186,6 +188,7 @@ def relay_reply(
         attachments=files,
         from_name=name,
         dropped=dropped,
+        rated_reply=reply.id if reply is not None and ticket.desk.web_ratings else None,
     )
     relayed = Relayed(row, dropped)
     if dropped:

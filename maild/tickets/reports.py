@@ -10,7 +10,10 @@ Definitions (what the numbers mean is the contract of `maildctl report --json`):
   change. Credited to the assigned agent, else `(unassigned)`.
 - backlog: tickets by current status, whatever their age (the window does not apply).
 - time spent: `#time` / time entries logged in the window.
-Tickets merged into another are left out: their messages count on the survivor."""
+- ratings: customers' ratings (1-5) of agent replies given or last changed in the window, per desk and per
+  rated agent: count, mean, distribution (maild.tickets.ratings.rating_tallies).
+Tickets merged into another are left out: their messages count on the survivor (ratings, of one reply
+each, count wherever the reply is)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.storage.models import Agent, Desk, Message, Ticket, TimeEntry
+from maild.tickets.ratings import RatingTally, rating_tallies
 
 DONE_STATUSES = ("resolved", "closed")
 UNASSIGNED = "(unassigned)"
@@ -98,7 +102,12 @@ def build_report(
         if at in window:
             desks[desk_name].minutes_spent += minutes
             agents[agent_emails_by_id.get(agent_id or 0, UNASSIGNED)].minutes_spent += minutes
-    return _report(window, desks, agents, {a.email: a.name for a in all_agents})
+    rated_desks, rated_agents = rating_tallies(session, desk=desk, since=since, until=now)
+    for name in rated_desks:  # a desk or agent with ratings but nothing else in the window is listed too
+        desks.setdefault(name, _Tally())
+    for email in rated_agents:
+        agents.setdefault(email, _Tally())
+    return _report(window, desks, agents, {a.email: a.name for a in all_agents}, (rated_desks, rated_agents))
 
 
 def _first_agent_replies(session: Session, ticket_ids: list[int]) -> dict[int, tuple[dt.datetime, str]]:
@@ -143,8 +152,13 @@ def _tally_ticket(
 
 
 def _report(
-    window: _Window, desks: dict[str, _Tally], agents: dict[str, _Tally], agent_names: dict[str, str]
+    window: _Window,
+    desks: dict[str, _Tally],
+    agents: dict[str, _Tally],
+    agent_names: dict[str, str],
+    ratings: tuple[dict[str, RatingTally], dict[str, RatingTally]],
 ) -> dict[str, Any]:
+    rated_desks, rated_agents = ratings
     since = window.since
     return {
         "since": since.isoformat() + "Z" if since is not None else None,
@@ -158,6 +172,7 @@ def _report(
                 "resolution": summary(t.resolution),
                 "backlog": dict(sorted(t.backlog.items())),
                 "time_spent_minutes": t.minutes_spent,
+                "ratings": rated_desks.get(name, RatingTally()).summary(),
             }
             for name, t in sorted(desks.items())
         ],
@@ -168,6 +183,7 @@ def _report(
                 "first_responses": summary(t.first_response),
                 "resolutions": summary(t.resolution),
                 "time_spent_minutes": t.minutes_spent,
+                "ratings": rated_agents.get(email, RatingTally()).summary(),
             }
             for email, t in sorted(agents.items())
         ],

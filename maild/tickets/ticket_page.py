@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from maild.outbound.outgoing import agent_display_name
 from maild.storage import attachments as attachment_store
-from maild.storage.models import Agent, Attachment, Contact, Message, Ticket
+from maild.storage.models import Agent, Attachment, Contact, Message, Rating, Ticket
+from maild.tickets.ratings import contact_ratings
 from maild.tickets.ticket_links import open_link
+from maild.tickets.web_reply import can_reply
 
 VISIBLE_KINDS = ("customer", "agent")
 
@@ -35,12 +37,20 @@ class PageAttachment:
 
 
 @dataclass(frozen=True)
+class PageRating:
+    score: int
+    comment: str
+
+
+@dataclass(frozen=True)
 class PageMessage:
+    id: int
     author: str  # a name, "You", or the desk's name; never an address
     from_desk: bool
     created_at: dt.datetime
     text: str
     attachments: tuple[PageAttachment, ...]
+    rating: PageRating | None = None  # the viewer's rating of this agent reply
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class TicketPage:
     priority: str
     desk_name: str
     messages: tuple[PageMessage, ...]
+    can_reply: bool = False  # not closed: the reply form is shown
+    ratings_on: bool = False  # the desk takes ratings of agent replies
 
 
 def _visible_messages(session: Session, ticket: Ticket) -> list[Message]:
@@ -117,13 +129,16 @@ def ticket_page(session: Session, key: bytes, token: str) -> TicketPage | None:
     ticket = opened.ticket
     visible = _visible_messages(session, ticket)
     agent_names = _agent_names(session, ticket, visible)
+    rated = contact_ratings(session, ticket, opened.contact) if ticket.desk.web_ratings else {}
     messages = tuple(
         PageMessage(
+            id=message.id,
             author=_author(ticket, message, opened.contact, agent_names),
             from_desk=message.kind == "agent",
             created_at=local_time(message.created_at, ticket.desk.timezone),
             text=_text(message),
             attachments=_attachments(message),
+            rating=_rating(rated.get(message.id)),
         )
         for message in visible
     )
@@ -134,7 +149,13 @@ def ticket_page(session: Session, key: bytes, token: str) -> TicketPage | None:
         priority=ticket.priority,
         desk_name=_desk_name(ticket),
         messages=messages,
+        can_reply=can_reply(ticket),
+        ratings_on=ticket.desk.web_ratings,
     )
+
+
+def _rating(row: Rating | None) -> PageRating | None:
+    return PageRating(row.score, row.comment) if row is not None else None
 
 
 @dataclass(frozen=True)
