@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, ListenAddress
 from maild.ingress.intake import Spooled
+from maild.ingress.web_account import add_routes as add_account_routes
 from maild.mail.tokens import load_secret
 from maild.outbound.link_tokens import link_key
 from maild.storage.db import reading, transaction
@@ -102,6 +103,7 @@ class WebPages:
         app.router.add_get("/t/{token}", self.page)
         app.router.add_get(r"/t/{token}/a/{attachment:\d{1,18}}", self.attachment)
         app.router.add_get("/static/maild.css", self.style_sheet)
+        add_account_routes(app, self, self._render, customer_words)  # /my and /new/<desk>
         app.on_response_prepare.append(_security_headers)
         app.middlewares.append(self._not_found_page)
         return app
