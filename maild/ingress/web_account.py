@@ -68,7 +68,7 @@ class MyTickets:
         if state == "invalid":
             raise web.HTTPNotFound()
         if state == "expired":
-            return self.pages.page("link_expired.html.j2", 410, minutes=SIGN_IN_MINUTES)
+            return self.pages.page("my_link_expired.html.j2", 410, minutes=SIGN_IN_MINUTES)
         site = self.pages.site
         found = await self.pages.read(my_tickets, site.cfg, site.link_key, contact_id)
         if found is None:
