@@ -96,7 +96,12 @@ class Browser:
         self, path: str, fields: dict[str, str], files: list[tuple[str, str, bytes]] | None = None
     ) -> Response:
         """The form at `path` sent with `fields` (its CSRF field added unless `fields` has one)."""
-        fields = {"csrf": self.csrf(path), **fields}
+        return self.send(path, {"csrf": self.csrf(path), **fields}, files)
+
+    def send(
+        self, path: str, fields: dict[str, str], files: list[tuple[str, str, bytes]] | None = None
+    ) -> Response:
+        """A POST of exactly `fields` (and `files`: multipart)."""
         if files is None:
             body, content_type = urllib.parse.urlencode(fields).encode(), "application/x-www-form-urlencoded"
         else:
