@@ -159,6 +159,11 @@ def test_the_form_is_rate_limited_and_csrf_protected(
 
     assert browser.post("/my", {"address": "not an address"})[0] == 400
     assert browser.post("/my", {"address": "x@customer.example", "csrf": "forged"})[0] == 403
+    browser.headers = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}  # a browser, our own form
+    assert browser.post("/my", {"address": "y@customer.example"})[0] == 200
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        browser.headers = headers  # another site's form, even with a good field and cookie
+        assert browser.post("/my", {"address": "z@customer.example"})[0] == 403
     stranger = Browser(f"http://127.0.0.1:{web_port}", client="198.51.100.2")
     body = b"address=victim%40customer.example&csrf=" + browser.csrf("/my").encode()
     request = urllib.request.Request(stranger.url("/my"), data=body, method="POST")

@@ -66,6 +66,7 @@ class Browser:
     def __init__(self, base: str, client: str = "") -> None:
         self.base = base.rstrip("/")
         self.client = client  # X-Forwarded-For: the client's address as our proxy would pass it
+        self.headers: dict[str, str] = {}  # sent with every POST (Origin, Sec-Fetch-Site)
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
@@ -108,4 +109,6 @@ class Browser:
             body, content_type = multipart(fields, files)
         request = urllib.request.Request(self.url(path), data=body, method="POST")
         request.add_header("Content-Type", content_type)
+        for name, value in self.headers.items():
+            request.add_header(name, value)
         return self._open(request)

@@ -3,9 +3,12 @@ reverse proxy, in-memory rate limits, and the headers of a page that posts a for
 
 CSRF: double submit, signed. A form page sets a random cookie (HttpOnly, SameSite=Lax, Secure behind
 https) and puts HMAC(cookie) into a hidden field; a POST is taken only when the field matches its cookie
-(constant-time) and, when the browser sends an Origin, the Origin is ours. Another site can neither read
-the cookie nor make the field; no server state, so a restart breaks no open form. (h18-act's form helper
-was not there when this was written; this is the small one the brief allows.)
+(constant-time) and the browser does not say it comes from another site (Sec-Fetch-Site, Origin).
+Another site can neither read the cookie nor make the field; no server state, so a restart breaks no
+open form. /my and /new have no secret in their URL, so a field bound only to the page (as
+maild.ingress.page_forms does for the ticket page, whose token is the secret) could be fetched and
+replayed by anyone: here it is bound to the browser's cookie. (h18-act's page_forms was not there when
+this was written.)
 
 Rate limits are sliding windows kept in the daemon's memory: they reset on restart, which is fine for
 throttling a script, and they need no table. The automatic-mail limits of maild.outbound.screening (in
@@ -73,14 +76,21 @@ class Csrf:
             )
 
     def valid(self, request: web.Request, form_value: str) -> bool:
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.lower() not in {
-            self.origin,
-            f"{request.scheme}://{request.host}".lower(),
-        }:
+        if self.cross_site(request):
             return False
         cookie = request.cookies.get(CSRF_COOKIE, "")
         return len(cookie) == 43 and hmac.compare_digest(self._field(cookie), form_value)
+
+    def cross_site(self, request: web.Request) -> bool:
+        """The browser says the POST comes from another site (Sec-Fetch-Site), or its Origin is not ours.
+        `Origin: null` is what browsers send with our own forms under `Referrer-Policy: no-referrer`
+        (Fetch: a POST's origin is serialised as null then): the cookie and its field decide."""
+        if request.headers.get("Sec-Fetch-Site", "").lower() in {"cross-site", "same-site"}:
+            return True
+        origin = request.headers.get("Origin")
+        if origin is None or origin == "null":
+            return False
+        return origin.lower().rstrip("/") not in {self.origin, f"{request.scheme}://{request.host}".lower()}
 
 
 def client_ip(request: web.Request) -> str:

@@ -169,16 +169,24 @@ class NewTicket:
         token = await self.pages.blocking(web_pending.store, site.cfg.data_dir, pending)
         if token is None:
             return self.pages.page("form_try_later.html.j2", 503)
-        await self.pages.write(
-            web_pending.queue_confirmation,
-            site.cfg,
-            desk.name,
-            submission.name,
-            submission.address,
-            submission.subject,
-            token,
-            now=utcnow(),
-        )
+        try:
+            queued = await self.pages.write(
+                web_pending.queue_confirmation,
+                site.cfg,
+                desk.name,
+                submission.name,
+                submission.address,
+                submission.subject,
+                token,
+                now=utcnow(),
+            )
+        except Exception as exc:  # no mail, so no way to confirm: the submission goes too
+            log.warning("web_confirmation_not_queued", desk=desk.name, error=f"{type(exc).__name__}: {exc}")
+            await self.pages.blocking(web_pending.discard, site.cfg.data_dir, token)
+            return self.pages.page("form_try_later.html.j2", 503)
+        if not queued:  # screened out (blocked, bouncing, its hour's mails): nobody can confirm it
+            await self.pages.blocking(web_pending.discard, site.cfg.data_dir, token)
+        # The same page either way: the form does not tell whether an address is blocked.
         return self.pages.page("new_confirm_sent.html.j2", desk=desk, hours=web_pending.PENDING_HOURS)
 
     async def _pending(self, request: web.Request, desk: DeskForm) -> web_pending.Pending | None:

@@ -147,6 +147,11 @@ def release(data_dir: Path, token: str, claimed: Path) -> None:
     os.rename(claimed, _path(data_dir, token))
 
 
+def discard(data_dir: Path, token: str) -> None:
+    """Forget a submission nobody can confirm (its confirmation mail was not queued)."""
+    _path(data_dir, token).unlink(missing_ok=True)
+
+
 def finish(claimed: Path) -> None:
     """The submission is spooled: its file goes."""
     claimed.unlink(missing_ok=True)
