@@ -16,10 +16,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from maild.config import Config
+from maild.ingress.web_forms import RateLimit
 from maild.mail.tokens import load_secret
 from maild.outbound.link_tokens import link_key
 from maild.storage.models import AuditLog, OutboxMessage, TicketLink
-from maild.tickets.sign_in import make_token, sign_in_key
+from maild.tickets.sign_in import check_token, make_token, sign_in_key
 from tests.daemon import (
     Factory,
     Serve,
@@ -174,3 +175,21 @@ def test_the_form_is_rate_limited_and_csrf_protected(
         assert status == 200
     assert stranger.post("/my", {"address": "a99@customer.example"})[0] == 429
     assert sign_in_mails(session_factory) == []
+
+
+def test_sign_in_tokens_and_rate_limits_by_themselves() -> None:
+    key, now = sign_in_key(b"k" * 32), dt.datetime(2026, 3, 7, 9, 0, tzinfo=dt.UTC)
+    token = make_token(key, 7, now=now)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
+    assert check_token(key, token, now=now + dt.timedelta(minutes=14, seconds=59)) == ("ok", 7)
+    assert check_token(key, token, now=now + dt.timedelta(minutes=15)) == ("expired", 7)
+    assert check_token(sign_in_key(b"x" * 32), token, now=now) == ("invalid", 0)
+    for bad in ("", "é" * 43, "!" * 43, token[:-1] + ("A" if token[-1] != "A" else "B")):
+        assert check_token(key, bad, now=now) == ("invalid", 0)
+
+    limit = RateLimit(2, 60.0, max_keys=3)
+    assert [limit.hit("a", now=t) for t in (0.0, 1.0, 2.0)] == [True, True, False]
+    assert limit.hit("a", now=60.5)  # the first hit left the window
+    for key_name in ("b", "c", "d"):
+        assert limit.hit(key_name, now=61.0)
+    assert "a" not in limit._hits and len(limit._hits) == 3  # bounded: the oldest key forgotten

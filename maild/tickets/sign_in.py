@@ -47,6 +47,10 @@ def sign_in_key(link_key: bytes) -> bytes:
     return hmac.new(link_key, b"maild sign-in links", hashlib.sha256).digest()
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
 def _mac(key: bytes, payload: bytes) -> bytes:
     return hmac.new(key, b"sign-in:" + payload, hashlib.sha256).digest()[:MAC_BYTES]
 
@@ -54,7 +58,7 @@ def _mac(key: bytes, payload: bytes) -> bytes:
 def make_token(key: bytes, contact_id: int, *, now: dt.datetime) -> str:
     expires = int(now.timestamp()) + SIGN_IN_MINUTES * 60
     payload = struct.pack(">QQ", contact_id, expires)
-    return base64.urlsafe_b64encode(payload + _mac(key, payload)).decode("ascii").rstrip("=")
+    return _b64(payload + _mac(key, payload))
 
 
 def check_token(key: bytes, token: str, *, now: dt.datetime) -> tuple[Checked, int]:
@@ -65,7 +69,7 @@ def check_token(key: bytes, token: str, *, now: dt.datetime) -> tuple[Checked, i
         raw = base64.urlsafe_b64decode(token + "=")
     except (binascii.Error, ValueError):
         return "invalid", 0
-    if len(raw) != TOKEN_BYTES:
+    if len(raw) != TOKEN_BYTES or _b64(raw) != token:  # the last character's spare bits are zero
         return "invalid", 0
     payload, mac = raw[:16], raw[16:]
     if not hmac.compare_digest(mac, _mac(key, payload)):
