@@ -24,6 +24,7 @@ from maild.tickets.sign_in import check_token, make_token, sign_in_key
 from tests.daemon import (
     Factory,
     Serve,
+    sent_mails,
     start_fixture,  # noqa: F401 (the fixture `start`)
     wait_until,
 )
@@ -59,6 +60,11 @@ def sign_in_mails(factory: Factory) -> list[EmailMessage]:
     return [m for m in found if isinstance(m, EmailMessage)]
 
 
+def delivered_sign_in_mails(data_dir: Path) -> list[EmailMessage]:
+    """The sign-in mails in the outgoing Maildir: sent right away, not at the next outbox run."""
+    return [m for m in sent_mails(data_dir) if "Your link to your tickets" in str(m["Subject"])]
+
+
 def body_of(msg: EmailMessage) -> str:
     part = msg.get_body(("plain",))
     assert part is not None and isinstance(part, EmailMessage)
@@ -92,7 +98,9 @@ def test_my_tickets_mails_a_link_that_lists_exactly_their_tickets(
     assert known[0] == unknown[0] == 200
     assert known[1] == unknown[1]  # the page tells nobody whether an address is known
     assert "If this address has tickets with us" in known[1]
-    [sent] = wait_until(lambda: sign_in_mails(session_factory), what="the sign-in mail")
+    [sent] = wait_until(
+        lambda: delivered_sign_in_mails(web_cfg.data_dir), what="the sign-in mail", timeout=10
+    )
     assert sent["To"].addresses[0].addr_spec == ALICE
     assert sent["Auto-Submitted"] == "auto-generated"
     url = LINK.search(body_of(sent))

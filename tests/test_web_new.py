@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 import socket
+import urllib.request
 from collections.abc import Callable
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -17,11 +17,12 @@ from sqlalchemy import select
 
 from maild.config import Config
 from maild.storage.db import transaction
-from maild.storage.models import Desk, OutboxMessage
+from maild.storage.models import Desk
 from maild.tickets.web_pending import PENDING_DIR
 from tests.daemon import (
     Factory,
     Serve,
+    sent_mails,
     start_fixture,  # noqa: F401 (the fixture `start`)
     wait_until,
 )
@@ -87,7 +88,13 @@ def test_a_form_becomes_a_ticket_with_its_auto_reply_ccs_and_attachment(
     assert browser.get("/new/sales")[0] == 404  # the desk's option is off
     assert browser.get("/new/nosuch")[0] == 404
     status, page = browser.get("/new/support")
-    assert status == 200 and 'name="website"' in page and "<script" not in page
+    assert status == 200 and 'name="website"' in page and "<script" not in page and " style=" not in page
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/new/support", timeout=10) as response:
+        policy_header = response.headers["Content-Security-Policy"]  # the form may post here, nowhere else
+        assert "form-action 'self'" in policy_header and "script-src" not in policy_header
+        assert (
+            "HttpOnly" in response.headers["Set-Cookie"] and "SameSite=Lax" in response.headers["Set-Cookie"]
+        )
 
     status, page = browser.post(
         "/new/support",
@@ -190,14 +197,11 @@ def test_honeypot_and_rate_limits(
     assert person.post("/new/confirmed", form(address=CAROL))[0] == 200  # another address is fine
 
 
-def confirmation_links(factory: Factory) -> list[str]:
-    with factory() as s:
-        rows = s.scalars(select(OutboxMessage).where(OutboxMessage.template == "web_confirm_address")).all()
-        raws = [row.raw for row in rows]
+def confirmation_links(data_dir: Path) -> list[str]:
+    """The links in the confirmation mails of the outgoing Maildir (sent at once, not at the next outbox
+    run)."""
     found = []
-    for raw in raws:
-        msg = message_from_bytes(raw, policy=policy.default)
-        assert isinstance(msg, EmailMessage)
+    for msg in sent_mails(data_dir):
         body = msg.get_body(("plain",))
         assert isinstance(body, EmailMessage)
         found += CONFIRM_LINK.findall(str(body.get_content()))
@@ -205,7 +209,7 @@ def confirmation_links(factory: Factory) -> list[str]:
 
 
 def test_a_confirm_first_desk_sends_nothing_before_the_address_is_confirmed(
-    session_factory: Factory, web_config: Path, start: Callable[[Path], Serve], web_port: int
+    session_factory: Factory, web_cfg: Config, web_config: Path, start: Callable[[Path], Serve], web_port: int
 ) -> None:
     desks(session_factory)
     start(web_config)
@@ -214,7 +218,9 @@ def test_a_confirm_first_desk_sends_nothing_before_the_address_is_confirmed(
     status, page = browser.post("/new/confirmed", form(cc=CAROL), files=[("log.pdf", "application/pdf", PDF)])
 
     assert status == 200 and "Please confirm your address" in page
-    [link] = wait_until(lambda: confirmation_links(session_factory), what="the confirmation mail")
+    [link] = wait_until(
+        lambda: confirmation_links(web_cfg.data_dir), what="the confirmation mail", timeout=10
+    )
     with session_factory() as s:
         assert spool(s) == [] and tickets(s) == []
         assert [(r.template, r.rcpt_to + r.delivered_to) for r in outbox(s, agents=True)] == [

@@ -13,18 +13,14 @@ slower than an unknown one. Rate limits (in memory): per client address and per 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from aiohttp import web
 
 from maild.ingress.web_forms import Pages, RateLimit, Render, Site, client_ip, utcnow
 from maild.ingress.web_new import NewTicket
-from maild.logs import get_logger
 from maild.mail.addresses import is_valid, normalize
 from maild.tickets.sign_in import SIGN_IN_MINUTES, check_token, my_tickets, request_sign_in, sign_in_key
-
-log = get_logger("maild.web")
 
 MY_PER_IP = (20, 3600.0)  # sign-in requests per client address per hour
 MY_PER_ADDRESS = (3, 900.0)  # per e-mail address per 15 minutes: nobody's mailbox is flooded from here
@@ -51,17 +47,13 @@ class MyTickets:
         if not self.per_ip.hit(client_ip(request)) or not self.per_address.hit(address):
             return self.pages.too_many()
         # After the answer: the time it takes must not tell whether the address is known.
-        task = asyncio.ensure_future(self._sign_in(address))
-        self.pages.background.add(task)
-        task.add_done_callback(self.pages.background.discard)
+        self.pages.in_background(self._sign_in(address))
         return self.pages.page("my_sent.html.j2", minutes=SIGN_IN_MINUTES)
 
     async def _sign_in(self, address: str) -> None:
         site = self.pages.site
-        try:
-            await self.pages.write(request_sign_in, site.cfg, site.link_key, address, now=utcnow())
-        except Exception as exc:  # the customer may ask again; the daemon goes on
-            log.warning("sign_in_failed", error=f"{type(exc).__name__}: {exc}")
+        queued = await self.pages.write(request_sign_in, site.cfg, site.link_key, address, now=utcnow())
+        self.pages.send_soon(queued)
 
     async def listing(self, request: web.Request) -> web.Response:
         state, contact_id = check_token(self.key, request.match_info["token"], now=utcnow())
@@ -81,6 +73,7 @@ def add_routes(app: web.Application, site: Site, render: Render, words: Callable
     """/my and /new/<desk> on `app`. `render`: a page template to HTML; `words`: a status as customers
     read it."""
     pages = Pages(site, render, words)
+    app.on_cleanup.append(pages.close)
     mine = MyTickets(pages)
     app.router.add_get("/my", mine.form)
     app.router.add_post("/my", mine.post)

@@ -35,7 +35,12 @@ from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
+from maild.ingress.log_fields import describe
+from maild.logs import get_logger
+from maild.outbound.sender import flush
 from maild.storage.db import transaction
+
+log = get_logger("maild.web")
 
 CSRF_COOKIE = "maild_form"
 CSRF_FIELD = "csrf"
@@ -167,6 +172,35 @@ class Pages:
         self.site, self.render, self.words = site, render, words
         self.csrf = Csrf(site.link_key, site.cfg.web.public_url)
         self.background: set[asyncio.Future[Any]] = set()
+        # The mail these pages queue (a sign-in link, a confirmation link) is sent here, right away and
+        # never in a page's thread; what fails stays queued for the daemon's outbox job.
+        self.sender = ThreadPoolExecutor(1, thread_name_prefix="web-form-send")
+
+    async def close(self, _app: web.Application) -> None:
+        """aiohttp's on_cleanup: wait for a send under way (what is not sent stays queued)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.sender.shutdown)
+
+    def in_background(self, work: Awaitable[Any]) -> None:
+        """Run `work` after the answer; its failure is logged (the customer can ask again)."""
+        future = asyncio.ensure_future(work)
+        self.background.add(future)
+        future.add_done_callback(self._finished)
+
+    def _finished(self, future: asyncio.Future[Any]) -> None:
+        self.background.discard(future)
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            log.warning("web_form_mail_failed", error=describe(error))
+
+    def send_soon(self, outbox_id: int | None) -> None:
+        """Send this queued mail now, in the background, as the pipeline sends what it queues."""
+        if outbox_id is not None:
+            site = self.site
+            self.in_background(
+                asyncio.get_running_loop().run_in_executor(
+                    self.sender, flush, site.writer, site.cfg, [outbox_id]
+                )
+            )
 
     async def read(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         def run() -> Any:

@@ -184,8 +184,9 @@ class NewTicket:
             log.warning("web_confirmation_not_queued", desk=desk.name, error=f"{type(exc).__name__}: {exc}")
             await self.pages.blocking(web_pending.discard, site.cfg.data_dir, token)
             return self.pages.page("form_try_later.html.j2", 503)
-        if not queued:  # screened out (blocked, bouncing, its hour's mails): nobody can confirm it
+        if queued is None:  # screened out (blocked, bouncing, its hour's mails): nobody can confirm it
             await self.pages.blocking(web_pending.discard, site.cfg.data_dir, token)
+        self.pages.send_soon(queued)
         # The same page either way: the form does not tell whether an address is blocked.
         return self.pages.page("new_confirm_sent.html.j2", desk=desk, hours=web_pending.PENDING_HOURS)
 

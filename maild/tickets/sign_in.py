@@ -105,13 +105,15 @@ def _signable_contact(session: Session, email: str) -> Contact | None:
     return contact
 
 
-def request_sign_in(session: Session, cfg: Config, link_key: bytes, email: str, *, now: dt.datetime) -> bool:
+def request_sign_in(
+    session: Session, cfg: Config, link_key: bytes, email: str, *, now: dt.datetime
+) -> int | None:
     """Queue the sign-in mail when `email` is a contact with tickets (their links issued now, so the list
-    only reads); False when there is nobody to write to. The caller answers the same either way."""
+    only reads): its outbox id; None when there is nobody to write to. The caller answers the same."""
     contact = _signable_contact(session, email)
     found = _tickets_of(session, contact) if contact is not None else []
     if contact is None or not found:
-        return False
+        return None
     for ticket in found:
         token_for(session, link_key, ticket, contact, now=now)
     token = make_token(sign_in_key(link_key), contact.id, now=now)
@@ -130,7 +132,10 @@ def request_sign_in(session: Session, cfg: Config, link_key: bytes, email: str, 
             "valid_minutes": SIGN_IN_MINUTES,
         },
     )
-    return queued is not None
+    if queued is None:
+        return None
+    session.flush()  # its id, to send it right away
+    return queued.id
 
 
 @dataclass(frozen=True)

@@ -172,9 +172,9 @@ def queue_confirmation(
     token: str,
     *,
     now: dt.datetime,
-) -> bool:
-    """The one mail an unconfirmed address gets: the link that sends its request. False when screening
-    dropped it (blocked, bouncing, or over its automatic mails for the hour)."""
+) -> int | None:
+    """The one mail an unconfirmed address gets: the link that sends its request; its outbox id. None
+    when screening dropped it (blocked, bouncing, or over its automatic mails for the hour)."""
     desk = session.scalars(select(Desk).where(Desk.name == desk_name)).one()
     queued = queue_desk_mail(
         session,
@@ -192,4 +192,7 @@ def queue_confirmation(
             "valid_hours": PENDING_HOURS,
         },
     )
-    return queued is not None
+    if queued is None:
+        return None
+    session.flush()  # its id, to send it right away
+    return queued.id
