@@ -58,13 +58,13 @@ class MyTickets:
     async def listing(self, request: web.Request) -> web.Response:
         state, contact_id = check_token(self.key, request.match_info["token"], now=utcnow())
         if state == "invalid":
-            raise web.HTTPNotFound()
+            return self.pages.page("my_not_found.html.j2", 404)
         if state == "expired":
             return self.pages.page("my_link_expired.html.j2", 410, minutes=SIGN_IN_MINUTES)
         site = self.pages.site
         found = await self.pages.read(my_tickets, site.cfg, site.link_key, contact_id)
-        if found is None:
-            raise web.HTTPNotFound()
+        if found is None:  # the contact is gone or blocked
+            return self.pages.page("my_not_found.html.j2", 404)
         contact, listed = found
         return self.pages.page("my_tickets.html.j2", contact=contact, tickets=listed, words=self.pages.words)
 
