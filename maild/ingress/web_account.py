@@ -21,6 +21,7 @@ from maild.ingress.web_forms import Pages, RateLimit, Render, Site, client_ip, u
 from maild.ingress.web_new import NewTicket
 from maild.mail.addresses import is_valid, normalize
 from maild.tickets.sign_in import SIGN_IN_MINUTES, check_token, my_tickets, request_sign_in, sign_in_key
+from maild.tickets.web_new_ticket import N_
 
 MY_PER_IP = (20, 3600.0)  # sign-in requests per client address per hour
 MY_PER_ADDRESS = (3, 900.0)  # per e-mail address per 15 minutes: nobody's mailbox is flooded from here
@@ -42,7 +43,11 @@ class MyTickets:
             return self.pages.refused(request)
         address = normalize(str(form.get("address", "")))
         if not is_valid(address) or len(address) > 254:
-            error = "Please give a valid e-mail address."
+            error = (
+                N_("%(address)s is not a valid e-mail address.")
+                if address
+                else N_("Please give your e-mail address.")
+            )
             return self.pages.form_page(request, "my.html.j2", 400, address=address, error=error)
         if not self.per_ip.hit(client_ip(request)) or not self.per_address.hit(address):
             return self.pages.too_many()
