@@ -234,10 +234,10 @@ class Pages:
     def page(self, template: str, status: int = 200, **variables: Any) -> web.Response:
         return html(self.render(template, **variables), status)
 
-    def refused(self, request: web.Request) -> web.Response:
+    def refused(self, request: web.Request, **variables: Any) -> web.Response:
         """A POST whose CSRF field does not match (another site's form, or a page open over a restart
         of the browser): the form again, to be sent from here."""
-        return self.form_page(request, "form_expired.html.j2", 403, again=request.path)
+        return self.form_page(request, "form_expired.html.j2", 403, again=request.path, **variables)
 
-    def too_many(self) -> web.Response:
-        return self.page("form_too_many.html.j2", 429)
+    def too_many(self, **variables: Any) -> web.Response:
+        return self.page("form_too_many.html.j2", 429, **variables)

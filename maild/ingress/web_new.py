@@ -55,6 +55,9 @@ class DeskForm:
     max_attachment_mb: int
     allowed_extensions: str
     confirm: bool
+    # The desk's customers' language: every page about the desk is rendered with `language=` (a plain
+    # variable until the pages speak the desk's language; then what the page is translated into).
+    language: str
 
 
 def desk_form(session: Session, name: str) -> DeskForm | None:
@@ -67,6 +70,7 @@ def desk_form(session: Session, name: str) -> DeskForm | None:
         desk.max_attachment_mb,
         desk.allowed_extensions,
         desk.web_confirm_address,
+        desk.language,
     )
 
 
@@ -126,7 +130,12 @@ class NewTicket:
         self, request: web.Request, desk: DeskForm, status: int = 200, **variables: Any
     ) -> web.Response:
         variables = {"values": {}, "errors": [], **variables}
-        return self.pages.form_page(request, "new.html.j2", status, desk=desk, honeypot=HONEYPOT, **variables)
+        return self.pages.form_page(
+            request, "new.html.j2", status, desk=desk, language=desk.language, honeypot=HONEYPOT, **variables
+        )
+
+    def _page(self, desk: DeskForm, template: str, status: int = 200, **variables: Any) -> web.Response:
+        return self.pages.page(template, status, desk=desk, language=desk.language, **variables)
 
     async def form(self, request: web.Request) -> web.Response:
         return self._form(request, await self._desk(request))
@@ -135,19 +144,19 @@ class NewTicket:
         desk = await self._desk(request)
         read = await read_form(request)
         if read is None:
-            return self.pages.page("form_too_large.html.j2", 413)
+            return self._page(desk, "form_too_large.html.j2", 413)
         fields, uploads = read
         if not self.pages.csrf_ok(request, fields):
-            return self.pages.refused(request)
+            return self.pages.refused(request, language=desk.language)
         if not self.per_ip.hit(client_ip(request)):
-            return self.pages.too_many()
+            return self.pages.too_many(language=desk.language)
         if fields.get(HONEYPOT, "").strip():
-            return self.pages.page("new_sent.html.j2", desk=desk)  # a robot: thanked, nothing kept
+            return self._page(desk, "new_sent.html.j2")  # a robot: thanked, nothing kept
         submission, errors = await self.pages.read(_validate, desk.name, fields, uploads)
         if submission is None:
             return self._form(request, desk, 400, values=fields, errors=errors)
         if not self.per_address.hit(submission.address):
-            return self.pages.too_many()
+            return self.pages.too_many(language=desk.language)
         raw = build_mail(submission, desk.address, now=utcnow())
         if desk.confirm:
             return await self._keep_until_confirmed(desk, submission, raw)
@@ -158,8 +167,8 @@ class NewTicket:
             await self.pages.site.take_mail(raw, recipient or desk.address, "web", mail_from)
         except Exception as exc:  # not spooled: nothing was taken, the customer is asked to send again
             log.warning("web_new_ticket_not_spooled", desk=desk.name, error=f"{type(exc).__name__}: {exc}")
-            return self.pages.page("form_try_later.html.j2", 503)
-        return self.pages.page("new_sent.html.j2", desk=desk)
+            return self._page(desk, "form_try_later.html.j2", 503)
+        return self._page(desk, "new_sent.html.j2")
 
     async def _keep_until_confirmed(self, desk: DeskForm, submission: Submission, raw: bytes) -> web.Response:
         site = self.pages.site
@@ -168,7 +177,7 @@ class NewTicket:
         )
         token = await self.pages.blocking(web_pending.store, site.cfg.data_dir, pending)
         if token is None:
-            return self.pages.page("form_try_later.html.j2", 503)
+            return self._page(desk, "form_try_later.html.j2", 503)
         try:
             queued = await self.pages.write(
                 web_pending.queue_confirmation,
@@ -183,12 +192,12 @@ class NewTicket:
         except Exception as exc:  # no mail, so no way to confirm: the submission goes too
             log.warning("web_confirmation_not_queued", desk=desk.name, error=f"{type(exc).__name__}: {exc}")
             await self.pages.blocking(web_pending.discard, site.cfg.data_dir, token)
-            return self.pages.page("form_try_later.html.j2", 503)
+            return self._page(desk, "form_try_later.html.j2", 503)
         if queued is None:  # screened out (blocked, bouncing, its hour's mails): nobody can confirm it
             await self.pages.blocking(web_pending.discard, site.cfg.data_dir, token)
         self.pages.send_soon(queued)
         # The same page either way: the form does not tell whether an address is blocked.
-        return self.pages.page("new_confirm_sent.html.j2", desk=desk, hours=web_pending.PENDING_HOURS)
+        return self._page(desk, "new_confirm_sent.html.j2", hours=web_pending.PENDING_HOURS)
 
     async def _pending(self, request: web.Request, desk: DeskForm) -> web_pending.Pending | None:
         found: web_pending.Pending | None = await self.pages.blocking(
@@ -200,20 +209,22 @@ class NewTicket:
         desk = await self._desk(request)
         pending = await self._pending(request, desk)
         if pending is None:
-            return self.pages.page("new_link_expired.html.j2", 410, desk=desk)
-        return self.pages.form_page(request, "new_confirm.html.j2", desk=desk, subject=pending.subject)
+            return self._page(desk, "new_link_expired.html.j2", 410)
+        return self.pages.form_page(
+            request, "new_confirm.html.j2", desk=desk, language=desk.language, subject=pending.subject
+        )
 
     async def confirm(self, request: web.Request) -> web.Response:
         desk = await self._desk(request)
         form = await request.post()
         if not self.pages.csrf_ok(request, form):
-            return self.pages.refused(request)
+            return self.pages.refused(request, language=desk.language)
         data_dir, token = self.pages.site.cfg.data_dir, request.match_info["token"]
         if await self._pending(request, desk) is None:
-            return self.pages.page("new_link_expired.html.j2", 410, desk=desk)
+            return self._page(desk, "new_link_expired.html.j2", 410)
         claimed = await self.pages.blocking(web_pending.claim, data_dir, token)
         if claimed is None:  # sent already, by a click a moment ago
-            return self.pages.page("new_sent.html.j2", desk=desk)
+            return self._page(desk, "new_sent.html.j2")
         pending = await self.pages.blocking(web_pending.read_claimed, claimed)
         response = await self._spool(desk, pending.raw, pending.mail_from, pending.recipient)
         if response.status == 200:
