@@ -145,6 +145,7 @@ class MyTicket:
     status: str
     last_activity: dt.datetime  # in the ticket's desk's time zone
     url: str  # the customer's own link; "" when it was revoked since the sign-in mail
+    language: str  # the ticket's desk's: the words of its status
 
 
 def my_tickets(
@@ -161,5 +162,5 @@ def my_tickets(
         url = link_url(cfg.web.public_url, token_of(link_key, link)) if link is not None else ""
         zone = ZoneInfo(ticket.desk.timezone or "UTC")
         at = naive_utc(ticket.updated_at).replace(tzinfo=dt.UTC).astimezone(zone)
-        listed.append(MyTicket(ticket.number, ticket.subject, ticket.status, at, url))
+        listed.append(MyTicket(ticket.number, ticket.subject, ticket.status, at, url, ticket.desk.language))
     return contact, listed
