@@ -30,6 +30,7 @@ from maild.config import Config, ListenAddress
 from maild.ingress.intake import Spooled
 from maild.ingress.log_fields import describe
 from maild.ingress.page_forms import Problem, csrf_token
+from maild.ingress.web_account import add_routes as add_account_routes
 from maild.ingress.web_actions import add_action_routes
 from maild.logs import get_logger
 from maild.mail.tokens import load_secret
@@ -262,7 +263,11 @@ def _page_routes(pages: WebPages, app: web.Application) -> None:
 
 
 # Every page's routes; another page adds its own function here.
-ROUTES: list[RouteAdder] = [_page_routes, add_action_routes]
+def _account_routes(pages: WebPages, app: web.Application) -> None:
+    add_account_routes(app, pages, pages._render, customer_words)  # /my and /new/<desk>
+
+
+ROUTES: list[RouteAdder] = [_page_routes, add_action_routes, _account_routes]
 
 
 async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:

@@ -86,6 +86,9 @@ TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
     "replies_only_refusal": ("desk_name", "customer_name", "original_subject"),
     "ticket_created": (*_TICKET, "refused_attachments"),
     "ticket_merged": (*_TICKET, "merged_numbers"),
+    # The customers' pages (maild.tickets.sign_in, maild.tickets.web_pending): mail about no ticket.
+    "web_sign_in": ("desk_name", "customer_name", "sign_in_url", "valid_minutes"),
+    "web_confirm_address": ("desk_name", "customer_name", "confirm_url", "original_subject", "valid_hours"),
 }
 # Variables a template has whoever queues it: callers that predate them (`ticket split --notify`, an admin's
 # `ticket reply` without the pipeline) would otherwise fail a desk template that uses them.
@@ -188,6 +191,13 @@ _SAMPLES: dict[str, tuple[Any, Any]] = {
     "merged_numbers": (["SUP-26-03-2", "SUP-26-03-3"], ["SUP-26-03-2"]),
     "waiting_for": ("3 days", "3 days"),
     "refused_attachments": (sample_refused_attachments(), []),
+    "sign_in_url": ("https://help.example.com/my/" + "S" * 43, "https://help.example.com/my/" + "S" * 43),
+    "valid_minutes": (15, 15),
+    "confirm_url": (
+        "https://help.example.com/new/support/confirm/" + "C" * 43,
+        "https://help.example.com/new/support/confirm/" + "C" * 43,
+    ),
+    "valid_hours": (24, 24),
 }
 
 
