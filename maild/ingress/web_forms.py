@@ -3,7 +3,7 @@ reverse proxy, in-memory rate limits, and the headers of a page that posts a for
 
 CSRF: double submit, signed. A form page sets a random cookie (HttpOnly, SameSite=Lax, Secure behind
 https) and puts HMAC(cookie) into a hidden field; a POST is taken only when the field matches its cookie
-(constant-time) and the browser does not say it comes from another site (Sec-Fetch-Site, Origin).
+(constant-time) and the browser does not say it comes from another site (page_forms.cross_site).
 Another site can neither read the cookie nor make the field; no server state, so a restart breaks no
 open form. /my and /new have no secret in their URL, so a field bound only to the page (as
 maild.ingress.page_forms does for the ticket page, whose token is the secret) could be fetched and
@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.ingress.log_fields import describe
+from maild.ingress.page_forms import cross_site
 from maild.logs import get_logger
 from maild.outbound.sender import flush
 from maild.storage.db import transaction
@@ -59,7 +60,7 @@ class Csrf:
     def __init__(self, key: bytes, public_url: str) -> None:
         self.key = hmac.new(key, b"maild form tokens", hashlib.sha256).digest()
         parts = urlsplit(public_url)
-        self.origin = f"{parts.scheme}://{parts.netloc}".lower()
+        self.public_url = public_url
         self.path = parts.path.rstrip("/") + "/"
         self.secure = parts.scheme == "https"
 
@@ -81,21 +82,10 @@ class Csrf:
             )
 
     def valid(self, request: web.Request, form_value: str) -> bool:
-        if self.cross_site(request):
+        if cross_site(request, self.public_url):
             return False
         cookie = request.cookies.get(CSRF_COOKIE, "")
         return len(cookie) == 43 and hmac.compare_digest(self._field(cookie), form_value)
-
-    def cross_site(self, request: web.Request) -> bool:
-        """The browser says the POST comes from another site (Sec-Fetch-Site), or its Origin is not ours.
-        `Origin: null` is what browsers send with our own forms under `Referrer-Policy: no-referrer`
-        (Fetch: a POST's origin is serialised as null then): the cookie and its field decide."""
-        if request.headers.get("Sec-Fetch-Site", "").lower() in {"cross-site", "same-site"}:
-            return True
-        origin = request.headers.get("Origin")
-        if origin is None or origin == "null":
-            return False
-        return origin.lower().rstrip("/") not in {self.origin, f"{request.scheme}://{request.host}".lower()}
 
 
 def client_ip(request: web.Request) -> str:
