@@ -286,7 +286,7 @@ class WebDesk:
 
 def _plain_text(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
-    return part.get_content() if part is not None else ""  # type: ignore[attr-defined,no-any-return]
+    return str(part.get_content()) if isinstance(part, EmailMessage) else ""
 
 
 @pytest.fixture(name="web_desk")  # imported as web_desk_fixture

@@ -13,6 +13,7 @@ import re
 import urllib.request
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,7 +24,6 @@ from tests.browser import (
     DESKTOP,
     PHONE,
     WebDesk,
-    WebDriver,
     browser_fixture,  # noqa: F401 (the fixture `browser`)
     check_axe,
     open_page,
@@ -32,6 +32,9 @@ from tests.browser import (
     text_of,
     web_desk_fixture,  # noqa: F401 (the fixture `web_desk`)
 )
+
+if TYPE_CHECKING:  # selenium may be missing: the fixture `browser` then skips, saying so
+    from selenium.webdriver.chrome.webdriver import WebDriver
 
 pytestmark = pytest.mark.browser
 ALICE = "alice@customer.example"
@@ -52,7 +55,7 @@ def customer_mail() -> bytes:
     return msg.as_bytes(policy=SMTP)
 
 
-def test_the_link_in_the_mail_opens_the_ticket_in_chromium(web_desk: WebDesk, browser: WebDriver) -> None:
+def test_the_link_in_the_mail_opens_the_ticket_in_chromium(browser: WebDriver, web_desk: WebDesk) -> None:
     web_desk.mail_in(customer_mail(), ALICE)
     [link] = web_desk.links_to(ALICE)  # the auto-reply
     [number] = re.findall(r"\[(SUP-\d+)\]", str(web_desk.sent()[0]["Subject"]))
@@ -70,7 +73,7 @@ def test_the_link_in_the_mail_opens_the_ticket_in_chromium(web_desk: WebDesk, br
     assert text_of(browser, ".status") == customer_words(shown["status"])
     [attachment] = messages[0].find_elements("css selector", ".attachments a")
     assert attachment.text == "printer log.pdf"
-    with urllib.request.urlopen(attachment.get_attribute("href"), timeout=10) as download:
+    with urllib.request.urlopen(str(attachment.get_attribute("href")), timeout=10) as download:
         assert download.read() == PDF
         assert download.headers["Content-Disposition"].startswith("attachment;")
     for width in (DESKTOP, PHONE):
@@ -79,7 +82,7 @@ def test_the_link_in_the_mail_opens_the_ticket_in_chromium(web_desk: WebDesk, br
         assert png_size(screenshot(browser, width))[0] == width
 
 
-def test_the_not_found_page_in_chromium(web_desk: WebDesk, browser: WebDriver) -> None:
+def test_the_not_found_page_in_chromium(browser: WebDriver, web_desk: WebDesk) -> None:
     for width in (DESKTOP, PHONE):
         assert open_page(browser, web_desk.url("/t/" + "A" * 44), width) == 404
 
