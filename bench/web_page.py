@@ -11,7 +11,8 @@ notice maild sent them, the two alternate until the ticket has --messages messag
 read from the auto-reply in the outgoing Maildir.
 
 (a) page: --requests GETs of that ticket's page, one after another on one kept-alive HTTP/1.1 connection
-    (after 20 not counted), each from writing the request to the last byte of the body: median, p95, p99.
+    (after 20 not counted), each from writing the request to the last byte of the body: median, p95, p99,
+    and maild's CPU time per GET (all its threads, from /proc: what a view costs, whatever else runs).
     Measured twice: on the fresh database, and again after the intake runs of (b) (a few thousand rows).
 (b) intake: --mails new-ticket mails (~3 KB, bench/smtp_throughput.py's) over LMTP from --senders
     connections, back to back, without and with --views-per-second page views of the same page running
@@ -30,6 +31,7 @@ import argparse
 import asyncio
 import http.client
 import json
+import os
 import random
 import re
 import sqlite3
@@ -56,6 +58,7 @@ CUSTOMER = "alice@customer.example"
 AGENT = "bob@bench.test"
 WARMUP = 20
 HTTP_TIMEOUT = 30.0
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -68,6 +71,7 @@ class PageTimes:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    daemon_cpu_ms: float | None  # maild's CPU time (all threads) per GET: less noisy than wall time
 
 
 @dataclass
@@ -254,18 +258,30 @@ def get_page(url: str) -> tuple[float, bytes]:
         pages.close()
 
 
-def page_times(url: str, requests: int, when: str) -> PageTimes:
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of `pid`, all its threads (/proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def page_times(maild: WebMaild, url: str, requests: int, when: str) -> PageTimes:
     pages = Pages(url)
     try:
         for _ in range(WARMUP):
             body = pages.get()
         seconds = []
+        cpu_before = cpu_seconds(maild.proc.pid)
         for _ in range(requests):
             started = time.perf_counter()
             body = pages.get()
             seconds.append(time.perf_counter() - started)
+        cpu_after = cpu_seconds(maild.proc.pid)
     finally:
         pages.close()
+    cpu = (cpu_after - cpu_before) / requests if cpu_before is not None and cpu_after is not None else None
     return PageTimes(
         when=when,
         requests=requests,
@@ -275,6 +291,7 @@ def page_times(url: str, requests: int, when: str) -> PageTimes:
         p95_ms=st.ms(st.percentile(seconds, 0.95)),
         p99_ms=st.ms(st.percentile(seconds, 0.99)),
         max_ms=st.ms(max(seconds)),
+        daemon_cpu_ms=st.ms(cpu) if cpu is not None else None,
     )
 
 
@@ -347,13 +364,13 @@ def run(args: argparse.Namespace) -> Report:
         maild = WebMaild(Path(scratch))
         try:
             url = long_ticket(maild, args.messages)
-            report.pages.append(page_times(url, args.requests, "fresh"))
+            report.pages.append(page_times(maild, url, args.requests, "fresh"))
             for r in range(args.rounds):
                 for views in (0.0, args.views_per_second):
                     tag = f"r{r}{'v' if views else 'n'}"
                     mails = [st.make_mail(tag, i, rng) for i in range(args.mails)]
                     report.intake.append(intake_run(maild, url, mails, args.senders, views))
-            report.pages.append(page_times(url, args.requests, "after intake"))
+            report.pages.append(page_times(maild, url, args.requests, "after intake"))
         finally:
             maild.stop()
     report.rate_ratio = ratio(report.intake, "rate")
@@ -367,7 +384,8 @@ def show(report: Report) -> None:
     for p in report.pages:
         print(
             f"page ({p.when}): {p.messages_on_page} messages, {p.page_bytes} bytes, {p.requests} GETs: "
-            f"median {p.p50_ms} ms, p95 {p.p95_ms} ms, p99 {p.p99_ms} ms, max {p.max_ms} ms"
+            f"median {p.p50_ms} ms, p95 {p.p95_ms} ms, p99 {p.p99_ms} ms, max {p.max_ms} ms; "
+            f"maild CPU {p.daemon_cpu_ms} ms per GET"
         )
     for r in report.intake:
         views = f", views {r.views_done}/{r.views_offered} p50 {r.view_p50_ms} ms p95 {r.view_p95_ms} ms"
