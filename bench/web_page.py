@@ -2,7 +2,7 @@
 and whether page views slow down LMTP intake.
 
     .venv/bin/python bench/web_page.py [--messages 100] [--requests 200] [--mails 300] [--senders 10]
-        [--views-per-second 20] [--rounds 2] [--json]
+        [--views-per-second 20] [--rounds 2] [--views-of page|static] [--json]
 
 One real `maild serve` on a fresh data dir (SQLite), LMTP and `[web]` on loopback, one desk `support` with
 auto-replies and one agent, everything made the way it happens in use: the customer mails the desk over
@@ -21,6 +21,8 @@ read from the auto-reply in the outgoing Maildir.
     tickets, which slows the next a little: the order cancels that trend). Per run: accepted mail/s
     (first MAIL FROM .. last 250) and ticketed mail/s (.. every mail's spool row 'done'); the ratio
     with/without of the medians. The page views' own latency under intake is reported too.
+    --views-of static fetches the style sheet instead: what the HTTP listener costs without the page's
+    database read and rendering.
 
 The clients run in this process (asyncio for LMTP, a thread for HTTP); maild in its own. Load average
 before and after is printed: on a shared machine, compare runs of one invocation only.
@@ -372,7 +374,8 @@ def run(args: argparse.Namespace) -> Report:
                 for views in order:
                     tag = f"r{r}{'v' if views else 'n'}"
                     mails = [st.make_mail(tag, i, rng) for i in range(args.mails)]
-                    report.intake.append(intake_run(maild, url, mails, args.senders, views))
+                    viewed = url if args.views_of == "page" else url.split("/t/")[0] + "/static/maild.css"
+                    report.intake.append(intake_run(maild, viewed, mails, args.senders, views))
             report.pages.append(page_times(maild, url, args.requests, "after intake"))
         finally:
             maild.stop()
@@ -408,6 +411,12 @@ def main() -> int:
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--views-per-second", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--views-of",
+        choices=("page", "static"),
+        default="page",
+        help="what the views of (b) fetch: the ticket page, or the style sheet (the listener's own cost)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     report = run(args)
