@@ -3,6 +3,7 @@ the link in the auto-reply (read from the outgoing Maildir, as their mail client
 the browser after an agent answered with `maildctl ticket reply`; the history and the attachment are there,
 the page and the 404 page have no serious or critical axe-core violation at desktop and phone width, and
 screenshots of them can be taken (scripts/screenshots.py writes docs/screenshots/ with the same helpers).
+And the axe check itself is no formality: a page with an unlabelled field and an image without text fails it.
 
 Without Chromium these tests skip, saying so; in CI (MAILD_REQUIRE_SERVERS=1) they fail instead."""
 
@@ -89,3 +90,13 @@ def test_the_not_found_page_in_chromium(browser: WebDriver, web_desk: WebDesk) -
         assert browser.find_element("css selector", "h1").text == "Not found"
         check_axe(browser)
         assert png_size(screenshot(browser, width))[0] == width
+
+
+def test_check_axe_fails_on_serious_violations_and_names_them(browser: WebDriver) -> None:
+    page = '<!DOCTYPE html><html lang="en"><title>t</title><main><input type="text"><img src="x.png"></main>'
+    open_page(browser, "data:text/html," + page)
+
+    with pytest.raises(AssertionError) as failed:
+        check_axe(browser)
+
+    assert "[critical] label:" in str(failed.value) and "[critical] image-alt:" in str(failed.value)
