@@ -179,7 +179,9 @@ def check_axe(driver: WebDriver) -> list[dict[str, Any]]:
 
 
 def screenshot(driver: WebDriver, width: int, path: Path | None = None) -> bytes:
-    """The whole page at `width` as PNG (written to `path` when given); the page stays as it was."""
+    """The whole page at `width` as PNG (written to `path` when given); the page stays as it was. At a phone
+    width a page without `<meta name="viewport">` is laid out 980 px wide, as phones do, and so is the PNG:
+    checking the PNG's width catches such a page."""
     set_width(driver, width)
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
     set_width(driver, width, max(height, 200))
