@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: lint, then every test on SQLite and on PostgreSQL (a throwaway
 # cluster on loopback, made by Debian's pg_virtualenv), the two backends at the same time, each spread over
-# worker processes (pytest-xdist). Installs Debian's postgresql, postfix, dovecot and swaks when missing.
+# worker processes (pytest-xdist). Installs Debian's postgresql, postfix, dovecot, swaks and chromium when
+# missing.
 # Extra arguments go to both pytest runs (e.g. `scripts/test.sh tests/test_pipe.py -x`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,17 @@ command -v swaks >/dev/null || missing+=(swaks)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test: installing ${missing[*]} from Debian's packages (their system services left disabled, on loopback)" >&2
   install_packages "${missing[@]}"
+fi
+# The browser tests (tests/test_web_browser.py) drive Debian's Chromium through Debian's chromedriver (one
+# source package: their versions always match). Without recommends: those bring avahi-daemon, upower, cups
+# helpers and the like, none of which a headless browser needs. Liberation fonts: screenshots as in docs/.
+browser=()
+command -v chromium >/dev/null || browser+=(chromium)
+command -v chromedriver >/dev/null || browser+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/liberation ] || browser+=(fonts-liberation)
+if [ ${#browser[@]} -gt 0 ]; then
+  echo "test: installing ${browser[*]} from Debian's packages" >&2
+  install_packages --no-install-recommends "${browser[@]}"
 fi
 # Tests that need one of these servers fail instead of skipping when it is missing.
 export MAILD_REQUIRE_SERVERS=1
