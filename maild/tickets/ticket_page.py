@@ -17,7 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from maild.outbound.outgoing import agent_display_name
 from maild.storage import attachments as attachment_store
@@ -65,15 +65,53 @@ class TicketPage:
     ratings_on: bool = False  # the desk takes ratings of agent replies
 
 
-def _visible_messages(session: Session, ticket: Ticket) -> list[Message]:
-    return list(
-        session.scalars(
-            select(Message)
-            .where(Message.ticket_id == ticket.id, Message.kind.in_(VISIBLE_KINDS))
-            .options(selectinload(Message.attachments))  # one query, not one per message
-            .order_by(Message.created_at, Message.id)
+@dataclass(frozen=True)
+class _Shown:
+    """The columns of a message the page needs (not the ORM object: a long ticket's page is read often)."""
+
+    id: int
+    kind: str
+    from_address: str
+    from_name: str
+    created_at: dt.datetime
+    text: str
+    visible_text: str
+
+
+def _visible_messages(session: Session, ticket: Ticket) -> list[_Shown]:
+    rows = session.execute(
+        select(
+            Message.id,
+            Message.kind,
+            Message.from_address,
+            Message.from_name,
+            Message.created_at,
+            Message.text,
+            Message.visible_text,
         )
+        .where(Message.ticket_id == ticket.id, Message.kind.in_(VISIBLE_KINDS))
+        .order_by(Message.created_at, Message.id)
     )
+    return [_Shown(*row) for row in rows]
+
+
+def _stored_attachments(session: Session, ticket: Ticket) -> dict[int, list[PageAttachment]]:
+    """The stored (not refused) attachments of the ticket's visible messages, by message, in one query."""
+    rows = session.execute(
+        select(Attachment.message_id, Attachment.id, Attachment.filename, Attachment.size)
+        .join(Message, Message.id == Attachment.message_id)
+        .where(
+            Message.ticket_id == ticket.id,
+            Message.kind.in_(VISIBLE_KINDS),
+            Attachment.refused_reason.is_(None),
+            Attachment.sha256 != "",
+        )
+        .order_by(Attachment.id)
+    )
+    found: dict[int, list[PageAttachment]] = {}
+    for message_id, attachment_id, filename, size in rows:
+        found.setdefault(message_id, []).append(PageAttachment(attachment_id, filename, size))
+    return found
 
 
 def local_time(at: dt.datetime, timezone: str) -> dt.datetime:
@@ -89,7 +127,7 @@ def _desk_name(ticket: Ticket) -> str:
     return ticket.desk.sender_name or ticket.desk.name
 
 
-def _agent_names(session: Session, ticket: Ticket, messages: list[Message]) -> dict[str, str]:
+def _agent_names(session: Session, ticket: Ticket, messages: list[_Shown]) -> dict[str, str]:
     """Each agent reply's author as the customer saw it (the agent's display name), in one query."""
     addresses = {m.from_address.lower() for m in messages if m.kind == "agent"}
     if not addresses:
@@ -98,7 +136,7 @@ def _agent_names(session: Session, ticket: Ticket, messages: list[Message]) -> d
     return {agent.email: agent_display_name(agent) for agent in agents}
 
 
-def _author(ticket: Ticket, message: Message, viewer: Contact, agent_names: dict[str, str]) -> str:
+def _author(ticket: Ticket, message: _Shown, viewer: Contact, agent_names: dict[str, str]) -> str:
     if message.kind == "agent":
         return agent_names.get(message.from_address.lower()) or _desk_name(ticket)
     if message.from_address.lower() == viewer.email:
@@ -107,18 +145,10 @@ def _author(ticket: Ticket, message: Message, viewer: Contact, agent_names: dict
     return message.from_name.strip() or "another participant"
 
 
-def _text(message: Message) -> str:
+def _text(message: _Shown) -> str:
     if message.kind == "agent":
         return message.visible_text  # what was relayed; `text` is the agent's whole mail
     return message.visible_text or message.text
-
-
-def _attachments(message: Message) -> tuple[PageAttachment, ...]:
-    return tuple(
-        PageAttachment(row.id, row.filename, row.size)
-        for row in message.attachments
-        if row.refused_reason is None and row.sha256
-    )
 
 
 def ticket_page(session: Session, key: bytes, token: str) -> TicketPage | None:
@@ -128,6 +158,7 @@ def ticket_page(session: Session, key: bytes, token: str) -> TicketPage | None:
         return None
     ticket = opened.ticket
     visible = _visible_messages(session, ticket)
+    stored = _stored_attachments(session, ticket)
     agent_names = _agent_names(session, ticket, visible)
     rated = contact_ratings(session, ticket, opened.contact) if ticket.desk.web_ratings else {}
     messages = tuple(
@@ -137,7 +168,7 @@ def ticket_page(session: Session, key: bytes, token: str) -> TicketPage | None:
             from_desk=message.kind == "agent",
             created_at=local_time(message.created_at, ticket.desk.timezone),
             text=_text(message),
-            attachments=_attachments(message),
+            attachments=tuple(stored.get(message.id, ())),
             rating=_rating(rated.get(message.id)),
         )
         for message in visible
