@@ -27,8 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config, ListenAddress
 from maild.ingress.intake import Spooled
 from maild.mail.tokens import load_secret
+from maild.outbound.language import SOURCE_LANGUAGE, customer_word, render_context, status_word
 from maild.outbound.link_tokens import link_key
 from maild.storage.db import reading, transaction
+from maild.storage.models import TICKET_STATUSES
 from maild.templates import DEFAULT_DIR
 from maild.tickets.ticket_page import PageFile, TicketPage, attachment_file, ticket_page
 
@@ -48,14 +50,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",  # a page with a customer's mail stays out of shared caches
     "X-Robots-Tag": "noindex, nofollow",
 }
-STATUS_WORDS = {
-    "open": "Open",
-    "in_progress": "In progress",
-    "waiting": "Waiting for your reply",
-    "on_hold": "On hold",
-    "resolved": "Resolved",
-    "closed": "Closed",
-}
+STATUS_WORDS = {name: status_word(name, SOURCE_LANGUAGE) for name in TICKET_STATUSES}  # English
 
 _environment = Environment(
     loader=FileSystemLoader(str(WEB_DIR)),
@@ -68,9 +63,9 @@ _environment = Environment(
 _environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
 
-def customer_words(name: str) -> str:
+def customer_words(name: str, language: str = SOURCE_LANGUAGE) -> str:
     """A status or priority as the customer reads it (a desk's custom status: its name, spaced)."""
-    return STATUS_WORDS.get(name) or name.replace("_", " ").capitalize()
+    return customer_word(name, language)
 
 
 def content_disposition(filename: str) -> str:
@@ -143,8 +138,9 @@ class WebPages:
             "ticket.html.j2",
             page=found,
             token=token,
-            status=customer_words(found.status),
-            priority=customer_words(found.priority),
+            status=customer_words(found.status, found.language),
+            priority=customer_words(found.priority, found.language),
+            language=found.language,
         )
 
     async def attachment(self, request: web.Request) -> web.StreamResponse:
@@ -180,8 +176,11 @@ class WebPages:
             text=self._render(template, **variables), content_type="text/html", charset="utf-8"
         )
 
-    def _render(self, template: str, **variables: Any) -> str:
-        return _environment.get_template(template).render(static_url=self.static_url, **variables)
+    def _render(self, template: str, language: str = SOURCE_LANGUAGE, **variables: Any) -> str:
+        """`language`: the desk's (maild.outbound.language): its gettext, words and dates override the
+        environment's null translations."""
+        context = {**render_context(language), "static_url": self.static_url, **variables}
+        return _environment.get_template(template).render(context)
 
 
 async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:

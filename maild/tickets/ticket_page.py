@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from maild.outbound.language import SOURCE_LANGUAGE, known, translations
 from maild.outbound.outgoing import agent_display_name
 from maild.storage import attachments as attachment_store
 from maild.storage.models import Agent, Attachment, Contact, Message, Ticket
@@ -51,6 +52,7 @@ class TicketPage:
     priority: str
     desk_name: str
     messages: tuple[PageMessage, ...]
+    language: str = SOURCE_LANGUAGE  # the desk's: the page's words and dates (maild.outbound.language)
 
 
 def _visible_messages(session: Session, ticket: Ticket) -> list[Message]:
@@ -89,10 +91,11 @@ def _agent_names(session: Session, ticket: Ticket, messages: list[Message]) -> d
 def _author(ticket: Ticket, message: Message, viewer: Contact, agent_names: dict[str, str]) -> str:
     if message.kind == "agent":
         return agent_names.get(message.from_address.lower()) or _desk_name(ticket)
+    words = translations(ticket.desk.language)
     if message.from_address.lower() == viewer.email:
-        return "You"
+        return words.pgettext("author of a message", "You")
     # Another participant: the name they gave, never their address.
-    return message.from_name.strip() or "another participant"
+    return message.from_name.strip() or words.gettext("another participant")
 
 
 def _text(message: Message) -> str:
@@ -134,6 +137,7 @@ def ticket_page(session: Session, key: bytes, token: str) -> TicketPage | None:
         priority=ticket.priority,
         desk_name=_desk_name(ticket),
         messages=messages,
+        language=known(ticket.desk.language),
     )
 
 
