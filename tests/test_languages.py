@@ -90,6 +90,8 @@ def test_a_polish_desk_auto_replies_in_polish_and_tells_its_agents_in_english(
     make_desk(session_factory, "support", [SUPPORT], "SUP-{{nr}}")
     make_agent(session_factory, BOB, "Bob Builder", ["support"])
     ok(ctl(config_file, "desk", "set", "support", "--language", "pl"))
+    preview = ok(ctl(config_file, "template", "preview", "support", "ticket_created"))
+    assert "Dzień dobry Carol Customer," in preview  # maildctl shows what the customer will read
 
     deliver(session_factory, cfg, mail(subject="Drukarka nie działa"))
 
