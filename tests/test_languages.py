@@ -134,7 +134,7 @@ def test_refused_attachments_are_explained_in_the_desks_language(tmp_path: Path)
     rendered = render(tmp_path, "support", "ticket_created", sample_variables("ticket_created"), "de")
 
     assert "Diese Anhänge Ihrer E-Mail konnten wir nicht annehmen:" in rendered.text
-    assert "- backup.zip: sie ist 30,2 MB groß, mehr als die 25 MB, die wir annehmen" in rendered.text
+    assert "- backup.zip: 30,2 MB groß – mehr als die 25 MB, die wir annehmen" in rendered.text
     assert "- setup.exe: wir nehmen keine Programme oder Skripte an" in rendered.text
 
 

@@ -176,11 +176,16 @@ def localized_variables(variables: dict[str, Any], language: str) -> dict[str, A
 # --- dates ----------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _locale(language: str) -> Locale:
+    return Locale.parse(BABEL_LOCALES[known(language)])
+
+
 def format_when(at: dt.datetime, language: str) -> str:
     """An aware time, as it is (already in the desk's zone: ticket_page.local_time), the language's way:
     its long date and short time joined as its CLDR data says, then the zone's abbreviation
     ("7 marca 2026, 10:05 CET", "7. März 2026, 10:05 CET", "March 7, 2026, 10:05 AM CET")."""
-    locale = Locale.parse(BABEL_LOCALES[known(language)])
+    locale = _locale(language)
     date = format_date(at, "long", locale=locale)
     time = format_time(at, "short", tzinfo=at.tzinfo, locale=locale)
     joined = locale.datetime_formats["medium"].replace("'", "").replace("{1}", date).replace("{0}", time)
