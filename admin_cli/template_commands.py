@@ -76,6 +76,12 @@ def _require_desk(app: App, name: str) -> None:
         raise UserError(f"no desk named {name!r}: see 'maildctl desk list'")
 
 
+def _language(app: App, desk: str) -> str:
+    """The desk's customers' language: a preview renders as the customer would read it."""
+    with app.session() as session:
+        return session.scalars(select(Desk.language).where(Desk.name == desk)).one()
+
+
 def _unknown_name(name: str) -> UserError:
     return UserError(f"unknown template {name!r}: use one of {', '.join(sorted(package_names()))}")
 
@@ -186,7 +192,7 @@ def preview_command(app: App, args: argparse.Namespace) -> int:
     templates = desk_templates(root, args.desk)
     variables = {**sample_variables(args.name, sparse=args.sparse), "desk_name": args.desk}
     try:
-        rendered = render(root, args.desk, args.name, variables)
+        rendered = render(root, args.desk, args.name, variables, _language(app, args.desk))
     except Exception as exc:  # what the daemon would fail with: the mail would not go out
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         raise UserError(f"{args.desk}'s {args.name} cannot be rendered: {text}") from None

@@ -34,9 +34,11 @@ from maild.ingress.web_account import add_routes as add_account_routes
 from maild.ingress.web_actions import add_action_routes
 from maild.logs import get_logger
 from maild.mail.tokens import load_secret
+from maild.outbound.language import SOURCE_LANGUAGE, customer_word, render_context, status_word
 from maild.outbound.link_tokens import link_key
 from maild.outbound.sender import flush
 from maild.storage.db import reading, transaction
+from maild.storage.models import TICKET_STATUSES
 from maild.templates import DEFAULT_DIR
 from maild.tickets.ticket_page import PageFile, TicketPage, attachment_file, ticket_page
 
@@ -70,14 +72,7 @@ DONE_NOTICES = {
     "closed_already": "The ticket was closed already.",
     "rated": "Thank you for your rating.",
 }
-STATUS_WORDS = {
-    "open": "Open",
-    "in_progress": "In progress",
-    "waiting": "Waiting for your reply",
-    "on_hold": "On hold",
-    "resolved": "Resolved",
-    "closed": "Closed",
-}
+STATUS_WORDS = {name: status_word(name, SOURCE_LANGUAGE) for name in TICKET_STATUSES}  # English
 
 _environment = Environment(
     loader=FileSystemLoader(str(WEB_DIR)),
@@ -90,9 +85,9 @@ _environment = Environment(
 _environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
 
-def customer_words(name: str) -> str:
+def customer_words(name: str, language: str = SOURCE_LANGUAGE) -> str:
     """A status or priority as the customer reads it (a desk's custom status: its name, spaced)."""
-    return STATUS_WORDS.get(name) or name.replace("_", " ").capitalize()
+    return customer_word(name, language)
 
 
 def content_disposition(filename: str) -> str:
@@ -210,9 +205,10 @@ class WebPages:
             token=token,
             page_url=self.page_url(token),
             csrf={form: csrf_token(self.link_key, token, form) for form in ("reply", "close", "rate")},
-            status=customer_words(found.status),
-            priority=customer_words(found.priority),
+            status=customer_words(found.status, found.language),
+            priority=customer_words(found.priority, found.language),
             problem=problem,
+            language=found.language,
             **variables,
         )
 
@@ -252,8 +248,11 @@ class WebPages:
             text=self._render(template, **variables), status=status, content_type="text/html", charset="utf-8"
         )
 
-    def _render(self, template: str, **variables: Any) -> str:
-        return _environment.get_template(template).render(static_url=self.static_url, **variables)
+    def _render(self, template: str, language: str = SOURCE_LANGUAGE, **variables: Any) -> str:
+        """`language`: the desk's (maild.outbound.language): its gettext, words and dates override the
+        environment's null translations."""
+        context = {**render_context(language), "static_url": self.static_url, **variables}
+        return _environment.get_template(template).render(context)
 
 
 def _page_routes(pages: WebPages, app: web.Application) -> None:

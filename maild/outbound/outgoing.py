@@ -265,7 +265,11 @@ def _ticket_draft(
     """The ticket's mail rendered with the ticket's variables, `[NUMBER]` in its subject: threading by
     subject needs the tag, whatever a template says."""
     rendered = render(
-        cfg.template_dir, ticket.desk.name, template, ticket_variables(cfg, ticket, **variables)
+        cfg.template_dir,
+        ticket.desk.name,
+        template,
+        ticket_variables(cfg, ticket, **variables),
+        ticket.desk.language,
     )
     subject = rendered.subject
     if f"[{ticket.number}]" not in subject:
@@ -341,7 +345,8 @@ def queue_desk_mail(
     )
     if not to:
         return None
-    rendered = render(cfg.template_dir, desk.name, template, {"desk_name": desk.name, **(variables or {})})
+    variables = {"desk_name": desk.name, **(variables or {})}
+    rendered = render(cfg.template_dir, desk.name, template, variables, desk.language)
     parent, chain = thread_chain([], references or [], in_reply_to)
     addressing = Addressing(to=to, cc=[], reply_to=desk.primary_address, in_reply_to=parent, references=chain)
     return _queue(

@@ -17,6 +17,7 @@ from jinja2 import Environment as JinjaEnvironment
 from jinja2.exceptions import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
+from maild.outbound.language import SOURCE_LANGUAGE, render_context
 from maild.outbound.template_variables import sample_variables
 from maild.templates import DEFAULT_DIR
 
@@ -80,12 +81,17 @@ class _SourceLoader(BaseLoader):
 
 
 def _environment(sources: Mapping[str, tuple[str, str]]) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+    env = SandboxedEnvironment(
         loader=ChoiceLoader([_SourceLoader(sources), FileSystemLoader(str(DEFAULT_DIR))]),
         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    # Text is written {{ _("English") }} / {% trans %}: English unless a render passes a desk's language
+    # (maild.outbound.language.render_context), so a snapshot serves whatever language the desk has now.
+    env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 
 def _trial(env: SandboxedEnvironment, file: str, path: str) -> tuple[str, int | None] | None:
@@ -94,7 +100,7 @@ def _trial(env: SandboxedEnvironment, file: str, path: str) -> tuple[str, int | 
     try:
         template = env.get_template(file)
         for sparse in (False, True):
-            template.render(sample_variables(name, sparse=sparse))
+            template.render({**render_context(SOURCE_LANGUAGE), **sample_variables(name, sparse=sparse)})
     except TemplateSyntaxError as exc:
         # An error in a file this one includes: its line is in that file, so name it.
         inner = exc.name if exc.name and exc.name != file else None

@@ -30,6 +30,7 @@ from typing import Any
 from jinja2 import TemplateNotFound
 
 from maild.mail.htmltext import html_to_text
+from maild.outbound.language import SOURCE_LANGUAGE, localized_variables, render_context
 from maild.outbound.template_loading import LAST_GOOD as LAST_GOOD
 from maild.outbound.template_loading import NOTHING_BETTER as NOTHING_BETTER
 from maild.outbound.template_loading import PARTS as PARTS
@@ -43,6 +44,7 @@ from maild.outbound.template_loading import package_names as package_names
 from maild.outbound.template_loading import typo_of as typo_of
 from maild.outbound.template_variables import ALWAYS
 from maild.outbound.template_variables import sample_variables as sample_variables
+from maild.outbound.thread_headers import AGENT_ONLY_TEMPLATES
 
 # stdlib logging, or structlog's JSON when `maild serve` configured it (see _log_problems).
 log = logging.getLogger("maild.templating")
@@ -123,6 +125,10 @@ def check_templates(template_root: Path, desk: str | None = None) -> list[Templa
 
 # --- rendering ---------------------------------------------------------------------------------------
 
+# The desk's language is its customers': mail only agents read speaks English (as maildctl does). The
+# bounce notice goes to the desk's agents though its ticket's history keeps it.
+AGENT_LANGUAGE_TEMPLATES = frozenset((*AGENT_ONLY_TEMPLATES, "bounce_notice"))
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -131,11 +137,18 @@ class Rendered:
     html: str | None
 
 
-def render_with(templates: DeskTemplates, name: str, variables: dict[str, Any]) -> Rendered:
+def render_with(
+    templates: DeskTemplates, name: str, variables: dict[str, Any], language: str = SOURCE_LANGUAGE
+) -> Rendered:
     """The text and HTML bodies are a pair: a desk that overrides only one of them gets that one's words in
-    both parts (text only, or its HTML converted to text), never the package's words in the other part."""
+    both parts (text only, or its HTML converted to text), never the package's words in the other part.
+    `language`: the desk's; a mail to agents only (AGENT_LANGUAGE_TEMPLATES) stays English."""
     env = templates.env
-    variables = {**ALWAYS.get(name, {}), **variables}
+    language = SOURCE_LANGUAGE if name in AGENT_LANGUAGE_TEMPLATES else language
+    variables = {
+        **render_context(language),
+        **localized_variables({**ALWAYS.get(name, {}), **variables}, language),
+    }
     subject = " ".join(env.get_template(f"{name}.subject.j2").render(variables).split())
     own_text = f"{name}.txt.j2" in templates.sources
     own_html = f"{name}.html.j2" in templates.sources
@@ -153,5 +166,11 @@ def render_with(templates: DeskTemplates, name: str, variables: dict[str, Any]) 
     return Rendered(subject=subject, text=text, html=html)
 
 
-def render(template_root: Path, desk_name: str, name: str, variables: dict[str, Any]) -> Rendered:
-    return render_with(desk_templates(template_root, desk_name), name, variables)
+def render(
+    template_root: Path,
+    desk_name: str,
+    name: str,
+    variables: dict[str, Any],
+    language: str = SOURCE_LANGUAGE,
+) -> Rendered:
+    return render_with(desk_templates(template_root, desk_name), name, variables, language)

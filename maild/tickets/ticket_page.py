@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from maild.outbound.language import SOURCE_LANGUAGE, known, translations
 from maild.outbound.outgoing import agent_display_name
 from maild.storage import attachments as attachment_store
 from maild.storage.models import Agent, Attachment, Contact, Message, Rating, Ticket
@@ -63,6 +64,7 @@ class TicketPage:
     messages: tuple[PageMessage, ...]
     can_reply: bool = False  # not closed: the reply form is shown
     ratings_on: bool = False  # the desk takes ratings of agent replies
+    language: str = SOURCE_LANGUAGE  # the desk's: the page's words and dates (maild.outbound.language)
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,11 @@ def _agent_names(session: Session, ticket: Ticket, messages: list[_Shown]) -> di
 def _author(ticket: Ticket, message: _Shown, viewer: Contact, agent_names: dict[str, str]) -> str:
     if message.kind == "agent":
         return agent_names.get(message.from_address.lower()) or _desk_name(ticket)
+    words = translations(ticket.desk.language)
     if message.from_address.lower() == viewer.email:
-        return "You"
+        return words.pgettext("author of a message", "You")
     # Another participant: the name they gave, never their address.
-    return message.from_name.strip() or "another participant"
+    return message.from_name.strip() or words.gettext("another participant")
 
 
 def _text(message: _Shown) -> str:
@@ -182,6 +185,7 @@ def ticket_page(session: Session, key: bytes, token: str) -> TicketPage | None:
         messages=messages,
         can_reply=can_reply(ticket),
         ratings_on=ticket.desk.web_ratings,
+        language=known(ticket.desk.language),
     )
 
 
