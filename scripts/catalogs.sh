@@ -11,12 +11,12 @@ pybabel=.venv/bin/pybabel
 locale=maild/locale
 languages="de pl hu pt"
 if [ "${1:-}" != compile ]; then
-  "$pybabel" -q extract -F babel.cfg --no-location --sort-output --omit-header \
+  "$pybabel" -q extract -F babel.cfg --no-location --sort-output --no-wrap \
     --project=maild --copyright-holder=maild -o "$locale/maild.pot" .
   for lang in $languages; do
     po="$locale/$lang/LC_MESSAGES/maild.po"
     if [ -f "$po" ]; then
-      "$pybabel" -q update --no-fuzzy-matching --omit-header --ignore-obsolete -D maild -i "$locale/maild.pot" -l "$lang" -o "$po"
+      "$pybabel" -q update --no-fuzzy-matching --no-wrap --ignore-obsolete --init-missing -D maild -i "$locale/maild.pot" -l "$lang" -o "$po"
     else
       "$pybabel" -q init -D maild -i "$locale/maild.pot" -l "$lang" -o "$po"
     fi

@@ -25,13 +25,10 @@ from urllib.parse import urlsplit
 from aiohttp import BodyPartReader, web
 from multidict import MultiDict
 
+from maild.outbound.language import N_
+
 CSRF_FIELD = "csrf"
 CHUNK = 64 * 1024
-
-
-def N_(text: str) -> str:  # the name gettext extractors know
-    """Marks `text` for the translation catalog; the template translates it where it is shown."""
-    return text
 
 
 @dataclass(frozen=True)

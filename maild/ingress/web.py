@@ -34,7 +34,7 @@ from maild.ingress.web_account import add_routes as add_account_routes
 from maild.ingress.web_actions import add_action_routes
 from maild.logs import get_logger
 from maild.mail.tokens import load_secret
-from maild.outbound.language import SOURCE_LANGUAGE, customer_word, render_context, status_word
+from maild.outbound.language import N_, SOURCE_LANGUAGE, customer_word, render_context, status_word
 from maild.outbound.link_tokens import link_key
 from maild.outbound.sender import flush
 from maild.storage.db import reading, transaction
@@ -67,10 +67,10 @@ SECURITY_HEADERS = {
 # What a page says after a POST redirected to it (`?done=`): a fixed list, so a link cannot make it say
 # anything else. The template translates them.
 DONE_NOTICES = {
-    "replied": "Your reply was sent. It will show here in a moment.",
-    "closed": "The ticket is closed. Thank you!",
-    "closed_already": "The ticket was closed already.",
-    "rated": "Thank you for your rating.",
+    "replied": N_("Your reply was sent. It will show here in a moment."),
+    "closed": N_("The ticket is closed. Thank you!"),
+    "closed_already": N_("The ticket was closed already."),
+    "rated": N_("Thank you for your rating."),
 }
 STATUS_WORDS = {name: status_word(name, SOURCE_LANGUAGE) for name in TICKET_STATUSES}  # English
 

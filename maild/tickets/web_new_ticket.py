@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from maild.mail.addresses import base_address, domain_of, is_valid, normalize
 from maild.mail.attachment_policy import MB, customer_reason, refusal_of, sanitize_filename
+from maild.outbound.language import N_
 from maild.storage.models import Agent, Desk, DeskAddress
 
 NAME_MAX = 100
@@ -37,11 +38,6 @@ TOTAL_FILES_MB = 25  # all attachments together, whatever the desk's per-file li
 REQUEST_MAX_BYTES = TOTAL_FILES_MB * MB + 200_000  # the form's text fields and multipart overhead on top
 _SEPARATORS = re.compile(r"[\s,;]+")
 _MIME_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
-
-
-def N_(text: str) -> str:
-    """Marks a text for translation where it is written; the page translates it when it shows it."""
-    return text
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from maild.mail.attachment_policy import refusal_of, sanitize_filename
 from maild.mail.tokens import load_secret, reply_address
+from maild.outbound.language import N_
 from maild.storage.models import Contact, Desk, Ticket
 
 REFERENCES_KEPT = 20  # the newest Message-IDs of the ticket in References: enough to thread anywhere
@@ -57,11 +58,6 @@ class Refused:
 
     text: str
     args: dict[str, str]
-
-
-def N_(text: str) -> str:  # the name gettext extractors know
-    """Marks `text` for the translation catalog; the page's template translates it where it shows it."""
-    return text
 
 
 def can_reply(ticket: Ticket) -> bool:
