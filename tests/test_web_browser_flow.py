@@ -1,4 +1,5 @@
-"""Issue 18 end to end in a real headless Chromium, as customers use it: the link from the mail, a reply
+"""Issue 18 end to end in a real headless Chromium, as customers use it (in English, and in Polish for
+/new and /my): the link from the mail, a reply
 with an attachment from the page, a rating from the link in the agent's mail (the link opens a
 confirmation page; only its button stores), closing the ticket; then "My tickets" (a sign-in link by
 mail) and a ticket opened with the web form. `maildctl ticket show --json` agrees after each step and
@@ -119,10 +120,13 @@ def test_reply_rate_and_close_from_the_page(browser: WebDriver, desk: WebDesk, t
     assert browser.find_elements("id", "reply-text") == []  # no reply form on a closed ticket
 
 
+@pytest.mark.parametrize("desk", ["pl"], indirect=True)  # a desk whose customers read Polish
 def test_my_tickets_and_a_new_ticket_from_the_web(browser: WebDriver, desk: WebDesk) -> None:
     # A new ticket with the web form.
     assert open_page(browser, desk.url("/new/support")) == 200
     check_axe(browser)
+    assert browser.find_element("css selector", "html").get_attribute("lang") == "pl"
+    assert "Nowe zgłoszenie" in text_of(browser)
     for field, value in (
         ("name", "Alice Example"),
         ("address", ALICE),
@@ -147,5 +151,8 @@ def test_my_tickets_and_a_new_ticket_from_the_web(browser: WebDriver, desk: WebD
     assert open_page(browser, sign_in) == 200
     check_axe(browser)
     assert "Badge reader broken" in text_of(browser)
+    assert "Moje zgłoszenia" in text_of(browser) and "Otwarty" in text_of(browser)
     browser.find_element("link text", tickets[0]["number"]).click()
     assert browser.current_url == link
+    assert text_of(browser, ".status") == "Otwarty"  # the ticket page in the desk's language too
+    assert "Wyślij odpowiedź" in text_of(browser)

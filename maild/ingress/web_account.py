@@ -20,8 +20,8 @@ from aiohttp import web
 from maild.ingress.web_forms import Pages, RateLimit, Render, Site, client_ip, utcnow
 from maild.ingress.web_new import NewTicket
 from maild.mail.addresses import is_valid, normalize
+from maild.outbound.language import N_, SOURCE_LANGUAGE
 from maild.tickets.sign_in import SIGN_IN_MINUTES, check_token, my_tickets, request_sign_in, sign_in_key
-from maild.tickets.web_new_ticket import N_
 
 MY_PER_IP = (20, 3600.0)  # sign-in requests per client address per hour
 MY_PER_ADDRESS = (3, 900.0)  # per e-mail address per 15 minutes: nobody's mailbox is flooded from here
@@ -71,7 +71,11 @@ class MyTickets:
         if found is None:  # the contact is gone or blocked
             return self.pages.page("my_not_found.html.j2", 404)
         contact, listed = found
-        return self.pages.page("my_tickets.html.j2", contact=contact, tickets=listed, words=self.pages.words)
+        # In the language of their latest ticket's desk (each ticket's status in its own desk's words).
+        language = listed[0].language if listed else SOURCE_LANGUAGE
+        return self.pages.page(
+            "my_tickets.html.j2", contact=contact, tickets=listed, words=self.pages.words, language=language
+        )
 
 
 def add_routes(app: web.Application, site: Site, render: Render, words: Callable[[str], str]) -> None:

@@ -259,6 +259,7 @@ class WebActions:
             "scores": SCORES,
             "page_url": self.pages.page_url(token),
             "csrf": csrf_token(self.key, token, "rate"),
+            "language": page.language,
         }
 
 
