@@ -51,6 +51,7 @@ class Demo:
 
     def __init__(self, desk: WebDesk) -> None:
         self.desk = desk
+        desk.ctl("desk", "set", "support", "--web-ratings", "--web-new-tickets")
         desk.mail_in(self._mail("Printer on floor 3 prints blank pages", FIRST, attach=True), CUSTOMER[1])
         [self.link] = desk.links_to(CUSTOMER[1])
         self.number = self._number()
@@ -64,6 +65,11 @@ class Demo:
     def show(self) -> dict[str, Any]:
         shown: dict[str, Any] = json.loads(self.desk.ctl("ticket", "show", self.number, "--json"))
         return shown
+
+    def rate_url(self) -> str:
+        """The rating page of the agent's answer, as its mail's "4" link opens it."""
+        [answer] = [m["id"] for m in self.show()["messages"] if m["kind"] == "agent"]
+        return f"{self.link}/rate/{answer}?score=4"
 
     def _number(self) -> str:
         [first] = self.desk.sent()[:1]
@@ -99,9 +105,12 @@ Alice
 """
 PRINTER_LOG = b"2026-12-07 08:12:03 drum unit: end of life\n2026-12-07 08:12:04 page 1: blank\n"
 
-# name -> the page's URL for a demo desk. The lead adds /my and /new here once they exist.
+# name -> the page's URL for a demo desk.
 PAGES: dict[str, Callable[[Demo], str]] = {
     "ticket": lambda demo: demo.link,
+    "rate": Demo.rate_url,
+    "new": lambda demo: demo.desk.url("/new/support"),
+    "my": lambda demo: demo.desk.url("/my"),
     "not-found": lambda demo: demo.desk.url("/t/" + "A" * 44),
 }
 
