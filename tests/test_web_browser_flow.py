@@ -127,6 +127,13 @@ def test_my_tickets_and_a_new_ticket_from_the_web(browser: WebDriver, desk: WebD
     check_axe(browser)
     assert browser.find_element("css selector", "html").get_attribute("lang") == "pl"
     assert "Nowe zgłoszenie" in text_of(browser)
+    for field, value in (("address", DESK_ADDRESS), ("subject", "x"), ("text", "x")):
+        browser.find_element("id", field).send_keys(value)  # the desk's own address: refused
+    submit(browser, "form.form")  # the form again with its message, axe-checked too
+    assert browser.find_element("id", "address").get_attribute("aria-invalid") == "true"
+    assert json.loads(desk.ctl("ticket", "list", "--json")) == []
+    for field in ("address", "subject", "text"):
+        browser.find_element("id", field).clear()
     for field, value in (
         ("name", "Alice Example"),
         ("address", ALICE),
