@@ -239,19 +239,21 @@ def for_customer(rows: Iterable[RefusedRow]) -> list[dict[str, Any]]:
     for row in rows:
         if row.refused_reason is None:
             continue
-        found = parse_refusal(row.refused_reason, row.filename)
-        listed.append(
-            {
-                "filename": row.filename,
-                "code": found.code,
-                "reason": customer_reason(found),
-                "limit_mb": found.limit_mb if found.limit_mb is not None else "",
-                "size_mb": found.size_mb,
-                "extension": found.extension,
-                "allowed": list(found.allowed),
-            }
-        )
+        listed.append(refusal_item(row.filename, parse_refusal(row.refused_reason, row.filename)))
     return listed
+
+
+def refusal_item(filename: str, found: Refusal) -> dict[str, Any]:
+    """One refused attachment as the templates (and maild.outbound.language.refusal_reason) take it."""
+    return {
+        "filename": filename,
+        "code": found.code,
+        "reason": customer_reason(found),
+        "limit_mb": found.limit_mb if found.limit_mb is not None else "",
+        "size_mb": found.size_mb,
+        "extension": found.extension,
+        "allowed": list(found.allowed),
+    }
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.mail.addresses import base_address, domain_of, is_valid, normalize
-from maild.mail.attachment_policy import MB, customer_reason, refusal_of, sanitize_filename
-from maild.outbound.language import N_
+from maild.mail.attachment_policy import MB, refusal_item, refusal_of, sanitize_filename
+from maild.outbound.language import N_, refusal_reason
 from maild.storage.models import Agent, Desk, DeskAddress
 
 NAME_MAX = 100
@@ -145,7 +145,8 @@ def _upload_errors(desk: Desk, uploads: list[Upload]) -> list[FieldError]:
             max_mb=desk.max_attachment_mb,
         )
         if found is not None:
-            params = {"file": upload.filename, "reason": customer_reason(found)}
+            reason = refusal_reason(refusal_item(upload.filename, found), desk.language)
+            params = {"file": upload.filename, "reason": reason}
             errors.append(FieldError("attachments", N_("%(file)s cannot be attached: %(reason)s."), params))
     return errors
 
