@@ -71,19 +71,30 @@ def _pg_url(database: str) -> str:
 DATABASE_FIXTURES = frozenset({"_template_db", "database_url", "empty_database_url"})
 
 
+# Modules holding the longest tests (a minute or more each on a loaded machine; `--durations`), longest
+# first: run before the rest, so that no worker is still in one of them long after the others ran out.
+RUN_FIRST = ("tests/test_kill_burst.py", "tests/test_install_doc.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On PostgreSQL, leave out the tests that get no database: what they check (parsing, templates, config
     files, command lines, a SQLite file of their own) cannot differ between the backends, and the SQLite run
     has them. A test that reaches PostgreSQL some other way is marked `postgresql_only` or `both_backends`.
-    Every worker collects the same list, so pytest-xdist sees the same tests on each."""
-    if not IS_POSTGRESQL:
-        return
-    kept, left_out = [], []
-    for item in items:
-        (kept if gets_a_database(item) else left_out).append(item)
-    if left_out:
-        config.hook.pytest_deselected(items=left_out)
-        items[:] = kept
+    Then the RUN_FIRST modules go first (whole modules, each in its own order): pytest-xdist hands out
+    tests in this order. Every worker collects the same list, as pytest-xdist requires."""
+    if IS_POSTGRESQL:
+        kept, left_out = [], []
+        for item in items:
+            (kept if gets_a_database(item) else left_out).append(item)
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = kept
+    items.sort(key=_run_order)  # stable: within a rank, collection order
+
+
+def _run_order(item: pytest.Item) -> int:
+    path = item.nodeid.split("::")[0]
+    return RUN_FIRST.index(path) if path in RUN_FIRST else len(RUN_FIRST)
 
 
 def gets_a_database(item: pytest.Item) -> bool:
