@@ -29,6 +29,7 @@ from maild.storage.attachments import path_of
 from maild.storage.db import transaction
 from maild.storage.models import Attachment, Desk
 from tests.cli import ctl, ok, one_line_error
+from tests.conftest import uses_database
 from tests.pipeline.helpers import (
     SUP_PATTERN,
     SUPPORT,
@@ -44,8 +45,10 @@ Factory = sessionmaker[Session]
 
 
 @pytest.fixture(autouse=True)
-def _support(session_factory: Factory) -> None:
-    make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
+def _support(request: pytest.FixtureRequest) -> None:
+    """The support desk, in every test that has a database (the ones that only parse get none)."""
+    if uses_database(request):
+        make_desk(request.getfixturevalue("session_factory"), "support", [SUPPORT], SUP_PATTERN)
 
 
 def set_desk(factory: Factory, **options: Any) -> None:

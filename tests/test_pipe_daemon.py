@@ -146,6 +146,7 @@ def silent_socket(data_dir: Path) -> Iterator[list[bytes]]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield got
+    server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (closing alone does not, on Linux)
     server.close()
     thread.join(timeout=5)
 

@@ -97,6 +97,7 @@ def test_an_unreadable_sqlite_database_is_a_retry_for_the_pipe(tmp_path: Path) -
     assert "the schema was not checked" in proc.stderr
 
 
+@pytest.mark.postgresql_only
 @pytest.mark.skipif(not IS_POSTGRESQL, reason="an unreachable server is PostgreSQL's")
 def test_an_unreachable_postgresql_is_a_retry_for_the_pipe(tmp_path: Path) -> None:
     from tests.daemon import free_port

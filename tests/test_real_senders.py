@@ -25,7 +25,7 @@ from maild.mail.mailparse import parse_mail
 from maild.pipeline.runner import Result, process
 from maild.storage.db import transaction
 from maild.storage.spool import record_received, write_raw
-from tests.conftest import run_cli
+from tests.conftest import run_cli, uses_database
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, crlf, make_desk, spool, tickets
 
 Factory = sessionmaker[Session]
@@ -48,8 +48,10 @@ KNOWN_KEYS = {
 
 
 @pytest.fixture(autouse=True)
-def _support(session_factory: Factory) -> None:
-    make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
+def _support(request: pytest.FixtureRequest) -> None:
+    """The support desk, in every test that has a database (the ones that only parse get none)."""
+    if uses_database(request):
+        make_desk(request.getfixturevalue("session_factory"), "support", [SUPPORT], SUP_PATTERN)
 
 
 def deliver(factory: Factory, cfg: Config, raw: bytes, mail_from: str = "") -> Result:
