@@ -44,7 +44,7 @@ import ssl
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maild.config import EX_CONFIG, Config, ConfigError, check_imap_secrets, load_config
 from maild.ingress.imap_poll import run_pollers
@@ -57,12 +57,14 @@ from maild.ingress.scheduler import Job, start_scheduler
 from maild.ingress.serve_control import ControlSocket
 from maild.ingress.serve_jobs import ScheduledJobs, job_intervals
 from maild.ingress.spool_worker import received_spool_ids
-from maild.ingress.web import WebPages
 from maild.logs import configure, get_logger
 from maild.outbound.templating import reload_templates
 from maild.storage.db import make_engine, make_sessionmaker, urgent_counter
 from maild.storage.models import utcnow
 from maild.storage.schema import UNREACHABLE, check_database
+
+if TYPE_CHECKING:
+    from maild.ingress.web import WebPages
 
 __all__ = ["Daemon", "job_intervals", "run_serve", "tls_context"]  # job_intervals: maildctl health
 
@@ -132,7 +134,11 @@ class Daemon:
             cfg, self.factory, self.addresses, self.intake_pool, self.workers, self.stopping, self._status
         )
         # The customers' pages ([web] listen): on this loop, reading in threads of their own.
-        self.web = WebPages(cfg, self.factory, self.intake.take) if cfg.web.listen is not None else None
+        self.web: WebPages | None = None
+        if cfg.web.listen is not None:
+            from maild.ingress.web import WebPages  # aiohttp and Babel: imported only when the pages run
+
+            self.web = WebPages(cfg, self.factory, self.intake.take)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
