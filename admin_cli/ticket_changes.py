@@ -27,7 +27,7 @@ from maild.tickets.replies import queue_assigned_notice, queue_flag_notice, send
 from maild.tickets.statuses import normalise_status, statuses_of
 
 
-def _status_name(session: Session, ticket: Ticket, text: str) -> str:
+def status_name(session: Session, ticket: Ticket, text: str) -> str:
     """`text` as one of the ticket's desk's statuses ("On Hold" is on_hold), or UserError."""
     allowed = statuses_of(session, ticket.desk_id)
     found = next((s for s in allowed if s == normalise_status(text)), None)
@@ -43,7 +43,7 @@ def _change_status(app: App, number: str, wanted: str | None) -> int:
     actor = who()
     with app.session() as session:
         ticket = target_ticket(session, number)
-        status = _status_name(session, ticket, wanted) if wanted is not None else "closed"
+        status = status_name(session, ticket, wanted) if wanted is not None else "closed"
         before = ticket.status
         if before != status:
             ticket_ops.set_status(session, ticket, status, actor=actor, now=utc_now())
@@ -112,7 +112,7 @@ def assign_ticket(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-def _tag(text: str) -> str:
+def tag_name(text: str) -> str:
     tag = text.strip().lower()
     if not TAG_PATTERN.fullmatch(tag):
         raise UserError(f"{text!r} is not a tag: use 1-100 letters, digits and - _ . : /")
@@ -120,7 +120,7 @@ def _tag(text: str) -> str:
 
 
 def tag_ticket(app: App, args: argparse.Namespace) -> int:
-    tag = _tag(args.tag)
+    tag = tag_name(args.tag)
     with app.session() as session:
         ticket = target_ticket(session, args.number)
         had = tag in ticket_ops.tags_of(session, ticket)
@@ -131,7 +131,7 @@ def tag_ticket(app: App, args: argparse.Namespace) -> int:
 
 
 def untag_ticket(app: App, args: argparse.Namespace) -> int:
-    tag = _tag(args.tag)
+    tag = tag_name(args.tag)
     with app.session() as session:
         ticket = target_ticket(session, args.number)
         try:
@@ -143,7 +143,7 @@ def untag_ticket(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-def _text(path: str | None, what: str) -> str:
+def text_of(path: str | None, what: str) -> str:
     """The text of a note or reply, from `path` or stdin."""
     if path is not None:
         try:
@@ -159,7 +159,7 @@ def _text(path: str | None, what: str) -> str:
 
 
 def add_note(app: App, args: argparse.Namespace) -> int:
-    text, actor = _text(args.file, "note"), who()
+    text, actor = text_of(args.file, "note"), who()
     with app.session() as session:
         ticket = target_ticket(session, args.number)
         note = ticket_ops.add_note(session, ticket, text, author=(actor, ""), actor=actor, now=utc_now())
@@ -169,7 +169,7 @@ def add_note(app: App, args: argparse.Namespace) -> int:
 
 
 def reply_ticket(app: App, args: argparse.Namespace) -> int:
-    text, actor = _text(args.file, "reply"), who()
+    text, actor = text_of(args.file, "reply"), who()
     with app.session() as session:
         ticket = target_ticket(session, args.number)
         agent = find_agent(session, args.as_agent) if args.as_agent is not None else None

@@ -19,40 +19,32 @@ from sqlalchemy.orm import Session
 
 from maild.admin_cli import (
     importing,
+    ticket_bulk,
     ticket_changes,
     ticket_link_commands,
     ticket_merges,
     ticket_participants,
 )
 from maild.admin_cli.arguments import command_group
-from maild.admin_cli.common import App, UserError, find_desk, find_ticket, iso, print_json, print_table
-from maild.admin_cli.ticket_lookup import find_agent, number_command, whole_conversation
+from maild.admin_cli.common import App, find_ticket, iso, print_json, print_table
+from maild.admin_cli.ticket_filters import add_filter_arguments, filtered
+from maild.admin_cli.ticket_lookup import number_command, utc_now, whole_conversation
 from maild.storage.models import (
-    TICKET_STATUSES,
     Agent,
     Attachment,
     AuditLog,
-    Desk,
-    DeskStatus,
     Message,
     Ticket,
     TicketFlag,
 )
 from maild.tickets import ticket_ops
 from maild.tickets.ratings import ratings_of_messages
-from maild.tickets.statuses import normalise_status, statuses_of
 
 
 def register(commands: Any) -> None:
     sub = command_group(commands, "ticket", "tickets")
     lst = sub.add_parser("list", help="list tickets, newest first")
-    lst.add_argument(
-        "--status", help=f"only this status ({', '.join(TICKET_STATUSES)}, or a desk's custom status)"
-    )
-    lst.add_argument("--desk", help="only this desk")
-    lst.add_argument(
-        "--flagged-for", metavar="AGENT", help="only tickets flagged for this agent (address or name)"
-    )
+    add_filter_arguments(lst)
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_tickets)
     show = sub.add_parser("show", help="one ticket with its participants and messages")
@@ -63,6 +55,7 @@ def register(commands: Any) -> None:
     ticket_link_commands.register(sub)
     ticket_merges.register_merge(sub)
     ticket_changes.register(sub)
+    ticket_bulk.register(sub)
     log = number_command(
         sub,
         "log",
@@ -101,20 +94,6 @@ def attachment_json(attachment: Attachment) -> dict[str, Any]:
     }
 
 
-def _list_status(session: Session, status: str, desk: Desk | None) -> str:
-    """--status as a built-in status or a custom one (of --desk, else of any desk)."""
-    if desk is not None:
-        allowed = list(statuses_of(session, desk.id))
-    else:
-        custom = session.scalars(select(DeskStatus.name).distinct().order_by(DeskStatus.name))
-        allowed = list(dict.fromkeys([*TICKET_STATUSES, *custom]))
-    found = next((s for s in allowed if s == normalise_status(status)), None)
-    if found is None:
-        where = f" for desk {desk.name}" if desk is not None else ""
-        raise UserError(f"unknown --status {status!r}{where}: use one of {', '.join(allowed)}")
-    return found
-
-
 def list_tickets(app: App, args: argparse.Namespace) -> int:
     counts = (
         select(Message.ticket_id, func.count(Message.id).label("n")).group_by(Message.ticket_id).subquery()
@@ -125,18 +104,7 @@ def list_tickets(app: App, args: argparse.Namespace) -> int:
         .order_by(Ticket.id.desc())
     )
     with app.session() as session:
-        desk = None
-        if args.desk:
-            desk = find_desk(session, args.desk)
-            query = query.where(Ticket.desk_id == desk.id)
-        if args.status:
-            query = query.where(Ticket.status == _list_status(session, args.status, desk))
-        if args.flagged_for:
-            agent = find_agent(session, args.flagged_for, active=False)
-            flagged = select(TicketFlag.ticket_id).where(
-                TicketFlag.agent_id == agent.id, TicketFlag.cleared_at.is_(None)
-            )
-            query = query.where(Ticket.id.in_(flagged))
+        query = filtered(session, query, args, utc_now())
         tickets = [ticket_json(t, n) for t, n in session.execute(query)]
     if args.json:
         print_json(tickets)
