@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from aiohttp import BodyPartReader, web
 from multidict import MultiDict
 
+from maild.mail.attachment_policy import Upload
 from maild.outbound.language import N_
 
 CSRF_FIELD = "csrf"
@@ -37,13 +38,6 @@ class Problem:
 
     text: str
     args: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Upload:
-    filename: str
-    content_type: str
-    data: bytes
 
 
 @dataclass(frozen=True)

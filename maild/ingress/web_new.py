@@ -20,10 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import BodyPartReader, hdrs, web
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from maild.ingress.page_forms import FormLimits, read_form
 from maild.ingress.web_forms import Pages, RateLimit, client_ip, utcnow
 from maild.logs import get_logger
 from maild.storage.models import Desk
@@ -43,7 +44,6 @@ NEW_PER_IP = (10, 3600.0)  # forms sent per client address per hour (valid or no
 NEW_PER_ADDRESS = (5, 3600.0)  # forms accepted per customer address per hour
 HONEYPOT = "website"  # hidden from people by the style sheet; a form-filling robot fills it in
 FIELDS = ("name", "address", "subject", "cc", "text", HONEYPOT, "csrf")
-CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,37 +81,22 @@ def _validate(
     return validate(session, desk, fields, uploads)
 
 
-async def _multipart(request: web.Request, limit: int) -> tuple[dict[str, str], list[Upload]] | None:
-    """The form's fields and files, read up to `limit` bytes in all (None beyond)."""
-    fields: dict[str, str] = {}
-    uploads: list[Upload] = []
-    total = 0
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue  # a nested multipart: no browser sends one
-        data = bytearray()
-        while chunk := await part.read_chunk(CHUNK):
-            total += len(chunk)
-            if total > limit:
-                return None
-            data += chunk
-        if part.filename is not None:
-            if part.filename or data:  # an empty file input is sent as a nameless, empty part
-                content_type = part.headers.get(hdrs.CONTENT_TYPE, "application/octet-stream")
-                uploads.append(Upload(part.filename, content_type, bytes(data)))
-        elif part.name in FIELDS:
-            fields[part.name] = data.decode(part.get_charset("utf-8"), "replace")
-    return fields, uploads
+# The body as a whole is bounded here; the files' number and sizes are the form's to judge (each wrong
+# one named on the page by maild.tickets.web_new_ticket), so page_forms' own file limits stay out of the way.
+NEW_FORM_LIMITS = FormLimits(
+    file_bytes=REQUEST_MAX_BYTES, total_bytes=REQUEST_MAX_BYTES, files=1000, body_bytes=REQUEST_MAX_BYTES
+)
 
 
-async def read_form(request: web.Request) -> tuple[dict[str, str], list[Upload]] | None:
-    if request.content_length is not None and request.content_length > REQUEST_MAX_BYTES:
+async def read_new_form(request: web.Request) -> tuple[dict[str, str], list[Upload]] | None:
+    """The form's fields and files (page_forms.read_form), or None when the body is too large."""
+    try:
+        form = await read_form(request, NEW_FORM_LIMITS)
+    except web.HTTPRequestEntityTooLarge:
         return None
-    if request.content_type == "multipart/form-data":
-        return await _multipart(request, REQUEST_MAX_BYTES)
-    posted = await request.post()  # url-encoded: aiohttp's own limit (1 MiB) bounds it
-    return {name: str(posted[name]) for name in FIELDS if isinstance(posted.get(name), str)}, []
+    if form.problem is not None:
+        return None
+    return {name: form.get(name) for name in FIELDS if name in form.fields}, form.uploads
 
 
 class NewTicket:
@@ -142,7 +127,7 @@ class NewTicket:
 
     async def post(self, request: web.Request) -> web.Response:
         desk = await self._desk(request)
-        read = await read_form(request)
+        read = await read_new_form(request)
         if read is None:
             return self._page(desk, "form_too_large.html.j2", 413)
         fields, uploads = read

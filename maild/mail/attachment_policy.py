@@ -114,6 +114,15 @@ TOO_LARGE, EXECUTABLE, TYPE_NOT_ALLOWED, OTHER = "too_large", "executable", "typ
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file a web form sent (the ticket page's reply, /new): checked by this policy like an attachment."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Refusal:
     """Why a desk refuses an attachment. `text` is the agents' wording, stored on the attachment row."""
 

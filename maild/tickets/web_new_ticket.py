@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.mail.addresses import base_address, domain_of, is_valid, normalize
-from maild.mail.attachment_policy import MB, refusal_item, refusal_of, sanitize_filename
+from maild.mail.attachment_policy import MB, Upload, refusal_item, refusal_of, sanitize_filename
 from maild.outbound.language import N_, refusal_reason
 from maild.storage.models import Agent, Desk, DeskAddress
 
@@ -38,13 +38,6 @@ TOTAL_FILES_MB = 25  # all attachments together, whatever the desk's per-file li
 REQUEST_MAX_BYTES = TOTAL_FILES_MB * MB + 200_000  # the form's text fields and multipart overhead on top
 _SEPARATORS = re.compile(r"[\s,;]+")
 _MIME_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
-
-
-@dataclass(frozen=True)
-class Upload:
-    filename: str
-    content_type: str
-    data: bytes
 
 
 @dataclass(frozen=True)
