@@ -146,19 +146,21 @@ class WebPages:
         self.pool.shutdown(wait=True)
         self.sender.shutdown(wait=True)  # what it has not sent stays queued: the outbox job sends it
 
-    async def read(self, read: Any, *args: Any) -> Any:
+    async def read(self, read: Any, *args: Any, **kwargs: Any) -> Any:
+        """`read(session, *args, **kwargs)` in a reading transaction, in the pool."""
+
         def work() -> Any:
             with transaction(self.factory) as session:
-                return read(session, *args)
+                return read(session, *args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self.pool, work)
 
-    async def write(self, change: Any, *args: Any) -> Any:
-        """`change(session, *args)` in one committed transaction, in the pool (a POST's change)."""
+    async def write(self, change: Any, *args: Any, **kwargs: Any) -> Any:
+        """`change(session, *args, **kwargs)` in one committed transaction, in the pool (a POST's change)."""
 
         def work() -> Any:
             with transaction(self.writer) as session:
-                return change(session, *args)
+                return change(session, *args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self.pool, work)
 

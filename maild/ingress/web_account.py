@@ -82,7 +82,6 @@ def add_routes(app: web.Application, site: Site, render: Render, words: Callable
     """/my and /new/<desk> on `app`. `render`: a page template to HTML; `words`: a status as customers
     read it."""
     pages = Pages(site, render, words)
-    app.on_cleanup.append(pages.close)
     mine = MyTickets(pages)
     app.router.add_get("/my", mine.form)
     app.router.add_post("/my", mine.post)

@@ -38,8 +38,6 @@ from maild.config import Config
 from maild.ingress.log_fields import describe
 from maild.ingress.page_forms import cross_site
 from maild.logs import get_logger
-from maild.outbound.sender import flush
-from maild.storage.db import transaction
 
 log = get_logger("maild.web")
 
@@ -144,6 +142,10 @@ class Site(Protocol):
     pool: ThreadPoolExecutor
     take_mail: Callable[[bytes, str, str, str], Awaitable[Any]]
 
+    async def read(self, read: Any, *args: Any, **kwargs: Any) -> Any: ...
+    async def write(self, change: Any, *args: Any, **kwargs: Any) -> Any: ...
+    def send_soon(self, outbox_ids: list[int]) -> None: ...
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -156,13 +158,6 @@ class Pages:
         self.site, self.render, self.words = site, render, words
         self.csrf = Csrf(site.link_key, site.cfg.web.public_url)
         self.background: set[asyncio.Future[Any]] = set()
-        # The mail these pages queue (a sign-in link, a confirmation link) is sent here, right away and
-        # never in a page's thread; what fails stays queued for the daemon's outbox job.
-        self.sender = ThreadPoolExecutor(1, thread_name_prefix="web-form-send")
-
-    async def close(self, _app: web.Application) -> None:
-        """aiohttp's on_cleanup: wait for a send under way (what is not sent stays queued)."""
-        await asyncio.get_running_loop().run_in_executor(None, self.sender.shutdown)
 
     def in_background(self, work: Awaitable[Any]) -> None:
         """Run `work` after the answer; its failure is logged (the customer can ask again)."""
@@ -179,26 +174,13 @@ class Pages:
     def send_soon(self, outbox_id: int | None) -> None:
         """Send this queued mail now, in the background, as the pipeline sends what it queues."""
         if outbox_id is not None:
-            site = self.site
-            self.in_background(
-                asyncio.get_running_loop().run_in_executor(
-                    self.sender, flush, site.writer, site.cfg, [outbox_id]
-                )
-            )
+            self.site.send_soon([outbox_id])
 
     async def read(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        def run() -> Any:
-            with transaction(self.site.factory) as session:
-                return work(session, *args, **kwargs)
-
-        return await asyncio.get_running_loop().run_in_executor(self.site.pool, run)
+        return await self.site.read(work, *args, **kwargs)
 
     async def write(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        def run() -> Any:
-            with transaction(self.site.writer) as session:
-                return work(session, *args, **kwargs)
-
-        return await asyncio.get_running_loop().run_in_executor(self.site.pool, run)
+        return await self.site.write(work, *args, **kwargs)
 
     async def blocking(self, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.site.pool, work, *args)
