@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from maild.config import Config, load_config
+from maild.config import Config
 from maild.storage.db import transaction
 from maild.storage.models import Attachment, TicketLink
 from tests.cli import ctl, ok
@@ -28,37 +28,18 @@ from tests.daemon import (
     EX_OSERR,
     Factory,
     Serve,
-    free_port,
     start_fixture,  # noqa: F401 (the fixture `start`)
-    write_config,
 )
 from tests.pipeline.helpers import SUPPORT, deliver, make_agent, make_desk, tickets
+from tests.web_browser import (  # noqa: F401 (the fixtures web_port, web_config, web_cfg)
+    web_cfg_fixture,
+    web_config_fixture,
+    web_port_fixture,
+)
 
 ALICE, CAROL = "alice@customer.example", "carol@partner.example"
 BOB = "bob.agent@example.com"
 PDF = b"%PDF-1.4 printer log\n" + bytes(range(256))
-
-
-@pytest.fixture
-def web_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def web_config(tmp_path: Path, data_dir: Path, database_url: str, web_port: int) -> Path:
-    web = f'[web]\nlisten = "127.0.0.1:{web_port}"\npublic_url = "http://127.0.0.1:{web_port}"\n'
-    return write_config(
-        tmp_path / "serve.toml",
-        data_dir,
-        database_url,
-        listen={"smtp": f"127.0.0.1:{free_port()}"},
-        extra=web,
-    )
-
-
-@pytest.fixture
-def web_cfg(web_config: Path) -> Config:
-    return load_config(str(web_config))
 
 
 def customer_mail(subject: str) -> bytes:
