@@ -26,9 +26,11 @@ from tests.pipeline.helpers import SUPPORT, agent_address, deliver, mail, make_a
 from tests.test_web_actions import show
 from tests.test_web_pages import ALICE, BOB, CAROL, customer_mail, links
 from tests.test_web_pages import ticket_number as ticket_number  # the fixture
-from tests.test_web_pages import web_cfg as web_cfg
-from tests.test_web_pages import web_config as web_config
-from tests.test_web_pages import web_port as web_port
+from tests.web_browser import (  # noqa: F401 (the fixtures web_port, web_config, web_cfg)
+    web_cfg_fixture,
+    web_config_fixture,
+    web_port_fixture,
+)
 from tests.web_client import forms, get, post
 
 RATE_LINK = re.compile(r"(http://\S+/rate/(\d+))\?score=4")

@@ -21,9 +21,11 @@ from tests.daemon import EX_OK, Factory, Serve, sent_mails, wait_until
 from tests.daemon import start_fixture as start_fixture  # the fixture `start`
 from tests.test_web_pages import ALICE, BOB, links
 from tests.test_web_pages import ticket_number as ticket_number  # the fixture
-from tests.test_web_pages import web_cfg as web_cfg
-from tests.test_web_pages import web_config as web_config
-from tests.test_web_pages import web_port as web_port
+from tests.web_browser import (  # noqa: F401 (the fixtures web_port, web_config, web_cfg)
+    web_cfg_fixture,
+    web_config_fixture,
+    web_port_fixture,
+)
 from tests.web_client import forms, get, post
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
