@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import json
 import sys
@@ -17,6 +18,7 @@ from maild.config import Config
 from maild.storage.db import make_engine, make_sessionmaker, transaction
 from maild.storage.models import Desk, Ticket
 from maild.tickets import ticket_ops
+from maild.tickets.automation import after_changes
 from maild.tickets.ticket_ops import iso as iso  # maildctl shows times as the audit rows do
 
 
@@ -43,6 +45,8 @@ class App:
     def session(self) -> Iterator[Session]:
         with transaction(self.factory) as session:
             yield session
+            # the rules and webhooks of what the command changed, in its transaction
+            after_changes(session, self.cfg, dt.datetime.now(dt.UTC))
 
     def close(self) -> None:
         """Close the database connections (one command per process, but tests call main in-process)."""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from maild.pipeline import (
     apply,
+    automation,
     autoreply,
     blocked,
     bounce,
@@ -41,5 +42,6 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("policy", policy.run),
     ("commands", commands.run),
     ("apply", apply.run),
+    ("automation", automation.run),
     ("notify", notify.run),
 )

@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config
 from maild.mail.addresses import normalize
 from maild.mail.mailparse import NotAMessage, ParseOutcome, parse_file
-from maild.pipeline import STAGES, apply, notify
+from maild.pipeline import STAGES, apply, automation, notify
 from maild.pipeline.context import Context, Stop
 from maild.storage.db import is_transient, reading, transaction
+from maild.storage.events import discard_pending
 from maild.storage.files import content_path
 from maild.storage.models import SpoolEntry, Ticket
 from maild.storage.spool import read_raw
@@ -111,6 +112,7 @@ def record_stop(ctx: Context, verdict: Stop) -> None:
     (notify.answer_stop). Counted in the stopping stage's time, trace entry and budget check."""
     ctx.outcome, ctx.reason = verdict.outcome, verdict.reason
     apply.record_stop(ctx)
+    automation.run(ctx)
     notify.answer_stop(ctx)
 
 
@@ -251,6 +253,7 @@ def _process_one(
 
 def _run_one(session: Session, cfg: Config, entry: SpoolEntry, job: Job, now: dt.datetime) -> Result:
     parsed = job.parsed if (job.sha256, job.mail_from) == (entry.sha256, entry.mail_from) else None
+    discard_pending(session)  # an earlier mail's, rolled back with its savepoint
     ctx = Context(session=session, cfg=cfg, spool=entry, raw=read_raw(cfg.spool_dir, entry), now=now)
     if parsed is not None:
         ctx.preparsed = parsed.mail if parsed.mail is not None else NotAMessage(parsed.error or "")

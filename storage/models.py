@@ -142,6 +142,9 @@ class Agent(Base):
     # The name customers see on replies ("Anna from Support"); empty: `name` is used.
     display_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Away from away_since until away_until (open-ended when NULL); maild.tickets.presence reads them.
+    away_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    away_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     desks: Mapped[list[Desk]] = relationship(secondary="agent_desks", back_populates="agents")

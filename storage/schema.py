@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
-REVISIONS = tuple(f"{n:04d}" for n in range(1, 16))  # "0001" … "0015"
+REVISIONS = tuple(f"{n:04d}" for n in range(1, 17))  # "0001" … "0016"
 HEAD = REVISIONS[-1]
 
 # The states of a database, as seen by this code:

@@ -710,6 +710,7 @@ def test_spool_list_json(hctl: Ctl) -> None:
         "policy",
         "commands",
         "apply",
+        "automation",
         "notify",
     ]
 

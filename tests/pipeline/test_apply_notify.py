@@ -109,6 +109,7 @@ def test_new_ticket(session_factory: Factory, cfg: Config) -> None:
             "policy",
             "commands",
             "apply",
+            "automation",
             "notify",
         ]
         [audit] = s.scalars(select(AuditLog)).all()

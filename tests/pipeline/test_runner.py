@@ -59,6 +59,7 @@ def test_stage_order_is_the_documented_one() -> None:
         "policy",
         "commands",
         "apply",
+        "automation",
         "notify",
     ]
 

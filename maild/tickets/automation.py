@@ -1,0 +1,31 @@
+"""After a writer's changes, before its commit: the desk's rules run on what changed, then webhooks are
+queued for every event, the rules' own changes included. One call for every writer: the pipeline (its
+`automation` stage, after apply), maildctl (`App.session`), the scheduler's jobs, the web pages and the API.
+
+Rules may change tickets again; their events go round once more, up to MAX_ROUNDS, and a rule fires at
+most once per event (maild.tickets.rules_engine keeps the firings), so rules cannot loop."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from maild.config import Config
+from maild.storage.events import TicketEvent, take_pending
+from maild.tickets import rules_engine, webhook_queue
+
+MAX_ROUNDS = 5
+
+
+def after_changes(session: Session, cfg: Config, now: dt.datetime) -> list[TicketEvent]:
+    """Run the rules on the transaction's new events and queue their webhooks; returns every event."""
+    seen: list[TicketEvent] = []
+    for _round in range(MAX_ROUNDS):
+        events = take_pending(session)
+        if not events:
+            break
+        rules_engine.run_rules(session, cfg, events, now)
+        webhook_queue.enqueue(session, events, now)
+        seen.extend(events)
+    return seen

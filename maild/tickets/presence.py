@@ -1,0 +1,27 @@
+"""Who of a desk's agents is present: MUTicket's "present supporters". An agent marked away (by maildctl,
+`#away` by mail, or their own out-of-office reply) is away from `away_since` until `away_until`, or until
+they come back when it has no end."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from maild.storage.models import Agent, Ticket, naive_utc
+
+
+def is_present(agent: Agent, now: dt.datetime) -> bool:
+    if not agent.active:
+        return False
+    if agent.away_since is None:
+        return True
+    return agent.away_until is not None and agent.away_until <= naive_utc(now)
+
+
+def present_agents(ticket: Ticket, now: dt.datetime) -> list[Agent]:
+    """The ticket's category's present agents (who are still on its desk), else the desk's present agents;
+    empty when nobody is present."""
+    if ticket.category is not None:
+        in_category = [a for a in ticket.category.agents if is_present(a, now) and ticket.desk in a.desks]
+        if in_category:
+            return in_category
+    return sorted((a for a in ticket.desk.agents if is_present(a, now)), key=lambda a: a.id)

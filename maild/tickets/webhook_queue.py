@@ -1,0 +1,15 @@
+"""Outgoing webhooks (issue 19): placeholder until the webhook queue lands; queues nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from maild.storage.events import TicketEvent
+
+
+def enqueue(session: Session, events: Sequence[TicketEvent], now: dt.datetime) -> None:
+    """Queue a delivery of each event to every webhook subscribed to it."""
+    del session, events, now
