@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy.orm import Session
+
 from maild.storage.models import Agent, Ticket, naive_utc
+from maild.tickets.ticket_ops import iso, record
 
 
 def is_present(agent: Agent, now: dt.datetime) -> bool:
@@ -25,3 +28,19 @@ def present_agents(ticket: Ticket, now: dt.datetime) -> list[Agent]:
         if in_category:
             return in_category
     return sorted((a for a in ticket.desk.agents if is_present(a, now)), key=lambda a: a.id)
+
+
+def mark_away(
+    session: Session, agent: Agent, until: dt.datetime | None, *, actor: str, now: dt.datetime
+) -> None:
+    """Away from now until `until` (naive or aware UTC; None: until they come back), audited."""
+    agent.away_since = naive_utc(now)
+    agent.away_until = naive_utc(until) if until is not None else None
+    detail = {"agent": agent.email, "until": iso(agent.away_until)}
+    record(session, "agent-away", detail, actor=actor)
+
+
+def mark_back(session: Session, agent: Agent, *, actor: str) -> None:
+    """Present again, audited (also when they were not away: the caller asked)."""
+    agent.away_since = agent.away_until = None
+    record(session, "agent-back", {"agent": agent.email}, actor=actor)
