@@ -107,7 +107,7 @@ def block_and_delete(app: App, args: argparse.Namespace) -> int:
         reason = (args.reason or "").strip() or f"ticket {number} deleted as spam"
         pattern = valid_pattern(customer)
         detail = block_ops.block_and_delete(
-            session, ticket, merged, pattern=pattern, reason=reason, actor=actor
+            session, ticket, merged, pattern=pattern, reason=reason, actor=actor, now=utc_now()
         )
         merged_numbers = detail["merged"]
     merged_text = f" (with merged {', '.join(merged_numbers)})" if merged_numbers else ""

@@ -3,6 +3,7 @@ block-and-delete."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,36 +62,29 @@ def unblock(session: Session, entry: BlockEntry, *, actor: str) -> None:
 
 
 def block_and_delete(
-    session: Session, ticket: Ticket, merged: Sequence[Ticket], *, pattern: str, reason: str, actor: str
+    session: Session,
+    ticket: Ticket,
+    merged: Sequence[Ticket],
+    *,
+    pattern: str,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
 ) -> dict[str, Any]:
     """Spam: block `pattern` (the customer; listed already is fine) and delete `ticket` and the tickets
-    merged into it, cancelling their queued mail (the customer's auto-reply included: it would go out after
-    the ticket is gone). Messages, their attachment rows and the participants go with the ticket (ORM
-    cascades); spool, outbox and audit rows keep their history with ticket_id set to NULL by the database.
-    What the `ticket_block_and_delete` audit row says."""
-    number = ticket.number
+    merged into it (ticket_ops.delete_tickets). What the `ticket_block_and_delete` audit row says."""
     already = find_entry(session, pattern) is not None
     if not already:
         add_entry(session, pattern, False, reason, actor)
-    doomed = [ticket, *merged]
-    ids = [t.id for t in doomed]
-    messages = ticket_ops.message_count(session, ids)
-    cancelled = ticket_ops.cancel_queued_mail(
-        session, ids, f"ticket {number} deleted as spam (maildctl ticket block-and-delete)"
+    return ticket_ops.delete_tickets(
+        session,
+        ticket,
+        merged,
+        actor=actor,
+        now=now,
+        action="ticket_block_and_delete",
+        why="as spam (maildctl ticket block-and-delete)",
+        pattern=pattern,
+        reason=reason,
+        already_blocked=already,
     )
-    detail: dict[str, Any] = {
-        "number": number,
-        "customer": ticket.customer.email,
-        "subject": ticket.subject,
-        "desk": ticket.desk.name,
-        "pattern": pattern,
-        "reason": reason,
-        "already_blocked": already,
-        "messages": messages,
-        "merged": [t.number for t in merged],
-        "outbox_cancelled": cancelled,
-    }
-    record(session, "ticket_block_and_delete", detail, actor=actor)
-    for doomed_ticket in doomed:
-        session.delete(doomed_ticket)
-    return detail

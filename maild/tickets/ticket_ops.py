@@ -238,12 +238,21 @@ def message_count(session: Session, ticket_ids: Sequence[int]) -> int:
 
 
 def delete_tickets(
-    session: Session, ticket: Ticket, merged: Sequence[Ticket], *, actor: str, now: dt.datetime
+    session: Session,
+    ticket: Ticket,
+    merged: Sequence[Ticket],
+    *,
+    actor: str,
+    now: dt.datetime,
+    action: str = "ticket_delete",
+    why: str = "(maildctl ticket delete)",
+    **extra: Any,
 ) -> dict[str, Any]:
     """Delete `ticket` and the tickets merged into it, with their messages and attachment rows (ORM
-    cascades), participants, tags, flags and time entries (database cascades). The raw mail stays in the
-    spool (the archive) and the outbox and audit rows keep their history, their ticket_id SET NULL. The
-    audit entry has no ticket_id, since the row is gone; what it says."""
+    cascades), participants, tags, flags and time entries (database cascades). Their queued mail is
+    cancelled (an auto-reply would go out after the ticket is gone). The raw mail stays in the spool (the
+    archive) and the outbox and audit rows keep their history, their ticket_id SET NULL. The audit entry
+    (`action`, with `extra` in its detail) has no ticket_id, since the row is gone; what it says."""
     doomed = [ticket, *merged]
     ids = [t.id for t in doomed]
     detail: dict[str, Any] = {
@@ -252,15 +261,12 @@ def delete_tickets(
         "subject": ticket.subject,
         "desk": ticket.desk.name,
         "status": ticket.status,
+        **extra,
         "messages": message_count(session, ids),
         "merged": [t.number for t in merged],
-        "outbox_cancelled": cancel_queued_mail(
-            session, ids, f"ticket {ticket.number} deleted (maildctl ticket delete)"
-        ),
+        "outbox_cancelled": cancel_queued_mail(session, ids, f"ticket {ticket.number} deleted {why}"),
     }
-    session.add(
-        AuditLog(at=naive_utc(now), actor=actor, action="ticket_delete", ticket_id=None, detail=detail)
-    )
+    session.add(AuditLog(at=naive_utc(now), actor=actor, action=action, ticket_id=None, detail=detail))
     for t in doomed:
         session.delete(t)
     return detail
