@@ -109,7 +109,7 @@ def _digest(
     for message in held:
         if message.ticket_id not in recipients:
             recipients[message.ticket_id] = [
-                a for a in notice_recipients(session, message.ticket) if a.email != sender
+                a for a in notice_recipients(session, message.ticket, now=now) if a.email != sender
             ]
         for agent in recipients[message.ticket_id]:
             agents[agent.id] = agent

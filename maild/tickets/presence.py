@@ -5,6 +5,7 @@ they come back when it has no end."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
@@ -31,16 +32,53 @@ def present_agents(ticket: Ticket, now: dt.datetime) -> list[Agent]:
 
 
 def mark_away(
-    session: Session, agent: Agent, until: dt.datetime | None, *, actor: str, now: dt.datetime
+    session: Session,
+    agent: Agent,
+    until: dt.datetime | None,
+    *,
+    actor: str,
+    now: dt.datetime,
+    ticket_id: int | None = None,
+    why: str = "",
 ) -> None:
-    """Away from now until `until` (naive or aware UTC; None: until they come back), audited."""
+    """Away from now until `until` (naive or aware UTC; None: until they come back), audited (on
+    `ticket_id`'s log too when a ticket's mail said so, with `why`)."""
     agent.away_since = naive_utc(now)
     agent.away_until = naive_utc(until) if until is not None else None
     detail = {"agent": agent.email, "until": iso(agent.away_until)}
-    record(session, "agent-away", detail, actor=actor)
+    if why:
+        detail["why"] = why
+    record(session, "agent-away", detail, actor=actor, ticket_id=ticket_id)
 
 
 def mark_back(session: Session, agent: Agent, *, actor: str) -> None:
     """Present again, audited (also when they were not away: the caller asked)."""
     agent.away_since = agent.away_until = None
     record(session, "agent-back", {"agent": agent.email}, actor=actor)
+
+
+def away_window(agent: Agent, now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """(away_since, away_until) while the agent is away, (None, None) once present again: an expired
+    away_until is not cleared by anyone (a list never writes; the audit row keeps the window), it just
+    stops counting, and the next mark_away or mark_back overwrites it."""
+    if agent.away_since is None:
+        return None, None
+    if agent.away_until is not None and agent.away_until <= naive_utc(now):
+        return None, None
+    return agent.away_since, agent.away_until
+
+
+def agent_timezone(agent: Agent) -> ZoneInfo:
+    """The time zone an agent's dates are read in: their desks' when all of them share one, else UTC."""
+    zones = {desk.timezone for desk in agent.desks}
+    if len(zones) == 1:
+        try:
+            return ZoneInfo(zones.pop())
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return ZoneInfo("UTC")
+
+
+def back_at(agent: Agent, day: dt.date) -> dt.datetime:
+    """The moment an agent who is back on `day` is present again: its start in agent_timezone (aware)."""
+    return dt.datetime.combine(day, dt.time(0, 0), tzinfo=agent_timezone(agent))

@@ -215,7 +215,7 @@ def tell_other_agents(
     """`agent_reply_notice` to the agents who would be told of the ticket's mail (the assigned one, else
     the category's, else the desk's), not to the `writer`; one mail each, Reply-To bound to them.
     `sender`: (name, address) of who wrote; `listed`/`files`: the reply's attachments."""
-    others = [a for a in notice_recipients(session, ticket) if writer is None or a.id != writer.id]
+    others = [a for a in notice_recipients(session, ticket, now=now) if writer is None or a.id != writer.id]
     if not others:
         return
     variables = {
