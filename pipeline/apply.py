@@ -20,6 +20,8 @@ import re
 from sqlalchemy import select
 
 from maild.mail.attachment_policy import refusal
+from maild.mail.automatic import OUT_OF_OFFICE
+from maild.mail.quotes import visible_text
 from maild.numbering.allocate import allocate_number
 from maild.pipeline.context import IMPORT_INGRESS, AgentAnswer, BounceVerdict, Context, Stop
 from maild.pipeline.dry_run import is_new
@@ -29,6 +31,7 @@ from maild.storage.notes import add_system_note
 from maild.tickets.command_effects import CommandFailed, carry_out
 from maild.tickets.commands import CommandError, describe_errors
 from maild.tickets.participants import NotAddable, add_cc, get_or_create_contact, is_participant
+from maild.tickets.presence import away_by_out_of_office
 from maild.tickets.quiet import is_quiet_import
 
 # The ticket's subject, a title to list and to copy into outgoing Subject/Thread-Topic: the mail's own
@@ -208,6 +211,11 @@ def _apply_agent_reply(ctx: Context, ticket: Ticket) -> str:
         ticket.status = "waiting"
     if ctx.automatic is None:  # the agent's vacation responder is no activity on the ticket
         ticket.updated_at = ctx.now_naive
+    elif ctx.automatic == OUT_OF_OFFICE:  # ... but says the agent is away (maild.tickets.presence)
+        mail = ctx.require_mail()
+        text = f"{mail.subject}\n{visible_text(mail.text, whole_when_empty=False)}"
+        done = away_by_out_of_office(ctx.session, ctx.require_agent(), ticket, text, now=ctx.now)
+        ctx.reason = f"{ctx.reason}; {done}"[:2000] if ctx.reason else done
     ctx.outcome = "replied" if reply.relayed else "noted"
     return "agent_reply" if reply.relayed else "agent_note"
 

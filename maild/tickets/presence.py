@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
+from maild.mail.return_date import stated_return
 from maild.storage.models import Agent, Ticket, naive_utc
 from maild.tickets.ticket_ops import iso, record
 
@@ -82,3 +83,31 @@ def agent_timezone(agent: Agent) -> ZoneInfo:
 def back_at(agent: Agent, day: dt.date) -> dt.datetime:
     """The moment an agent who is back on `day` is present again: its start in agent_timezone (aware)."""
     return dt.datetime.combine(day, dt.time(0, 0), tzinfo=agent_timezone(agent))
+
+
+OUT_OF_OFFICE_ACTOR = "out-of-office"
+
+
+def away_by_out_of_office(
+    session: Session, agent: Agent, ticket: Ticket, text: str, *, now: dt.datetime
+) -> str:
+    """The agent's own out-of-office reply to a notice (`text`: its subject and visible text) marks them
+    away until the day it states they are back (maild.mail.return_date, read in their time zone), else
+    with no end: Exchange and Gmail answer each sender once per absence, so a guessed end could not be
+    renewed by a later reply, and notices would go to someone absent; `#back` or `maildctl agent back`
+    ends it. A stated day already past is ignored (an old text), as is a reply that changes nothing (a
+    responder answering every notice; an end an admin set is kept when the reply states none). Audited
+    on the ticket's log; what was done, for the spool row."""
+    today = now.astimezone(agent_timezone(agent)).date()
+    day = stated_return(text, today)
+    until = back_at(agent, day) if day is not None and day > today else None
+    away = not is_present(agent, now) and agent.away_since is not None
+    if away and (until is None or naive_utc(until) == agent.away_until):
+        return f"agent {agent.email} is away already"
+    why = "out-of-office reply" + (
+        f" stating {day.isoformat()}, already past" if until is None and day else ""
+    )
+    mark_away(session, agent, until, actor=OUT_OF_OFFICE_ACTOR, now=now, ticket_id=ticket.id, why=why)
+    return f"agent {agent.email} marked away by their out-of-office reply, until " + (
+        iso(agent.away_until) or "they are marked back"
+    )
