@@ -213,7 +213,7 @@ def parse_until(text: str, agent: Agent, now: dt.datetime) -> dt.datetime:
 
 
 def agent_away(app: App, args: argparse.Namespace) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)  # shown as away_since
     with app.session() as session:
         agent = _one_agent(session, args.name)
         if not agent.active:

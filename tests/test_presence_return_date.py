@@ -31,7 +31,12 @@ CORPUS: list[tuple[str, dt.date | None]] = [
     ("I'm away 12/10/2026 - 12/14/2026.", dt.date(2026, 12, 15)),
     ("I am currently out of the office with limited access to email.", None),
     ("Our office is closed on 24 December. I will reply as soon as possible.", None),
-    ("I was out until 1 December.", dt.date(2026, 12, 2)),  # in the past: the caller ignores it
+    ("I was out until 1 December.", dt.date(2026, 12, 2)),
+    ("I will be back tomorrow at 9.30 and answer then.", None),  # a time, not 30 September
+    (
+        "Back on Monday. Ticket SUP-2026-12-14 is handled by Bob.",
+        None,
+    ),  # a number, not a date  # in the past: the caller ignores it
     # German
     ("Vielen Dank für Ihre Nachricht. Ich bin bis zum 14.12.2026 nicht im Büro.", dt.date(2026, 12, 15)),
     ("Ich bin vom 10. bis 14.12. im Urlaub und ab dem 15.12. wieder erreichbar.", dt.date(2026, 12, 15)),

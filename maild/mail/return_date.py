@@ -11,7 +11,8 @@ Rules, and why:
   powrót, volto, retorno, visszatér, -tól/-től) the first day back; a range's end ("10.–14.12.", "from 10
   to 14 December") is an "until". Other dates (the office's holidays, a quoted mail's date) are ignored.
 - Of several such dates the last one counts ("away from 10.12. until 14.12., back on 15.12.").
-- Numbers are day first (d.m.y, d/m/y); month first only where day first is impossible (12/14/2026).
+- Numbers are day first (d.m.y, d/m/y); month first only with slashes where day first is impossible
+  (12/14/2026).
 - A date without a year is this year's, unless that lies more than 60 days back: then next year's (an
   OOO written on 20 December saying "until 5 January").
 Pure: no maild imports; `today` is the caller's (the mail's arrival, in the agent's time zone)."""
@@ -48,7 +49,7 @@ _ORDINAL = r"(?:st|nd|rd|th|\.|º)?"
 _DATE = re.compile(
     rf"(?P<iy>\d{{4}})-(?P<im>\d{{1,2}})-(?P<id>\d{{1,2}})\b"  # 2026-12-14
     rf"|(?P<hy>\d{{4}})\.\s?(?P<hm>\d{{1,2}})\.\s?(?P<hd>\d{{1,2}})\b\.?"  # 2026.12.14. (hu)
-    rf"|(?P<nd>\d{{1,2}})[./](?P<nm>\d{{1,2}})(?:[./](?P<ny>\d{{4}}|\d{{2}})\b|\.|\b)"  # 14.12.2026, 14/12
+    rf"|(?P<nd>\d{{1,2}})(?P<ns>[./])(?P<nm>\d{{1,2}})(?:[./](?P<ny>\d{{4}}|\d{{2}})\b|\.|\b)"  # 14.12.26
     rf"|(?P<dd>\d{{1,2}}){_ORDINAL}\s*(?:de\s+|of\s+)?(?P<dm>{_MONTH})\b\.?"  # 14 December, 14 de dezembro
     rf"(?:,?\s*(?:de\s+)?(?P<dy>\d{{4}})\b)?"
     rf"|(?:(?P<my>\d{{4}})\.?\s+)?(?P<mm>{_MONTH})\b\.?\s*(?P<md>\d{{1,2}})(?!\d){_ORDINAL}"  # December 14
@@ -109,7 +110,8 @@ def _day(match: re.Match[str], today: dt.date) -> dt.date | None:
             return dt.date(int(g["hy"]), int(g["hm"]), int(g["hd"]))
         if g["nd"]:
             first, second = int(g["nd"]), int(g["nm"])
-            day, month = (first, second) if second <= 12 else (second, first)
+            # 12/14/2026 can only be month first; 9.30 is a time, never 30 September
+            day, month = (second, first) if second > 12 and g["ns"] == "/" else (first, second)
             return dt.date(_year(g["ny"], month, day, today), month, day)
         if g["dd"]:
             month, day = _MONTHS[g["dm"].lower().rstrip(".")], int(g["dd"])
