@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
+from maild.mail.tokens import bounce_address, load_secret
 from maild.storage.db import transaction
 from maild.storage.models import Agent, AuditLog, Category, OutboxMessage
 from maild.tickets import presence
@@ -157,8 +158,18 @@ def test_away_until_expires(session_factory: Factory, cfg: Config) -> None:
         assert presence.away_window(anna, at(59)) == (NOW.replace(tzinfo=None), at(60).replace(tzinfo=None))
 
 
-def out_of_office(factory: Factory, cfg: Config, agent: str, subject: str, body: str, minutes: int) -> str:
-    """`agent`'s vacation responder answers their newest notice; the spool row's reason."""
+def out_of_office(
+    factory: Factory,
+    cfg: Config,
+    agent: str,
+    subject: str,
+    body: str,
+    minutes: int,
+    *,
+    to_return_path: bool = False,
+) -> str:
+    """`agent`'s vacation responder answers their newest notice, to its Reply-To or (as Sieve and
+    Exchange do) to its return path; the spool row's reason."""
     with factory() as s:
         notices = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc())).all()
         notice = next(r for r in notices if agent in r.rcpt_to and r.template.endswith("_notice"))
@@ -173,6 +184,11 @@ def out_of_office(factory: Factory, cfg: Config, agent: str, subject: str, body:
             ("References", notice.message_id),
         ),
     )
+    if to_return_path:
+        to = bounce_address(load_secret(cfg.data_dir), notice.mail_from, notice.id, agent)
+        result = deliver(factory, cfg, raw, to, now=at(minutes))
+        assert result.outcome == "archived" and result.reason.startswith("bounce-address: ")
+        return result.reason
     result = deliver(factory, cfg, raw, agent_address(factory, cfg, NUMBER, agent), now=at(minutes))
     assert (result.outcome, result.ticket_number) == ("noted", NUMBER)
     assert not result.outbox_ids  # nobody is told of a robot's mail
@@ -205,6 +221,29 @@ def test_an_agents_out_of_office_reply_marks_them_away_until_the_stated_date(
     out_of_office(session_factory, cfg, ANNA, "Out of Office", "I am out of the office until 12 March.", 12)
     with session_factory() as s:
         assert len(s.scalars(select(AuditLog).where(AuditLog.action == "agent-away")).all()) == 1
+
+
+@pytest.mark.usefixtures("desk")
+def test_an_out_of_office_reply_to_a_notices_return_path_marks_the_agent_away(
+    session_factory: Factory, cfg: Config
+) -> None:
+    body = "Obrigado pela sua mensagem. Estarei ausente até 14/03/2026."
+    reason = out_of_office(session_factory, cfg, BOB, "Resposta automática", body, 5, to_return_path=True)
+    assert "the out-of-office reply of agent bob@example.com" in reason
+    assert "marked away by their out-of-office reply, until 2026-03-15T00:00:00Z" in reason
+    with session_factory() as s:
+        assert _agent(s, BOB).away_until == dt.datetime(2026, 3, 15)
+        [row] = s.scalars(select(AuditLog).where(AuditLog.action == "agent-away")).all()
+        assert row.ticket_id == ticket(s, NUMBER).id
+    # A person's mail to a return path, or a robot's from someone else, marks nobody away.
+    raw = mail(sender=f"Anna <{ANNA}>", subject="Re: your mail", body="Hi, I am back until 20 March.")
+    with session_factory() as s:
+        notices = s.scalars(select(OutboxMessage).where(OutboxMessage.template == "new_ticket_notice")).all()
+        notice = next(r for r in notices if r.rcpt_to == [ANNA])
+        to = bounce_address(load_secret(cfg.data_dir), notice.mail_from, notice.id, ANNA)
+    assert deliver(session_factory, cfg, raw, to, now=at(6)).outcome == "archived"
+    with session_factory() as s:
+        assert _agent(s, ANNA).away_since is None
 
 
 @pytest.mark.usefixtures("desk")
