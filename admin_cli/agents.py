@@ -1,18 +1,25 @@
-"""maildctl agent add|set|list."""
+"""maildctl agent add|set|list|away|back.
+
+Presence (maild.tickets.presence): an agent marked away gets no notices until `--until` has passed or
+`agent back`; `agent list` shows who is away. `--until` takes an ISO date (the day they are back: present
+from its start) or date-time; without a UTC offset it is read in the time zone of the agent's desks when
+they all share one, else UTC."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.admin_cli.arguments import command_group
-from maild.admin_cli.common import App, UserError, print_json, print_table
+from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
 from maild.mail.addresses import is_valid, normalize
 from maild.storage.models import Agent, Desk, DeskAddress
-from maild.tickets import agent_ops
+from maild.tickets import agent_ops, presence
+from maild.tickets.lookup import matching_agents
 
 MAX_NAME = 200  # agents.name / agents.display_name column size
 
@@ -41,9 +48,24 @@ def register(commands: Any) -> None:
         "--desk", action="append", help="desk name (repeatable): the agent's desks become exactly these"
     )
     change.set_defaults(handler=set_agent)
-    lst = sub.add_parser("list", help="list agents")
+    lst = sub.add_parser("list", help="list agents, with their presence")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_agents)
+    away = sub.add_parser(
+        "away",
+        help="mark an agent away: no notices until --until or 'agent back'",
+        description="NAME: the agent's address, name or display name. --until: an ISO date (the day they "
+        "are back, e.g. 2026-12-14) or date-time (2026-12-14T09:00, 2026-12-14T09:00+01:00); without an "
+        "offset in the time zone of the agent's desks when they share one, else UTC.",
+    )
+    away.add_argument("name", metavar="NAME")
+    away.add_argument(
+        "--until", metavar="DATE", help="back on this date or at this time (default: open-ended)"
+    )
+    away.set_defaults(handler=agent_away)
+    back = sub.add_parser("back", help="mark an agent present again")
+    back.add_argument("name", metavar="NAME")
+    back.set_defaults(handler=agent_back)
 
 
 def _name(value: str, option: str) -> str:
@@ -119,6 +141,7 @@ def set_agent(app: App, args: argparse.Namespace) -> int:
 
 
 def list_agents(app: App, args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.UTC)
     with app.session() as session:
         agents: list[dict[str, Any]] = [
             {
@@ -127,6 +150,7 @@ def list_agents(app: App, args: argparse.Namespace) -> int:
                 "display_name": a.display_name,
                 "active": a.active,
                 "desks": sorted(d.name for d in a.desks),
+                **_presence_json(a, now),
             }
             for a in session.scalars(select(Agent).order_by(Agent.email))
         ]
@@ -134,6 +158,82 @@ def list_agents(app: App, args: argparse.Namespace) -> int:
         print_json(agents)
     else:
         print_table(
-            ["EMAIL", "NAME", "DESKS"], [[a["email"], a["name"], ", ".join(a["desks"])] for a in agents]
+            ["EMAIL", "NAME", "DESKS", "PRESENCE"],
+            [[a["email"], a["name"], ", ".join(a["desks"]), _presence_text(a)] for a in agents],
         )
+    return 0
+
+
+def _presence_json(agent: Agent, now: dt.datetime) -> dict[str, Any]:
+    since, until = presence.away_window(agent, now)
+    return {"present": presence.is_present(agent, now), "away_since": iso(since), "away_until": iso(until)}
+
+
+def _presence_text(shown: dict[str, Any]) -> str:
+    if not shown["active"]:
+        return "inactive"
+    if shown["present"]:
+        return "present"
+    return f"away since {shown['away_since']}" + (
+        f" until {shown['away_until']}" if shown["away_until"] else " (until back)"
+    )
+
+
+def _one_agent(session: Session, who: str) -> Agent:
+    found = matching_agents(session, who, active_only=False)
+    if not found:
+        raise UserError(f"no agent {who!r}: give an address or name from 'maildctl agent list'")
+    if len(found) > 1:
+        raise UserError(
+            f"{who!r} names {len(found)} agents ({', '.join(a.email for a in found)}): give the address"
+        )
+    return found[0]
+
+
+def parse_until(text: str, agent: Agent, now: dt.datetime) -> dt.datetime:
+    """--until as an aware moment: a date is the day they are back (its start), a date-time without an
+    offset is read in the agent's time zone; it must lie ahead."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            moment = presence.back_at(agent, dt.date.fromisoformat(value))
+        else:
+            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T", 1))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=presence.agent_timezone(agent))
+    except ValueError:
+        raise UserError(
+            f"invalid --until {text!r}: give an ISO date like 2026-12-14 or a date-time like 2026-12-14T09:00"
+        ) from None
+    if moment <= now:
+        raise UserError(
+            f"--until {text!r} has passed: give a later date, or use 'maildctl agent back' if they are back"
+        )
+    return moment
+
+
+def agent_away(app: App, args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)  # shown as away_since
+    with app.session() as session:
+        agent = _one_agent(session, args.name)
+        if not agent.active:
+            raise UserError(f"agent {agent.email} is inactive (gets no notices anyway): nothing to mark")
+        until = parse_until(args.until, agent, now) if args.until is not None else None
+        presence.mark_away(session, agent, until, actor=who(), now=now)
+        email, shown = agent.email, iso(agent.away_until)
+    print(
+        f"agent {email} is away "
+        + (f"until {shown}" if shown else "until marked back ('maildctl agent back')")
+    )
+    return 0
+
+
+def agent_back(app: App, args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.UTC)
+    with app.session() as session:
+        agent = _one_agent(session, args.name)
+        was_away = not presence.is_present(agent, now) and agent.away_since is not None
+        presence.mark_back(session, agent, actor=who())
+        email = agent.email
+    print(f"agent {email} is present again" if was_away else f"agent {email} was not away: nothing changed")
     return 0

@@ -18,6 +18,7 @@ from maild.mail.addresses import is_valid, normalize
 from maild.mail.attachment_policy import parse_extensions
 from maild.numbering.pattern import Pattern, PatternError
 from maild.storage.models import Desk, RetiredPattern
+from maild.tickets.notices import WHEN_NOBODY_PRESENT
 from maild.tickets.statuses import normalise_status
 
 MAX_NAME = 100  # desks.name is VARCHAR(100)
@@ -86,6 +87,13 @@ def option_arguments(parser: argparse.ArgumentParser) -> None:
         help="the customers' language: mail templates, web pages, status names, dates (default en)",
     )
     parser.add_argument(
+        "--when-nobody-present",
+        choices=WHEN_NOBODY_PRESENT,
+        help="with none of the desk's agents present (maildctl agent away): notify-all tells every active "
+        "agent anyway (the default); desk-unavailable tells nobody and sends the customer the "
+        "desk_unavailable mail, once per ticket",
+    )
+    parser.add_argument(
         "--sender-name",
         metavar="TEXT",
         help="the name on the desk's mail, e.g. 'ACME Support' (default: the desk's name)",
@@ -128,6 +136,8 @@ def desk_options(args: argparse.Namespace) -> dict[str, Any]:
         options["sender_name"] = sender_name(args.sender_name)
     if args.language is not None:
         options["language"] = args.language
+    if args.when_nobody_present is not None:
+        options["when_nobody_present"] = args.when_nobody_present
     return options
 
 

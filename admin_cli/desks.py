@@ -109,6 +109,7 @@ def desk_json(session: Session, desk: Desk) -> dict[str, Any]:
         "max_attachment_mb": desk.max_attachment_mb,
         "auto_close_hours": desk.auto_close_hours,
         "auto_close_statuses": [s for s in desk.auto_close_statuses.split(",") if s],
+        "when_nobody_present": desk.when_nobody_present,
         # sorted: the agent_desks relationship has no order, and PostgreSQL returned it differently
         # from SQLite (`agent list` sorts its desks the same way)
         "agents": sorted(agent.email for agent in desk.agents),

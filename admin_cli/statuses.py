@@ -2,7 +2,7 @@
 
 A custom status belongs to one desk, beside the built-in ones every desk has; agents set it with
 `#status NAME`, `desk set --auto-close-statuses` may list it. A category belongs to one desk; when it has
-active agents, the notices of its tickets go only to them (pipeline/notify.py notice_recipients)."""
+present agents, the notices of its tickets go only to them (maild.tickets.notices.notice_targets)."""
 
 from __future__ import annotations
 

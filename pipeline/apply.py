@@ -20,15 +20,18 @@ import re
 from sqlalchemy import select
 
 from maild.mail.attachment_policy import refusal
+from maild.mail.automatic import OUT_OF_OFFICE
+from maild.mail.quotes import visible_text
 from maild.numbering.allocate import allocate_number
 from maild.pipeline.context import IMPORT_INGRESS, AgentAnswer, BounceVerdict, Context, Stop
 from maild.pipeline.dry_run import is_new
 from maild.storage import attachments
-from maild.storage.models import Attachment, AuditLog, Message, Participant, Ticket, utcnow
+from maild.storage.models import Agent, Attachment, AuditLog, Message, Participant, Ticket, utcnow
 from maild.storage.notes import add_system_note
 from maild.tickets.command_effects import CommandFailed, carry_out
 from maild.tickets.commands import CommandError, describe_errors
 from maild.tickets.participants import NotAddable, add_cc, get_or_create_contact, is_participant
+from maild.tickets.presence import away_by_out_of_office
 from maild.tickets.quiet import is_quiet_import
 
 # The ticket's subject, a title to list and to copy into outgoing Subject/Thread-Topic: the mail's own
@@ -208,6 +211,8 @@ def _apply_agent_reply(ctx: Context, ticket: Ticket) -> str:
         ticket.status = "waiting"
     if ctx.automatic is None:  # the agent's vacation responder is no activity on the ticket
         ticket.updated_at = ctx.now_naive
+    elif ctx.automatic == OUT_OF_OFFICE:  # ... but says the agent is away (maild.tickets.presence)
+        _mark_away(ctx, ctx.require_agent(), ticket)
     ctx.outcome = "replied" if reply.relayed else "noted"
     return "agent_reply" if reply.relayed else "agent_note"
 
@@ -291,12 +296,15 @@ def run(ctx: Context) -> Stop | None:
 def record_stop(ctx: Context) -> None:
     """The effects of a mail a stage stopped, as that stage decided them (the runner calls this after any
     Stop, apply's own included): a held mail's note, a bounce's notes and contacts, a refused mail's
-    contact, a reply the collision guard holds."""
+    contact, a reply the collision guard holds, an agent's out-of-office reply to a notice's return path."""
     if ctx.held_note is not None and ctx.ticket is not None:
         add_system_note(ctx.session, ctx.ticket, ctx.held_note, by="identify", at=ctx.now)
         ctx.held_note = None
     if ctx.bounce_effects is not None:
         _record_bounce(ctx, ctx.bounce_effects)
+    if ctx.away_agent is not None and ctx.ticket is not None:
+        _mark_away(ctx, ctx.away_agent, ctx.ticket)
+        ctx.away_agent = None
     if ctx.refusal is not None and ctx.known_sender:
         # A refused mail leaves no new contact behind, only its spool record; a known one gets its empty
         # display name filled, as by any mail.
@@ -304,6 +312,14 @@ def record_stop(ctx: Context) -> None:
     if ctx.held_reply is not None and ctx.ticket is not None:
         ctx.message = store_message(ctx, ctx.ticket, "held", visible=ctx.held_reply)
         ctx.held_reply = None
+
+
+def _mark_away(ctx: Context, agent: Agent, ticket: Ticket) -> None:
+    """An agent's own out-of-office reply to a notice (to its Reply-To, or to its return path: bounce)."""
+    mail = ctx.require_mail()
+    text = f"{mail.subject}\n{visible_text(mail.text, whole_when_empty=False)}"
+    done = away_by_out_of_office(ctx.session, agent, ticket, text, now=ctx.now)
+    ctx.reason = f"{ctx.reason}; {done}"[:2000] if ctx.reason else done
 
 
 def _record_bounce(ctx: Context, verdict: BounceVerdict) -> None:

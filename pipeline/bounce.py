@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from maild.mail.automatic import NULL_SENDER
+from maild.mail.addresses import normalize
+from maild.mail.automatic import NULL_SENDER, OUT_OF_OFFICE, classify, envelope_sender
 from maild.mail.dsn import Failure, Report, read_bounce
 from maild.mail.tokens import bounce_matches, load_secret, parse_bounce_address
 from maild.pipeline.context import BounceEffect, BounceInfo, BounceVerdict, Context, Stop
-from maild.storage.models import Message, OutboxMessage, SpoolEntry, Ticket
+from maild.storage.models import Agent, Message, OutboxMessage, SpoolEntry, Ticket
 from maild.tickets.lookup import recipient_candidates, survivor_of
 from maild.tickets.participants import NotAddable, check_customer_address, find_contact
 
@@ -42,7 +43,7 @@ def run(ctx: Context) -> Stop | None:
     report = read_bounce(ctx.raw, to_verp=verp is not None, null_sender=_null_sender(ctx))
     if report is None:
         if verp is not None:  # a vacation reply to our return path, say: for no desk, and no bounce
-            return Stop("archived", "bounce-address: mail to a VERP return path that is no delivery report")
+            return _to_return_path(ctx, verp)
         if not ctx.require_mail().from_address:  # parse lets a report without a sender through, for us only
             return Stop("quarantined", "no sender address in From or Sender")
         return None
@@ -78,6 +79,40 @@ def run(ctx: Context) -> Stop | None:
     effects = tuple(_effect(ctx, report, match, address, failure) for address, failure in match.failed)
     ctx.bounce_effects = BounceVerdict(match.row, effects)
     return Stop("bounce", "; ".join(e.reason for e in effects)[:2000])
+
+
+def _to_return_path(ctx: Context, verp: tuple[int, str]) -> Stop:
+    """Mail to a VERP return path that is no delivery report: archived. Vacation responders (Sieve,
+    vacation(1), Exchange) answer the envelope sender, so an agent's own out-of-office reply to a notice
+    comes here rather than to its Reply-To: when the return path verifies for the address the mail is
+    from, an active agent's, and the mail is an out-of-office reply, the agent is marked away
+    (apply.record_stop, maild.tickets.presence.away_by_out_of_office)."""
+    why = "bounce-address: mail to a VERP return path that is no delivery report"
+    outbox_id, mac = verp
+    row = ctx.session.get(OutboxMessage, outbox_id)
+    mail = ctx.require_mail()
+    sender = normalize(mail.from_address)
+    if row is None or sender not in _recipients_of(row):
+        return Stop("archived", why)
+    verdict = classify(
+        ctx.headers,
+        subject=mail.subject,
+        sender=mail.from_address,
+        envelope=envelope_sender(ctx.spool.mail_from, ctx.headers),
+        is_reply=bool(mail.in_reply_to or mail.references),
+    )
+    ticket = _ticket_of(ctx, row)
+    agent = ctx.session.scalars(select(Agent).where(Agent.email == sender, Agent.active.is_(True))).first()
+    if (
+        verdict is None
+        or verdict.kind != OUT_OF_OFFICE
+        or ticket is None
+        or agent is None
+        or not bounce_matches(load_secret(ctx.cfg.data_dir), outbox_id, mac, sender)
+    ):
+        return Stop("archived", why)
+    ctx.ticket, ctx.desk, ctx.away_agent = ticket, ticket.desk, agent
+    return Stop("archived", f"{why}: the out-of-office reply of agent {sender} ({verdict.reason})"[:2000])
 
 
 # --- recognising and matching ---------------------------------------------------------------------

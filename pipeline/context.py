@@ -138,6 +138,9 @@ class Context:
     spam_headers: list[str] = field(default_factory=list)  # spam: the upstream verdict headers found
     bounce: BounceInfo | None = None  # bounce: set for a delivery report
     bounce_effects: BounceVerdict | None = None  # bounce: what a matched bounce changes (apply, notify)
+    # bounce: an agent whose own out-of-office reply came to a notice's return path (apply.record_stop marks
+    # them away, on ctx.ticket's log)
+    away_agent: Agent | None = None
     held_note: str | None = None  # identify: the note for ctx.ticket on a held agent-looking mail
     refusal: Refusal | None = None  # policy: a refused new ticket
     held_reply: str | None = None  # commands: the reply text the collision guard holds (apply stores it)

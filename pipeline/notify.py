@@ -13,7 +13,9 @@ left out, and why, goes into the spool row's reason.
 Agents are told of customer mail: `new_ticket_notice` for a new ticket, `customer_reply_notice` for a
 customer's (or sub-customer's) mail on an existing one; one mail per agent, each with a Reply-To token
 bound to that agent and the ticket, the customer's visible text, the status line and the attachments.
-Who: the assigned agent if active, else every active agent of the desk. Automatic mail: a new ticket
+Who: maild.tickets.notices.notice_targets (the present agents: the assigned one, else the category's,
+else the desk's); with nobody present a `desk-unavailable` desk tells no agent and sends the customer its
+`desk_unavailable` mail once per ticket, whether or not it sends auto-replies. Automatic mail: a new ticket
 opened by one (an out-of-office, a monitoring alert) is still announced, flagged as automatic, since
 nobody else would ever see it; an automatic follow-up on an existing ticket (the customer's vacation
 responder answering us) is not, as it needs no one's attention and would only be noise. The notices go
@@ -42,14 +44,16 @@ from maild.pipeline.dry_run import would_send
 from maild.storage.db import is_transient
 from maild.storage.models import Agent, Message, OutboxMessage, Ticket, naive_utc
 from maild.storage.notes import add_system_note
-from maild.tickets import replies
+from maild.tickets import replies, ticket_ops
 from maild.tickets.notices import (
     CUSTOMER_REPLY_NOTICE,
+    DESK_UNAVAILABLE_TEMPLATE,
     NEW_TICKET_NOTICE,
     NOTICE_BURST,
     NOTICE_BURST_WINDOW,
+    desk_recipients,
     message_attachments,
-    notice_recipients,
+    notice_targets,
 )
 from maild.tickets.participants import automatic_recipients, customer_recipients
 
@@ -169,7 +173,12 @@ def _notify_agents(ctx: Context, ticket: Ticket) -> None:
     else:
         return
     sender = normalize(mail.from_address)
-    agents = [a for a in notice_recipients(ctx.session, ticket) if a.email != sender]
+    targets = notice_targets(ctx.session, ticket, now=ctx.now)
+    if targets.desk_unavailable:
+        _note(ctx, "agents not notified: none of the desk's agents is present")
+        _tell_desk_unavailable(ctx, ticket)
+        return
+    agents = [a for a in targets.agents if a.email != sender]
     if not agents or _notices_paused(ctx, ticket, sender):
         return
     in_memory = {part.sha256: part.data for part in mail.attachments}
@@ -192,6 +201,36 @@ def _notify_agents(ctx: Context, ticket: Ticket) -> None:
         in_reply_to=mail.message_id if mail.has_message_id else "",
         references=mail.references,
     )
+
+
+def _tell_desk_unavailable(ctx: Context, ticket: Ticket) -> None:
+    """Nobody present and the desk is `desk-unavailable`: the customer gets the desk_unavailable mail,
+    once per ticket (tickets.desk_unavailable_sent_at; the ticket's log says so); never to a robot."""
+    if ticket.desk_unavailable_sent_at is not None or _automatic(ctx):
+        return
+    mail = ctx.require_mail()
+    customer, sub_customers = automatic_recipients(ticket)
+    before = len(ctx.queued)
+    _queue_courtesy(
+        ctx,
+        lambda dropped: queue_mail(
+            ctx.session,
+            ctx.cfg,
+            ticket,
+            DESK_UNAVAILABLE_TEMPLATE,
+            [customer],
+            cc=sub_customers,
+            in_reply_to=mail.message_id if mail.has_message_id else "",
+            references=mail.references,
+            automatic=True,
+            now=ctx.now,
+            dropped=dropped,
+        ),
+        what=DESK_UNAVAILABLE_TEMPLATE,
+    )
+    if len(ctx.queued) > before:  # not sent (a bouncing customer, a broken template): the next mail tries
+        ticket.desk_unavailable_sent_at = naive_utc(ctx.now)
+        ticket_ops.audit(ctx.session, ticket, "desk_unavailable", actor="maild", now=ctx.now, to=customer[1])
 
 
 def _notices_paused(ctx: Context, ticket: Ticket, sender: str) -> bool:
@@ -403,7 +442,7 @@ def _tell_of_bounce(ctx: Context, verdict: BounceVerdict) -> None:
 def _queue_bounce_notice(ctx: Context, ticket: Ticket, effect: BounceEffect, row: OutboxMessage) -> str:
     """Queue the bounce_notice to the desk's agents; returns what went wrong, if anything."""
     address = effect.address
-    agents = [(a.name, a.email) for a in ticket.desk.agents if a.active and a.email != address]
+    agents = [(a.name, a.email) for a in desk_recipients(ticket.desk, now=ctx.now) if a.email != address]
     if not agents:
         return ""
     dropped: dict[str, str] = {}

@@ -99,6 +99,11 @@ class Desk(Base):
     # address has been confirmed through a link mailed to it.
     web_new_tickets: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     web_confirm_address: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # With none of its agents present: notify-all (every active agent anyway) or desk-unavailable (the
+    # customer gets the desk_unavailable mail once per ticket, no agent a notice): maild.tickets.notices.
+    when_nobody_present: Mapped[str] = mapped_column(
+        String(20), default="notify-all", server_default="notify-all"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     addresses: Mapped[list[DeskAddress]] = relationship(
@@ -189,6 +194,8 @@ class Ticket(Base):
     # Set on a ticket an import created (the real time of the import): automation (auto-close,
     # escalations, reminders) leaves it alone until something happens on it after that moment.
     imported_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # When its customer got the desk_unavailable mail (nobody present, desk option): once per ticket.
+    desk_unavailable_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -39,6 +39,9 @@ def test_add_set_and_list(ctl: Ctl, session_factory: Any, config_file: Path) -> 
         "display_name": "Anna",
         "active": False,
         "desks": ["sales"],
+        "present": False,  # inactive: nobody's notices
+        "away_since": None,
+        "away_until": None,
     }
     ok(ctl("agent", "set", "ANNA@example.org", "--display-name", "", "--active"))
     (anna,) = as_json(ctl("agent", "list", "--json"))

@@ -252,6 +252,7 @@ def test_desk_add_list_show(ctl: Ctl) -> None:
         "max_attachment_mb": 25,
         "auto_close_hours": 0,
         "auto_close_statuses": ["waiting", "resolved"],
+        "when_nobody_present": "notify-all",
         "agents": [],
         "created_at": support["created_at"],
     }
@@ -402,6 +403,9 @@ def test_agent_add_and_list(ctl: Ctl, session_factory: Any) -> None:
             "display_name": "",
             "active": True,
             "desks": ["sales", "support"],
+            "present": True,
+            "away_since": None,
+            "away_until": None,
         },
         {
             "email": "bob@example.org",
@@ -409,6 +413,9 @@ def test_agent_add_and_list(ctl: Ctl, session_factory: Any) -> None:
             "display_name": "",
             "active": True,
             "desks": ["sales", "support"],
+            "present": True,
+            "away_since": None,
+            "away_until": None,
         },
     ]
     # sorted, whatever order they joined in and whatever order the database returns
@@ -417,7 +424,7 @@ def test_agent_add_and_list(ctl: Ctl, session_factory: Any) -> None:
         "bob@example.org",
     ]
     table = ok(ctl("agent", "list")).stdout.splitlines()
-    assert table[0].split() == ["EMAIL", "NAME", "DESKS"]
+    assert table[0].split() == ["EMAIL", "NAME", "DESKS", "PRESENCE"]
     assert table[1].startswith("alice@example.org")
 
 

@@ -38,6 +38,7 @@ TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
     "auto_close": (*_TICKET, "inactive_for", "reopen_days"),
     "bounce_notice": (*_TICKET, "bounced_address", "bounce_status", "bounce_diagnostic", "bounced_subject"),
     "collision_notice": (*_TICKET, "agent_name", "held_text", "missed"),
+    "desk_unavailable": _TICKET,
     "command_errors": (*_TICKET, "agent_name", "errors_text"),
     "customer_reply_notice": (*_TICKET, *_AGENT_NOTICE, *_CUSTOMER_MAIL),
     "escalation_notice": (

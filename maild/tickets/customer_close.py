@@ -57,7 +57,7 @@ def _tell_agents(
         "attachments": [],
         "automatic": "",
     }
-    for agent in notice_recipients(session, ticket):
+    for agent in notice_recipients(session, ticket, now=now):
         try:
             row = queue_agent_notice(
                 session, cfg, ticket, CUSTOMER_REPLY_NOTICE, agent, now=now, variables=variables

@@ -161,9 +161,9 @@ def _notify(
     done: list[str],
     now: dt.datetime,
 ) -> list[int]:
-    agents = notice_recipients(session, ticket)
+    agents = notice_recipients(session, ticket, now=now)
     if not agents:
-        done.append("no active agent to notify")
+        done.append("no agent to notify (none active, or none present and the desk is unavailable)")
         return []
     ids = []
     for agent in agents:

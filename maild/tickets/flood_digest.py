@@ -3,9 +3,9 @@ desk within NOTICE_BURST_WINDOW gets no agent notice per mail after that (pipeli
 is marked held (Message.notice_held_at). This job tells the agents of them: per (desk, sender) whose flood
 is over (the latest held mail is QUIET_AFTER old) or has lasted a window (the oldest held one is
 NOTICE_BURST_WINDOW old), one `flood_digest_notice` per agent who would have been told of any of the mails
-(pipeline.notify.notice_recipients, the sender left out), listing the mails that agent would have heard of
-(at most MAX_LISTED, then "and N more"). The mail threads on, and replies go to, the ticket of the latest
-mail listed.
+(maild.tickets.notices.notice_recipients, the sender left out), listing the mails that agent would have
+heard of (at most MAX_LISTED, then "and N more"). The mail threads on, and replies go to, the ticket of
+the latest mail listed.
 
 Exactly once even with two daemons on one database: each (desk, sender) is its own transaction that
 re-reads the held mails under a row lock (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's BEGIN IMMEDIATE
@@ -109,7 +109,7 @@ def _digest(
     for message in held:
         if message.ticket_id not in recipients:
             recipients[message.ticket_id] = [
-                a for a in notice_recipients(session, message.ticket) if a.email != sender
+                a for a in notice_recipients(session, message.ticket, now=now) if a.email != sender
             ]
         for agent in recipients[message.ticket_id]:
             agents[agent.id] = agent

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -14,7 +15,8 @@ from maild.mail.attachment_policy import MB
 from maild.outbound.outgoing import OutgoingAttachment
 from maild.storage import attachments as attachment_store
 from maild.storage.db import is_transient
-from maild.storage.models import Agent, Message, OutboxMessage, Ticket
+from maild.storage.models import Agent, Desk, Message, OutboxMessage, Ticket
+from maild.tickets.presence import is_present, present_agents
 
 NEW_TICKET_NOTICE = "new_ticket_notice"
 CUSTOMER_REPLY_NOTICE = "customer_reply_notice"
@@ -33,14 +35,56 @@ NOTICE_BURST = 5
 NOTICE_BURST_WINDOW = dt.timedelta(minutes=10)
 
 
-def notice_recipients(session: Session, ticket: Ticket) -> list[Agent]:
-    """The agents told about a ticket's mail: its assigned agent if active, else its category's active
-    agents, else the desk's active agents."""
-    if ticket.assigned_agent_id is not None:
-        assignee = session.get(Agent, ticket.assigned_agent_id)
-        if assignee is not None and assignee.active:
-            return [assignee]
-    # A ticket's category with active agents narrows the list to them; else every active desk agent.
+# What a desk does when none of its agents is present (desks.when_nobody_present, `desk set
+# --when-nobody-present`): tell every active agent anyway, as if nobody were away (the default), or tell
+# nobody and send the customer the desk's desk_unavailable mail, once per ticket.
+NOTIFY_ALL = "notify-all"
+DESK_UNAVAILABLE = "desk-unavailable"
+WHEN_NOBODY_PRESENT = (NOTIFY_ALL, DESK_UNAVAILABLE)
+DESK_UNAVAILABLE_TEMPLATE = "desk_unavailable"
+
+
+@dataclass(frozen=True)
+class NoticeTargets:
+    agents: list[Agent]  # who gets the notice
+    desk_unavailable: bool  # nobody present and the desk says so: the customer may get desk_unavailable
+
+
+def notice_targets(session: Session, ticket: Ticket, *, now: dt.datetime) -> NoticeTargets:
+    """The one answer to "who is told of this ticket's mail" (the notify stage, agents' replies and notes,
+    escalations, flood digests, a customer closing on the web): its assigned agent if present, else its
+    category's present agents, else the desk's present agents (maild.tickets.presence); with nobody
+    present, the desk's `when_nobody_present` decides."""
+    assignee = session.get(Agent, ticket.assigned_agent_id) if ticket.assigned_agent_id else None
+    if assignee is not None and is_present(assignee, now):
+        return NoticeTargets([assignee], False)
+    present = present_agents(ticket, now)
+    if present:
+        return NoticeTargets(present, False)
+    if ticket.desk.when_nobody_present == DESK_UNAVAILABLE:
+        return NoticeTargets([], True)
+    return NoticeTargets(_active_recipients(ticket, assignee), False)
+
+
+def notice_recipients(session: Session, ticket: Ticket, *, now: dt.datetime) -> list[Agent]:
+    """The agents told about a ticket's mail (see notice_targets)."""
+    return notice_targets(session, ticket, now=now).agents
+
+
+def desk_recipients(desk: Desk, *, now: dt.datetime) -> list[Agent]:
+    """The agents told of a desk's mail about no one ticket (bounce notices, quarantine digests): its
+    present agents; with nobody present, every active one (notify-all) or nobody (desk-unavailable)."""
+    present = sorted((a for a in desk.agents if is_present(a, now)), key=lambda a: a.id)
+    if present or desk.when_nobody_present == DESK_UNAVAILABLE:
+        return present
+    return sorted((a for a in desk.agents if a.active), key=lambda a: a.id)
+
+
+def _active_recipients(ticket: Ticket, assignee: Agent | None) -> list[Agent]:
+    """Who is told when presence is set aside (notify-all with nobody present): its assigned agent if
+    active, else its category's active agents, else the desk's active agents."""
+    if assignee is not None and assignee.active:
+        return [assignee]
     if ticket.category is not None:
         # (an agent who has left the desk may still be listed in its category)
         category_agents = [a for a in ticket.category.agents if a.active and ticket.desk in a.desks]

@@ -54,7 +54,7 @@ from maild.outbound.outgoing import agent_display_name, queue_desk_mail
 from maild.storage.db import transaction
 from maild.storage.files import content_path
 from maild.storage.models import Agent, Desk, DeskAddress, OutboxMessage, QuarantineReport, SpoolEntry
-from maild.tickets.notices import queue_courtesy
+from maild.tickets.notices import desk_recipients, queue_courtesy
 
 TEMPLATE = "quarantine_digest_notice"
 INTERVAL_SECONDS = 60.0  # how often `maild serve` runs the job; a desk's digests: [scheduler]
@@ -330,7 +330,7 @@ def _report_desk(
     if not listed:
         return None
     desk = session.get(Desk, desk_id) if desk_id is not None else None
-    agents = sorted((a for a in desk.agents if a.active), key=lambda a: a.id) if desk is not None else []
+    agents = desk_recipients(desk, now=now) if desk is not None else []
     outbox_ids: list[int] = []
     for agent in agents:
         assert desk is not None

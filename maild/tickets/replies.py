@@ -212,10 +212,10 @@ def tell_other_agents(
     listed: Sequence[dict[str, Any]] = (),
     files: Sequence[OutgoingAttachment] = (),
 ) -> None:
-    """`agent_reply_notice` to the agents who would be told of the ticket's mail (the assigned one, else
-    the category's, else the desk's), not to the `writer`; one mail each, Reply-To bound to them.
+    """`agent_reply_notice` to the agents who would be told of the ticket's mail (the present ones:
+    maild.tickets.notices.notice_targets), not to the `writer`; one mail each, Reply-To bound to them.
     `sender`: (name, address) of who wrote; `listed`/`files`: the reply's attachments."""
-    others = [a for a in notice_recipients(session, ticket) if writer is None or a.id != writer.id]
+    others = [a for a in notice_recipients(session, ticket, now=now) if writer is None or a.id != writer.id]
     if not others:
         return
     variables = {
