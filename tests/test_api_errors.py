@@ -1,0 +1,109 @@
+"""The JSON API's refusals (issue 19) against the real `maild serve`: each is JSON
+{"error": {"status", "message"}} with its HTTP status, never a traceback nor the customers' HTML page:
+400 malformed, 401 no or a bad token, 403 a read token on a change, 404 unknown ticket or route, 405,
+409 a merged ticket, 413 a body too large, 422 values naming nothing known, 429 over the rate limit with
+Retry-After. Also the served OpenAPI document is the committed one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.api_client import Answer, Api, api_config, new_token
+from tests.cli import ctl, ok
+from tests.daemon import Factory, Serve, start_fixture  # noqa: F401 (the fixture `start`)
+from tests.test_api import two_tickets
+from tests.web_browser import web_port_fixture  # noqa: F401 (the fixture web_port)
+
+ROOT = Path(__file__).resolve().parent.parent
+PER_MINUTE = 20
+
+
+def test_every_refusal_is_json_with_its_status(
+    tmp_path: Path,
+    data_dir: Path,
+    database_url: str,
+    web_port: int,
+    session_factory: Factory,
+    start: Callable[[Path], Serve],
+) -> None:
+    config = api_config(tmp_path, data_dir, database_url, web_port, per_minute=PER_MINUTE)
+    invoice, printer = two_tickets(session_factory, config)
+    reader = Api(web_port, new_token(config, "reader", "read"))
+    writer = Api(web_port, new_token(config, "writer", "write"))
+    gone = new_token(config, "gone", "write")
+    ok(ctl(config, "api-token", "remove", "gone"))
+    anonymous = Api(web_port)
+    start(config)
+    ticket = f"/api/v1/tickets/{printer}"
+
+    # 401: no token, another scheme, a token that is none, a revoked one.
+    for answer in (
+        anonymous.get("/api/v1/tickets"),
+        anonymous.get("/api/v1/tickets", headers={"Authorization": "Basic cm9vdDpyb290"}),
+        anonymous.get("/api/v1/tickets", token="maild_" + "x" * 43),
+        anonymous.post(f"{ticket}/status", {"status": "closed"}, token=gone),
+    ):
+        assert answer.status == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer"), answer
+        assert "token" in answer.error
+    # 403: a read token on a change.
+    answer = reader.post(f"{ticket}/status", {"status": "closed"})
+    assert answer.status == 403 and "may only read" in answer.error
+    # 404: an unknown ticket, route, or tag on the ticket; 405 a method the route has not.
+    assert "no ticket 'SUP-99'" in _refused(reader.get("/api/v1/tickets/SUP-99"), 404)
+    assert "no ticket" in _refused(writer.post("/api/v1/tickets/SUP-99/notes", {"text": "x"}), 404)
+    assert "no such endpoint" in _refused(anonymous.get("/api/v1/ticket"), 404)
+    assert "no such endpoint" in _refused(reader.get(f"{ticket}/nothing"), 404)
+    assert "is not tagged 'never'" in _refused(writer.call("DELETE", f"{ticket}/tags/never"), 404)
+    answer = anonymous.call("PUT", "/api/v1/tickets", {})
+    assert answer.status == 405 and "GET" in answer.headers["Allow"] and answer.error
+    # 400: not JSON, not an object, a field missing, one unknown, of the wrong type; bad query parameters.
+    assert "not JSON" in _refused(writer.post(f"{ticket}/status", raw=b"{status: closed"), 400)
+    assert "JSON object" in _refused(writer.post(f"{ticket}/status", ["closed"]), 400)
+    assert "missing field 'status'" in _refused(writer.post(f"{ticket}/status", {}), 400)
+    assert "unknown field 'state'" in _refused(
+        writer.post(f"{ticket}/status", {"status": "x", "state": 1}), 400
+    )
+    assert "must be a string" in _refused(writer.post(f"{ticket}/priority", {"priority": 3}), 400)
+    assert "unknown parameter 'state'" in _refused(reader.get("/api/v1/tickets?state=open"), 400)
+    assert "invalid older_than" in _refused(reader.get("/api/v1/tickets?older_than=soon"), 400)
+    assert "limit" in _refused(reader.get("/api/v1/tickets?limit=0"), 400)
+    # 422: well-formed values that name nothing known.
+    assert "unknown status 'pending' for desk support" in _refused(
+        writer.post(f"{ticket}/status", {"status": "pending"}), 422
+    )
+    assert "unknown priority 'huge'" in _refused(writer.post(f"{ticket}/priority", {"priority": "huge"}), 422)
+    assert "no agent 'zed'" in _refused(writer.post(f"{ticket}/assign", {"agent": "zed"}), 422)
+    assert "is not a tag" in _refused(writer.post(f"{ticket}/tags", {"tag": "two words"}), 422)
+    assert "empty" in _refused(writer.post(f"{ticket}/reply", {"text": " \n "}), 422)
+    assert "unknown status 'pending'" in _refused(reader.get("/api/v1/tickets?status=pending"), 422)
+    assert "no desk named 'sales'" in _refused(reader.get("/api/v1/tickets?desk=sales"), 422)
+    # 413: a body over the limit, refused before it is read.
+    assert "over" in _refused(writer.post(f"{ticket}/notes", {"text": "x" * 1_100_000}), 413)
+    # 409: a ticket merged into another.
+    ok(ctl(config, "ticket", "merge", printer, invoice))
+    message = _refused(writer.post(f"/api/v1/tickets/{invoice}/status", {"status": "closed"}), 409)
+    assert message == f"{invoice} is merged into {printer}: act on {printer}"
+    # None of it changed anything.
+    log = json.loads(ok(ctl(config, "ticket", "log", printer, "--json")))
+    assert not [e for e in log if e["actor"].startswith("api:")]
+
+    # The document served is the one committed.
+    served = anonymous.get("/api/v1/openapi.json")
+    assert served.status == 200
+    assert served.body == json.loads((ROOT / "docs" / "openapi.json").read_text())
+
+    # 429 once the token's PER_MINUTE requests are spent, with Retry-After; other tokens go on.
+    burst = Api(web_port, new_token(config, "burst", "read"))
+    statuses = [burst.get("/api/v1/tickets?limit=1").status for _ in range(PER_MINUTE + 3)]
+    assert statuses[:PER_MINUTE] == [200] * PER_MINUTE and statuses[-1] == 429, statuses
+    limited = burst.get("/api/v1/tickets")
+    assert "requests a minute" in _refused(limited, 429)
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60 // PER_MINUTE + 1
+    assert reader.get(f"/api/v1/tickets/{printer}").status == 200
+
+
+def _refused(answer: Answer, status: int) -> str:
+    assert answer.status == status, (answer.status, answer.body)
+    return answer.error
