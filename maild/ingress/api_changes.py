@@ -53,8 +53,15 @@ def target(session: Session, number: str) -> Ticket:
 def run_change(
     session: Session, cfg: Config, change: Change, number: str, value: Any, actor: str, now: dt.datetime
 ) -> Done:
-    """`change` on ticket `number`, then the rules and webhooks of what it changed (before the commit
-    the caller makes), collecting the mail it queued."""
+    """`change` on ticket `number`, then the rules and webhooks of what it changed."""
+    return run_write(
+        session, cfg, lambda: change(session, cfg, target(session, number), value, actor, now), now
+    )
+
+
+def run_write(session: Session, cfg: Config, write: Callable[[], dict[str, Any]], now: dt.datetime) -> Done:
+    """`write()` (any change of the API's: one ticket's, or a new ticket's), then `after_changes` (the
+    desk's rules, the webhooks) before the commit the caller makes, collecting the mail it all queued."""
     queued: list[OutboxMessage] = []
 
     def collect(flushing: Session, _context: object, _instances: object) -> None:
@@ -62,7 +69,7 @@ def run_change(
 
     event.listen(session, "before_flush", collect)
     try:
-        answer = change(session, cfg, target(session, number), value, actor, now)
+        answer = write()
         after_changes(session, cfg, now)
         session.flush()
     finally:
