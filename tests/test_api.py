@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from maild.config import load_config
+from maild.storage.models import OutboxMessage
 from tests.api_client import Api, api_config, new_token
 from tests.cli import ctl, ok
-from tests.daemon import Factory, Serve, start_fixture  # noqa: F401 (the fixture `start`)
+from tests.daemon import Factory, Serve, start_fixture, wait_until  # noqa: F401 (the fixture `start`)
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_agent, make_desk
 from tests.web_browser import web_port_fixture  # noqa: F401 (the fixture web_port)
 
@@ -22,6 +25,13 @@ BOB, CAROL = "bob.agent@example.com", "carol.agent@example.com"
 
 def cli_json(config: Path, *args: str) -> Any:
     return json.loads(ok(ctl(config, *args, "--json")))
+
+
+def _reply_sent(factory: Factory) -> bool:
+    """Whether the agent's reply went out (the outbox job runs every 30 s: this is the API's own send)."""
+    with factory() as s:
+        row = s.scalars(select(OutboxMessage).where(OutboxMessage.template == "agent_reply")).first()
+        return row is not None and row.status == "sent"
 
 
 def two_tickets(factory: Factory, config: Path) -> tuple[str, str]:
@@ -93,6 +103,7 @@ def test_reads_and_changes_mirror_maildctl(
     assert note["action"] == "note" and isinstance(note["note_id"], int)
     replied = writer.post(f"{base}/reply", {"text": "We are on it, Alice.", "as": BOB}).body
     assert replied["sent_to"] == ["alice@customer.example"] and replied["status"] == "waiting"
+    wait_until(lambda: _reply_sent(session_factory), timeout=10, what="the reply sent at once")
     assert writer.post(f"{base}/assign", {"agent": None}).body["after"] == ""
 
     # What the changes left: the same ticket for maildctl, each change in its log as api:robot.
