@@ -63,8 +63,15 @@ def test_reads_and_changes_mirror_maildctl(
     reader = Api(web_port, new_token(config, "dashboard", "read"))
     writer = Api(web_port, new_token(config, "robot", "write"))
     start(config)
+    _reads(config, reader, invoice, printer)
+    _changes(session_factory, writer, printer)
+    _what_the_changes_left(config, reader, printer)
+    used = {t["name"]: t for t in cli_json(config, "api-token", "list")}
+    assert used["robot"]["last_used_at"] is not None and used["dashboard"]["last_used_at"] is not None
 
-    # Reads: the JSON of maildctl, the filters as query parameters.
+
+def _reads(config: Path, reader: Api, invoice: str, printer: str) -> None:
+    """The JSON of maildctl, the filters as query parameters."""
     listed = reader.get("/api/v1/tickets")
     assert listed.status == 200 and listed.body == cli_json(config, "ticket", "list")
     assert [t["number"] for t in listed.body] == [invoice, printer]
@@ -74,7 +81,9 @@ def test_reads_and_changes_mirror_maildctl(
     shown = reader.get(f"/api/v1/tickets/{printer}")
     assert shown.status == 200 and shown.body == cli_json(config, "ticket", "show", printer)
 
-    # Changes, each answered like a row of `ticket bulk --json`.
+
+def _changes(session_factory: Factory, writer: Api, printer: str) -> None:
+    """Each change answered like a row of `ticket bulk --json`."""
     base = f"/api/v1/tickets/{printer}"
     status = writer.post(f"{base}/status", {"status": "On Hold"})
     assert status.status == 200, status.body
@@ -106,7 +115,10 @@ def test_reads_and_changes_mirror_maildctl(
     wait_until(lambda: _reply_sent(session_factory), timeout=10, what="the reply sent at once")
     assert writer.post(f"{base}/assign", {"agent": None}).body["after"] == ""
 
-    # What the changes left: the same ticket for maildctl, each change in its log as api:robot.
+
+def _what_the_changes_left(config: Path, reader: Api, printer: str) -> None:
+    """The same ticket for maildctl, each change in its log as api:robot."""
+    base = f"/api/v1/tickets/{printer}"
     after = reader.get(base).body
     assert after == cli_json(config, "ticket", "show", printer)
     assert (after["status"], after["priority"], after["tags"], after["assigned_agent"]) == (
@@ -134,6 +146,3 @@ def test_reads_and_changes_mirror_maildctl(
         ("assign", CAROL, None),
     ]
     assert [t["number"] for t in reader.get("/api/v1/tickets?tag=vip").body] == [printer]
-
-    used = {t["name"]: t for t in cli_json(config, "api-token", "list")}
-    assert used["robot"]["last_used_at"] is not None and used["dashboard"]["last_used_at"] is not None

@@ -37,7 +37,32 @@ def test_every_refusal_is_json_with_its_status(
     anonymous = Api(web_port)
     start(config)
     ticket = f"/api/v1/tickets/{printer}"
+    _unauthorized_forbidden_unknown(anonymous, reader, writer, gone, ticket)
+    _malformed_and_invalid(reader, writer, ticket)
+    # 409: a ticket merged into another.
+    ok(ctl(config, "ticket", "merge", printer, invoice))
+    message = _refused(writer.post(f"/api/v1/tickets/{invoice}/status", {"status": "closed"}), 409)
+    assert message == f"{invoice} is merged into {printer}: act on {printer}"
+    # None of it changed anything.
+    log = json.loads(ok(ctl(config, "ticket", "log", printer, "--json")))
+    assert not [e for e in log if e["actor"].startswith("api:")]
 
+    # The document served is the one committed.
+    served = anonymous.get("/api/v1/openapi.json")
+    assert served.status == 200
+    assert served.body == json.loads((ROOT / "docs" / "openapi.json").read_text())
+
+    # 429 once the token's PER_MINUTE requests are spent, with Retry-After; other tokens go on.
+    burst = Api(web_port, new_token(config, "burst", "read"))
+    statuses = [burst.get("/api/v1/tickets?limit=1").status for _ in range(PER_MINUTE)]
+    assert statuses == [200] * PER_MINUTE
+    limited = next(a for a in (burst.get("/api/v1/tickets") for _ in range(10)) if a.status != 200)
+    assert "requests a minute" in _refused(limited, 429)
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60 // PER_MINUTE + 1
+    assert reader.get(f"/api/v1/tickets/{printer}").status == 200
+
+
+def _unauthorized_forbidden_unknown(anonymous: Api, reader: Api, writer: Api, gone: str, ticket: str) -> None:
     # 401: no token, another scheme, a token that is none, a revoked one.
     for answer in (
         anonymous.get("/api/v1/tickets"),
@@ -58,6 +83,9 @@ def test_every_refusal_is_json_with_its_status(
     assert "is not tagged 'never'" in _refused(writer.call("DELETE", f"{ticket}/tags/never"), 404)
     answer = anonymous.call("PUT", "/api/v1/tickets", {})
     assert answer.status == 405 and "GET" in answer.headers["Allow"] and answer.error
+
+
+def _malformed_and_invalid(reader: Api, writer: Api, ticket: str) -> None:
     # 400: not JSON, not an object, a field missing, one unknown, of the wrong type; bad query parameters.
     assert "not JSON" in _refused(writer.post(f"{ticket}/status", raw=b"{status: closed"), 400)
     assert "JSON object" in _refused(writer.post(f"{ticket}/status", ["closed"]), 400)
@@ -81,27 +109,6 @@ def test_every_refusal_is_json_with_its_status(
     assert "no desk named 'sales'" in _refused(reader.get("/api/v1/tickets?desk=sales"), 422)
     # 413: a body over the limit, refused before it is read.
     assert "over" in _refused(writer.post(f"{ticket}/notes", {"text": "x" * 1_100_000}), 413)
-    # 409: a ticket merged into another.
-    ok(ctl(config, "ticket", "merge", printer, invoice))
-    message = _refused(writer.post(f"/api/v1/tickets/{invoice}/status", {"status": "closed"}), 409)
-    assert message == f"{invoice} is merged into {printer}: act on {printer}"
-    # None of it changed anything.
-    log = json.loads(ok(ctl(config, "ticket", "log", printer, "--json")))
-    assert not [e for e in log if e["actor"].startswith("api:")]
-
-    # The document served is the one committed.
-    served = anonymous.get("/api/v1/openapi.json")
-    assert served.status == 200
-    assert served.body == json.loads((ROOT / "docs" / "openapi.json").read_text())
-
-    # 429 once the token's PER_MINUTE requests are spent, with Retry-After; other tokens go on.
-    burst = Api(web_port, new_token(config, "burst", "read"))
-    statuses = [burst.get("/api/v1/tickets?limit=1").status for _ in range(PER_MINUTE + 3)]
-    assert statuses[:PER_MINUTE] == [200] * PER_MINUTE and statuses[-1] == 429, statuses
-    limited = burst.get("/api/v1/tickets")
-    assert "requests a minute" in _refused(limited, 429)
-    assert 1 <= int(limited.headers["Retry-After"]) <= 60 // PER_MINUTE + 1
-    assert reader.get(f"/api/v1/tickets/{printer}").status == 200
 
 
 def _refused(answer: Answer, status: int) -> str:
