@@ -54,14 +54,19 @@ def run_change(
     session: Session, cfg: Config, change: Change, number: str, value: Any, actor: str, now: dt.datetime
 ) -> Done:
     """`change` on ticket `number`, then the rules and webhooks of what it changed."""
-    return run_write(
-        session, cfg, lambda: change(session, cfg, target(session, number), value, actor, now), now
-    )
+
+    def on_ticket(s: Session) -> dict[str, Any]:
+        return change(s, cfg, target(s, number), value, actor, now)
+
+    return run_write(session, cfg, on_ticket, now)
 
 
-def run_write(session: Session, cfg: Config, write: Callable[[], dict[str, Any]], now: dt.datetime) -> Done:
-    """`write()` (any change of the API's: one ticket's, or a new ticket's), then `after_changes` (the
-    desk's rules, the webhooks) before the commit the caller makes, collecting the mail it all queued."""
+def run_write(
+    session: Session, cfg: Config, write: Callable[[Session], dict[str, Any]], now: dt.datetime
+) -> Done:
+    """`write(session)` (any change of the API's: one ticket's, or a new ticket's), then `after_changes`
+    (the desk's rules, the webhooks) before the commit the caller makes, collecting the mail it all
+    queued. A handler runs it as `await pages.write(run_write, cfg, partial(its_change, …), now)`."""
     queued: list[OutboxMessage] = []
 
     def collect(flushing: Session, _context: object, _instances: object) -> None:
@@ -69,7 +74,7 @@ def run_write(session: Session, cfg: Config, write: Callable[[], dict[str, Any]]
 
     event.listen(session, "before_flush", collect)
     try:
-        answer = write()
+        answer = write(session)
         after_changes(session, cfg, now)
         session.flush()
     finally:
