@@ -157,8 +157,11 @@ class Api:
 
     # --- changes -------------------------------------------------------------------------------------
 
-    async def _change(self, request: web.Request, caller: Caller | None, change: Change, value: Any) -> Any:
-        assert caller is not None  # a write route always has its caller
+    async def _change(
+        self, request: web.Request, caller: Caller | None, change: Change, value: Any
+    ) -> web.StreamResponse:
+        if caller is None:  # a write route always has one (Route.scope): never here
+            raise ApiError(401, "missing 'Authorization: Bearer <token>'", UNAUTHORIZED_HEADERS)
         done: Done = await self.pages.write(
             api_changes.run_change,
             self.pages.cfg,
@@ -176,31 +179,31 @@ class Api:
         fields(body, (name,))
         return text(body, name) or ""
 
-    async def set_status(self, request: web.Request, caller: Caller | None) -> Any:
+    async def set_status(self, request: web.Request, caller: Caller | None) -> web.StreamResponse:
         return await self._change(
             request, caller, api_changes.set_status, await self._one_field(request, "status")
         )
 
-    async def set_priority(self, request: web.Request, caller: Caller | None) -> Any:
+    async def set_priority(self, request: web.Request, caller: Caller | None) -> web.StreamResponse:
         wanted = await self._one_field(request, "priority")
         return await self._change(request, caller, api_changes.set_priority, wanted)
 
-    async def add_tag(self, request: web.Request, caller: Caller | None) -> Any:
+    async def add_tag(self, request: web.Request, caller: Caller | None) -> web.StreamResponse:
         return await self._change(request, caller, api_changes.add_tag, await self._one_field(request, "tag"))
 
-    async def remove_tag(self, request: web.Request, caller: Caller | None) -> Any:
+    async def remove_tag(self, request: web.Request, caller: Caller | None) -> web.StreamResponse:
         return await self._change(request, caller, api_changes.remove_tag, request.match_info["tag"])
 
-    async def assign(self, request: web.Request, caller: Caller | None) -> Any:
+    async def assign(self, request: web.Request, caller: Caller | None) -> web.StreamResponse:
         body = await json_object(request)
         fields(body, ("agent",))
         return await self._change(request, caller, api_changes.assign, text(body, "agent", nullable=True))
 
-    async def note(self, request: web.Request, caller: Caller | None) -> Any:
+    async def note(self, request: web.Request, caller: Caller | None) -> web.StreamResponse:
         written = nonempty(await self._one_field(request, "text"), "text")
         return await self._change(request, caller, api_changes.add_note, written)
 
-    async def reply(self, request: web.Request, caller: Caller | None) -> Any:
+    async def reply(self, request: web.Request, caller: Caller | None) -> web.StreamResponse:
         body = await json_object(request)
         fields(body, ("text",), ("as",))
         given = ReplyText(nonempty(text(body, "text") or "", "text"), text(body, "as", nullable=True))
