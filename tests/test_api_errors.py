@@ -6,10 +6,17 @@ Retry-After. Also the served OpenAPI document is the committed one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
+from aiohttp import web
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+
+from maild.ingress.api_support import api_errors
 from tests.api_client import Answer, Api, api_config, new_token
 from tests.cli import ctl, ok
 from tests.daemon import Factory, Serve, start_fixture  # noqa: F401 (the fixture `start`)
@@ -114,3 +121,49 @@ def _malformed_and_invalid(reader: Api, writer: Api, ticket: str) -> None:
 def _refused(answer: Answer, status: int) -> str:
     assert answer.status == status, (answer.status, answer.body)
     return answer.error
+
+
+def test_faults_are_json_too() -> None:
+    """What no request can provoke on purpose, through the same middleware on a loopback listener: a
+    ticket changed meanwhile (PostgreSQL: deleted or merged by another writer) 409, a busy database 503
+    with Retry-After, a bug 500 without its traceback; pages outside /api/v1 keep their own errors."""
+
+    async def run() -> list[tuple[int, str, str]]:
+        async def changed(_request: web.Request) -> web.StreamResponse:
+            raise StaleDataError(
+                "UPDATE statement on table 'tickets' expected to update 1 row(s); 0 were matched"
+            )
+
+        async def busy(_request: web.Request) -> web.StreamResponse:
+            raise OperationalError("UPDATE tickets", {}, Exception("database is locked"))
+
+        async def bug(_request: web.Request) -> web.StreamResponse:
+            raise KeyError("secret internals")
+
+        app = web.Application(middlewares=[api_errors])
+        for path, handler in (("changed", changed), ("busy", busy), ("bug", bug)):
+            app.router.add_get(f"/api/v1/{path}", handler)
+        app.router.add_get("/page", bug)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession() as client:
+                answers = []
+                for path in ("/api/v1/changed", "/api/v1/busy", "/api/v1/bug", "/page"):
+                    async with client.get(f"http://127.0.0.1:{port}{path}") as response:
+                        answers.append(
+                            (response.status, response.headers.get("Retry-After", ""), await response.text())
+                        )
+                return answers
+        finally:
+            await runner.cleanup()
+
+    changed, busy, bug, page = asyncio.run(run())
+    assert changed[0] == 409 and "changed meanwhile" in json.loads(changed[2])["error"]["message"]
+    assert busy[:2] == (503, "5") and json.loads(busy[2])["error"]["status"] == 503
+    assert bug[0] == 500 and "secret" not in bug[2] and "Traceback" not in bug[2]
+    assert json.loads(bug[2])["error"]["message"].startswith("maild failed")
+    assert page[0] == 500 and not page[2].startswith("{")  # not the API's: aiohttp's own page
