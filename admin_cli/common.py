@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
@@ -19,6 +18,7 @@ from maild.storage.db import make_engine, make_sessionmaker, transaction
 from maild.storage.models import Desk, Ticket
 from maild.tickets import ticket_ops
 from maild.tickets.automation import after_changes
+from maild.tickets.ticket_checks import InvalidValue, desk_named
 from maild.tickets.ticket_ops import iso as iso  # maildctl shows times as the audit rows do
 
 
@@ -85,9 +85,7 @@ def find_ticket(session: Session, number: str) -> Ticket:
 
 def find_desk(session: Session, name: str, option: str = "") -> Desk:
     """The desk named `name`, or UserError (naming the `option` it came from, if given)."""
-    desk = session.scalars(select(Desk).where(Desk.name == name)).first()
-    if desk is None:
-        raise UserError(
-            f"no desk named {name!r}{' (' + option + ')' if option else ''}: see 'maildctl desk list'"
-        )
-    return desk
+    try:
+        return desk_named(session, name, option)
+    except InvalidValue as exc:
+        raise UserError(exc.cli_message) from None

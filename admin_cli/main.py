@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from maild.admin_cli import (
     agents,
+    api_tokens,
     blocks,
     canned,
     contacts,
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         reports,
         health,
         template_commands,
+        api_tokens,
     ):
         module.register(commands)
     return parser

@@ -23,13 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.admin_cli.common import App, UserError, print_json, print_table, who
-from maild.admin_cli.ticket_changes import status_name, tag_name, text_of
+from maild.admin_cli.ticket_changes import checked, status_name, tag_name, text_of
 from maild.admin_cli.ticket_filters import add_filter_arguments, filtered
 from maild.admin_cli.ticket_lookup import find_agent, utc_now
 from maild.config import Config
 from maild.storage.models import PRIORITIES, Agent, Ticket
 from maild.tickets import ticket_ops
 from maild.tickets.replies import queue_assigned_notice, send_reply
+from maild.tickets.ticket_checks import priority_name
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,7 @@ def _action(app: App, args: argparse.Namespace, session: Session, now: dt.dateti
 
         return status
     if args.set_priority is not None:
-        priority = args.set_priority.strip().lower()
-        if priority not in PRIORITIES:
-            raise UserError(
-                f"unknown --set-priority {args.set_priority!r}: use one of {', '.join(PRIORITIES)}"
-            )
+        priority = checked(priority_name, args.set_priority, "--set-priority")
 
         def set_priority(s: Session, t: Ticket) -> Change:
             before = t.priority

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import TemplateError
 from sqlalchemy.orm import Session
@@ -21,22 +22,24 @@ from maild.admin_cli.ticket_lookup import (
     whole_conversation,
 )
 from maild.storage.models import PRIORITIES, TICKET_STATUSES, Ticket
-from maild.tickets import ticket_ops
-from maild.tickets.commands import TAG_PATTERN
+from maild.tickets import ticket_checks, ticket_ops
 from maild.tickets.replies import queue_assigned_notice, queue_flag_notice, send_reply
-from maild.tickets.statuses import normalise_status, statuses_of
+from maild.tickets.ticket_checks import InvalidValue, priority_name
+
+Checked = TypeVar("Checked")
 
 
 def status_name(session: Session, ticket: Ticket, text: str) -> str:
     """`text` as one of the ticket's desk's statuses ("On Hold" is on_hold), or UserError."""
-    allowed = statuses_of(session, ticket.desk_id)
-    found = next((s for s in allowed if s == normalise_status(text)), None)
-    if found is None:
-        raise UserError(
-            f"unknown status {text!r} for desk {ticket.desk.name}: use one of {', '.join(allowed)} "
-            "(custom ones: 'maildctl status add')"
-        )
-    return found
+    return checked(ticket_checks.status_name, session, ticket, text)
+
+
+def checked(check: Callable[..., Checked], *args: Any) -> Checked:
+    """`check(*args)` (maild.tickets.ticket_checks) with its InvalidValue as maildctl's one line."""
+    try:
+        return check(*args)
+    except InvalidValue as exc:
+        raise UserError(exc.cli_message) from None
 
 
 def _change_status(app: App, number: str, wanted: str | None) -> int:
@@ -65,9 +68,7 @@ def reopen_ticket(app: App, args: argparse.Namespace) -> int:
 
 
 def set_priority(app: App, args: argparse.Namespace) -> int:
-    priority = args.priority.strip().lower()
-    if priority not in PRIORITIES:
-        raise UserError(f"unknown priority {args.priority!r}: use one of {', '.join(PRIORITIES)}")
+    priority = checked(priority_name, args.priority)
     with app.session() as session:
         ticket = target_ticket(session, args.number)
         before, number = ticket.priority, ticket.number
@@ -113,10 +114,7 @@ def assign_ticket(app: App, args: argparse.Namespace) -> int:
 
 
 def tag_name(text: str) -> str:
-    tag = text.strip().lower()
-    if not TAG_PATTERN.fullmatch(tag):
-        raise UserError(f"{text!r} is not a tag: use 1-100 letters, digits and - _ . : /")
-    return tag
+    return checked(ticket_checks.tag_name, text)
 
 
 def tag_ticket(app: App, args: argparse.Namespace) -> int:

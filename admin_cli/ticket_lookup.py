@@ -7,13 +7,14 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.admin_cli.arguments import Handler
 from maild.admin_cli.common import UserError, find_ticket
 from maild.storage.models import Agent, Ticket
-from maild.tickets.lookup import matching_agents, survivor_of
+from maild.tickets.lookup import survivor_of
+from maild.tickets.ticket_checks import InvalidValue, agent_named
+from maild.tickets.ticket_views import whole_conversation as whole_conversation  # moved there (issue 19)
 
 
 def utc_now() -> dt.datetime:
@@ -32,23 +33,6 @@ def number_command(
     return parser
 
 
-def whole_conversation(session: Session, ticket: Ticket) -> tuple[Ticket, list[Ticket]]:
-    """The survivor a merged number leads to, and the tickets merged into it (directly or not)."""
-    ticket = survivor_of(ticket)
-    merged: list[Ticket] = []
-    seen, frontier = {ticket.id}, [ticket.id]
-    while frontier:
-        found = [
-            t
-            for t in session.scalars(select(Ticket).where(Ticket.merged_into_id.in_(frontier)))
-            if t.id not in seen
-        ]
-        merged += found
-        seen.update(t.id for t in found)
-        frontier = [t.id for t in found]
-    return ticket, merged
-
-
 def target_ticket(session: Session, number: str) -> Ticket:
     """The ticket a change acts on: a merged number's survivor, as mail to that number lands there."""
     asked = find_ticket(session, number)
@@ -61,16 +45,7 @@ def target_ticket(session: Session, number: str) -> Ticket:
 def find_agent(session: Session, who: str, *, active: bool = True) -> Agent:
     """An agent by address, or by name or display name (case-insensitive); `active`: refuse an inactive
     one (they get no mail)."""
-    found = matching_agents(session, who, active_only=False)
-    if not found:
-        raise UserError(f"no agent {who!r}: give an agent's address or name (see 'maildctl agent list')")
-    if len(found) > 1:
-        raise UserError(
-            f"{who!r} names {len(found)} agents ({', '.join(a.email for a in found)}): give the address"
-        )
-    agent = found[0]
-    if active and not agent.active:
-        raise UserError(
-            f"agent {agent.email} is inactive: activate them with 'maildctl agent set {agent.email} --active'"
-        )
-    return agent
+    try:
+        return agent_named(session, who, active=active)
+    except InvalidValue as exc:
+        raise UserError(exc.cli_message) from None

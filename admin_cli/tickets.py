@@ -14,9 +14,6 @@ import sys
 import unicodedata
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from maild.admin_cli import (
     importing,
     ticket_bulk,
@@ -26,19 +23,10 @@ from maild.admin_cli import (
     ticket_participants,
 )
 from maild.admin_cli.arguments import command_group
-from maild.admin_cli.common import App, find_ticket, iso, print_json, print_table
-from maild.admin_cli.ticket_filters import add_filter_arguments, filtered
-from maild.admin_cli.ticket_lookup import number_command, utc_now, whole_conversation
-from maild.storage.models import (
-    Agent,
-    Attachment,
-    AuditLog,
-    Message,
-    Ticket,
-    TicketFlag,
-)
-from maild.tickets import ticket_ops
-from maild.tickets.ratings import ratings_of_messages
+from maild.admin_cli.common import App, find_ticket, print_json, print_table
+from maild.admin_cli.ticket_filters import add_filter_arguments, list_filtered
+from maild.admin_cli.ticket_lookup import number_command, utc_now
+from maild.tickets.ticket_views import show_json, ticket_log
 
 
 def register(commands: Any) -> None:
@@ -67,45 +55,9 @@ def register(commands: Any) -> None:
     importing.register_ticket_commands(sub)  # ticket export lives with import
 
 
-def ticket_json(ticket: Ticket, message_count: int) -> dict[str, Any]:
-    return {
-        "number": ticket.number,
-        "subject": ticket.subject,
-        "status": ticket.status,
-        "priority": ticket.priority,
-        "desk": ticket.desk.name,
-        "customer": ticket.customer.email,
-        "created_at": iso(ticket.created_at),
-        "updated_at": iso(ticket.updated_at),
-        "message_count": message_count,
-    }
-
-
-def attachment_json(attachment: Attachment) -> dict[str, Any]:
-    return {
-        "name": attachment.filename,
-        "size": attachment.size,
-        "type": attachment.content_type,
-        "sha256": attachment.sha256,
-        "stored": attachment.refused_reason is None,
-        "refused_reason": attachment.refused_reason,
-        "inline": attachment.inline,
-        "content_id": attachment.content_id,
-    }
-
-
 def list_tickets(app: App, args: argparse.Namespace) -> int:
-    counts = (
-        select(Message.ticket_id, func.count(Message.id).label("n")).group_by(Message.ticket_id).subquery()
-    )
-    query = (
-        select(Ticket, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.ticket_id == Ticket.id)
-        .order_by(Ticket.id.desc())
-    )
     with app.session() as session:
-        query = filtered(session, query, args, utc_now())
-        tickets = [ticket_json(t, n) for t, n in session.execute(query)]
+        tickets = list_filtered(session, args, utc_now())
     if args.json:
         print_json(tickets)
         return 0
@@ -163,56 +115,12 @@ def fit_last_column(headers: list[str], rows: list[list[Any]], columns: int) -> 
 
 def show_ticket(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
-        data = _show_data(session, find_ticket(session, args.number))
+        data = show_json(session, find_ticket(session, args.number))
     if args.json:
         print_json(data)
     else:
         _print_ticket(data)
     return 0
-
-
-def _show_data(session: Session, asked: Ticket) -> dict[str, Any]:
-    # A merged number shows the survivor, as mail to it lands there.
-    ticket, merged = whole_conversation(session, asked)
-    data = ticket_json(ticket, len(ticket.messages))
-    data["merged_from"] = asked.number if asked.id != ticket.id else None  # set: redirected from it
-    data["merged_tickets"] = [t.number for t in merged]  # merged into this one, directly or not
-    data["participants"] = [p.contact.email for p in ticket.participants]
-    data["linked_ticket"] = ticket.linked_ticket.number if ticket.linked_ticket else None
-    assignee = session.get(Agent, ticket.assigned_agent_id) if ticket.assigned_agent_id else None
-    data["assigned_agent"] = assignee.email if assignee is not None else None
-    data["tags"] = ticket_ops.tags_of(session, ticket)
-    data["flags"] = [
-        {"agent": agent.email, "note": flag.note, "by": flag.flagged_by, "at": iso(flag.created_at)}
-        for flag, agent in session.execute(
-            select(TicketFlag, Agent)
-            .join(Agent, Agent.id == TicketFlag.agent_id)
-            .where(TicketFlag.ticket_id == ticket.id, TicketFlag.cleared_at.is_(None))
-            .order_by(TicketFlag.id)
-        )
-    ]
-    rated = ratings_of_messages(session, [m.id for m in ticket.messages if m.kind == "agent"])
-    # Each agent reply's ratings by customers (the ticket page): [{contact, score, comment, rated_at}].
-    data["messages"] = [{**message_json(m), "ratings": rated.get(m.id, [])} for m in ticket.messages]
-    return data
-
-
-def message_json(m: Message) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "from": m.from_address,
-        "kind": m.kind,
-        "subject": m.subject,
-        "text": m.text,
-        "visible_text": m.visible_text,
-        "has_html": m.html is not None,
-        "message_id": m.message_id,
-        "threaded_by": m.threaded_by,
-        "automatic": m.automatic,  # out-of-office, auto-generated, list, challenge-response, or null
-        "attachments": [attachment_json(a) for a in m.attachments],
-        "notes": m.notes,
-        "created_at": iso(m.created_at),
-    }
 
 
 def _print_ticket(data: dict[str, Any]) -> None:
@@ -243,31 +151,13 @@ def _print_ticket(data: dict[str, Any]) -> None:
             print(f"  [rating] {rating['score']}/5 by {rating['contact']}{said}")
 
 
-def log_json(entry: AuditLog, numbers: dict[int, str]) -> dict[str, Any]:
-    detail = dict(entry.detail or {})
-    return {
-        "at": iso(entry.at),
-        "actor": entry.actor,
-        "action": entry.action,
-        "ticket": numbers.get(entry.ticket_id) if entry.ticket_id is not None else None,
-        "before": detail.pop("before", None),
-        "after": detail.pop("after", None),
-        "detail": detail,
-    }
-
-
 def _short(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def show_log(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
-        ticket, merged = whole_conversation(session, find_ticket(session, args.number))
-        numbers = {t.id: t.number for t in [ticket, *merged]}
-        entries = session.scalars(
-            select(AuditLog).where(AuditLog.ticket_id.in_(list(numbers))).order_by(AuditLog.at, AuditLog.id)
-        )
-        data = [log_json(e, numbers) for e in entries]
+        ticket, data = ticket_log(session, find_ticket(session, args.number))
     if args.json:
         print_json(data)
         return 0

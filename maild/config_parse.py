@@ -63,7 +63,7 @@ _SCHEMA: dict[str, Any] = {
         "min_data_rate": int,
         "min_data_rate_grace": (int, float),
     },
-    "web": {"listen": str, "public_url": str},
+    "web": {"listen": str, "public_url": str, "api_requests_per_minute": int},
     "imap": list,  # [[imap]]: each entry is checked by _parse_imap
 }
 

@@ -169,6 +169,7 @@ class Web:
 
     listen: ListenAddress | None = None
     public_url: str = ""  # what customers' links start with, without a trailing slash
+    api_requests_per_minute: int = 120  # the JSON API's limit per token (issue 19); over it: 429
 
 
 # Each worker holds one database connection, intake threads one each; the engine's pool has 5 + 10 overflow.

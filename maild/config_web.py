@@ -3,6 +3,7 @@
     [web]
     listen = "127.0.0.1:8025"                   # absent: no web listener
     public_url = "https://help.example.com"     # required with listen
+    api_requests_per_minute = 120               # the JSON API's limit per token (/api/v1, issue 19)
 
 The listener speaks plain HTTP; a reverse proxy in front terminates TLS (docs/install.md). A link carries
 its recipient's secret token, so `public_url` must be https:// unless its host is this machine.
@@ -61,4 +62,7 @@ def parse_web(table: dict[str, Any]) -> Web:
             "web.public_url",
             'missing: with web.listen set, say what links start with ("https://help.example.com")',
         )
-    return Web(listen=listen, public_url=public_url)
+    rate = table.get("api_requests_per_minute", 120)  # its kind (int) is checked by config_parse
+    if not 1 <= rate <= 100_000:
+        raise ConfigError("web.api_requests_per_minute", f"must be from 1 to 100000, got {rate!r}")
+    return Web(listen=listen, public_url=public_url, api_requests_per_minute=rate)

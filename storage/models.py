@@ -493,3 +493,19 @@ def _keep_status_changed_at(session: Session, _context: object, _instances: obje
     for obj in session.dirty:
         if isinstance(obj, Ticket) and inspect(obj).attrs.status.history.has_changes():
             obj.status_changed_at = obj.updated_at
+
+
+class ApiToken(Base):
+    """A bearer token of the JSON API (`maildctl api-token add`): only its sha256 is kept. `scope` read
+    or write; a revoked token (`api-token remove`) stays, its name taken, for the audit trail."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    scope: Mapped[str] = mapped_column(String(10))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -5,6 +5,7 @@
     GET /t/<token>/a/<attachment>   one of those attachments, as a download
     GET /static/maild.css           the pages' only style sheet
     POST /t/<token>/reply, /close, GET+POST /t/<token>/rate/<message>: the customer acts (web_actions)
+    /api/v1/…                       the JSON API for agents' tools, with bearer tokens (web_api)
 
 Anything else, and a token that opens nothing (unknown, revoked, its ticket deleted, its recipient
 blocked), is a plain 404 page. A GET only reads (mail scanners follow links); only a POST with the
@@ -27,11 +28,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, ListenAddress
+from maild.ingress.api_support import api_errors
 from maild.ingress.intake import Spooled
 from maild.ingress.log_fields import describe
 from maild.ingress.page_forms import Problem, csrf_token
 from maild.ingress.web_account import add_routes as add_account_routes
 from maild.ingress.web_actions import add_action_routes
+from maild.ingress.web_api import add_api_routes
 from maild.logs import get_logger
 from maild.mail.tokens import load_secret
 from maild.outbound.language import N_, SOURCE_LANGUAGE, customer_word, render_context, status_word
@@ -124,6 +127,7 @@ class WebPages:
             add_routes(self, app)
         app.on_response_prepare.append(_security_headers)
         app.middlewares.append(self._error_pages)
+        app.middlewares.append(api_errors)  # inside: the API's errors are JSON before pages see them
         return app
 
     def page_url(self, token: str) -> str:
@@ -268,7 +272,7 @@ def _account_routes(pages: WebPages, app: web.Application) -> None:
     add_account_routes(app, pages, pages._render, customer_words)  # /my and /new/<desk>
 
 
-ROUTES: list[RouteAdder] = [_page_routes, add_action_routes, _account_routes]
+ROUTES: list[RouteAdder] = [_page_routes, add_action_routes, _account_routes, add_api_routes]
 
 
 async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
