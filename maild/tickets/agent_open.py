@@ -141,6 +141,7 @@ def new_ticket(
     )
     session.add(ticket)
     session.add(Participant(ticket=ticket, contact=customer, role="customer"))
+    session.flush()  # its id: the messages written next name the desk and ticket by id
     return ticket
 
 
