@@ -1,7 +1,7 @@
 """The mail of an agent's desk command by mail (pipeline/agent_mail.py): #to's first mail to the customer
 and CCs (maild.tickets.agent_open.send_first_mail, as an agent's reply), #customer's `ticket_created`
 auto-reply to the customer (as for a mail they had sent the desk themselves, when the desk auto-replies),
-and to the agent `agent_mail_answer`: what was done (the ticket's number, their presence) or, for a
+and to the agent `desk_command_answer`: what was done (the ticket's number, their presence) or, for a
 refused command, why nothing was. Called by notify (and by notify.answer_stop for a refused one)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from maild.storage.models import Ticket
 from maild.tickets.agent_open import send_first_mail
 from maild.tickets.desk_commands import Away, Back, OnBehalf, OpenFor
 
-ANSWER = "agent_mail_answer"
+ANSWER = "desk_command_answer"
 
 
 def _done_text(found: AgentMail, ticket: Ticket | None) -> str:
@@ -34,7 +34,7 @@ def _done_text(found: AgentMail, ticket: Ticket | None) -> str:
 
 
 def answer_agent(ctx: Context, found: AgentMail, ticket: Ticket | None) -> None:
-    """agent_mail_answer to the agent: done (with what) or not carried out (errors_text)."""
+    """desk_command_answer to the agent: done (with what) or not carried out (errors_text)."""
     mail, desk, agent = ctx.require_mail(), ctx.require_desk(), found.agent
     row = queue_desk_mail(
         ctx.session,

@@ -87,7 +87,7 @@ def test_to_opens_a_ticket_whose_first_mail_goes_to_the_customer_and_their_answe
     [sent] = outbox(session_factory, "agent_reply")
     assert sent["Subject"] == "[SUP-1] Your order" and sent["To"].addresses[0].addr_spec == ALICE
     assert "#to" not in body(sent) and "your order shipped today" in body(sent)
-    [answer] = outbox(session_factory, "agent_mail_answer")
+    [answer] = outbox(session_factory, "desk_command_answer")
     assert answer["To"].addresses[0].addr_spec == ANNA and answer["Subject"].startswith("Done:")
     assert "SUP-1 opened for alice@customer.example (cc bob@customer.example)" in body(answer)
     reply_to = sent["Reply-To"].addresses[0].addr_spec
@@ -134,7 +134,7 @@ def test_errors_are_answered_to_the_agent_and_nothing_is_done(
 ) -> None:
     result = deliver(session_factory, cfg, agent_mail(text), SUPPORT)
     assert result.outcome == "refused" and problem in result.reason
-    [answer] = outbox(session_factory, "agent_mail_answer")
+    [answer] = outbox(session_factory, "desk_command_answer")
     assert answer["To"].addresses[0].addr_spec == ANNA and answer["Subject"].startswith("Not carried out:")
     assert problem in body(answer)
     with session_factory() as s:
@@ -151,14 +151,14 @@ def test_away_until_and_back_by_mail(session_factory: Factory, cfg: Config) -> N
         agent = s.scalars(select(Agent)).one()
         assert agent.away_since == NOW.replace(tzinfo=None) and agent.away_until == dt.datetime(2026, 3, 10)
         assert s.scalars(select(AuditLog.actor).where(AuditLog.action == "agent-away")).one() == ANNA
-    [done] = outbox(session_factory, "agent_mail_answer")
+    [done] = outbox(session_factory, "desk_command_answer")
     assert "You are marked away until 2026-03-10 00:00 UTC" in body(done)
     back = mail(sender=ANNA, subject="back", body="#back\n", message_id="<w2@x>", extra=[PASS])
     assert deliver(session_factory, cfg, back, SUPPORT, NOW + dt.timedelta(days=1)).outcome == "agent_back"
     with session_factory() as s:
         assert s.scalars(select(Agent)).one().away_since is None
         assert s.scalars(select(Ticket)).first() is None
-    assert "present again" in body(outbox(session_factory, "agent_mail_answer")[1])
+    assert "present again" in body(outbox(session_factory, "desk_command_answer")[1])
 
 
 def test_a_customers_mail_starting_with_to_is_an_ordinary_ticket(
@@ -217,7 +217,7 @@ def test_customer_with_an_attached_forward(session_factory: Factory, cfg: Config
     assert auto["To"].addresses[0].addr_spec == "carol@customer.example"
     assert auto["In-Reply-To"] == "<orig@customer.example>"
     assert "opened on behalf of carol@customer.example" in body(
-        outbox(session_factory, "agent_mail_answer")[0]
+        outbox(session_factory, "desk_command_answer")[0]
     )
 
 

@@ -32,7 +32,7 @@ TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
         "rating_url",
         "opening",
     ),
-    "agent_mail_answer": ("desk_name", "agent_name", "original_subject", "carried_out", "answer_text"),
+    "desk_command_answer": ("desk_name", "agent_name", "original_subject", "carried_out", "answer_text"),
     "agent_reply_notice": (
         *_TICKET,
         *_AGENT_NOTICE,

@@ -8,7 +8,9 @@
 
 Pure parsing: no database (the pipeline's agent_mail stage checks the addresses against the desks and
 agents). Command lines are recognised as in maild.tickets.commands: `#` directly followed by a letter.
-A mail whose first non-blank line is no command line is not a desk command (None)."""
+A mail whose first non-blank line is no command line is not a desk command (None), nor is one starting
+with a reply's command (#close, #status …: maild.tickets.commands): that agent meant to answer a notice,
+and the pipeline holds such mail as before."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from maild.mail.addresses import is_valid, normalize
-from maild.tickets.commands import CommandError
+from maild.tickets.commands import COMMAND_NAMES, CommandError
 
 _COMMAND_LINE = re.compile(r"#([A-Za-z][A-Za-z0-9_-]*)(?:\s+(.*))?")
 DESK_COMMANDS = ("to", "cc", "customer", "away", "back")
@@ -131,6 +133,8 @@ def parse_desk_command(text: str, now: dt.datetime) -> DeskCommand | list[Comman
     if first is None or (match := _COMMAND_LINE.fullmatch(lines[first].strip())) is None:
         return None
     name, argument = match[1].lower(), (match[2] or "").strip()
+    if name in COMMAND_NAMES and name not in DESK_COMMANDS:
+        return None
     try:
         if name == "to":
             return _open_for(lines, first, argument)
