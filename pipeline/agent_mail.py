@@ -29,7 +29,7 @@ from maild.pipeline.context import AgentMail, Context, Stop
 from maild.storage.models import Agent, Message, Ticket
 from maild.tickets.agent_open import OpenRefused, check_request
 from maild.tickets.commands import CommandError
-from maild.tickets.desk_commands import OnBehalf, OpenFor, describe_desk_errors, parse_desk_command
+from maild.tickets.desk_commands import Away, OnBehalf, OpenFor, describe_desk_errors, parse_desk_command
 from maild.tickets.lookup import recipient_candidates
 from maild.tickets.participants import NotAddable, check_customer_address
 
@@ -133,5 +133,13 @@ def describe(ctx: Context, stop: Stop | None = None) -> str:
     found = ctx.agent_mail
     if found is None:
         return "no desk command in an agent's new mail"
-    command = type(found.command).__name__ if found.command is not None else "errors"
-    return f"agent {found.agent.email}'s desk command: {command}"
+    who, command = found.agent.email, found.command
+    if isinstance(command, OpenFor):
+        cc = f" (cc {', '.join(command.ccs)})" if command.ccs else ""
+        return f"{who}'s #to: a ticket for {command.customer}{cc}, their mail its first message"
+    if isinstance(command, OnBehalf) and found.forwarded is not None:
+        return f"{who}'s #customer: a ticket on behalf of {found.forwarded.sender_address}"
+    if isinstance(command, Away):
+        until = f" until {command.until:%Y-%m-%d %H:%M} UTC" if command.until else ""
+        return f"{who}'s #away: marked away{until}"
+    return f"{who}'s #back: marked present"

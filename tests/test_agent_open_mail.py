@@ -17,8 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
+from maild.pipeline import runner
 from maild.storage.models import Agent, AuditLog, Message, OutboxMessage, Ticket
 from tests.pipeline.helpers import NOW, SUPPORT, deliver, mail, make_agent, make_desk, ticket
+from tests.test_explain import database_state, files_state
 
 Factory = sessionmaker[Session]
 ANNA = "anna@example.com"
@@ -301,3 +303,23 @@ def test_customer_with_an_inline_forward(session_factory: Factory, cfg: Config, 
     assert first.kind == "customer" and first.text.startswith("Hello Anna,\n\nthe printer is on fire again.")
     assert "Forwarded" not in first.text and "From:" not in first.text
     assert note.kind == "note" and note.text == "FYI"
+
+
+def test_explain_of_a_to_mail_says_what_it_would_do_and_changes_nothing(
+    session_factory: Factory, cfg: Config
+) -> None:
+    outer = EmailMessage()
+    outer["From"] = f"Anna <{ANNA}>"
+    outer["To"] = SUPPORT
+    outer["Subject"] = "Your invoice"
+    outer["Message-ID"] = "<x1@example.com>"
+    outer["Authentication-Results"] = PASS[1]
+    outer.set_content(f"#to {ALICE}\n\nHere is your invoice.\n")
+    outer.add_attachment(b"%PDF-1.4 invoice", maintype="application", subtype="pdf", filename="invoice.pdf")
+    db_before, files_before = database_state(session_factory), files_state(cfg)
+    result = runner.explain(session_factory, cfg, outer.as_bytes(policy=SMTP), SUPPORT, NOW)
+    assert database_state(session_factory) == db_before and files_state(cfg) == files_before
+    verdicts = {stage["stage"]: stage["verdict"] for stage in result.stages}
+    assert verdicts["agent_mail"] == f"{ANNA}'s #to: a ticket for {ALICE}, their mail its first message"
+    assert verdicts["apply"].startswith(f"would create SUP-1 for {ALICE}")
+    assert "would queue agent_reply to alice@customer.example" in verdicts["notify"]
