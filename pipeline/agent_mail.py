@@ -17,6 +17,8 @@ This stage decides (ctx.agent_mail); apply writes (pipeline/agent_mail_apply.py)
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from sqlalchemy import select
 
 from maild.mail.addresses import normalize
@@ -86,6 +88,18 @@ def _check_on_behalf(ctx: Context, agent: Agent, command: OnBehalf) -> AgentMail
     return AgentMail(agent, command, text=note, forwarded=forwarded)
 
 
+def agent_zone(agent: Agent) -> ZoneInfo:
+    """The time zone an agent's dates are read in: their desks' when all of them share one, else UTC (as
+    `maildctl agent away --until` reads them)."""
+    zones = {desk.timezone for desk in agent.desks}
+    if len(zones) == 1:
+        try:
+            return ZoneInfo(zones.pop())
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return ZoneInfo("UTC")
+
+
 def _stored_number(ctx: Context, message_id: str) -> str | None:
     """The ticket of this desk that holds a message with `message_id`, if any."""
     return ctx.session.scalars(
@@ -99,14 +113,14 @@ def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
     if ctx.desk_reply:
         return None
-    parsed = parse_desk_command(mail.text, ctx.now)
-    if parsed is None or _has_token(ctx):
+    if parse_desk_command(mail.text, ctx.now) is None or _has_token(ctx):
         return None
     agent = ctx.session.scalars(
         select(Agent).where(Agent.email == normalize(mail.from_address), Agent.active.is_(True))
     ).first()
     if agent is None:
         return None  # a customer's "#to" line is text like any other
+    parsed = parse_desk_command(mail.text, ctx.now, agent_zone(agent))
     reason = agent_mail_auth.refusal(ctx, agent)
     if reason is not None:
         return Stop("held", f"not accepted as an agent's desk command: {reason}")
@@ -140,6 +154,6 @@ def describe(ctx: Context, stop: Stop | None = None) -> str:
     if isinstance(command, OnBehalf) and found.forwarded is not None:
         return f"{who}'s #customer: a ticket on behalf of {found.forwarded.sender_address}"
     if isinstance(command, Away):
-        until = f" until {command.until:%Y-%m-%d %H:%M} UTC" if command.until else ""
+        until = f" until {command.until:%Y-%m-%d %H:%M} ({command.until.tzinfo})" if command.until else ""
         return f"{who}'s #away: marked away{until}"
     return f"{who}'s #back: marked present"

@@ -26,7 +26,11 @@ def _done_text(found: AgentMail, ticket: Ticket | None) -> str:
             "message" + (", your words above it an internal note.\n" if found.text else ".\n")
         )
     if isinstance(command, Away):
-        until = f" until {command.until:%Y-%m-%d %H:%M} UTC" if command.until else " until you write #back"
+        until = (
+            f" until {command.until:%Y-%m-%d %H:%M} ({command.until.tzinfo})"
+            if command.until
+            else " until you write #back"
+        )
         return f"You are marked away{until}: you get no notices of new mail meanwhile.\n"
     if isinstance(command, Back):
         return "You are marked present again: you get notices of new mail.\n"

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.pipeline import runner
-from maild.storage.models import Agent, AuditLog, Message, OutboxMessage, Ticket
+from maild.storage.db import transaction
+from maild.storage.models import Agent, AuditLog, Desk, Message, OutboxMessage, Ticket
 from tests.pipeline.helpers import NOW, SUPPORT, deliver, mail, make_agent, make_desk, ticket
 from tests.test_explain import database_state, files_state
 
@@ -154,7 +155,7 @@ def test_away_until_and_back_by_mail(session_factory: Factory, cfg: Config) -> N
         assert agent.away_since == NOW.replace(tzinfo=None) and agent.away_until == dt.datetime(2026, 3, 10)
         assert s.scalars(select(AuditLog.actor).where(AuditLog.action == "agent-away")).one() == ANNA
     [done] = outbox(session_factory, "desk_command_answer")
-    assert "You are marked away until 2026-03-10 00:00 UTC" in body(done)
+    assert "You are marked away until 2026-03-10 00:00 (UTC)" in body(done)
     back = mail(sender=ANNA, subject="back", body="#back\n", message_id="<w2@x>", extra=[PASS])
     assert deliver(session_factory, cfg, back, SUPPORT, NOW + dt.timedelta(days=1)).outcome == "agent_back"
     with session_factory() as s:
@@ -323,3 +324,17 @@ def test_explain_of_a_to_mail_says_what_it_would_do_and_changes_nothing(
     assert verdicts["agent_mail"] == f"{ANNA}'s #to: a ticket for {ALICE}, their mail its first message"
     assert verdicts["apply"].startswith(f"would create SUP-1 for {ALICE}")
     assert "would queue agent_reply to alice@customer.example" in verdicts["notify"]
+
+
+def test_away_until_a_date_is_the_start_of_that_day_in_the_agents_time_zone(
+    session_factory: Factory, cfg: Config
+) -> None:
+    with transaction(session_factory) as s:
+        s.scalars(select(Desk)).one().timezone = "Europe/Berlin"
+    away = mail(
+        sender=ANNA, subject="off", body="#away until 2026-03-10\n", message_id="<w3@x>", extra=[PASS]
+    )
+    assert deliver(session_factory, cfg, away, SUPPORT).outcome == "agent_away"
+    with session_factory() as s:
+        assert s.scalars(select(Agent)).one().away_until == dt.datetime(2026, 3, 9, 23, 0)  # UTC
+    assert "until 2026-03-10 00:00 (Europe/Berlin)" in body(outbox(session_factory, "desk_command_answer")[0])

@@ -3,7 +3,8 @@
     #to customer@example.com        a ticket for that customer, the rest of the mail sent from the desk
     #cc a@example.com, b@example.com  (right after #to, any number of lines) the ticket's sub-customers
     #customer                       a forwarded customer mail below: a ticket on behalf of its sender
-    #away [until DATE]              the agent is away (DATE: YYYY-MM-DD, or YYYY-MM-DD HH:MM, UTC)
+    #away [until DATE]              the agent is away (DATE: YYYY-MM-DD, the day they are back, or
+                                    YYYY-MM-DD HH:MM; in the agent's time zone)
     #back                           the agent is present again
 
 Pure parsing: no database (the pipeline's agent_mail stage checks the addresses against the desks and
@@ -46,7 +47,7 @@ class OnBehalf:
 
 @dataclass(frozen=True)
 class Away:
-    until: dt.datetime | None  # aware UTC; None: until they write #back
+    until: dt.datetime | None  # aware, in the agent's time zone; None: until they write #back
 
 
 @dataclass(frozen=True)
@@ -72,22 +73,22 @@ def _address(name: str, value: str) -> str:
     return address
 
 
-def parse_until(argument: str, now: dt.datetime) -> dt.datetime | None:
-    """`until DATE` of #away as an aware UTC time (a date alone: its start, the day they are back);
-    _Bad (ValueError) when it is no such date or not in the future."""
+def parse_until(argument: str, now: dt.datetime, zone: dt.tzinfo = dt.UTC) -> dt.datetime | None:
+    """`until DATE` of #away as an aware time in `zone` (the agent's; a date alone: its start, the day they
+    are back, as `maildctl agent away --until`); _Bad when it is no such date or not in the future."""
     if not argument:
         return None
     match = _UNTIL.fullmatch(argument.strip())
     if match is None:
-        raise _Bad(f"#away: {argument!r} is not 'until YYYY-MM-DD' or 'until YYYY-MM-DD HH:MM' (UTC)")
+        raise _Bad(f"#away: {argument!r} is not 'until YYYY-MM-DD' or 'until YYYY-MM-DD HH:MM'")
     try:
         day = dt.date.fromisoformat(match[1])
         clock = dt.time.fromisoformat(match[2].zfill(5)) if match[2] else dt.time()
     except ValueError:
         raise _Bad(f"#away: {argument.strip()!r} is no date") from None
-    until = dt.datetime.combine(day, clock, tzinfo=dt.UTC)
+    until = dt.datetime.combine(day, clock, tzinfo=zone)
     if until <= now:
-        raise _Bad(f"#away: {until:%Y-%m-%d %H:%M} UTC is in the past")
+        raise _Bad(f"#away: {until:%Y-%m-%d %H:%M} ({zone}) is in the past")
     return until
 
 
@@ -125,9 +126,11 @@ class _Errors(Exception):
         self.errors = errors
 
 
-def parse_desk_command(text: str, now: dt.datetime) -> DeskCommand | list[CommandError] | None:
+def parse_desk_command(
+    text: str, now: dt.datetime, zone: dt.tzinfo = dt.UTC
+) -> DeskCommand | list[CommandError] | None:
     """The command on the first non-blank line of `text`, or the errors of its lines, or None when that
-    line is no command line (the mail is not a desk command)."""
+    line is no command line (the mail is not a desk command). `zone`: the agent's, for #away's date."""
     lines = _lines(text)
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None or (match := _COMMAND_LINE.fullmatch(lines[first].strip())) is None:
@@ -145,7 +148,7 @@ def parse_desk_command(text: str, now: dt.datetime) -> DeskCommand | list[Comman
         if name == "back":
             return Back()
         if name == "away":
-            return Away(parse_until(argument, now))
+            return Away(parse_until(argument, now, zone))
         if name == "cc":
             raise _Bad("#cc goes after a #to line")
         suggestion = difflib.get_close_matches(name, DESK_COMMANDS, n=1, cutoff=0.6)
@@ -175,6 +178,6 @@ def describe_desk_errors(errors: list[CommandError]) -> str:
         "  #to customer@example.com   (then #cc lines) a ticket for that customer, the rest of your mail "
         "sent to them",
         "  #customer                  on a forwarded customer mail: a ticket on behalf of its sender",
-        "  #away [until YYYY-MM-DD]   you are away;  #back   you are present again",
+        "  #away [until YYYY-MM-DD]   you are away (until the day you are back);  #back   you are present",
     ]
     return "\n".join(parts) + "\n"
