@@ -27,7 +27,7 @@ from maild.mail.forwards import forwarded_mail
 from maild.mail.quotes import visible_text
 from maild.mail.tokens import load_secret, read_reply_address
 from maild.pipeline import agent_mail_auth
-from maild.pipeline.context import AgentMail, Context, Stop
+from maild.pipeline.context import IMPORT_INGRESS, AgentMail, Context, Stop
 from maild.storage.models import Agent, Message, Ticket
 from maild.tickets.agent_open import OpenRefused, check_request
 from maild.tickets.commands import CommandError
@@ -111,8 +111,8 @@ def _stored_number(ctx: Context, message_id: str) -> str | None:
 
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
-    if ctx.desk_reply:
-        return None
+    if ctx.desk_reply or ctx.spool.ingress == IMPORT_INGRESS:
+        return None  # an imported mailbox is history: its commands were not ours to carry out then
     if parse_desk_command(mail.text, ctx.now) is None or _has_token(ctx):
         return None
     agent = ctx.session.scalars(

@@ -11,6 +11,8 @@ from maild.pipeline.context import AgentMail, Context
 from maild.storage.models import Ticket
 from maild.tickets.agent_open import send_first_mail
 from maild.tickets.desk_commands import Away, Back, OnBehalf, OpenFor
+from maild.tickets.notices import NEW_TICKET_NOTICE, message_attachments, notice_recipients, queue_courtesy
+from maild.tickets.replies import queue_agent_notice
 
 ANSWER = "desk_command_answer"
 
@@ -80,6 +82,44 @@ def _auto_reply(ctx: Context, found: AgentMail, ticket: Ticket) -> None:
         ctx.queued.append(row)
 
 
+def _tell_agents(ctx: Context, found: AgentMail, ticket: Ticket) -> None:
+    """#customer: the desk's other agents get new_ticket_notice, as for a customer's own new mail (not
+    the agent who forwarded it). A notice that cannot be composed leaves the ticket as it is."""
+    message, forwarded = ctx.message, found.forwarded
+    if message is None or forwarded is None:
+        return
+    listed, files = message_attachments(ctx.cfg, message, {p.sha256: p.data for p in forwarded.attachments})
+    variables = {
+        "sender_name": forwarded.sender_name or forwarded.sender_address,
+        "sender_email": forwarded.sender_address,
+        "comment_content": message.visible_text,
+        "attachments": listed,
+        "automatic": "",
+    }
+    problems: list[str] = []
+    for agent in notice_recipients(ctx.session, ticket):
+        if agent.id == found.agent.id:
+            continue
+        queue_courtesy(
+            ctx.session,
+            lambda dropped, agent=agent: queue_agent_notice(  # type: ignore[misc]
+                ctx.session,
+                ctx.cfg,
+                ticket,
+                NEW_TICKET_NOTICE,
+                agent,
+                now=ctx.now,
+                variables=variables,
+                attachments=files,
+                dropped=dropped,
+            ),
+            NEW_TICKET_NOTICE,
+            problems,
+        )
+    if problems:
+        ctx.reason = "; ".join([ctx.reason, *problems] if ctx.reason else problems)[:2000]
+
+
 def run(ctx: Context, found: AgentMail) -> None:
     ticket, message = ctx.ticket, ctx.message
     if isinstance(found.command, OpenFor) and ticket is not None and message is not None:
@@ -97,4 +137,5 @@ def run(ctx: Context, found: AgentMail) -> None:
         ctx.queued.extend(row for row in (sent.relayed.row, *sent.notices) if row is not None)
     elif isinstance(found.command, OnBehalf) and ticket is not None:
         _auto_reply(ctx, found, ticket)
+        _tell_agents(ctx, found, ticket)
     answer_agent(ctx, found, ticket)

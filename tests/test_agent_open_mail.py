@@ -186,6 +186,7 @@ def _customer_ticket(factory: Factory) -> tuple[Ticket, list[Message]]:
 
 
 def test_customer_with_an_attached_forward(session_factory: Factory, cfg: Config) -> None:
+    make_agent(session_factory, "bob@example.com", "Bob", ["support"])
     inner = EmailMessage()
     inner["From"] = "Carol Customer <carol@customer.example>"
     inner["To"] = ANNA
