@@ -29,7 +29,8 @@ _SEPARATOR = re.compile(
 )
 _FROM_KEYS = ("from", "von", "de", "da", "van", "från", "fra", "od")
 _SUBJECT_KEYS = ("subject", "betreff", "objet", "oggetto", "asunto", "onderwerp", "ämne", "emne", "temat")
-_HEADER_LINE = re.compile(r"^\s*\*?([A-Za-zÀ-ÿ][\w .-]{0,20}?)\*?\s*:\s*(.*)$")
+# `Key: value`, also bold as Gmail's and Outlook's HTML reads in text (`*From:* …`)
+_HEADER_LINE = re.compile(r"^\s*\*?([A-Za-zÀ-ÿ][\w .-]{0,20}?)\*?\s*:\*?\s*(.*)$")
 _MAILTO = re.compile(r"\[mailto:([^\]]+)\]|<([^>]+)>")
 _ADDRESS_IN_TEXT = re.compile(r"[^\s<>()\[\],;:\"]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
 
@@ -85,7 +86,7 @@ def _inline(text: str, attachments: list[ParsedAttachment]) -> tuple[str, Forwar
         plain = line.lstrip("> ").rstrip()
         if _SEPARATOR.match(plain):
             block = _header_block([x.lstrip("> ") if x.startswith(">") else x for x in lines], index + 1)
-        elif _HEADER_LINE.match(plain) and plain.split(":", 1)[0].strip().lower() in _FROM_KEYS:
+        elif (start := _HEADER_LINE.match(plain)) is not None and start[1].strip().lower() in _FROM_KEYS:
             block = _header_block(lines, index)  # Outlook's block may come without a line above it
             if block is not None and len(block[0]) < 3:
                 block = None  # one "From:" line in the agent's words is no header block

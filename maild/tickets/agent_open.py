@@ -73,7 +73,7 @@ def unreachable(session: Session, address: str) -> str | None:
     """Why the desk sends `address` no mail (blocked, bouncing), or None."""
     contact = session.scalars(select(Contact).where(Contact.email == address)).first()
     if contact is not None and contact.status == "bouncing":
-        return "is bouncing (maildctl contact set … to clear it)"
+        return "is bouncing (maildctl contact unbounce undoes it)"
     block = find_block(session, [address])
     return f"is blocked ({block[1].pattern})" if block is not None else None
 
@@ -98,7 +98,7 @@ def check_request(
         raise OpenRefused(f"at most {MAX_CC} cc addresses (got {len(ccs)})")
     title = " ".join(subject.split())
     if not title:
-        raise OpenRefused("the subject is empty: give --subject")
+        raise OpenRefused("the subject is empty: the ticket needs a title")
     if len(title) > SUBJECT_MAX:
         raise OpenRefused(f"the subject is longer than {SUBJECT_MAX} characters")
     if not text.strip():
