@@ -185,8 +185,8 @@ def _customer_ticket(factory: Factory) -> tuple[Ticket, list[Message]]:
         return t, list(t.messages)
 
 
-def test_customer_with_an_attached_forward(session_factory: Factory, cfg: Config) -> None:
-    make_agent(session_factory, "bob@example.com", "Bob", ["support"])
+def attached_forward(note: str) -> bytes:
+    """Anna forwards Carol's mail as an attachment, `note` above it."""
     inner = EmailMessage()
     inner["From"] = "Carol Customer <carol@customer.example>"
     inner["To"] = ANNA
@@ -201,9 +201,15 @@ def test_customer_with_an_attached_forward(session_factory: Factory, cfg: Config
     outer["Subject"] = "Fwd: Printer on fire"
     outer["Message-ID"] = "<fwd1@example.com>"
     outer["Authentication-Results"] = PASS[1]
-    outer.set_content("#customer\nCarol called about this too; she is a key account.\n")
+    outer.set_content(f"#customer\n{note}")
     outer.add_attachment(inner)
-    result = deliver(session_factory, cfg, outer.as_bytes(policy=SMTP), SUPPORT)
+    return outer.as_bytes(policy=SMTP)
+
+
+def test_customer_with_an_attached_forward(session_factory: Factory, cfg: Config) -> None:
+    make_agent(session_factory, "bob@example.com", "Bob", ["support"])
+    raw = attached_forward("Carol called about this too; she is a key account.\n")
+    result = deliver(session_factory, cfg, raw, SUPPORT)
     assert (result.outcome, result.ticket_number) == ("created", "SUP-1"), result.reason
     t, messages = _customer_ticket(session_factory)
     assert (t.customer.email, t.status, t.subject) == ("carol@customer.example", "open", "Printer on fire")
@@ -223,6 +229,15 @@ def test_customer_with_an_attached_forward(session_factory: Factory, cfg: Config
     assert "opened on behalf of carol@customer.example" in body(
         outbox(session_factory, "desk_command_answer")[0]
     )
+
+
+def test_an_attached_forward_without_a_note_is_noted_and_a_redelivery_is_a_duplicate(
+    session_factory: Factory, cfg: Config
+) -> None:
+    assert deliver(session_factory, cfg, attached_forward(""), SUPPORT).outcome == "created"
+    _, [first, note] = _customer_ticket(session_factory)
+    assert first.kind == "customer" and note.kind == "system" and ANNA in note.text
+    assert deliver(session_factory, cfg, attached_forward(""), SUPPORT).outcome == "duplicate"
 
 
 GMAIL = """FYI

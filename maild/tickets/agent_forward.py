@@ -19,6 +19,7 @@ from maild.mail.quotes import visible_text
 from maild.outbound.outgoing import agent_display_name
 from maild.storage import attachments as attachment_store
 from maild.storage.models import Agent, Attachment, Desk, Message, Ticket, naive_utc
+from maild.storage.notes import add_system_note
 from maild.tickets import ticket_ops
 from maild.tickets.agent_open import SUBJECT_MAX, new_ticket
 from maild.tickets.participants import get_or_create_contact
@@ -92,6 +93,9 @@ def open_on_behalf(
     )
     message.attachments.extend(_rows(cfg, desk, forwarded, store=store_files))
     session.add(message)
+    # The forwarding mail's Message-ID goes on the agent's note (a system note when they wrote none) unless
+    # the customer message has it already: a re-delivery of the same mail is then a duplicate (dedupe).
+    own_id = message_id if forwarded.message_id and message_id else None
     if note.strip():
         written = ticket_ops.written_message(
             ticket,
@@ -101,9 +105,11 @@ def open_on_behalf(
             subject=title,
             now=now,
         )
-        if forwarded.message_id and message_id:
-            written.message_id = message_id  # the forwarding mail's: dedupe knows a re-delivery by it
+        written.message_id = own_id or written.message_id
         session.add(written)
+    else:
+        text = f"{agent.email} forwarded this mail to the desk to open the ticket"
+        add_system_note(session, ticket, text, by="agent_mail", at=now, message_id=own_id)
     session.flush()
     ticket_ops.audit(
         session,
