@@ -229,6 +229,9 @@ def test_customer_with_an_attached_forward(session_factory: Factory, cfg: Config
     assert "opened on behalf of carol@customer.example" in body(
         outbox(session_factory, "desk_command_answer")[0]
     )
+    [notice] = outbox(session_factory, "new_ticket_notice")  # the other agents, not the one who forwarded it
+    assert [a.addr_spec for a in notice["To"].addresses] == ["bob@example.com"]
+    assert "the printer is on fire again" in body(notice)
 
 
 def test_an_attached_forward_without_a_note_is_noted_and_a_redelivery_is_a_duplicate(
