@@ -37,7 +37,9 @@ from maild.storage.models import Desk
 from maild.templates import DEFAULT_DIR
 
 # Mail that belongs to no ticket (maild.outbound.outgoing.queue_desk_mail): its subject gets no [NUMBER] tag.
-DESK_MAIL_TEMPLATES = frozenset({"replies_only_refusal", "web_sign_in", "web_confirm_address"})
+DESK_MAIL_TEMPLATES = frozenset(
+    {"replies_only_refusal", "web_sign_in", "web_confirm_address", "desk_command_answer"}
+)
 NO_DESK = "no desk of this name: these templates are never used (renamed or removed desk?)"
 
 

@@ -20,6 +20,7 @@ from maild.admin_cli import (
     ticket_changes,
     ticket_link_commands,
     ticket_merges,
+    ticket_open,
     ticket_participants,
 )
 from maild.admin_cli.arguments import command_group
@@ -44,6 +45,7 @@ def register(commands: Any) -> None:
     ticket_merges.register_merge(sub)
     ticket_changes.register(sub)
     ticket_bulk.register(sub)
+    ticket_open.register(sub)
     log = number_command(
         sub,
         "log",

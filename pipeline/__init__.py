@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from maild.pipeline import (
+    agent_mail,
     apply,
     automation,
     autoreply,
@@ -37,6 +38,7 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("autoreply", autoreply.run),
     ("route", route.run),
     ("dedupe", dedupe.run),
+    ("agent_mail", agent_mail.run),
     ("identify", identify.run),
     ("thread", thread.run),
     ("policy", policy.run),

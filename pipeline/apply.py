@@ -23,6 +23,7 @@ from maild.mail.attachment_policy import refusal
 from maild.mail.automatic import OUT_OF_OFFICE
 from maild.mail.quotes import visible_text
 from maild.numbering.allocate import allocate_number
+from maild.pipeline import agent_mail_apply
 from maild.pipeline.context import IMPORT_INGRESS, AgentAnswer, BounceVerdict, Context, Stop
 from maild.pipeline.dry_run import is_new
 from maild.storage import attachments
@@ -249,6 +250,8 @@ def _record_contact(ctx: Context) -> None:
 
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
+    if ctx.agent_mail is not None:  # an agent's desk command (#to, #customer, #away, #back)
+        return agent_mail_apply.run(ctx, ctx.agent_mail)
     _record_contact(ctx)
     stopped = _carry_out_commands(ctx)
     if stopped is not None:

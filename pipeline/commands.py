@@ -230,6 +230,8 @@ def _release(ctx: Context, ticket: Ticket, parsed: ParsedReply) -> tuple[Message
 
 def run(ctx: Context) -> Stop | None:
     agent, ticket, mail = ctx.agent, ctx.ticket, ctx.require_mail()
+    if ctx.agent_mail is not None:
+        return None  # an agent's desk command: pipeline/agent_mail.py
     if agent is None or ticket is None:
         return None  # apply refuses an agent's mail that names no ticket
     if ctx.automatic is not None:

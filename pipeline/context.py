@@ -12,10 +12,13 @@ from sqlalchemy.orm import Session
 
 from maild.config import Config
 from maild.mail.automatic import read_headers
+from maild.mail.forwards import Forwarded
 from maild.mail.mailparse import NotAMessage, ParsedMail
 from maild.mail.tokens import ReplyTarget
 from maild.storage.models import Agent, Contact, Desk, Message, OutboxMessage, SpoolEntry, Ticket, naive_utc
+from maild.tickets.agent_open import Checked
 from maild.tickets.command_effects import PlannedCommand
+from maild.tickets.desk_commands import DeskCommand
 
 IMPORT_INGRESS = "import"  # spool rows of `maildctl import`: history, nobody is answered or told
 
@@ -96,6 +99,19 @@ class AgentReply:
 
 
 @dataclass
+class AgentMail:
+    """agent_mail: an authenticated agent's new mail to the desk with a desk command (#to, #customer,
+    #away, #back; maild.tickets.desk_commands), as checked; apply and notify carry it out."""
+
+    agent: Agent
+    command: DeskCommand | None  # None: the mail had errors (errors_text), nothing is done
+    errors_text: str = ""
+    opened: Checked | None = None  # #to: the ticket's customer, CCs, subject and files, checked
+    text: str = ""  # #to: what the customer reads; #customer: the agent's note above the forward
+    forwarded: Forwarded | None = None  # #customer: the customer's mail
+
+
+@dataclass
 class Context:
     session: Session
     cfg: Config
@@ -145,6 +161,7 @@ class Context:
     refusal: Refusal | None = None  # policy: a refused new ticket
     held_reply: str | None = None  # commands: the reply text the collision guard holds (apply stores it)
     agent_answer: AgentAnswer | None = None  # commands: maild's answer to the agent (notify queues it)
+    agent_mail: AgentMail | None = None  # agent_mail: a desk command in an agent's new mail
     outcome: str = ""
     reason: str = ""
     queued: list[OutboxMessage] = field(default_factory=list)

@@ -108,6 +108,8 @@ def _hold(ctx: Context, reason: str) -> Stop:
 
 def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
+    if ctx.agent_mail is not None:
+        return None  # an agent's desk command: pipeline/agent_mail.py
     if ctx.desk_reply:
         return None  # the desk itself: neither an agent nor a contact
     found = _reply_target(ctx)

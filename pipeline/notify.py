@@ -32,6 +32,7 @@ from maild.mail.addresses import normalize
 from maild.mail.attachment_policy import for_customer
 from maild.mail.authresults import forged_sender
 from maild.outbound.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
+from maild.pipeline import agent_mail_notify
 from maild.pipeline.context import (
     IMPORT_INGRESS,
     AgentAnswer,
@@ -338,6 +339,9 @@ def run(ctx: Context) -> Stop | None:
     if ctx.spool.ingress == IMPORT_INGRESS:
         _note(ctx, "imported backlog: nothing sent")
         return None  # a replayed mailbox is history: nobody is answered or told again
+    if ctx.agent_mail is not None:  # an agent's desk command (#to, #customer, #away, #back)
+        agent_mail_notify.run(ctx, ctx.agent_mail)
+        return None
     _answer_customer(ctx)  # first: the customer's mail is the one that matters most
     if ticket is None:
         return None
@@ -393,6 +397,8 @@ def answer_stop(ctx: Context) -> None:
         verdict = ctx.reason
         _answer_refused(ctx, ctx.refusal.template)
         ctx.reason = verdict
+    if ctx.agent_mail is not None:  # a refused desk command: the agent hears why
+        agent_mail_notify.answer_agent(ctx, ctx.agent_mail, None)
     if ctx.agent_answer is not None and ctx.ticket is not None:
         _answer_agent(ctx, ctx.ticket, ctx.agent_answer)
         ctx.agent_answer = None

@@ -62,6 +62,8 @@ def _check_follow_up(ctx: Context) -> None:
 
 
 def run(ctx: Context) -> Stop | None:
+    if ctx.agent_mail is not None:
+        return None  # an agent's desk command: pipeline/agent_mail.py
     if ctx.desk_reply:
         if ctx.ticket is None:
             return Stop("looped", "the desk's own mail, following no ticket")

@@ -42,6 +42,8 @@ def _guard_references(ctx: Context) -> None:
 
 
 def run(ctx: Context) -> Stop | None:
+    if ctx.agent_mail is not None:
+        return None  # an agent's desk command: pipeline/agent_mail.py
     ctx.ticket, ctx.threaded_by = find_ticket(ctx)
     _guard_references(ctx)
     return None

@@ -712,6 +712,7 @@ def test_spool_list_json(hctl: Ctl) -> None:
         "autoreply",
         "route",
         "dedupe",
+        "agent_mail",
         "identify",
         "thread",
         "policy",

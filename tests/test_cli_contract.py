@@ -127,6 +127,7 @@ def _samples(numbers: list[str], mbox: Path) -> dict[str, Any]:
 SAMPLES_OF: dict[tuple[str, ...], dict[str, Any]] = {
     ("agent", "set"): {"email": BOB},
     ("category", "add"): {"name": "leads"},
+    ("ticket", "open"): {"to": "alice@customer.example", "subject": "Hello"},
 }
 EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {
     ("category", "agents"): ["--add", BOB],

@@ -157,3 +157,29 @@ def _failures(
             line = f"{authserv_id}: {method}={result}" + (f" ({details})" if details else "")
             failures.append((method, notes, line if len(line) <= _MAX else line[: _MAX - 1] + "…"))
     return failures
+
+
+def authenticated_domains(source: bytes | Message, trusted_authserv_ids: Iterable[str]) -> set[str]:
+    """The domains a trusted host recorded a DKIM pass (header.d) or a DMARC pass (header.from) for: the
+    proof that a mail with no token of ours comes from its From domain (an agent's new mail to a desk)."""
+    trusted = {t.strip().lower() for t in trusted_authserv_ids if t.strip()}
+    found: set[str] = set()
+    if not trusted:
+        return found
+    headers = read_headers(source) if isinstance(source, bytes) else source
+    for header in headers.get_all("Authentication-Results", []):
+        tokens = _tokens(str(header))
+        while tokens and tokens[0][0] == "c":
+            tokens.pop(0)
+        if not tokens or tokens[0][0] != "w" or tokens[0][1].lower() not in trusted or tokens[1:2] == [EQ]:
+            continue
+        for method, result, notes in _results(tokens[1:]):
+            if result != "pass" or method not in ("dkim", "dmarc"):
+                continue
+            wanted = "header.d=" if method == "dkim" else "header.from="
+            found.update(
+                note.split("=", 1)[1].rpartition("@")[2].strip().lower()
+                for note in notes
+                if note.lower().startswith(wanted)
+            )
+    return found

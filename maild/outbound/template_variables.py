@@ -24,7 +24,15 @@ _AGENT_NOTICE = (
 )
 _CUSTOMER_MAIL = ("sender_name", "sender_email", "comment_content", "attachments", "automatic")
 TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
-    "agent_reply": (*_TICKET, "agent_name", "comment_content", "refused_attachments", "rating_url"),
+    "agent_reply": (
+        *_TICKET,
+        "agent_name",
+        "comment_content",
+        "refused_attachments",
+        "rating_url",
+        "opening",
+    ),
+    "desk_command_answer": ("desk_name", "agent_name", "original_subject", "carried_out", "answer_text"),
     "agent_reply_notice": (
         *_TICKET,
         *_AGENT_NOTICE,
@@ -95,7 +103,7 @@ TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
 # `ticket reply` without the pipeline) would otherwise fail a desk template that uses them.
 ALWAYS: dict[str, dict[str, Any]] = {
     "ticket_created": {"refused_attachments": []},
-    "agent_reply": {"refused_attachments": [], "rating_url": ""},
+    "agent_reply": {"refused_attachments": [], "rating_url": "", "opening": False},
 }
 
 _CUSTOMER_TEXT = "The printer in room 4 is on fire again.\nCould someone come by?"
@@ -142,6 +150,9 @@ _SAMPLES: dict[str, tuple[Any, Any]] = {
     "automatic": ("out-of-office", ""),
     "assigned_by": ("admin", "admin"),
     "is_note": (True, False),
+    "opening": (False, True),
+    "carried_out": (True, False),
+    "answer_text": ("SUP-26-03-1 opened for carol@customer.example; the mail went to them.", "#tto: unknown"),
     "inactive_for": ("14 days", "14 days"),
     "reopen_days": (14, 0),
     "bounced_address": ("carol@customer.example", "carol@customer.example"),

@@ -45,6 +45,7 @@ AGENT_ONLY_TEMPLATES = (
     "flag_notice",
     "flood_digest_notice",
     "quarantine_digest_notice",
+    "desk_command_answer",
 )
 
 # Reply and forward prefixes of the common clients' languages; Outlook's Thread-Topic has none.

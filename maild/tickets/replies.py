@@ -158,11 +158,13 @@ def relay_reply(
     now: dt.datetime,
     files: Sequence[OutgoingAttachment] = (),
     reply: Message | None = None,
+    opening: bool = False,
 ) -> Relayed:
     """Queue the `agent_reply` mail of `text`. `writer` None: the desk answers (From its name). Customers
-    who must get no mail (bouncing, blocked) are left out, and a system note on the ticket says so, so
-    that the agents see it (`writer_label`: whose reply, in that note). `reply`: the stored message of
-    this reply, which is not the "previous agent reply" of refused_since_last_reply."""
+        who must get no mail (bouncing, blocked) are left out, and a system note on the ticket says so, so
+        that the agents see it (`writer_label`: whose reply, in that note). `reply`: the stored message of
+        this reply, which is not the "previous agent reply" of refused_since_last_reply. `opening`: the first
+    mail of a ticket an agent opened (maild.tickets.agent_open): its subject is the title, not "Re: …"."""
     customer, sub_customers = customer_recipients(ticket)
     # As a person's reply: to the customers' latest mail (not to our own auto-reply, the newest id).
     latest = latest_customer_message(ticket, people_only=True)
@@ -184,6 +186,7 @@ def relay_reply(
             "agent_name": name,
             "comment_content": text,
             "refused_attachments": refused_since_last_reply(session, ticket, reply),
+            "opening": opening,
         },
         attachments=files,
         from_name=name,

@@ -104,6 +104,7 @@ def test_new_ticket(session_factory: Factory, cfg: Config) -> None:
             "autoreply",
             "route",
             "dedupe",
+            "agent_mail",
             "identify",
             "thread",
             "policy",

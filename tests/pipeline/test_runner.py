@@ -54,6 +54,7 @@ def test_stage_order_is_the_documented_one() -> None:
         "autoreply",
         "route",
         "dedupe",
+        "agent_mail",
         "identify",
         "thread",
         "policy",
