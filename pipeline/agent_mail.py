@@ -17,8 +17,6 @@ This stage decides (ctx.agent_mail); apply writes (pipeline/agent_mail_apply.py)
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from sqlalchemy import select
 
 from maild.mail.addresses import normalize
@@ -34,6 +32,7 @@ from maild.tickets.commands import CommandError
 from maild.tickets.desk_commands import Away, OnBehalf, OpenFor, describe_desk_errors, parse_desk_command
 from maild.tickets.lookup import recipient_candidates
 from maild.tickets.participants import NotAddable, check_customer_address
+from maild.tickets.presence import agent_timezone
 
 
 def _has_token(ctx: Context) -> bool:
@@ -88,18 +87,6 @@ def _check_on_behalf(ctx: Context, agent: Agent, command: OnBehalf) -> AgentMail
     return AgentMail(agent, command, text=note, forwarded=forwarded)
 
 
-def agent_zone(agent: Agent) -> ZoneInfo:
-    """The time zone an agent's dates are read in: their desks' when all of them share one, else UTC (as
-    `maildctl agent away --until` reads them)."""
-    zones = {desk.timezone for desk in agent.desks}
-    if len(zones) == 1:
-        try:
-            return ZoneInfo(zones.pop())
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    return ZoneInfo("UTC")
-
-
 def _stored_number(ctx: Context, message_id: str) -> str | None:
     """The ticket of this desk that holds a message with `message_id`, if any."""
     return ctx.session.scalars(
@@ -120,7 +107,7 @@ def run(ctx: Context) -> Stop | None:
     ).first()
     if agent is None:
         return None  # a customer's "#to" line is text like any other
-    parsed = parse_desk_command(mail.text, ctx.now, agent_zone(agent))
+    parsed = parse_desk_command(mail.text, ctx.now, agent_timezone(agent))
     reason = agent_mail_auth.refusal(ctx, agent)
     if reason is not None:
         return Stop("held", f"not accepted as an agent's desk command: {reason}")

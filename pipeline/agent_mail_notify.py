@@ -97,7 +97,7 @@ def _tell_agents(ctx: Context, found: AgentMail, ticket: Ticket) -> None:
         "automatic": "",
     }
     problems: list[str] = []
-    for agent in notice_recipients(ctx.session, ticket):
+    for agent in notice_recipients(ctx.session, ticket, now=ctx.now):
         if agent.id == found.agent.id:
             continue
         queue_courtesy(
