@@ -66,6 +66,7 @@ def test_reads_and_changes_mirror_maildctl(
     _reads(config, reader, invoice, printer)
     _changes(session_factory, writer, printer)
     _what_the_changes_left(config, reader, printer)
+    _opens_a_ticket(config, reader, writer)
     used = {t["name"]: t for t in cli_json(config, "api-token", "list")}
     assert used["robot"]["last_used_at"] is not None and used["dashboard"]["last_used_at"] is not None
 
@@ -146,3 +147,30 @@ def _what_the_changes_left(config: Path, reader: Api, printer: str) -> None:
         ("assign", CAROL, None),
     ]
     assert [t["number"] for t in reader.get("/api/v1/tickets?tag=vip").body] == [printer]
+
+
+def _opens_a_ticket(config: Path, reader: Api, writer: Api) -> None:
+    """POST /api/v1/tickets: `maildctl ticket open`'s service; the answer is the new ticket's show JSON."""
+    wanted = {
+        "desk": "support",
+        "to": "erin@shop.example",
+        "cc": ["frank@shop.example"],
+        "subject": "Your replacement part",
+        "text": "Hello Erin,\n\nthe part ships today.",
+        "as": BOB,
+    }
+    opened = writer.post("/api/v1/tickets", wanted)
+    assert opened.status == 201, opened.body
+    number = opened.body["number"]
+    assert opened.body == cli_json(config, "ticket", "show", number)
+    assert (opened.body["customer"], opened.body["status"]) == ("erin@shop.example", "waiting")
+    assert [m["kind"] for m in opened.body["messages"]] == ["agent"]
+    log = cli_json(config, "ticket", "log", number)
+    assert ("ticket_opened", "api:robot") in [(e["action"], e["actor"]) for e in log]
+    assert reader.post("/api/v1/tickets", wanted).status == 403
+    assert writer.post("/api/v1/tickets", {**wanted, "to": SUPPORT}).status == 422
+    assert writer.post("/api/v1/tickets", {**wanted, "desk": "nosuch"}).status == 422
+    assert writer.post("/api/v1/tickets", {**wanted, "cc": "frank@shop.example"}).status == 400
+    assert writer.post("/api/v1/tickets", {**wanted, "text": "  "}).status == 422
+    missing = {k: v for k, v in wanted.items() if k != "subject"}
+    assert writer.post("/api/v1/tickets", missing).status == 400

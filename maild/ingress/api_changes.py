@@ -22,10 +22,12 @@ from maild.config import Config
 from maild.ingress.api_support import ApiError
 from maild.storage.models import Agent, OutboxMessage, Ticket
 from maild.tickets import ticket_ops
+from maild.tickets.agent_open import OpenRefused, open_ticket
 from maild.tickets.automation import after_changes
 from maild.tickets.lookup import survivor_of
 from maild.tickets.replies import queue_assigned_notice, send_reply
-from maild.tickets.ticket_checks import agent_named, priority_name, status_name, tag_name
+from maild.tickets.ticket_checks import agent_named, desk_named, priority_name, status_name, tag_name
+from maild.tickets.ticket_views import show_json
 
 # (session, cfg, ticket, value, actor, now) -> the answer's JSON
 Change = Callable[[Session, Config, Ticket, Any, str, dt.datetime], dict[str, Any]]
@@ -184,3 +186,41 @@ def reply(
         "status": ticket.status,
         "notice_errors": list(sent.notice_errors),
     }
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """POST /api/v1/tickets: what `maildctl ticket open` takes (no attachments: JSON carries none)."""
+
+    desk: str
+    to: str
+    cc: tuple[str, ...]
+    subject: str
+    text: str
+    as_agent: str | None
+
+
+def open_new(session: Session, cfg: Config, given: NewTicket, actor: str, now: dt.datetime) -> dict[str, Any]:
+    """`maildctl ticket open`: a ticket for a customer, its first mail sent from the desk; the answer is
+    the new ticket as `ticket show --json` shows it. 422 for what open_ticket refuses."""
+    desk = desk_named(session, given.desk)
+    agent = agent_named(session, given.as_agent) if given.as_agent is not None else None
+    try:
+        ticket = open_ticket(
+            session,
+            cfg,
+            desk=desk,
+            customer=given.to,
+            cc=given.cc,
+            subject=given.subject,
+            text=given.text,
+            attachments=[],
+            agent=agent,
+            actor=actor,
+            now=now,
+        )
+    except OpenRefused as error:
+        raise ApiError(422, str(error)) from None
+    except TemplateError as error:
+        raise ApiError(500, f"cannot compose the first mail: {type(error).__name__}") from None
+    return show_json(session, ticket)

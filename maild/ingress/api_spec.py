@@ -180,6 +180,11 @@ def _responses(ok: dict[str, Any], *codes: str) -> dict[str, Any]:
     return dict(sorted(answers.items()))
 
 
+def _created(ok: dict[str, Any], *codes: str) -> dict[str, Any]:
+    answers = {code: answer for code, answer in _responses(ok, *codes).items() if code != "200"}
+    return dict(sorted({**answers, "201": {"description": "created", **_json(ok)}}.items()))
+
+
 def _read(summary: str, ok: dict[str, Any], params: list[dict[str, Any]], *codes: str) -> dict[str, Any]:
     return {
         "summary": summary,
@@ -211,6 +216,18 @@ def _body(
 
 
 _T = "/api/v1/tickets"
+_NEW_TICKET = _object(
+    {
+        "desk": {"type": _S, "description": "the desk's name"},
+        "to": {"type": _S, "description": "the customer's address"},
+        "cc": {"type": ["array", "null"], "items": {"type": _S}, "description": "sub-customers' addresses"},
+        "subject": {"type": _S, "description": "the ticket's subject"},
+        "text": {"type": _S, "description": "the first mail's text"},
+        "as": {"type": [_S, "null"], "description": "from this agent (address or name); absent: the desk"},
+    },
+    ["desk", "to", "subject", "text"],
+    additionalProperties=False,
+)
 _BODY_ERRORS = ("400", "413")
 _STATUS = "e.g. closed, or a custom status of the ticket's desk"
 _PRIO = "low, normal, high or urgent"
@@ -233,7 +250,13 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
             "400",
             "422",
-        )
+        ),
+        "post": {
+            "summary": "open a ticket for a customer, its first mail sent now (`maildctl ticket open`)",
+            "security": [{"bearer": ["write"]}],
+            "requestBody": {"required": True, **_json(_NEW_TICKET)},
+            "responses": _created(_ref("TicketDetail"), "400", "403", "413", "422"),
+        },
     },
     f"{_T}/{{number}}": {
         "get": _read("one ticket (`maildctl ticket show --json`)", _ref("TicketDetail"), [_NUMBER], "404")

@@ -126,6 +126,16 @@ def text(body: dict[str, Any], name: str, *, nullable: bool = False) -> str | No
     return value
 
 
+def string_list(body: dict[str, Any], name: str) -> tuple[str, ...]:
+    """The optional field `name` as a list of strings (absent or null: empty; 400 for anything else)."""
+    value = body.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ApiError(400, f"field {name!r} must be a list of strings, got {json.dumps(value)[:40]}")
+    return tuple(value)
+
+
 def nonempty(value: str, name: str) -> str:
     """A text to store (a reply, a note), CRLF made LF and trimmed; 422 when nothing is left."""
     cleaned = value.replace("\r\n", "\n").strip()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -39,6 +40,7 @@ from maild.ingress.api_support import (
     fields,
     json_object,
     nonempty,
+    string_list,
     text,
 )
 from maild.tickets import api_tokens, ticket_ops
@@ -71,6 +73,7 @@ class Route:
 ROUTES = (
     Route("GET", f"{API_PREFIX}/openapi.json", "openapi", None),
     Route("GET", f"{API_PREFIX}/tickets", "list_tickets", "read"),
+    Route("POST", f"{API_PREFIX}/tickets", "open_ticket", "write"),
     Route("GET", f"{API_PREFIX}/tickets/{{number}}", "show_ticket", "read"),
     Route("GET", f"{API_PREFIX}/tickets/{{number}}/log", "ticket_log", "read"),
     Route("POST", f"{API_PREFIX}/tickets/{{number}}/reply", "reply", "write"),
@@ -173,6 +176,25 @@ class Api:
         )
         self.pages.send_soon(done.outbox_ids)
         return web.json_response(done.answer)
+
+    async def open_ticket(self, request: web.Request, caller: Caller | None) -> web.StreamResponse:
+        if caller is None:  # a write route always has one (Route.scope): never here
+            raise ApiError(401, "missing 'Authorization: Bearer <token>'", UNAUTHORIZED_HEADERS)
+        body = await json_object(request)
+        fields(body, ("desk", "to", "subject", "text"), ("cc", "as"))
+        given = api_changes.NewTicket(
+            desk=text(body, "desk") or "",
+            to=text(body, "to") or "",
+            cc=string_list(body, "cc"),
+            subject=text(body, "subject") or "",
+            text=nonempty(text(body, "text") or "", "text"),
+            as_agent=text(body, "as", nullable=True),
+        )
+        now = _now()
+        opened = partial(api_changes.open_new, cfg=self.pages.cfg, given=given, actor=caller.actor, now=now)
+        done: Done = await self.pages.write(api_changes.run_write, self.pages.cfg, opened, now)
+        self.pages.send_soon(done.outbox_ids)
+        return web.json_response(done.answer, status=201)
 
     async def _one_field(self, request: web.Request, name: str) -> str:
         body = await json_object(request)
