@@ -171,6 +171,15 @@ class Web:
     public_url: str = ""  # what customers' links start with, without a trailing slash
 
 
+@dataclass(frozen=True)
+class Webhooks:
+    """The `[webhooks]` table: how `maild serve` delivers webhook POSTs (maild.outbound.webhook_sender)."""
+
+    timeout: float = 10.0  # seconds for one POST, connecting included; over it the attempt failed
+    max_attempts: int = 10  # then the delivery is failed (`maildctl webhook redeliver` queues it again)
+    poll_seconds: float = 2.0  # how often the sender looks for due deliveries (the pipeline queues them)
+
+
 # Each worker holds one database connection, intake threads one each; the engine's pool has 5 + 10 overflow.
 MAX_WORKERS = 10
 
@@ -195,6 +204,7 @@ class Config:
     # forever.
     spool_retention_days: float = 0.0
     web: Web = Web()
+    webhooks: Webhooks = Webhooks()
 
     @property
     def spool_dir(self) -> Path:
