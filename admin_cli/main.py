@@ -25,6 +25,7 @@ from maild.admin_cli import (
     statuses,
     template_commands,
     tickets,
+    webhooks,
 )
 from maild.admin_cli.common import App, UserError
 from maild.argparsing import OneLineErrorParser
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         reports,
         health,
         template_commands,
+        webhooks,
     ):
         module.register(commands)
     return parser

@@ -127,6 +127,7 @@ def _samples(numbers: list[str], mbox: Path) -> dict[str, Any]:
 SAMPLES_OF: dict[tuple[str, ...], dict[str, Any]] = {
     ("agent", "set"): {"email": BOB},
     ("category", "add"): {"name": "leads"},
+    ("webhook", "add"): {"url": "http://127.0.0.1:9/hook"},
 }
 EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {
     ("category", "agents"): ["--add", BOB],

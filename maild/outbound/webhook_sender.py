@@ -174,7 +174,7 @@ def _log(claimed: Claimed, outcome: Outcome, delivery: WebhookDelivery) -> None:
     fields: dict[str, Any] = {
         "webhook": claimed.webhook,
         "delivery": claimed.delivery_id,
-        "event": claimed.event,
+        "kind": claimed.event,  # `event` is the log line's own name
         "status": outcome.status,
         "attempts": delivery.attempts,
         "duration_ms": outcome.ms,
