@@ -256,8 +256,9 @@ def test_with_no_webhook_a_mail_costs_one_small_query(
 def test_cli_errors_are_one_line(hooked: Path, args: list[str], error: str) -> None:
     add_webhook(hooked, "taken", "http://example.com/h")
     done = run_cli("maildctl", "webhook", *args, config=hooked)
-    assert done.returncode == 1
-    [line] = done.stderr.splitlines()
+    assert done.returncode == 1, done.stderr
+    [line] = done.stderr.splitlines() or [done.stderr]
+    assert len(done.stderr.splitlines()) == 1, done.stderr
     assert error in line and done.stdout == ""
 
 

@@ -9,9 +9,18 @@ from typing import Any
 
 from maild.config import load_config
 from maild.storage.db import make_engine, make_sessionmaker
+from tests.cli import ctl, ok
 from tests.conftest import run_cli
 from tests.daemon import EX_OK, free_port, send, start_fixture, write_config
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, mail, make_desk
+from tests.test_web_pages import ALICE, links
+from tests.test_web_pages import ticket_number as ticket_number  # the fixture
+from tests.web_browser import (  # noqa: F401 (the fixtures web_port, web_config, web_cfg)
+    web_cfg_fixture,
+    web_config_fixture,
+    web_port_fixture,
+)
+from tests.web_client import forms, get, post
 from tests.webhook_receiver import Receiver, receiver
 
 __all__ = ["receiver", "start_fixture"]  # fixtures
@@ -44,4 +53,23 @@ def test_serve_posts_a_new_tickets_events_signed(
     assert kinds[0] == "message.sent" and kinds[-1] == "ticket.created"
     delivered = serve.wait_for("webhook_delivered", webhook="crm", kind="ticket.created")
     assert delivered["status"] == 200 and delivered["attempts"] == 1
+    assert serve.stop() == EX_OK
+
+
+def test_a_customers_close_on_the_web_page_is_posted(
+    web_config: Path, ticket_number: str, web_port: int, receiver: Receiver, start: Any
+) -> None:
+    with web_config.open("a") as fh:
+        fh.write("\n[webhooks]\npoll_seconds = 0.1\n")
+    ok(ctl(web_config, "webhook", "add", "closes", receiver.url, "--events", "status.changed"))
+    url = links(web_config, ticket_number)[ALICE]
+    serve = start(web_config)
+    found = forms(get(url).text, f"http://127.0.0.1:{web_port}")
+    assert post(f"{url}/close", {"csrf": found[f"{url}/close"]}).status == 303
+
+    [request] = receiver.wait_for(1)
+    body = request.json
+    assert (body["event"], body["before"], body["after"]) == ("status.changed", "waiting", "closed")
+    assert body["ticket"]["number"] == ticket_number and body["ticket"]["status"] == "closed"
+    assert url not in request.body.decode()  # no page link (it carries the customer's secret token)
     assert serve.stop() == EX_OK
