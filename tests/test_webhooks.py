@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, load_config
 from maild.outbound.sender import flush
-from maild.outbound.webhook_sender import SendResult, send_due_now
+from maild.outbound.webhook_sender import SendResult, claim, send_due_now
 from maild.storage.db import make_engine, make_sessionmaker, transaction
 from maild.storage.events import TicketEvent
 from maild.storage.models import AuditLog, Ticket, WebhookDelivery, utcnow
@@ -273,3 +274,21 @@ def test_cli_add_list_remove(hooked: Path) -> None:
     assert secret not in listed.stdout
     assert run_cli("maildctl", "webhook", "remove", "crm", config=hooked).returncode == 0
     assert json.loads(run_cli("maildctl", "webhook", "list", "--json", config=hooked).stdout) == []
+
+
+def test_two_senders_never_claim_one_delivery(
+    hooked: Path, hcfg: Config, factory: sessionmaker[Session]
+) -> None:
+    add_webhook(hooked, "busy", refused_url(), "--events", "rating.received")
+    result = deliver(factory, hcfg, mail(), SUPPORT)
+    with transaction(factory) as session:
+        ticket = session.scalars(select(Ticket).where(Ticket.number == result.ticket_number)).one()
+        for _ in range(30):
+            queue_to_webhook(session, "busy", TicketEvent("ticket.created", ticket.id, ticket.desk_id), NOW)
+    now = utcnow()
+    with ThreadPoolExecutor(2) as pool:
+        batches = list(pool.map(lambda _: claim(factory, hcfg, now), range(3)))
+    ids = [c.id for batch in batches for c in batch]
+    assert len(ids) == len(set(ids)) == 30  # 20 + 10 + 0, or as the threads met: never one twice
+    assert claim(factory, hcfg, now + dt.timedelta(seconds=30)) == []  # leased beyond one timeout
+    assert len(claim(factory, hcfg, now + dt.timedelta(minutes=2))) == 20  # the lease ended: due again

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config
 from maild.logs import get_logger
 from maild.outbound.sender import holder
-from maild.storage.db import transaction
+from maild.storage.db import reading, transaction
 from maild.storage.models import Webhook, WebhookDelivery, utcnow
 
 BACKOFF = tuple(
@@ -83,10 +83,16 @@ def signature(secret: str, body: bytes) -> str:
 
 def claim(factory: sessionmaker[Session], cfg: Config, now: dt.datetime) -> list[Claimed]:
     """Take up to CLAIM_BATCH due deliveries for this sender, for the POST's timeout and a margin."""
+    due = (WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now)
+    # Asked first in a reading transaction: the sender polls every few seconds, and on SQLite a
+    # writing transaction takes the write lock that intake and the pipeline wait for.
+    with transaction(reading(factory)) as session:
+        if session.scalar(select(WebhookDelivery.id).where(*due).limit(1)) is None:
+            return []
     query = (
         select(WebhookDelivery, Webhook)
         .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-        .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now)
+        .where(*due)
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(CLAIM_BATCH)
         .with_for_update(skip_locked=True, of=WebhookDelivery)
