@@ -15,6 +15,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, load_config
+from maild.outbound import sender
 from maild.outbound.sender import flush
 from maild.outbound.webhook_sender import SendResult, claim, send_due_now
 from maild.storage.db import make_engine, make_sessionmaker, transaction
@@ -292,3 +293,17 @@ def test_two_senders_never_claim_one_delivery(
     assert len(ids) == len(set(ids)) == 30  # 20 + 10 + 0, or as the threads met: never one twice
     assert claim(factory, hcfg, now + dt.timedelta(seconds=30)) == []  # leased beyond one timeout
     assert len(claim(factory, hcfg, now + dt.timedelta(minutes=2))) == 20  # the lease ended: due again
+
+
+def test_a_failing_announcement_never_unsends_a_mail(
+    hooked: Path, hcfg: Config, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_webhook(hooked, "sent", refused_url(), "--events", "message.sent")
+    result = deliver(factory, hcfg, mail(), SUPPORT)
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a rule went wrong")
+
+    monkeypatch.setattr(sender, "_after_changes", broken)
+    assert flush(factory, hcfg, result.outbox_ids).sent == len(result.outbox_ids)
+    assert deliveries(factory) == []  # the announcement's savepoint rolled back, the mail's record stayed

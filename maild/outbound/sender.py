@@ -343,7 +343,7 @@ def _announce_sent(session: Session, cfg: Config, row: OutboxMessage, now: dt.da
                 to=list(row.delivered_to),
                 subject=row.subject,
             )
-            _after_changes(session, cfg, now)
+            _after_changes(session, cfg, now.replace(tzinfo=dt.UTC))  # aware, as the other writers pass it
     except Exception as exc:
         events.discard_pending(session)
         log.error("message_sent_not_announced", outbox_id=row.id, error=f"{type(exc).__name__}: {exc}")
