@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeVar
 
 import aiohttp
@@ -117,12 +118,17 @@ def claim(factory: sessionmaker[Session], cfg: Config, now: dt.datetime) -> list
     return taken
 
 
-def headers(claimed: Claimed) -> dict[str, str]:
-    from maild.version import package_version
+@cache
+def _user_agent() -> str:
+    from maild.version import package_version  # importlib.metadata: once, not per POST
 
+    return f"maild/{package_version()}"
+
+
+def headers(claimed: Claimed) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
-        "User-Agent": f"maild/{package_version()}",
+        "User-Agent": _user_agent(),
         "X-Maild-Event": claimed.event,
         "X-Maild-Delivery": claimed.delivery_id,
         "X-Hub-Signature-256": signature(claimed.secret, claimed.body),
