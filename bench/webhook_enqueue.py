@@ -7,8 +7,9 @@ alternate the order (each run adds tickets, which slows the next a little: the o
 
     .venv/bin/python bench/webhook_enqueue.py [--mails 200] [--webhooks 3] [--rounds 2] [--json]
 
-Reports the median milliseconds per mail of each setting; load average before and after (on a shared
-machine compare runs of one invocation only)."""
+Reports the median milliseconds per mail of each setting, and `enqueue` alone timed --calls times (in a
+transaction that is rolled back) without and with the webhooks; load average before and after (on a
+shared machine compare runs of one invocation only)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config, load_config
 from maild.storage.db import make_engine, make_sessionmaker, transaction
+from maild.storage.events import TicketEvent
 from maild.storage.migrate import upgrade
-from maild.storage.models import Webhook, WebhookDelivery
-from maild.tickets import automation
+from maild.storage.models import Ticket, Webhook, WebhookDelivery, utcnow
+from maild.tickets import automation, webhook_queue
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_desk
 
 
@@ -40,6 +42,25 @@ def run(factory: sessionmaker[Session], cfg: Config, mails: int, tag: str) -> fl
         raw = mail(message_id=f"<{tag}-{n}@bench.example>", subject=f"Bench {tag} {n}")
         deliver(factory, cfg, raw, SUPPORT)
     return (time.perf_counter() - started) * 1000 / mails
+
+
+def per_call_us(factory: sessionmaker[Session], calls: int) -> float:
+    """Microseconds of one transaction's `enqueue` of a new ticket's two events (flushed, rolled back)."""
+    with factory() as session:
+        ticket = session.scalars(select(Ticket).order_by(Ticket.id)).first()
+        assert ticket is not None
+        events = [
+            TicketEvent("ticket.created", ticket.id, ticket.desk_id),
+            TicketEvent("status.changed", ticket.id, ticket.desk_id, {"before": "open", "after": "waiting"}),
+        ]
+        total = 0.0
+        for _ in range(calls):
+            started = time.perf_counter()
+            webhook_queue.enqueue(session, events, utcnow())
+            session.flush()
+            total += time.perf_counter() - started
+            session.rollback()
+    return total * 1e6 / calls
 
 
 def _nothing(*_args: object) -> None:
@@ -59,6 +80,7 @@ def main() -> int:
     parser.add_argument("--mails", type=int, default=200)
     parser.add_argument("--webhooks", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=500, help="enqueue calls timed alone, per setting")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -82,11 +104,17 @@ def main() -> int:
             automation.webhook_queue.enqueue = _nothing if setting == "placeholder" else real_enqueue  # type: ignore[assignment]
             per_mail[setting].append(run(factory, cfg, args.mails, f"r{i}"))
         automation.webhook_queue.enqueue = real_enqueue
+        set_webhooks(factory, 0)
+        enqueue_us = {"off": per_call_us(factory, args.calls)}
+        set_webhooks(factory, args.webhooks)
+        enqueue_us["on"] = per_call_us(factory, args.calls)
         engine.dispose()
     off, on = statistics.median(per_mail["off"]), statistics.median(per_mail["on"])
     placeholder = statistics.median(per_mail["placeholder"])
     result = {
         "ms_per_mail_placeholder": round(placeholder, 2),
+        "enqueue_us_without": round(enqueue_us["off"], 1),
+        "enqueue_us_with": round(enqueue_us["on"], 1),
         "mails_per_run": args.mails,
         "webhooks": args.webhooks,
         "ms_per_mail_without": round(off, 2),
@@ -103,7 +131,9 @@ def main() -> int:
             f"{args.mails} mails per run: {placeholder:.2f} ms/mail with the placeholder enqueue, "
             f"{off:.2f} ms/mail without webhooks, {on:.2f} ms/mail with "
             f"{args.webhooks} (difference {on - off:+.2f} ms); load {load_before[0]:.2f} → "
-            f"{os.getloadavg()[0]:.2f}"
+            f"{os.getloadavg()[0]:.2f}\n"
+            f"enqueue alone, per transaction of a new ticket's 2 events: {enqueue_us['off']:.0f} µs "
+            f"without webhooks, {enqueue_us['on']:.0f} µs with {args.webhooks} (each event to each)"
         )
     return 0
 

@@ -21,6 +21,7 @@ from maild.outbound.webhook_sender import SendResult, claim, send_due_now
 from maild.storage.db import make_engine, make_sessionmaker, transaction
 from maild.storage.events import TicketEvent
 from maild.storage.models import AuditLog, Ticket, WebhookDelivery, utcnow
+from maild.tickets.webhook_queue import _active as active_webhooks
 from maild.tickets.webhook_queue import queue_to_webhook
 from tests.conftest import run_cli
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, deliver, mail, make_desk
@@ -307,3 +308,15 @@ def test_a_failing_announcement_never_unsends_a_mail(
     monkeypatch.setattr(sender, "_after_changes", broken)
     assert flush(factory, hcfg, result.outbox_ids).sent == len(result.outbox_ids)
     assert deliveries(factory) == []  # the announcement's savepoint rolled back, the mail's record stayed
+
+
+def test_the_webhooks_are_read_once_per_transaction(hooked: Path, factory: sessionmaker[Session]) -> None:
+    with factory() as session:
+        assert active_webhooks(session) == []  # called before the session began: the query begins one
+        session.commit()
+        add_webhook(hooked, "later", "http://example.com/h")
+        seen: list[str] = []
+        event.listen(factory.kw["bind"], "before_cursor_execute", lambda *a: seen.append(a[2]))
+        assert len(active_webhooks(session)) == 1  # a new transaction reads again
+        assert len(active_webhooks(session)) == 1
+        assert len([s for s in seen if "webhooks" in s]) == 1  # once in the transaction

@@ -36,14 +36,14 @@ class Subscriber:
 
 def _active(session: Session) -> list[Subscriber]:
     """The active webhooks, read once per transaction (cached on the session for its transaction)."""
-    transaction = session.get_transaction()
+    transaction = session.get_transaction()  # None between transactions: never a cache hit
     cached = session.info.get(_CACHE)
-    if cached is not None and cached[0] is transaction:
+    if transaction is not None and cached is not None and cached[0] is transaction:
         found: list[Subscriber] = cached[1]
         return found
     rows = session.execute(select(Webhook.id, Webhook.events, Webhook.desk_id).where(Webhook.active))
     found = [Subscriber(i, frozenset(events or ()), desk_id) for i, events, desk_id in rows]
-    session.info[_CACHE] = (transaction, found)
+    session.info[_CACHE] = (session.get_transaction(), found)  # the one the query began, if it did
     return found
 
 
