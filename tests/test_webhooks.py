@@ -260,8 +260,8 @@ def test_cli_errors_are_one_line(hooked: Path, args: list[str], error: str) -> N
     add_webhook(hooked, "taken", "http://example.com/h")
     done = run_cli("maildctl", "webhook", *args, config=hooked)
     assert done.returncode == 1, done.stderr
-    [line] = done.stderr.splitlines() or [done.stderr]
     assert len(done.stderr.splitlines()) == 1, done.stderr
+    [line] = done.stderr.splitlines()
     assert error in line and done.stdout == ""
 
 

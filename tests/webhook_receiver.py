@@ -73,9 +73,18 @@ class Receiver:
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
         return self
 
+    async def _cancel_the_rest(self) -> None:
+        """Handlers still running (a slow answer the client gave up on): cancelled and awaited, or the
+        closed loop's tasks are reported pending when collected, on whatever stderr is then captured."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def stop(self) -> None:
         if self.runner is not None:
             asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._cancel_the_rest(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
