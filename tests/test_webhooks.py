@@ -208,6 +208,7 @@ def test_message_sent_when_the_outbox_hands_the_auto_reply_over(
     customer = [b for b in bodies if b["message"]["to"] == ["alice@customer.example"]]
     assert customer and customer[0]["ticket"]["number"] == result.ticket_number
     assert customer[0]["message"]["template"] and customer[0]["message"]["message_id"]
+    assert customer[0]["message"]["to_agents"] is False
 
 
 def test_queue_to_webhook_names_one_whatever_it_is_subscribed_to(

@@ -39,6 +39,7 @@ from maild.logs import get_logger
 from maild.mail.tokens import bounce_address, load_secret
 from maild.outbound import maildir
 from maild.outbound.stored_attachments import expand_stored, sent_bytes
+from maild.outbound.thread_headers import AGENT_ONLY_TEMPLATES
 from maild.storage import events
 from maild.storage.db import transaction
 from maild.storage.models import OutboxMessage, Ticket
@@ -342,6 +343,7 @@ def _announce_sent(session: Session, cfg: Config, row: OutboxMessage, now: dt.da
                 template=row.template,
                 to=list(row.delivered_to),
                 subject=row.subject,
+                to_agents=row.template in AGENT_ONLY_TEMPLATES,  # a notice, not mail to the customer
             )
             _after_changes(session, cfg, now.replace(tzinfo=dt.UTC))  # aware, as the other writers pass it
     except Exception as exc:

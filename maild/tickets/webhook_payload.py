@@ -4,7 +4,8 @@
      "ticket": {"number", "desk", "subject", "status", "priority", "customer", "assigned_agent", "tags",
                 "created_at", "updated_at"},
      "message": {...},             message.received, note.added: id, kind, from, subject, text, created_at;
-                                   message.sent: message_id, template, to, subject
+                                   message.sent: message_id, template, to, subject,
+                                   to_agents (a notice to agents, not mail to the customer)
      "before": ..., "after": ...,  status.changed, priority.changed, ticket.assigned (agents' addresses)
      "merged_into": "<number>",    ticket.merged
      "rating": {"score", "comment"}}  rating.received
@@ -77,7 +78,7 @@ def event_fields(session: Session, event: TicketEvent) -> dict[str, Any]:
     if event.kind in ("message.received", "note.added"):
         return {"message": _message(session, data["message_id"])}
     if event.kind == "message.sent":
-        keys = ("message_id", "template", "to", "subject")
+        keys = ("message_id", "template", "to", "subject", "to_agents")
         return {"message": {key: data.get(key) for key in keys}}
     if event.kind == "ticket.assigned":
         return {
