@@ -1,10 +1,11 @@
-"""maildctl webhook add|list|remove|deliveries|redeliver: URLs told of ticket events (signed JSON POSTs,
+"""maildctl webhook add|list|remove|deliveries|show|redeliver: URLs told of ticket events (signed JSON POSTs,
 sent by `maild serve`: maild.outbound.webhook_sender). Every change is in the audit log; the secret never
 is, and is printed only by `add`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +47,10 @@ def register(commands: Any) -> None:
     deliveries.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     deliveries.add_argument("--json", action="store_true")
     deliveries.set_defaults(handler=list_deliveries)
+    show = sub.add_parser("show", help="one delivery: its state, attempts and the body as sent")
+    show.add_argument("delivery_id", metavar="DELIVERY_ID")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=show_delivery)
     again = sub.add_parser("redeliver", help="queue a delivery's body again (the same bytes)")
     again.add_argument("delivery_id", metavar="DELIVERY_ID")
     again.set_defaults(handler=redeliver)
@@ -223,12 +228,38 @@ def list_deliveries(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-def redeliver(app: App, args: argparse.Namespace) -> int:
-    wanted = args.delivery_id.strip().lower()
+def _find_delivery(session: Session, delivery_id: str) -> WebhookDelivery:
+    wanted = delivery_id.strip().lower()
+    delivery = session.scalar(select(WebhookDelivery).where(WebhookDelivery.delivery_id == wanted))
+    if delivery is None:
+        raise UserError(f"no delivery {delivery_id!r}: see 'maildctl webhook deliveries'")
+    return delivery
+
+
+def show_delivery(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
-        delivery = session.scalar(select(WebhookDelivery).where(WebhookDelivery.delivery_id == wanted))
-        if delivery is None:
-            raise UserError(f"no delivery {args.delivery_id!r}: see 'maildctl webhook deliveries'")
+        delivery = _find_delivery(session, args.delivery_id)
+        webhook = session.get(Webhook, delivery.webhook_id)
+        ticket = session.get(Ticket, delivery.ticket_id) if delivery.ticket_id is not None else None
+        data = _delivery_json(delivery, webhook.name if webhook else "", ticket.number if ticket else None)
+        data["url"] = webhook.url if webhook else None
+        body = bytes(delivery.body)
+    data["body"] = json.loads(body)
+    if args.json:
+        print_json(data)
+        return 0
+    for key, value in data.items():
+        if key != "body":
+            print(f"{key}: {'' if value is None else value}")
+    print()
+    print(json.dumps(data["body"], indent=2, ensure_ascii=False))
+    return 0
+
+
+def redeliver(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        delivery = _find_delivery(session, args.delivery_id)
+        wanted = delivery.delivery_id
         again = webhook_queue.redeliver(session, delivery, utcnow())
         webhook = session.get(Webhook, delivery.webhook_id)
         detail = {

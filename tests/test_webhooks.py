@@ -180,6 +180,11 @@ def test_failed_after_the_limit_then_redelivered(
     assert send_due_now(factory, hcfg, at + dt.timedelta(days=9)) == SendResult()
     listed = run_cli("maildctl", "webhook", "deliveries", "broken", "--state", "failed", config=hooked)
     assert row.delivery_id in listed.stdout
+    shown = json.loads(
+        run_cli("maildctl", "webhook", "show", row.delivery_id, "--json", config=hooked).stdout
+    )
+    assert (shown["state"], shown["attempts"], shown["last_status"]) == ("failed", 3, 503)
+    assert shown["body"] == json.loads(row.body) and shown["url"] == receiver.url
 
     again = run_cli("maildctl", "webhook", "redeliver", row.delivery_id, config=hooked)
     assert again.returncode == 0, again.stderr
@@ -255,6 +260,7 @@ def test_with_no_webhook_a_mail_costs_one_small_query(
         (["deliveries", "--state", "sent"], "unknown --state"),
         (["deliveries", "--limit", "0"], "--limit"),
         (["redeliver", "0000"], "no delivery '0000'"),
+        (["show", "0000"], "no delivery '0000'"),
     ],
 )
 def test_cli_errors_are_one_line(hooked: Path, args: list[str], error: str) -> None:
