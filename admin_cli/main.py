@@ -26,6 +26,7 @@ from maild.admin_cli import (
     statuses,
     template_commands,
     tickets,
+    webhooks,
 )
 from maild.admin_cli.common import App, UserError
 from maild.argparsing import OneLineErrorParser
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         health,
         template_commands,
         api_tokens,
+        webhooks,
     ):
         module.register(commands)
     return parser

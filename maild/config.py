@@ -27,6 +27,7 @@ from maild.config_types import (
     MiB,
     Schedule,
     Web,
+    Webhooks,
     check_imap_secrets,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "MiB",
     "Schedule",
     "Web",
+    "Webhooks",
     "check_imap_secrets",
     "config_path",
     "load_config",

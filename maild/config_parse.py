@@ -21,6 +21,7 @@ from maild.config_types import (
     Listen,
     ListenAddress,
     Schedule,
+    Webhooks,
 )
 from maild.config_web import parse_web
 
@@ -64,6 +65,7 @@ _SCHEMA: dict[str, Any] = {
         "min_data_rate_grace": (int, float),
     },
     "web": {"listen": str, "public_url": str, "api_requests_per_minute": int},
+    "webhooks": {"timeout": (int, float), "max_attempts": int, "poll_seconds": (int, float)},
     "imap": list,  # [[imap]]: each entry is checked by _parse_imap
 }
 
@@ -370,6 +372,20 @@ def _parse_schedule(table: dict[str, Any]) -> Schedule:
     return Schedule(**values)
 
 
+def _parse_webhooks(table: dict[str, Any]) -> Webhooks:
+    default = Webhooks()
+    attempts = table.get("max_attempts", default.max_attempts)
+    if attempts < 1:
+        raise ConfigError("webhooks.max_attempts", f"must be at least 1, got {attempts}")
+    return Webhooks(
+        timeout=_positive_seconds("webhooks.timeout", table.get("timeout", default.timeout)),
+        max_attempts=attempts,
+        poll_seconds=_positive_seconds(
+            "webhooks.poll_seconds", table.get("poll_seconds", default.poll_seconds)
+        ),
+    )
+
+
 def _parse_retention(table: dict[str, Any]) -> float:
     days = float(table.get("retention_days", 0))
     if days < 0:
@@ -478,4 +494,5 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         imap=_parse_imap(raw.get("imap", []), path),
         spool_retention_days=_parse_retention(raw.get("spool", {})),
         web=parse_web(raw.get("web", {})),
+        webhooks=_parse_webhooks(raw.get("webhooks", {})),
     )

@@ -172,6 +172,15 @@ class Web:
     api_requests_per_minute: int = 120  # the JSON API's limit per token (issue 19); over it: 429
 
 
+@dataclass(frozen=True)
+class Webhooks:
+    """The `[webhooks]` table: how `maild serve` delivers webhook POSTs (maild.outbound.webhook_sender)."""
+
+    timeout: float = 10.0  # seconds for one POST, connecting included; over it the attempt failed
+    max_attempts: int = 10  # then the delivery is failed (`maildctl webhook redeliver` queues it again)
+    poll_seconds: float = 2.0  # how often the sender looks for due deliveries (the pipeline queues them)
+
+
 # Each worker holds one database connection, intake threads one each; the engine's pool has 5 + 10 overflow.
 MAX_WORKERS = 10
 
@@ -196,6 +205,7 @@ class Config:
     # forever.
     spool_retention_days: float = 0.0
     web: Web = Web()
+    webhooks: Webhooks = Webhooks()
 
     @property
     def spool_dir(self) -> Path:

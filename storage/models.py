@@ -44,6 +44,8 @@ from maild.storage.records import (
     JobRun,
     OutboxMessage,
     SpoolEntry,
+    Webhook,
+    WebhookDelivery,
 )
 
 # Re-exported: every table and name of the schema is importable from here.
@@ -60,6 +62,8 @@ __all__ = [
     "JobRun",
     "OutboxMessage",
     "SpoolEntry",
+    "Webhook",
+    "WebhookDelivery",
     "naive_utc",
     "utcnow",
 ]

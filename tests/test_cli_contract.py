@@ -128,6 +128,7 @@ SAMPLES_OF: dict[tuple[str, ...], dict[str, Any]] = {
     ("agent", "set"): {"email": BOB},
     ("category", "add"): {"name": "leads"},
     ("ticket", "open"): {"to": "alice@customer.example", "subject": "Hello"},
+    ("webhook", "add"): {"url": "http://127.0.0.1:9/hook"},
 }
 EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {
     ("category", "agents"): ["--add", BOB],

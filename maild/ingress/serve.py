@@ -59,9 +59,11 @@ from maild.ingress.serve_jobs import ScheduledJobs, job_intervals
 from maild.ingress.spool_worker import received_spool_ids
 from maild.logs import configure, get_logger
 from maild.outbound.templating import reload_templates
+from maild.outbound.webhook_sender import run_sender
 from maild.storage.db import make_engine, make_sessionmaker, urgent_counter
 from maild.storage.models import utcnow
 from maild.storage.schema import UNREACHABLE, check_database
+from maild.tickets import automation  # noqa: F401  registers message.sent for the mail this process sends
 
 if TYPE_CHECKING:
     from maild.ingress.web import WebPages
@@ -129,6 +131,7 @@ class Daemon:
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.bound: list[dict[str, str]] = []  # every listener's protocol and address, the control socket too
         self.scheduler: Any = None
+        self.webhooks: asyncio.Task[None] | None = None
         self.scheduled = ScheduledJobs(cfg, self.factory, self.instance)
         self.control = ControlSocket(
             cfg, self.factory, self.addresses, self.intake_pool, self.workers, self.stopping, self._status
@@ -197,9 +200,12 @@ class Daemon:
                 for name, seconds in job_intervals(self.cfg).items()
             ]
         )
-        pollers = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        pollers = loop.create_task(
             run_pollers(self.cfg, self.factory, self.workers.on_spooled, self.stopping)
         )
+        # Webhook deliveries the pipeline (or maildctl, the pages) queued: POSTed on this loop.
+        self.webhooks = loop.create_task(run_sender(self.factory, self.cfg, self.stopping))
         log.info(
             "ready",
             listeners=[f"{listener.protocol} {listener.bound}" for listener in listeners]
@@ -222,6 +228,7 @@ class Daemon:
             await asyncio.wait_for(pollers, DRAIN_SECONDS)
         except TimeoutError:
             log.warning("imap_pollers_cut_off")  # what they spooled is processed at the next start
+        await self._stop_webhooks()
         self.scheduler.shutdown(
             wait=False
         )  # a job running now finishes in its thread (the pools wait for it)
@@ -229,6 +236,15 @@ class Daemon:
         self._close_pools()
         self.engine.dispose()
         log.info("stopped", sessions_cut_off=cut_off, left_for_recovery=left, duration_ms=ms_since(started))
+
+    async def _stop_webhooks(self) -> None:
+        """The sender sees `stopping` after the POSTs in hand (each one's timeout at most)."""
+        if self.webhooks is None:
+            return
+        try:
+            await asyncio.wait_for(self.webhooks, self.cfg.webhooks.timeout + 5)
+        except TimeoutError:
+            log.warning("webhook_sender_cut_off")  # a claimed delivery is due again when its lease ends
 
     def _stop(self, signum: int) -> None:
         if not self.stopping.is_set():

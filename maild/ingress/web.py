@@ -41,8 +41,9 @@ from maild.outbound.language import N_, SOURCE_LANGUAGE, customer_word, render_c
 from maild.outbound.link_tokens import link_key
 from maild.outbound.sender import flush
 from maild.storage.db import reading, transaction
-from maild.storage.models import TICKET_STATUSES
+from maild.storage.models import TICKET_STATUSES, utcnow
 from maild.templates import DEFAULT_DIR
+from maild.tickets.automation import after_changes
 from maild.tickets.ticket_page import PageFile, TicketPage, attachment_file, ticket_page
 
 log = get_logger("maild.web")
@@ -164,7 +165,10 @@ class WebPages:
 
         def work() -> Any:
             with transaction(self.writer) as session:
-                return change(session, *args, **kwargs)
+                result = change(session, *args, **kwargs)
+                # the rules and webhooks of what the page changed (a rating, a close), before the commit
+                after_changes(session, self.cfg, utcnow())
+                return result
 
         return await asyncio.get_running_loop().run_in_executor(self.pool, work)
 

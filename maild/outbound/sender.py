@@ -35,9 +35,12 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
+from maild.logs import get_logger
 from maild.mail.tokens import bounce_address, load_secret
 from maild.outbound import maildir
 from maild.outbound.stored_attachments import expand_stored, sent_bytes
+from maild.outbound.thread_headers import AGENT_ONLY_TEMPLATES
+from maild.storage import events
 from maild.storage.db import transaction
 from maild.storage.models import OutboxMessage, Ticket
 from maild.storage.notes import add_system_note
@@ -46,6 +49,8 @@ BACKOFF_BASE = dt.timedelta(minutes=1)
 BACKOFF_MAX = dt.timedelta(hours=4)
 CLAIM_LEASE = dt.timedelta(minutes=15)  # longer than any one send (timeout per recipient × recipients)
 CLAIM_BATCH = 50
+
+log = get_logger("maild.outbox")
 
 
 @dataclass(frozen=True)
@@ -311,6 +316,41 @@ def _note_on_ticket(session: Session, row: OutboxMessage, text: str, now: dt.dat
     add_system_note(session, ticket, text, by="outbox", at=now, subject=row.subject)
 
 
+# maild.tickets.automation.after_changes, which registers itself here (`on_sent`): the rules and webhooks
+# of a ticket's mail handed over (message.sent), run in the transaction that records it. The outbound
+# layer cannot import the ticket services; every process that sends imports them.
+_after_changes: Callable[[Session, Config, dt.datetime], object] | None = None
+
+
+def on_sent(after_changes: Callable[[Session, Config, dt.datetime], object]) -> None:
+    global _after_changes
+    _after_changes = after_changes
+
+
+def _announce_sent(session: Session, cfg: Config, row: OutboxMessage, now: dt.datetime) -> None:
+    """message.sent for a ticket's mail. In a savepoint, and never raising: the mail is out, and a rule or
+    webhook that fails must not make the sender think otherwise (and send it again)."""
+    if row.ticket_id is None or _after_changes is None:
+        return
+    try:
+        with session.begin_nested():
+            events.emit(
+                session,
+                "message.sent",
+                row.ticket_id,
+                row.desk_id,
+                message_id=row.message_id,
+                template=row.template,
+                to=list(row.delivered_to),
+                subject=row.subject,
+                to_agents=row.template in AGENT_ONLY_TEMPLATES,  # a notice, not mail to the customer
+            )
+            _after_changes(session, cfg, now.replace(tzinfo=dt.UTC))  # aware, as the other writers pass it
+    except Exception as exc:
+        events.discard_pending(session)
+        log.error("message_sent_not_announced", outbox_id=row.id, error=f"{type(exc).__name__}: {exc}")
+
+
 def _record(
     factory: sessionmaker[Session],
     cfg: Config,
@@ -355,6 +395,7 @@ def _record(
             row.status, row.next_attempt_at = "queued", now + backoff(row.attempts)
         elif row.delivered_to:
             row.status, row.sent_at = "sent", now
+            _announce_sent(session, cfg, row, now)
         else:
             row.status = "failed"
         return row.status

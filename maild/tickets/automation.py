@@ -12,6 +12,7 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from maild.config import Config
+from maild.outbound import sender
 from maild.storage.events import TicketEvent, take_pending
 from maild.tickets import rules_engine, webhook_queue
 
@@ -29,3 +30,7 @@ def after_changes(session: Session, cfg: Config, now: dt.datetime) -> list[Ticke
         webhook_queue.enqueue(session, events, now)
         seen.extend(events)
     return seen
+
+
+# The outbox sender (a lower layer) announces a ticket's mail handed over through this, in its transaction.
+sender.on_sent(after_changes)

@@ -1,0 +1,273 @@
+"""maildctl webhook add|list|remove|deliveries|show|redeliver: URLs told of ticket events (signed JSON POSTs,
+sent by `maild serve`: maild.outbound.webhook_sender). Every change is in the audit log; the secret never
+is, and is printed only by `add`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from maild.admin_cli.arguments import command_group
+from maild.admin_cli.common import App, UserError, find_desk, iso, print_json, print_table, who
+from maild.storage.events import EVENT_KINDS
+from maild.storage.models import Desk, Ticket, Webhook, WebhookDelivery, utcnow
+from maild.tickets import webhook_queue
+from maild.tickets.ticket_ops import record
+
+DELIVERY_STATES = ("pending", "delivered", "failed")
+NAME_MAX = 100
+
+
+def register(commands: Any) -> None:
+    sub = command_group(commands, "webhook", "URLs told of ticket events (signed JSON POSTs)")
+    add = sub.add_parser("add", help="subscribe a URL to ticket events")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("url", metavar="URL", help="http:// or https:// URL the events are POSTed to")
+    which = add.add_mutually_exclusive_group()
+    which.add_argument("--events", help=f"comma-separated event kinds: {', '.join(EVENT_KINDS)}")
+    which.add_argument("--all", action="store_true", help="every event kind (the default)")
+    add.add_argument("--desk", help="only this desk's tickets (default: every desk)")
+    add.add_argument("--secret", help="the HMAC key (default: a random one, printed once)")
+    add.set_defaults(handler=add_webhook)
+    lst = sub.add_parser("list", help="list the webhooks and their deliveries' states")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=list_webhooks)
+    remove = sub.add_parser("remove", help="remove a webhook and its deliveries")
+    remove.add_argument("name", metavar="NAME")
+    remove.set_defaults(handler=remove_webhook)
+    deliveries = sub.add_parser("deliveries", help="recent deliveries, newest first")
+    deliveries.add_argument("name", metavar="NAME", nargs="?", help="only this webhook's")
+    deliveries.add_argument("--state", help=f"only this state ({', '.join(DELIVERY_STATES)})")
+    deliveries.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    deliveries.add_argument("--json", action="store_true")
+    deliveries.set_defaults(handler=list_deliveries)
+    show = sub.add_parser("show", help="one delivery: its state, attempts and the body as sent")
+    show.add_argument("delivery_id", metavar="DELIVERY_ID")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=show_delivery)
+    again = sub.add_parser("redeliver", help="queue a delivery's body again (the same bytes)")
+    again.add_argument("delivery_id", metavar="DELIVERY_ID")
+    again.set_defaults(handler=redeliver)
+
+
+def _valid_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > NAME_MAX or any(c.isspace() for c in name):
+        raise UserError(f"webhook name {name!r}: use 1-{NAME_MAX} characters without spaces, e.g. crm")
+    return name
+
+
+def _valid_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(
+            f"URL {url!r}: must be http:// or https:// with a host, e.g. https://crm.example/hook"
+        )
+    return url.strip()
+
+
+def _valid_events(text: str | None) -> list[str]:
+    if text is None:
+        return []
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in EVENT_KINDS]
+    if unknown or not kinds:
+        raise UserError(f"unknown event {', '.join(unknown) or repr(text)}: use {', '.join(EVENT_KINDS)}")
+    return list(dict.fromkeys(kinds))
+
+
+def _find(session: Session, name: str) -> Webhook:
+    webhook = session.scalar(select(Webhook).where(Webhook.name == name))
+    if webhook is None:
+        raise UserError(f"no webhook {name!r}: see 'maildctl webhook list'")
+    return webhook
+
+
+def _audit_fields(webhook: Webhook, desk: str | None) -> dict[str, Any]:
+    return {"name": webhook.name, "url": webhook.url, "events": list(webhook.events), "desk": desk}
+
+
+def add_webhook(app: App, args: argparse.Namespace) -> int:
+    name, url, events = _valid_name(args.name), _valid_url(args.url), _valid_events(args.events)
+    secret = args.secret if args.secret is not None else secrets.token_hex(32)
+    if not secret.strip() or len(secret) > 200:
+        raise UserError("--secret: give 1-200 characters, or leave it out for a random one")
+    with app.session() as session:
+        desk = find_desk(session, args.desk, "--desk") if args.desk is not None else None
+        if session.scalar(select(Webhook.id).where(Webhook.name == name)) is not None:
+            raise UserError(f"webhook {name!r} exists already: remove it first, or choose another name")
+        webhook = Webhook(name=name, url=url, secret=secret, events=events, desk_id=desk.id if desk else None)
+        webhook.created_by = who()
+        session.add(webhook)
+        webhook_queue.forget_cached(session)
+        record(session, "webhook_add", _audit_fields(webhook, args.desk), actor=who())
+    print(f"added webhook {name}: {url} ({', '.join(events) or 'all events'}, {args.desk or 'every desk'})")
+    if args.secret is None:
+        print(f"secret (shown once; the receiver checks X-Hub-Signature-256 with it): {secret}")
+    return 0
+
+
+def _webhook_json(webhook: Webhook, desk: str | None, states: dict[str, int]) -> dict[str, Any]:
+    return {
+        "name": webhook.name,
+        "url": webhook.url,
+        "events": list(webhook.events),  # empty: every event kind
+        "all_events": not webhook.events,
+        "desk": desk,
+        "active": webhook.active,
+        "created_by": webhook.created_by,
+        "created_at": iso(webhook.created_at),
+        "deliveries": {state: states.get(state, 0) for state in DELIVERY_STATES},
+    }
+
+
+def list_webhooks(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        counts: dict[int, dict[str, int]] = {}
+        for webhook_id, state, n in session.execute(
+            select(WebhookDelivery.webhook_id, WebhookDelivery.state, func.count()).group_by(
+                WebhookDelivery.webhook_id, WebhookDelivery.state
+            )
+        ):
+            counts.setdefault(webhook_id, {})[state] = n
+        query = select(Webhook, Desk.name).outerjoin(Desk, Desk.id == Webhook.desk_id).order_by(Webhook.name)
+        rows = [_webhook_json(w, desk, counts.get(w.id, {})) for w, desk in session.execute(query)]
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table(
+        ["NAME", "URL", "EVENTS", "DESK", "PENDING", "DELIVERED", "FAILED"],
+        [
+            [
+                r["name"],
+                r["url"],
+                ",".join(r["events"]) or "all",
+                r["desk"] or "all",
+                *(r["deliveries"][s] for s in DELIVERY_STATES),
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def remove_webhook(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        webhook = _find(session, args.name)
+        desk = session.get(Desk, webhook.desk_id) if webhook.desk_id is not None else None
+        detail = _audit_fields(webhook, desk.name if desk else None)
+        # Explicitly: SQLite enforces ON DELETE CASCADE only with foreign keys switched on.
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id))
+        session.delete(webhook)
+        webhook_queue.forget_cached(session)
+        record(session, "webhook_remove", detail, actor=who())
+    print(f"removed webhook {args.name} and its deliveries")
+    return 0
+
+
+def _delivery_json(delivery: WebhookDelivery, webhook: str, number: str | None) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery.delivery_id,
+        "webhook": webhook,
+        "event": delivery.event,
+        "ticket": number,
+        "state": delivery.state,
+        "attempts": delivery.attempts,
+        "last_status": delivery.last_status,
+        "last_error": delivery.last_error,
+        "created_at": iso(delivery.created_at),
+        "last_attempt_at": iso(delivery.last_attempt_at),
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.state == "pending" else None,
+        "delivered_at": iso(delivery.delivered_at),
+    }
+
+
+def list_deliveries(app: App, args: argparse.Namespace) -> int:
+    if args.state is not None and args.state not in DELIVERY_STATES:
+        raise UserError(f"unknown --state {args.state!r}: use one of {', '.join(DELIVERY_STATES)}")
+    if args.limit < 1:
+        raise UserError(f"--limit {args.limit}: give a number of deliveries, at least 1")
+    query = (
+        select(WebhookDelivery, Webhook.name, Ticket.number)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .outerjoin(Ticket, Ticket.id == WebhookDelivery.ticket_id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(args.limit)
+    )
+    with app.session() as session:
+        if args.name is not None:
+            query = query.where(WebhookDelivery.webhook_id == _find(session, args.name).id)
+        if args.state is not None:
+            query = query.where(WebhookDelivery.state == args.state)
+        rows = [_delivery_json(d, name, number) for d, name, number in session.execute(query)]
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table(
+        ["DELIVERY", "WEBHOOK", "EVENT", "TICKET", "STATE", "ATTEMPTS", "STATUS", "ERROR"],
+        [
+            [
+                r["delivery_id"],
+                r["webhook"],
+                r["event"],
+                r["ticket"],
+                r["state"],
+                r["attempts"],
+                r["last_status"],
+                r["last_error"],
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def _find_delivery(session: Session, delivery_id: str) -> WebhookDelivery:
+    wanted = delivery_id.strip().lower()
+    delivery = session.scalar(select(WebhookDelivery).where(WebhookDelivery.delivery_id == wanted))
+    if delivery is None:
+        raise UserError(f"no delivery {delivery_id!r}: see 'maildctl webhook deliveries'")
+    return delivery
+
+
+def show_delivery(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        delivery = _find_delivery(session, args.delivery_id)
+        webhook = session.get(Webhook, delivery.webhook_id)
+        ticket = session.get(Ticket, delivery.ticket_id) if delivery.ticket_id is not None else None
+        data = _delivery_json(delivery, webhook.name if webhook else "", ticket.number if ticket else None)
+        data["url"] = webhook.url if webhook else None
+        body = bytes(delivery.body)
+    data["body"] = json.loads(body)
+    if args.json:
+        print_json(data)
+        return 0
+    for key, value in data.items():
+        if key != "body":
+            print(f"{key}: {'' if value is None else value}")
+    print()
+    print(json.dumps(data["body"], indent=2, ensure_ascii=False))
+    return 0
+
+
+def redeliver(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        delivery = _find_delivery(session, args.delivery_id)
+        wanted = delivery.delivery_id
+        again = webhook_queue.redeliver(session, delivery, utcnow())
+        webhook = session.get(Webhook, delivery.webhook_id)
+        detail = {
+            "webhook": webhook.name if webhook else None,
+            "of": wanted,
+            "delivery_id": again.delivery_id,
+        }
+        record(session, "webhook_redeliver", detail, actor=who(), ticket_id=delivery.ticket_id)
+        new_id = again.delivery_id
+    print(f"queued {new_id} (the body of {wanted}); maild serve sends it")
+    return 0
