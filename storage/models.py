@@ -99,6 +99,8 @@ class Desk(Base):
     # address has been confirmed through a link mailed to it.
     web_new_tickets: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     web_confirm_address: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The desk's hours in its timezone ("mon-fri 09:00-17:00, sat 10:00-14:00"; "": none), for rules.
+    business_hours: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     addresses: Mapped[list[DeskAddress]] = relationship(
@@ -165,6 +167,8 @@ class Contact(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | bouncing
     status_reason: Mapped[str] = mapped_column(Text, default="", server_default="")  # why bouncing
+    # Custom attributes (`maildctl contact attr`), text values: rules' `contact KEY is|within` conditions.
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
