@@ -203,3 +203,8 @@ def remove_rule(session: Session, desk: Desk, rule: Rule, *, actor: str) -> None
 def touch_all(session: Session, now: dt.datetime) -> None:
     """Mark every rule changed (their cached parse is read again), e.g. after an upgrade of the grammar."""
     session.execute(update(Rule).values(updated_at=now))
+
+
+def desks_with_rules(session: Session) -> list[Desk]:
+    query = select(Desk).where(Desk.id.in_(select(Rule.desk_id))).order_by(Desk.name)
+    return list(session.scalars(query))

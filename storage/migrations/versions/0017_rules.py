@@ -38,9 +38,7 @@ def upgrade() -> None:
         "rule_firings",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("rule_id", sa.Integer(), sa.ForeignKey("rules.id", ondelete="CASCADE"), nullable=False),
-        sa.Column(
-            "ticket_id", sa.Integer(), sa.ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("ticket_id", sa.Integer(), sa.ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False),
         sa.Column("event_key", sa.String(200), nullable=False),
         sa.Column("fired_at", sa.DateTime(), nullable=False),
         sa.UniqueConstraint("rule_id", "ticket_id", "event_key"),
