@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from maild.admin_cli.common import App, UserError, find_desk, print_json, print_
 from maild.admin_cli.escalations import template_exists
 from maild.config import Config
 from maild.mail.mailparse import parse_mail
+from maild.mail.parsed import NotAMessage, ParsedMail
 from maild.storage.models import Desk
 from maild.storage.records import Rule
 from maild.tickets import rule_store
@@ -258,8 +260,6 @@ def move_rule(app: App, args: argparse.Namespace) -> int:
 
 
 def _read_mail(name: str) -> bytes:
-    import sys
-
     try:
         data = sys.stdin.buffer.read(MAX_MAIL + 1) if name == "-" else Path(name).read_bytes()
     except OSError as exc:
@@ -269,14 +269,20 @@ def _read_mail(name: str) -> bytes:
     return data
 
 
+def _mail(name: str) -> ParsedMail:
+    try:
+        return parse_mail(_read_mail(name))
+    except NotAMessage as exc:
+        raise UserError(f"{name} is not a mail: {exc}") from None
+
+
 def test_rule(app: App, args: argparse.Namespace) -> int:
-    mail = parse_mail(_read_mail(args.file))
     now = dt.datetime.now(dt.UTC)
     with app.factory() as session:  # read only: nothing is stored, nothing to commit
         desk = find_desk(session, args.desk)
         rule = _find(session, desk, args.name)
         parsed = _parse(rule.name, rule.trigger, list(rule.conditions), list(rule.actions))
-        facts = Facts(session, desk, now, mail=mail)
+        facts = Facts(session, desk, now, mail=_mail(args.file))
         checks = [{"condition": c.text, "holds": holds(facts, c)} for c in parsed.conditions]
         result: dict[str, Any] = {
             "rule": rule.name,

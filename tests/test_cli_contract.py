@@ -127,11 +127,15 @@ def _samples(numbers: list[str], mbox: Path) -> dict[str, Any]:
 SAMPLES_OF: dict[tuple[str, ...], dict[str, Any]] = {
     ("agent", "set"): {"email": BOB},
     ("category", "add"): {"name": "leads"},
+    ("rule", "add"): {"on": "ticket created"},
+    ("rule", "move"): {"to": "1"},
+    ("rule", "test"): {"file": "-"},
 }
 EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {
     ("category", "agents"): ["--add", BOB],
     ("escalation", "add"): ["--notify-agents"],
     ("escalation", "set"): ["--active"],
+    ("rule", "add"): ["--then", "tag x"],
 }
 
 
