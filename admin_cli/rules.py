@@ -236,7 +236,7 @@ def set_rule(app: App, args: argparse.Namespace) -> int:
         if changes:
             rule_store.change_rule(session, rule, changes, actor=who(), now=now)
         if position is not None:
-            rule_store.move_rule(session, desk, rule, position, actor=who())
+            rule_store.move_rule(session, desk, rule, position, actor=who(), now=now)
     print(f"rule {args.name} of desk {args.desk} changed")
     return 0
 
@@ -244,7 +244,13 @@ def set_rule(app: App, args: argparse.Namespace) -> int:
 def remove_rule(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         desk = find_desk(session, args.desk)
-        rule_store.remove_rule(session, desk, _find(session, desk, args.name), actor=who())
+        rule_store.remove_rule(
+            session,
+            desk,
+            _find(session, desk, args.name),
+            actor=who(),
+            now=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        )
     print(f"rule {args.name} removed from desk {args.desk}")
     return 0
 
@@ -254,7 +260,8 @@ def move_rule(app: App, args: argparse.Namespace) -> int:
     assert to is not None
     with app.session() as session:
         desk = find_desk(session, args.desk)
-        at = rule_store.move_rule(session, desk, _find(session, desk, args.name), to, actor=who())
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        at = rule_store.move_rule(session, desk, _find(session, desk, args.name), to, actor=who(), now=now)
     print(f"rule {args.name} of desk {args.desk} is now at position {at}")
     return 0
 

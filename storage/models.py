@@ -101,6 +101,8 @@ class Desk(Base):
     web_confirm_address: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # The desk's hours in its timezone ("mon-fri 09:00-17:00, sat 10:00-14:00"; "": none), for rules.
     business_hours: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # Bumped by every change to the desk's rules: the engine's cache of them is good while it is the same.
+    rules_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     addresses: Mapped[list[DeskAddress]] = relationship(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from maild.storage.models import Category, Desk
 from maild.storage.records import Rule, RuleFiring
 from maild.tickets.lookup import matching_agents
-from maild.tickets.rule_grammar import ParsedRule, RuleSyntaxError, parse_rule
+from maild.tickets.rule_grammar import Condition, ParsedRule, RuleSyntaxError, evaluation_order, parse_rule
 from maild.tickets.statuses import statuses_of
 from maild.tickets.ticket_ops import iso, record
 
@@ -25,6 +25,7 @@ class LoadedRule:
     name: str
     position: int
     parsed: ParsedRule
+    checks: tuple[Condition, ...]  # the conditions in the order the engine checks them (cheap first)
 
 
 _CACHE: dict[tuple[int, dt.datetime], ParsedRule] = {}
@@ -41,33 +42,50 @@ def _parsed(row: Any) -> ParsedRule:
     return found
 
 
-def active_rules(
-    session: Session, desk_ids: set[int], kinds: set[str] | None = None
-) -> dict[int, list[LoadedRule]]:
-    """Each desk's active rules in order (only those of trigger `kinds`, when given). A stored rule that
-    no longer parses (written by a newer maild) is left out."""
+# Each desk's active rules, parsed, by (database, desk) with the desk's rules_version they were read at:
+# a mail whose desk is loaded costs no query for them.
+_DESKS: dict[tuple[str, int], tuple[int, list[LoadedRule]]] = {}
+
+
+def _read_desk(session: Session, desk_id: int) -> list[LoadedRule]:
+    """A stored rule that no longer parses (written by a newer maild) is left out."""
     rows = session.execute(
         select(
-            Rule.id,
-            Rule.desk_id,
-            Rule.name,
-            Rule.position,
-            Rule.trigger,
-            Rule.conditions,
-            Rule.actions,
-            Rule.updated_at,
+            Rule.id, Rule.name, Rule.position, Rule.trigger, Rule.conditions, Rule.actions, Rule.updated_at
         )
-        .where(Rule.desk_id.in_(desk_ids), Rule.active)
-        .order_by(Rule.desk_id, Rule.position, Rule.id)
+        .where(Rule.desk_id == desk_id, Rule.active)
+        .order_by(Rule.position, Rule.id)
     )
-    found: dict[int, list[LoadedRule]] = {}
+    found = []
     for row in rows:
         try:
             parsed = _parsed(row)
+            found.append(
+                LoadedRule(row.id, row.name, row.position, parsed, evaluation_order(parsed.conditions))
+            )
         except RuleSyntaxError:
             continue
-        if kinds is None or parsed.trigger.kind in kinds:
-            found.setdefault(row.desk_id, []).append(LoadedRule(row.id, row.name, row.position, parsed))
+    return found
+
+
+def active_rules(
+    session: Session, desk_ids: set[int], kinds: set[str] | None = None
+) -> dict[int, list[LoadedRule]]:
+    """Each desk's active rules in order (only those of trigger `kinds`, when given)."""
+    database = str(session.get_bind().engine.url)
+    found: dict[int, list[LoadedRule]] = {}
+    for desk_id in desk_ids:
+        desk = session.get(Desk, desk_id)
+        if desk is None:
+            continue
+        cached = _DESKS.get((database, desk_id))
+        if cached is None or cached[0] != desk.rules_version:
+            if len(_DESKS) >= _CACHE_SIZE:
+                _DESKS.clear()
+            cached = _DESKS[(database, desk_id)] = (desk.rules_version, _read_desk(session, desk_id))
+        rules = [r for r in cached[1] if kinds is None or r.parsed.trigger.kind in kinds]
+        if rules:
+            found[desk_id] = rules
     return found
 
 
@@ -128,19 +146,18 @@ def rule_json(session: Session, rule: Rule) -> dict[str, Any]:
 
 
 def _audit(session: Session, action: str, rule: Rule, actor: str, **extra: Any) -> None:
+    """The audit row of a change to `rule`, which also bumps its desk's rules_version (the engine's cache)."""
+    session.execute(update(Desk).where(Desk.id == rule.desk_id).values(rules_version=Desk.rules_version + 1))
     detail = {"desk_id": rule.desk_id, "name": rule.name, "trigger": rule.trigger}
     detail |= {"conditions": list(rule.conditions), "actions": list(rule.actions), "position": rule.position}
     record(session, action, detail | extra, actor=actor)
 
 
-def _count(session: Session, desk: Desk) -> int:
-    return session.scalar(select(func.count()).where(Rule.desk_id == desk.id)) or 0
-
-
-def _renumber(session: Session, desk: Desk, ordered: list[Rule]) -> None:
+def _renumber(session: Session, desk: Desk, ordered: list[Rule], now: dt.datetime) -> None:
     for index, rule in enumerate(ordered, start=1):
         if rule.position != index:
-            rule.position = index
+            # updated_at too: the engine's cache of the desk's rules sees the new order
+            rule.position, rule.updated_at = index, now
     session.flush()
 
 
@@ -167,7 +184,7 @@ def add_rule(
     )
     others.insert(at - 1, rule)
     session.add(rule)
-    _renumber(session, desk, others)
+    _renumber(session, desk, others, now)
     _audit(session, "rule_add", rule, actor, desk=desk.name)
     return rule
 
@@ -182,27 +199,22 @@ def change_rule(
     _audit(session, "rule_set", rule, actor, before=before)
 
 
-def move_rule(session: Session, desk: Desk, rule: Rule, to: int, *, actor: str) -> int:
+def move_rule(session: Session, desk: Desk, rule: Rule, to: int, *, actor: str, now: dt.datetime) -> int:
     others = [r for r in ordered_rules(session, desk) if r.id != rule.id]
     at = max(1, min(to, len(others) + 1))
     before = rule.position
     others.insert(at - 1, rule)
     # Positions are not unique: no constraint trips while they are rewritten one by one.
-    _renumber(session, desk, others)
+    _renumber(session, desk, others, now)
     _audit(session, "rule_move", rule, actor, before=before, after=at)
     return at
 
 
-def remove_rule(session: Session, desk: Desk, rule: Rule, *, actor: str) -> None:
+def remove_rule(session: Session, desk: Desk, rule: Rule, *, actor: str, now: dt.datetime) -> None:
     _audit(session, "rule_remove", rule, actor, desk=desk.name)
     session.delete(rule)  # its firings go with it (ON DELETE CASCADE)
     session.flush()
-    _renumber(session, desk, ordered_rules(session, desk))
-
-
-def touch_all(session: Session, now: dt.datetime) -> None:
-    """Mark every rule changed (their cached parse is read again), e.g. after an upgrade of the grammar."""
-    session.execute(update(Rule).values(updated_at=now))
+    _renumber(session, desk, ordered_rules(session, desk), now)
 
 
 def desks_with_rules(session: Session) -> list[Desk]:

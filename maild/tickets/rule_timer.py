@@ -75,7 +75,7 @@ def _fire_one(
         and ticket_escalation_since(ticket) <= now - dt.timedelta(hours=trigger.hours)
     )
     if not due or not conditions_hold(
-        rule.parsed.conditions, Facts(session, ticket.desk, now, ticket=ticket)
+        rule.checks, Facts(session, ticket.desk, now, ticket=ticket)
     ):
         return None
     event = TicketEvent(TIME_EVENT, ticket.id, desk_id, {"rule": rule.name, "status": ticket.status})

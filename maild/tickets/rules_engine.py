@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from maild.config import Config
@@ -32,6 +32,7 @@ from maild.tickets.rule_store import LoadedRule, active_rules
 log = logging.getLogger("maild.rules")
 
 _FIRINGS = "maild.rules.firings"
+_SEEN = "maild.rules.seen"  # (rule, ticket, event key) fired in this transaction
 EVENT_TRIGGERS = {"ticket.created": "created", "status.changed": "status_changed"}
 
 
@@ -56,6 +57,18 @@ def conditions_hold(conditions: Sequence[Condition], facts: Facts) -> bool:
     return all(holds(facts, condition) for condition in conditions)
 
 
+def _holds(rule: LoadedRule, facts: Facts) -> bool:
+    """The rule's conditions all hold; one that cannot be checked (a bug, a broken contact attribute) means
+    the rule does not fire, logged, and never costs the mail. Database trouble is raised."""
+    try:
+        return conditions_hold(rule.checks, facts)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.exception("rule conditions failed", extra={"rule": rule.name})
+        return False
+
+
 def run_rules(
     session: Session, cfg: Config, events: Sequence[TicketEvent], now: dt.datetime
 ) -> list[rule_actions.Firing]:
@@ -65,23 +78,33 @@ def run_rules(
     if not wanted:
         return []
     rules = active_rules(session, {e.desk_id for e, _ in wanted})
+    # The opening message of a new ticket, for `ticket created`'s sender, subject and body conditions.
+    opening = {
+        e.ticket_id: int(e.data["message_id"])
+        for e in events
+        if e.kind == "message.received" and e.ticket_id in created
+    }
     fired: list[rule_actions.Firing] = []
     for event, kind in wanted:
         candidates = [r for r in rules.get(event.desk_id, ()) if r.parsed.trigger.kind == kind]
         if candidates:
-            fired += _run_event(session, cfg, event, candidates, now)
+            message_id = event.data.get("message_id", opening.get(event.ticket_id))
+            fired += _run_event(session, cfg, event, candidates, message_id, now)
     return fired
 
 
 def _run_event(
-    session: Session, cfg: Config, event: TicketEvent, candidates: list[LoadedRule], now: dt.datetime
+    session: Session,
+    cfg: Config,
+    event: TicketEvent,
+    candidates: list[LoadedRule],
+    message_id: int | None,
+    now: dt.datetime,
 ) -> list[rule_actions.Firing]:
     ticket = session.get(Ticket, event.ticket_id)
     if ticket is None or ticket.merged_into_id is not None:
         return []
-    message = session.get(Message, event.data["message_id"]) if "message_id" in event.data else None
-    if message is None and event.kind == "ticket.created":
-        message = next((m for m in ticket.messages if m.kind in ("customer", "agent")), None)
+    message = session.get(Message, message_id) if message_id is not None else None
     facts = Facts(session, ticket.desk, now, ticket=ticket, message=message)
     key = _event_key(event, ticket)
     fired = []
@@ -89,7 +112,7 @@ def _run_event(
         wanted_status = rule.parsed.trigger.status
         if wanted_status is not None and event.data.get("after") != wanted_status:
             continue
-        if not conditions_hold(rule.parsed.conditions, facts):
+        if not _holds(rule, facts):
             continue
         firing = fire(session, cfg, rule, ticket, event, key, now)
         if firing is None:
@@ -110,14 +133,14 @@ def fire(
     now: dt.datetime,
 ) -> rule_actions.Firing | None:
     """Record the firing and do the rule's actions, each in a savepoint; None when the rule has fired on
-    this event already."""
-    try:
-        with session.begin_nested():
-            session.add(
-                RuleFiring(rule_id=rule.id, ticket_id=ticket.id, event_key=key[:200], fired_at=_naive(now))
-            )
-    except IntegrityError:
+    this event already in this transaction. (Event keys are new in each transaction: a message's id, a
+    ticket's creation, a status entered at a time; the unique constraint is the backstop, and the time
+    triggers' own check.)"""
+    seen: set[tuple[int, int, str]] = session.info.setdefault(_SEEN, set())
+    if (rule.id, ticket.id, key[:200]) in seen:
         return None
+    seen.add((rule.id, ticket.id, key[:200]))
+    session.add(RuleFiring(rule_id=rule.id, ticket_id=ticket.id, event_key=key[:200], fired_at=_naive(now)))
     firing = rule_actions.Firing(
         session, cfg, rule.id, rule.name, ticket, event, _aware(now), trigger=rule.parsed.trigger.text
     )
@@ -162,6 +185,13 @@ def _act(firing: rule_actions.Firing, action: Any) -> None:
             by=firing.actor,
             at=firing.now,
         )
+
+
+@sa_event.listens_for(Session, "after_commit")
+@sa_event.listens_for(Session, "after_rollback")
+def _end(session: Session) -> None:
+    session.info.pop(_SEEN, None)
+    session.info.pop(_FIRINGS, None)
 
 
 def take_firings(session: Session) -> list[rule_actions.Firing]:

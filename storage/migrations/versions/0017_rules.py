@@ -48,10 +48,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("attributes", sa.JSON(), nullable=False, server_default="{}"))
     with op.batch_alter_table("desks") as batch:
         batch.add_column(sa.Column("business_hours", sa.String(200), nullable=False, server_default=""))
+        batch.add_column(sa.Column("rules_version", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("desks") as batch:
+        batch.drop_column("rules_version")
         batch.drop_column("business_hours")
     with op.batch_alter_table("contacts") as batch:
         batch.drop_column("attributes")
