@@ -225,3 +225,83 @@ def test_explain_shows_the_rules(
         contact = session.scalars(select(Contact)).first()
     assert contact is None
     assert Desk  # the desk is all there is
+
+
+def test_each_condition_on_a_mail(session_factory: Factory, config_file: Path) -> None:
+    from maild.mail.mailparse import parse_mail
+    from maild.tickets.business_hours import is_inside
+    from maild.tickets.rule_conditions import Facts, holds
+
+    ok(ctl(config_file, "contact", "add", "alice@customer.example"))
+    ok(ctl(config_file, "contact", "attr", "alice@customer.example", "ordered=2026-01-01", "plan=gold"))
+    ok(ctl(config_file, "desk", "set", "support", "--business-hours", "sat 09:00-10:00"))
+    raw = (
+        b"From: Alice <Alice@Customer.Example>\r\nTo: support@example.com\r\n"
+        b"Subject: [URGENT] Refund please\r\n"
+        b"Message-ID: <c@customer.example>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
+        b"I want to cancel my subscription, order 123456.\r\n--b\r\nContent-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="invoice.pdf"\r\n\r\n%PDF-1.4\r\n--b--\r\n'
+    )
+    with session_factory() as session:
+        desk = session.scalars(select(Desk)).one()
+        facts = Facts(session, desk, NOW, mail=parse_mail(raw))
+        expected = {
+            "sender is alice@customer.example": True,
+            "sender domain is example": True,  # its subdomains too
+            "sender domain is customer": False,
+            "sender domain is example.com": False,
+            "body contains cancel subscription": True,
+            "body contains refund": False,
+            "subject contains refund": True,
+            "subject matches ^\\[URGENT\\]": True,
+            "subject matches ^\\[urgent\\]": False,
+            "body matches order \\d{6}": True,
+            "has attachments": True,
+            "inside business hours": True,  # NOW is Saturday 09:30 UTC
+            "outside business hours": False,
+            "customer is known": False,
+            "customer is new": True,
+            "contact plan is gold": True,
+            "not contact plan is gold": False,
+            "contact plan is": False,
+            "contact ordered within 30 days": False,
+            "contact ordered within 90 days": True,
+            "contact missing within 90 days": False,
+            "category is none": True,
+            "status is open": True,
+            "tag is vip": False,
+            "desk is Support": True,
+        }
+        assert {text: holds(facts, parse_condition(text)) for text in expected} == expected
+    assert is_inside(
+        "mon-fri 09:00-17:00", "Europe/Budapest", dt.datetime(2026, 3, 9, 8, 30, tzinfo=dt.UTC)
+    )  # 9:30 CET
+    assert not is_inside(
+        "mon-fri 09:00-17:00", "Europe/Budapest", dt.datetime(2026, 3, 9, 16, 30, tzinfo=dt.UTC)
+    )
+    assert is_inside("sun-mon 22:00-24:00", "UTC", dt.datetime(2026, 3, 8, 23, 0, tzinfo=dt.UTC))
+    assert not is_inside("", "UTC", NOW)
+
+
+def test_category_and_untag_actions(session_factory: Factory, cfg: Config, config_file: Path) -> None:
+    ok(ctl(config_file, "category", "add", "support", "Billing"))
+    rule(config_file, "tagger", "ticket created", [], ["tag temp", "tag keep"])
+    rule(
+        config_file,
+        "sorter",
+        "ticket created",
+        ["tag is temp"],
+        ["category Billing", "untag temp", "untag never"],
+    )
+    rule(config_file, "billing", "status changed to closed", ["category is Billing"], ["category none"])
+    number = open_ticket(session_factory, cfg)
+    _t, tags, notes = state(session_factory, number)
+    assert tags == ["keep"] and notes == []
+    with session_factory() as session:
+        assert ticket(session, number).category.name == "Billing"  # type: ignore[union-attr]
+    ok(ctl(config_file, "ticket", "status", number, "closed"))
+    with session_factory() as session:
+        assert ticket(session, number).category is None
+    [audit] = [a for a in rule_audits(session_factory) if a.action == "rule" and a.actor == "rule:sorter"]
+    assert audit.detail["done"] == ["category none → Billing", "tag temp removed", "not tagged never"]

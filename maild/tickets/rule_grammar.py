@@ -7,7 +7,7 @@ Triggers: `ticket created`, `customer replied`, `agent replied`, `status changed
 Conditions, each may start with `not`: `desk is D`, `category is C|none`, `status is S`, `priority is P`,
 `tag is T`, `sender is ADDRESS`, `sender domain is DOMAIN`, `customer is new|known`,
 `subject contains WORDS`, `body contains WORDS`, `subject matches PATTERN`, `body matches PATTERN`,
-`has attachments`, `inside business hours`, `outside business hours`, `contact KEY is VALUE`,
+`has attachments`, `inside business hours`, `outside business hours`, `contact KEY is [VALUE]`,
 `contact KEY within N days`.
 Actions: `status S`, `priority P`, `category C|none`, `assign AGENT|round-robin`, `tag T`, `untag T`,
 `cc ADDRESS`, `note TEXT`, `send TEMPLATE`, `notify agents`, `webhook NAME`, `stop`."""
@@ -29,7 +29,7 @@ TRIGGERS_HELP = "ticket created, customer replied, agent replied, status changed
 CONDITIONS_HELP = (
     "[not] desk is D, category is C|none, status is S, priority is P, tag is T, sender is ADDRESS, "
     "sender domain is DOMAIN, customer is new|known, subject|body contains WORDS, subject|body matches "
-    "PATTERN, has attachments, inside|outside business hours, contact KEY is VALUE, contact KEY within N days"
+    "PATTERN, has attachments, inside|outside business hours, contact KEY is [VALUE], contact KEY within N days"
 )
 ACTIONS_HELP = (
     "status S, priority P, category C|none, assign AGENT|round-robin, tag T, untag T, cc ADDRESS, "
@@ -173,8 +173,8 @@ _CONDITIONS: list[tuple[str, str, Callable[[re.Match[str]], dict[str, Any]]]] = 
     ("contact_within", r"contact (?P<k>[\w.-]+) within (?P<n>\S+) days?", _within),
     (
         "contact_is",
-        r"contact (?P<k>[\w.-]+) is (?P<v>.*)",
-        lambda m: {"key": m["k"], "value": m["v"].strip()},
+        r"contact (?P<k>[\w.-]+) is(?: (?P<v>.*))?",  # `contact KEY is` alone: the contact has no KEY
+        lambda m: {"key": m["k"], "value": (m["v"] or "").strip()},
     ),
 ]
 
