@@ -305,3 +305,17 @@ def test_category_and_untag_actions(session_factory: Factory, cfg: Config, confi
         assert ticket(session, number).category is None
     [audit] = [a for a in rule_audits(session_factory) if a.action == "rule" and a.actor == "rule:sorter"]
     assert audit.detail["done"] == ["category none → Billing", "tag temp removed", "not tagged never"]
+
+
+def test_send_skips_an_automatic_sender(session_factory: Factory, cfg: Config, config_file: Path) -> None:
+    rule(config_file, "ack", "customer replied", [], ["send ticket_created"])
+    number = open_ticket(session_factory, cfg)
+    robot = mail(
+        message_id="<ooo@customer.example>",
+        subject=f"Out of office: [{number}] Printer on fire",
+        extra=[("Auto-Submitted", "auto-replied")],
+    )
+    deliver(session_factory, cfg, robot, SUPPORT)
+    [audit] = [a for a in rule_audits(session_factory) if a.action == "rule" and a.actor == "rule:ack"]
+    [done] = audit.detail["done"]
+    assert done.startswith("ticket_created not sent: alice@customer.example (")

@@ -22,6 +22,7 @@ from maild.tickets.lookup import matching_agents
 from maild.tickets.notices import notice_recipients
 from maild.tickets.participants import automatic_recipients
 from maild.tickets.presence import is_present, present_agents
+from maild.tickets.quiet import without_automatic_senders
 from maild.tickets.replies import queue_agent_notice
 from maild.tickets.rule_grammar import Action
 from maild.tickets.statuses import statuses_of
@@ -145,19 +146,22 @@ def _note(run: Firing, action: Action) -> str:
 
 def _send(run: Firing, action: Action) -> str:
     customer, sub_customers = automatic_recipients(run.ticket)
-    dropped: dict[str, str] = {}
-    row = queue_mail(
-        run.session,
-        run.cfg,
-        run.ticket,
-        action.value,
-        [customer],
-        cc=sub_customers,
-        automatic=True,
-        now=run.now,
-        variables={"ticket_status": run.ticket.status, "rule_name": run.rule_name},
-        dropped=dropped,
-    )
+    # Never to an address whose latest mail on the ticket is automatic: two auto-responders would loop.
+    to, cc, dropped = without_automatic_senders(run.session, run.ticket, [customer], sub_customers)
+    row = None
+    if to or cc:
+        row = queue_mail(
+            run.session,
+            run.cfg,
+            run.ticket,
+            action.value,
+            to or cc[:1],
+            cc=cc if to else cc[1:],
+            automatic=True,
+            now=run.now,
+            variables={"ticket_status": run.ticket.status, "rule_name": run.rule_name},
+            dropped=dropped,
+        )
     ticket_ops.audit(
         run.session, run.ticket, "rule_send", actor=run.actor, now=run.now, template=action.value
     )

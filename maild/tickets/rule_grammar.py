@@ -29,7 +29,8 @@ TRIGGERS_HELP = "ticket created, customer replied, agent replied, status changed
 CONDITIONS_HELP = (
     "[not] desk is D, category is C|none, status is S, priority is P, tag is T, sender is ADDRESS, "
     "sender domain is DOMAIN, customer is new|known, subject|body contains WORDS, subject|body matches "
-    "PATTERN, has attachments, inside|outside business hours, contact KEY is [VALUE], contact KEY within N days"
+    "PATTERN, has attachments, inside|outside business hours, contact KEY is [VALUE], "
+    "contact KEY within N days"
 )
 ACTIONS_HELP = (
     "status S, priority P, category C|none, assign AGENT|round-robin, tag T, untag T, cc ADDRESS, "

@@ -148,7 +148,8 @@ def rule_json(session: Session, rule: Rule) -> dict[str, Any]:
 def _audit(session: Session, action: str, rule: Rule, actor: str, **extra: Any) -> None:
     """The audit row of a change to `rule`, which also bumps its desk's rules_version (the engine's cache)."""
     session.execute(update(Desk).where(Desk.id == rule.desk_id).values(rules_version=Desk.rules_version + 1))
-    detail = {"desk_id": rule.desk_id, "name": rule.name, "trigger": rule.trigger}
+    desk = session.get(Desk, rule.desk_id)
+    detail: dict[str, Any] = {"desk": desk.name if desk else None, "name": rule.name, "trigger": rule.trigger}
     detail |= {"conditions": list(rule.conditions), "actions": list(rule.actions), "position": rule.position}
     record(session, action, detail | extra, actor=actor)
 
@@ -185,7 +186,7 @@ def add_rule(
     others.insert(at - 1, rule)
     session.add(rule)
     _renumber(session, desk, others, now)
-    _audit(session, "rule_add", rule, actor, desk=desk.name)
+    _audit(session, "rule_add", rule, actor)
     return rule
 
 
@@ -211,7 +212,7 @@ def move_rule(session: Session, desk: Desk, rule: Rule, to: int, *, actor: str, 
 
 
 def remove_rule(session: Session, desk: Desk, rule: Rule, *, actor: str, now: dt.datetime) -> None:
-    _audit(session, "rule_remove", rule, actor, desk=desk.name)
+    _audit(session, "rule_remove", rule, actor)
     session.delete(rule)  # its firings go with it (ON DELETE CASCADE)
     session.flush()
     _renumber(session, desk, ordered_rules(session, desk), now)

@@ -74,9 +74,7 @@ def _fire_one(
         and not is_quiet_import(ticket)
         and ticket_escalation_since(ticket) <= now - dt.timedelta(hours=trigger.hours)
     )
-    if not due or not conditions_hold(
-        rule.checks, Facts(session, ticket.desk, now, ticket=ticket)
-    ):
+    if not due or not conditions_hold(rule.checks, Facts(session, ticket.desk, now, ticket=ticket)):
         return None
     event = TicketEvent(TIME_EVENT, ticket.id, desk_id, {"rule": rule.name, "status": ticket.status})
     firing = fire(session, cfg, rule, ticket, event, f"time:{state_key(ticket)}", now)
