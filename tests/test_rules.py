@@ -319,3 +319,20 @@ def test_send_skips_an_automatic_sender(session_factory: Factory, cfg: Config, c
     [audit] = [a for a in rule_audits(session_factory) if a.action == "rule" and a.actor == "rule:ack"]
     [done] = audit.detail["done"]
     assert done.startswith("ticket_created not sent: alice@customer.example (")
+
+
+def test_an_imported_backlog_sets_off_no_rule(
+    session_factory: Factory, config_file: Path, tmp_path: Path
+) -> None:
+    import mailbox
+
+    rule(config_file, "ack", "ticket created", [], ["send ticket_created", "tag acked"])
+    box = mailbox.mbox(str(tmp_path / "old.mbox"))
+    box.add(mailbox.mboxMessage(mail(message_id="<old@customer.example>")))
+    box.close()
+    ok(ctl(config_file, "import", "mbox", str(tmp_path / "old.mbox"), "--desk", "support"))
+    with session_factory() as session:
+        assert session.scalar(select(Ticket.id)) is not None
+        assert (
+            session.scalar(select(RuleFiring.id)) is None and session.scalar(select(OutboxMessage.id)) is None
+        )

@@ -25,6 +25,7 @@ from maild.storage.models import Message, Ticket
 from maild.storage.notes import add_system_note
 from maild.storage.records import RuleFiring
 from maild.tickets import rule_actions, ticket_ops
+from maild.tickets.quiet import is_quiet_import
 from maild.tickets.rule_conditions import Facts, holds
 from maild.tickets.rule_grammar import Condition
 from maild.tickets.rule_store import LoadedRule, active_rules
@@ -102,7 +103,9 @@ def _run_event(
     now: dt.datetime,
 ) -> list[rule_actions.Firing]:
     ticket = session.get(Ticket, event.ticket_id)
-    if ticket is None or ticket.merged_into_id is not None:
+    # An imported ticket nothing live has happened on keeps quiet, as for escalations (maild.tickets.quiet):
+    # an import of old mail must not send auto-replies to every old customer.
+    if ticket is None or ticket.merged_into_id is not None or is_quiet_import(ticket):
         return []
     message = session.get(Message, message_id) if message_id is not None else None
     facts = Facts(session, ticket.desk, now, ticket=ticket, message=message)
@@ -141,6 +144,7 @@ def fire(
         return None
     seen.add((rule.id, ticket.id, key[:200]))
     session.add(RuleFiring(rule_id=rule.id, ticket_id=ticket.id, event_key=key[:200], fired_at=_naive(now)))
+    session.flush()  # the unique constraint speaks now, outside the actions' savepoints
     firing = rule_actions.Firing(
         session, cfg, rule.id, rule.name, ticket, event, _aware(now), trigger=rule.parsed.trigger.text
     )
