@@ -26,7 +26,10 @@ from maild.tickets.rule_conditions import Facts
 from maild.tickets.rule_store import LoadedRule, active_rules
 from maild.tickets.rules_engine import conditions_hold, fire
 
-BATCH = 500  # tickets looked at per rule and run; the next run takes the rest
+BATCH = 500  # tickets read per query
+MAX_PAGES = (
+    20  # per rule and run: tickets whose conditions do not hold stay candidates, and must not hide others
+)
 TIME_EVENT = "rule.time"  # the event a time rule's webhook action is given
 
 
@@ -42,7 +45,8 @@ def state_key(ticket: Ticket) -> str:
     return f"{ticket.status}@{since.isoformat()}"
 
 
-def _candidates(session: Session, desk_id: int, rule: LoadedRule, now: dt.datetime) -> list[int]:
+def _candidates(session: Session, desk_id: int, rule: LoadedRule, now: dt.datetime, after: int) -> list[int]:
+    """Due tickets in the rule's status with no firing in their state, by id after `after`."""
     trigger = rule.parsed.trigger
     entered = func.coalesce(Ticket.status_changed_at, Ticket.updated_at)
     fired = exists().where(
@@ -55,8 +59,9 @@ def _candidates(session: Session, desk_id: int, rule: LoadedRule, now: dt.dateti
         not_quiet_import(),
         escalation_since() <= now - dt.timedelta(hours=trigger.hours),
         ~fired,
+        Ticket.id > after,
     )
-    return list(session.scalars(query.order_by(escalation_since(), Ticket.id).limit(BATCH)))
+    return list(session.scalars(query.order_by(Ticket.id).limit(BATCH)))
 
 
 def _fire_one(
@@ -90,15 +95,33 @@ def run_time_rules(factory: sessionmaker[Session], cfg: Config, now: dt.datetime
     with factory() as session:
         desk_ids = set(session.scalars(select(Rule.desk_id).where(Rule.active).join(Desk).distinct()))
         rules = active_rules(session, desk_ids, {"time"})
-        work = [(d, r.id, _candidates(session, d, r, now)) for d, found in rules.items() for r in found]
-    for desk_id, rule_id, ticket_ids in work:
+    for desk_id, found in rules.items():
+        for rule in found:
+            _run_rule(factory, cfg, desk_id, rule, now, result)
+    return result
+
+
+def _run_rule(
+    factory: sessionmaker[Session],
+    cfg: Config,
+    desk_id: int,
+    rule: LoadedRule,
+    now: dt.datetime,
+    result: TimerResult,
+) -> None:
+    after = 0
+    for _page in range(MAX_PAGES):
+        with factory() as session:
+            ticket_ids = _candidates(session, desk_id, rule, now, after)
         for ticket_id in ticket_ids:
             try:
                 with transaction(factory) as session:
-                    fired = _fire_one(session, cfg, desk_id, rule_id, ticket_id, now)
+                    fired = _fire_one(session, cfg, desk_id, rule.id, ticket_id, now)
             except IntegrityError:  # another instance fired it in this state meanwhile: rolled back
                 continue
             if fired is not None:
                 result.fired.append(fired[:3])
                 result.outbox_ids += fired[3]
-    return result
+        if len(ticket_ids) < BATCH:
+            return
+        after = ticket_ids[-1]
