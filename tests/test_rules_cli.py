@@ -206,3 +206,15 @@ def test_contact_attr_and_business_hours_errors(config_file: Path) -> None:
     )
     shown = json.loads(ok(ctl(config_file, "desk", "show", "support", "--json")))
     assert shown["business_hours"] == "mon-fri 09:00-17:00, sat 10:00-12:00"
+
+
+def test_contact_attributes_are_exported_and_forgotten(session_factory: Factory, config_file: Path) -> None:
+    from maild.storage.models import Contact
+
+    ok(ctl(config_file, "contact", "add", "alice@customer.example"))
+    ok(ctl(config_file, "contact", "attr", "alice@customer.example", "phone=+36 1 234 5678"))
+    exported = json.loads(ok(ctl(config_file, "contact", "export", "alice@customer.example")))
+    assert exported["contact"]["attributes"] == {"phone": "+36 1 234 5678"}
+    ok(ctl(config_file, "contact", "forget", "alice@customer.example", "--yes"))
+    with session_factory() as session:
+        assert [c.attributes for c in session.scalars(select(Contact))] == [{}]
