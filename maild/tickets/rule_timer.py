@@ -83,8 +83,6 @@ def _fire_one(
         return None
     event = TicketEvent(TIME_EVENT, ticket.id, desk_id, {"rule": rule.name, "status": ticket.status})
     firing = fire(session, cfg, rule, ticket, event, f"time:{state_key(ticket)}", now)
-    if firing is None:
-        return None
     after_changes(session, cfg, now.replace(tzinfo=dt.UTC))
     return ticket.desk.name, rule.name, ticket.number, firing.outbox_ids
 

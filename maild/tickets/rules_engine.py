@@ -11,6 +11,7 @@ recorded on the session for `maildctl explain` (`take_firings`)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +34,8 @@ from maild.tickets.rule_store import LoadedRule, active_rules
 log = logging.getLogger("maild.rules")
 
 _FIRINGS = "maild.rules.firings"
-_SEEN = "maild.rules.seen"  # (rule, ticket, event key) fired in this transaction
+# Two changes to the same status in one transaction (at one `now`) are two events: numbered apart.
+_STATUS_EVENTS = itertools.count()
 EVENT_TRIGGERS = {"ticket.created": "created", "status.changed": "status_changed"}
 
 
@@ -50,7 +52,7 @@ def _event_key(event: TicketEvent, ticket: Ticket) -> str:
         return f"message:{event.data.get('message_id')}"
     if event.kind == "status.changed":
         since = ticket.status_changed_at or ticket.updated_at
-        return f"status:{event.data.get('after')}@{since.isoformat()}"
+        return f"status:{event.data.get('after')}@{since.isoformat()}#{next(_STATUS_EVENTS)}"
     return event.kind
 
 
@@ -118,8 +120,6 @@ def _run_event(
         if not _holds(rule, facts):
             continue
         firing = fire(session, cfg, rule, ticket, event, key, now)
-        if firing is None:
-            continue
         fired.append(firing)
         if any(a.verb == "stop" for a in rule.parsed.actions):
             break
@@ -134,15 +134,11 @@ def fire(
     event: TicketEvent,
     key: str,
     now: dt.datetime,
-) -> rule_actions.Firing | None:
-    """Record the firing and do the rule's actions, each in a savepoint; None when the rule has fired on
-    this event already in this transaction. (Event keys are new in each transaction: a message's id, a
-    ticket's creation, a status entered at a time; the unique constraint is the backstop, and the time
-    triggers' own check.)"""
-    seen: set[tuple[int, int, str]] = session.info.setdefault(_SEEN, set())
-    if (rule.id, ticket.id, key[:200]) in seen:
-        return None
-    seen.add((rule.id, ticket.id, key[:200]))
+) -> rule_actions.Firing:
+    """Record the firing and do the rule's actions, each in a savepoint. The firing's row is unique per
+    (rule, ticket, event key): an event trigger's key is new with each event (a message's id, a ticket's
+    creation, a status change), a time trigger's is the ticket's state, and firing twice raises
+    IntegrityError here, before any action (the scheduler's transaction is then rolled back)."""
     session.add(RuleFiring(rule_id=rule.id, ticket_id=ticket.id, event_key=key[:200], fired_at=_naive(now)))
     session.flush()  # the unique constraint speaks now, outside the actions' savepoints
     firing = rule_actions.Firing(
@@ -194,7 +190,6 @@ def _act(firing: rule_actions.Firing, action: Any) -> None:
 @sa_event.listens_for(Session, "after_commit")
 @sa_event.listens_for(Session, "after_rollback")
 def _end(session: Session) -> None:
-    session.info.pop(_SEEN, None)
     session.info.pop(_FIRINGS, None)
 
 
