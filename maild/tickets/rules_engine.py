@@ -68,7 +68,7 @@ def _holds(rule: LoadedRule, facts: Facts) -> bool:
     except Exception as exc:
         if is_transient(exc):
             raise
-        log.exception("rule conditions failed", extra={"rule": rule.name})
+        log.exception("the conditions of rule %s could not be checked", rule.name)
         return False
 
 
@@ -175,9 +175,6 @@ def _act(firing: rule_actions.Firing, action: Any) -> None:
         discard_since(session, mark)  # the events of the rolled-back changes
         why = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError | LookupError) else str(exc)
         firing.failed.append(f"{action.text}: {why}"[:500])
-        log.warning(
-            "rule action failed", extra={"rule": firing.rule_name, "action": action.text, "error": why}
-        )
         add_system_note(
             session,
             firing.ticket,
