@@ -137,6 +137,8 @@ def test_failing_action_leaves_a_note_and_keeps_the_mail_order_and_stop(
         assert session.scalar(select(Message.id).where(Message.kind == "customer")) is not None
     [audit] = [a for a in rule_audits(session_factory) if a.action == "rule" and a.actor == "rule:first"]
     assert audit.detail["failed"] and audit.detail["done"] == ["tagged first"]
+    log = ok(ctl(config_file, "ticket", "log", number))
+    assert "rule:second  tag" in log and "rule:first  rule" in log and "rule:third" not in log
 
 
 def test_status_and_agent_triggers_round_robin_once_per_event(
