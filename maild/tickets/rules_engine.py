@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import event as sa_event
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from maild.config import Config
@@ -139,8 +140,12 @@ def fire(
     (rule, ticket, event key): an event trigger's key is new with each event (a message's id, a ticket's
     creation, a status change), a time trigger's is the ticket's state, and firing twice raises
     IntegrityError here, before any action (the scheduler's transaction is then rolled back)."""
-    session.add(RuleFiring(rule_id=rule.id, ticket_id=ticket.id, event_key=key[:200], fired_at=_naive(now)))
-    session.flush()  # the unique constraint speaks now, outside the actions' savepoints
+    # A plain INSERT (no unit of work for one row): the unique constraint speaks now, before any action.
+    session.execute(
+        insert(RuleFiring).values(
+            rule_id=rule.id, ticket_id=ticket.id, event_key=key[:200], fired_at=_naive(now)
+        )
+    )
     firing = rule_actions.Firing(
         session, cfg, rule.id, rule.name, ticket, event, _aware(now), trigger=rule.parsed.trigger.text
     )
