@@ -338,3 +338,25 @@ def test_an_imported_backlog_sets_off_no_rule(
         assert (
             session.scalar(select(RuleFiring.id)) is None and session.scalar(select(OutboxMessage.id)) is None
         )
+
+
+def test_a_time_rule_fired_meanwhile_by_another_instance_is_not_fired_again(
+    session_factory: Factory, cfg: Config, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maild.tickets import rule_timer
+
+    rule(config_file, "stale", "1 hour in open", [], ["tag stale", "note stale"])
+    open_ticket(session_factory, cfg)
+    start = NOW.replace(tzinfo=None)
+    with transaction(session_factory) as session:
+        session.execute(update(Ticket).values(status_changed_at=start, updated_at=start))
+    later = start + dt.timedelta(hours=2)
+    assert len(rule_timer.run_time_rules(session_factory, cfg, later).fired) == 1
+    # Another instance read its candidates before the firing was committed: it still finds the ticket.
+    found = rule_timer._candidates
+    monkeypatch.setattr(rule_timer, "_candidates", lambda s, d, r, now, after: [1] if after == 0 else [])
+    assert rule_timer.run_time_rules(session_factory, cfg, later).fired == []
+    monkeypatch.setattr(rule_timer, "_candidates", found)
+    with session_factory() as session:
+        assert len(session.scalars(select(RuleFiring.id)).all()) == 1
+        assert session.scalars(select(Message.text).where(Message.kind == "note")).all() == ["stale"]
