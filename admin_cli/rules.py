@@ -73,6 +73,8 @@ def register(commands: Any) -> None:
         "for that event. Each rule fires once per event (and once per ticket state for time triggers).",
     )
     _rule_options(add, required=True)
+    # DESK NAME first: after --then, argparse would take them for actions.
+    add.usage = "%(prog)s DESK NAME --on TRIGGER [--if COND]... --then ACTION... [--position N]"
     lst = sub.add_parser("list", help="list rules in their order")
     lst.add_argument("desk", nargs="?", metavar="DESK", help="only this desk's rules")
     lst.add_argument("--json", action="store_true")
@@ -86,6 +88,10 @@ def register(commands: Any) -> None:
         set_rule,
     )
     _rule_options(change, required=False)
+    change.usage = (
+        "%(prog)s DESK NAME [--on TRIGGER] [--if COND]... [--no-conditions] [--then ACTION...] "
+        "[--position N] [--active|--inactive]"
+    )
     change.add_argument("--no-conditions", action="store_true", help="remove all its conditions")
     change.add_argument("--active", action="store_true", help="the rule runs (the default)")
     change.add_argument("--inactive", action="store_true", help="the rule is kept but does not run")
