@@ -201,7 +201,7 @@ def show_rule(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-def _changes(args: argparse.Namespace, rule: Rule) -> dict[str, Any]:
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
     if args.active and args.inactive:
         raise UserError("give either --active or --inactive, not both")
     if args.conditions and args.no_conditions:
@@ -228,7 +228,7 @@ def set_rule(app: App, args: argparse.Namespace) -> int:
     with app.session() as session:
         desk = find_desk(session, args.desk)
         rule = _find(session, desk, args.name)
-        changes = _changes(args, rule)
+        changes = _changes(args)
         merged: dict[str, Any] = {
             "trigger": rule.trigger,
             "conditions": list(rule.conditions),
