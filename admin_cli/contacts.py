@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,14 @@ def register(commands: Any) -> None:
     unbounce = sub.add_parser("unbounce", help="let mail go to a bouncing contact again")
     unbounce.add_argument("email")
     unbounce.set_defaults(handler=unbounce_contact)
+    attr = sub.add_parser(
+        "attr",
+        help="set or remove a contact's custom attributes (rules' 'contact KEY is|within' conditions)",
+        description="KEY=VALUE sets, KEY= removes; a date (2026-03-01) serves 'contact KEY within N days'.",
+    )
+    attr.add_argument("email")
+    attr.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
+    attr.set_defaults(handler=attr_contact)
     export = sub.add_parser(
         "export",
         help="everything maild holds about a person: contact.json and mail.mbox",
@@ -99,6 +108,7 @@ def list_contacts(app: App, args: argparse.Namespace) -> int:
                 "name": c.display_name,
                 "status": c.status,
                 "status_reason": c.status_reason,
+                "attributes": dict(c.attributes or {}),
                 "tickets": n,
                 "created_at": iso(c.created_at),
             }
@@ -129,6 +139,38 @@ def unbounce_contact(app: App, args: argparse.Namespace) -> int:
             raise UserError(f"contact {email} is not bouncing (status {contact.status})")
         contact_ops.unbounce(session, contact, actor="maildctl")
     print(f"contact {email}: bouncing -> active")
+    return 0
+
+
+ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_ATTRIBUTE = 1000
+
+
+def _attribute_changes(pairs: list[str]) -> dict[str, str | None]:
+    changes: dict[str, str | None] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not ATTRIBUTE_KEY.fullmatch(key):
+            raise UserError(
+                f"invalid attribute {pair!r}: write KEY=VALUE to set or KEY= to remove "
+                "(KEY: 1-64 letters, digits and _ . -)"
+            )
+        if len(value) > MAX_ATTRIBUTE:
+            raise UserError(f"attribute {key} too long: at most {MAX_ATTRIBUTE} characters")
+        changes[key] = value or None
+    return changes
+
+
+def attr_contact(app: App, args: argparse.Namespace) -> int:
+    email = normalize(args.email)
+    changes = _attribute_changes(args.pairs)
+    with app.session() as session:
+        contact = find_contact(session, email)
+        if contact is None:
+            raise UserError(f"no contact {email}: add one with 'maildctl contact add {email}'")
+        contact_ops.set_attributes(session, contact, changes, actor=who())
+        shown = dict(contact.attributes)
+    print(f"contact {email}: " + (", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "no attributes"))
     return 0
 
 

@@ -18,6 +18,7 @@ from maild.mail.addresses import is_valid, normalize
 from maild.mail.attachment_policy import parse_extensions
 from maild.numbering.pattern import Pattern, PatternError
 from maild.storage.models import Desk, RetiredPattern
+from maild.tickets.business_hours import BadHours, parse_hours
 from maild.tickets.notices import WHEN_NOBODY_PRESENT
 from maild.tickets.statuses import normalise_status
 
@@ -94,6 +95,12 @@ def option_arguments(parser: argparse.ArgumentParser) -> None:
         "desk_unavailable mail, once per ticket",
     )
     parser.add_argument(
+        "--business-hours",
+        metavar="HOURS",
+        help="the desk's hours in its --timezone, for rules' inside/outside business hours, e.g. "
+        "'mon-fri 09:00-17:00, sat 10:00-14:00' ('' = none)",
+    )
+    parser.add_argument(
         "--sender-name",
         metavar="TEXT",
         help="the name on the desk's mail, e.g. 'ACME Support' (default: the desk's name)",
@@ -117,6 +124,12 @@ def desk_options(args: argparse.Namespace) -> dict[str, Any]:
                 f"--auto-close-hours must be between 0 (never) and 87600, got {args.auto_close_hours}"
             )
         options["auto_close_hours"] = args.auto_close_hours
+    if args.business_hours is not None:
+        try:
+            parse_hours(args.business_hours)
+        except BadHours as exc:
+            raise UserError(f"--business-hours: {exc}") from None
+        options["business_hours"] = " ".join(args.business_hours.split()).lower()
     if args.auto_close_statuses is not None:
         # Checked against the desk's statuses (custom ones too) by _check_auto_close once the desk is read.
         statuses = dict.fromkeys(

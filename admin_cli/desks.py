@@ -96,6 +96,7 @@ def desk_json(session: Session, desk: Desk) -> dict[str, Any]:
         "pattern": desk.pattern,
         "retired_patterns": [{"pattern": r.pattern, "retired_at": iso(r.retired_at)} for r in retired],
         "timezone": desk.timezone,
+        "business_hours": desk.business_hours,
         "auto_reply": desk.auto_reply,
         "hijack_guard": desk.hijack_guard,
         "reopen_days": desk.reopen_days,

@@ -6,8 +6,25 @@ from __future__ import annotations
 
 from maild.pipeline.context import Context, Stop
 from maild.tickets.automation import after_changes
+from maild.tickets.rules_engine import firing_json, take_firings
 
 
 def run(ctx: Context) -> Stop | None:
+    take_firings(ctx.session)  # another writer's, earlier in this session: not this mail's
     after_changes(ctx.session, ctx.cfg, ctx.now)
+    ctx.rule_firings = [firing_json(f) for f in take_firings(ctx.session)]
     return None
+
+
+def describe(ctx: Context, stop: Stop | None) -> str:
+    """Which rules fired and what they did (in a dry run: what they would do)."""
+    del stop
+    if not ctx.rule_firings:
+        return "no rule fired"
+    parts = []
+    for firing in ctx.rule_firings:
+        what = "; ".join(firing["done"]) or "nothing to change"
+        if firing["failed"]:
+            what += f"; failed: {'; '.join(firing['failed'])}"
+        parts.append(f"rule {firing['rule']} ({firing['trigger']}): {what}")
+    return "rules fired: " + " | ".join(parts)

@@ -162,6 +162,9 @@ class Context:
     held_reply: str | None = None  # commands: the reply text the collision guard holds (apply stores it)
     agent_answer: AgentAnswer | None = None  # commands: maild's answer to the agent (notify queues it)
     agent_mail: AgentMail | None = None  # agent_mail: a desk command in an agent's new mail
+    # automation: the desk's rules that fired on this mail's changes, what each did and what failed
+    # (maild.tickets.rules_engine.firing_json), for explain
+    rule_firings: list[dict[str, Any]] = field(default_factory=list)
     outcome: str = ""
     reason: str = ""
     queued: list[OutboxMessage] = field(default_factory=list)

@@ -63,6 +63,16 @@ def take_pending(session: Session) -> list[TicketEvent]:
     return taken
 
 
+def pending_mark(session: Session) -> int:
+    """How many events are pending: `discard_since(session, mark)` forgets the ones after, when the
+    savepoint that made them (a rule's action) is rolled back."""
+    return len(session.info.get(_PENDING, []))
+
+
+def discard_since(session: Session, mark: int) -> None:
+    del session.info.get(_PENDING, [])[mark:]
+
+
 def discard_pending(session: Session) -> None:
     """Forget the events not taken yet (their changes were rolled back)."""
     session.info.pop(_PENDING, None)

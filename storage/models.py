@@ -108,6 +108,10 @@ class Desk(Base):
     when_nobody_present: Mapped[str] = mapped_column(
         String(20), default="notify-all", server_default="notify-all"
     )
+    # The desk's hours in its timezone ("mon-fri 09:00-17:00, sat 10:00-14:00"; "": none), for rules.
+    business_hours: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # Bumped by every change to the desk's rules: the engine's cache of them is good while it is the same.
+    rules_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     addresses: Mapped[list[DeskAddress]] = relationship(
@@ -174,6 +178,8 @@ class Contact(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | bouncing
     status_reason: Mapped[str] = mapped_column(Text, default="", server_default="")  # why bouncing
+    # Custom attributes (`maildctl contact attr`), text values: rules' `contact KEY is|within` conditions.
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

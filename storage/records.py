@@ -8,7 +8,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from maild.storage.model_base import Base, utcnow
@@ -192,3 +203,39 @@ class WebhookDelivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Rule(Base):
+    """A desk's workflow rule (maild.tickets.rules_engine): on `trigger`, if every condition holds, do the
+    actions in order. Conditions and actions are stored as the text expressions maildctl takes
+    (maild.tickets.rule_grammar parses them); rules run by `position`."""
+
+    __tablename__ = "rules"
+    __table_args__ = (UniqueConstraint("desk_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    desk_id: Mapped[int] = mapped_column(ForeignKey("desks.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(200))
+    conditions: Mapped[list[Any]] = mapped_column(default=list)
+    actions: Mapped[list[Any]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # Round-robin assignment: the agent the rule assigned last (the next present one follows).
+    last_agent_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RuleFiring(Base):
+    """A rule fired on a ticket for one event (`event_key`: the event, or for a time trigger the ticket's
+    state): the unique constraint makes each firing happen once, with two daemons too."""
+
+    __tablename__ = "rule_firings"
+    __table_args__ = (UniqueConstraint("rule_id", "ticket_id", "event_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    event_key: Mapped[str] = mapped_column(String(200))
+    fired_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

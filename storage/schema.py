@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
-REVISIONS = tuple(f"{n:04d}" for n in range(1, 20))  # "0001" … "0019"
+REVISIONS = tuple(f"{n:04d}" for n in range(1, 21))  # "0001" … "0020"
 HEAD = REVISIONS[-1]
 
 # The states of a database, as seen by this code:

@@ -239,6 +239,7 @@ def test_desk_add_list_show(ctl: Ctl) -> None:
         "addresses": ["support@example.com", "help@example.com"],  # lower-cased, primary first
         "pattern": "SUP-{{yy}}-{{nr-y}}",
         "timezone": "Europe/Budapest",
+        "business_hours": "",
         "auto_reply": True,
         "hijack_guard": True,
         "reopen_days": 14,

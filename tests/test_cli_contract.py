@@ -129,11 +129,15 @@ SAMPLES_OF: dict[tuple[str, ...], dict[str, Any]] = {
     ("category", "add"): {"name": "leads"},
     ("ticket", "open"): {"to": "alice@customer.example", "subject": "Hello"},
     ("webhook", "add"): {"url": "http://127.0.0.1:9/hook"},
+    ("rule", "add"): {"on": "ticket created"},
+    ("rule", "move"): {"to": "1"},
+    ("rule", "test"): {"file": "-"},
 }
 EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {
     ("category", "agents"): ["--add", BOB],
     ("escalation", "add"): ["--notify-agents"],
     ("escalation", "set"): ["--active"],
+    ("rule", "add"): ["--then", "tag x"],
 }
 
 

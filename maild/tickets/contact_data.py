@@ -3,7 +3,7 @@
 Every column of the schema that can hold an address or mail text, and how it is found here (the list the
 export and the erasure both work from; tests/test_contact_data.py scans every table for what is left):
 
-- contacts: email, display_name, status_reason (a bounce's words);
+- contacts: email, display_name, status_reason (a bounce's words), attributes (custom, `contact attr`);
 - participants: the person as customer or sub-customer of a ticket;
 - tickets: subject (the customer's words, on their tickets);
 - messages: from_address, from_name, subject, message_id, in_reply_to, text, visible_text, html, notes —
@@ -16,7 +16,9 @@ export and the erasure both work from; tests/test_contact_data.py scans every ta
 - outbox: mail_from, rcpt_to / delivered_to / failed_to (JSON), subject, raw, last_error, and its copy in
   the outgoing Maildir (`<data_dir>/outgoing`, named by the row);
 - ticket_flags: note (an agent's words on a ticket of theirs).
-The other tables hold no address or mail text (desks, agents, statuses, rules, counters, job runs).
+The other tables hold no address or mail text (desks, agents, statuses, rules, counters, job runs). (A
+desk's workflow rule may name an address, `sender is …` or `cc …`: that is the admins' configuration,
+which they change with `maildctl rule set`.)
 """
 
 from __future__ import annotations

@@ -115,6 +115,7 @@ def _contact(contact: Contact) -> dict[str, Any]:
         "name": contact.display_name,
         "status": contact.status,  # bouncing: their mail bounced for good, status_reason says how
         "status_reason": contact.status_reason,
+        "attributes": dict(contact.attributes or {}),  # custom ones (`maildctl contact attr`)
         "created_at": iso(contact.created_at),
     }
 

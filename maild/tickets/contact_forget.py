@@ -238,7 +238,7 @@ def _erase(session: Session, held: Holdings, naming: set[int], now: dt.datetime)
             select(Participant).where(Participant.contact_id == contact.id, Participant.role != "customer")
         ):
             session.delete(row)
-        contact.email, contact.display_name = pseudonym, ""
+        contact.email, contact.display_name, contact.attributes = pseudonym, "", {}
         contact.status, contact.status_reason = "bouncing", CONTACT_REASON
     session.flush()
     return result

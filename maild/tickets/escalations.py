@@ -31,6 +31,7 @@ from maild.storage.db import transaction
 from maild.storage.models import Desk, EscalationFired, EscalationRule, Ticket
 from maild.storage.notes import add_system_note
 from maild.tickets import ticket_ops
+from maild.tickets.automation import after_changes
 from maild.tickets.notices import notice_recipients, queue_courtesy
 from maild.tickets.participants import automatic_recipients
 from maild.tickets.quiet import (
@@ -42,6 +43,7 @@ from maild.tickets.quiet import (
     without_automatic_senders,
 )
 from maild.tickets.replies import queue_agent_notice
+from maild.tickets.rule_timer import run_time_rules
 
 ACTOR = "scheduler"
 NOTICE_TEMPLATE = "escalation_notice"
@@ -343,11 +345,16 @@ def escalate(factory: sessionmaker[Session], cfg: Config, now: dt.datetime | Non
             try:
                 with transaction(factory) as session:
                     fired = _fire(session, cfg, rule_id, ticket_id, now)
+                    after_changes(session, cfg, now.replace(tzinfo=dt.UTC))  # the rules and webhooks
             except IntegrityError:  # another instance fired it in this state meanwhile: rolled back
                 continue
             if fired is not None:
                 result.fired.append(fired[:3])
                 result.outbox_ids += fired[3]
+    # The desks' time-triggered rules: the same job, bookkeeping and locking (maild.tickets.rule_timer).
+    timed = run_time_rules(factory, cfg, now)
+    result.fired += timed.fired
+    result.outbox_ids += timed.outbox_ids
     return result
 
 
