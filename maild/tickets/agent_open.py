@@ -40,7 +40,7 @@ from maild.tickets.participants import (
     check_customer_address,
     get_or_create_contact,
 )
-from maild.tickets.replies import SentReply, relay_reply, tell_other_agents
+from maild.tickets.replies import SentReply, relay_reply, replied
 
 SUBJECT_MAX = 255
 TEXT_MAX = 100_000
@@ -247,31 +247,7 @@ def send_first_mail(
     )
     if relayed.row is None:  # checked before, so only a race: nothing may look sent that was not
         raise OpenRefused(f"the first mail could not be sent: {relayed.not_sent}")
-    sent = SentReply(message, relayed)
-    sender = (message.from_name, message.from_address)
-    tell_other_agents(
-        session,
-        cfg,
-        ticket,
-        message.text,
-        writer=agent,
-        sender=sender,
-        is_note=False,
-        now=now,
-        courtesy=sent.courtesy,
-    )
-    ticket_ops.audit(
-        session,
-        ticket,
-        "reply",
-        actor=actor,
-        now=now,
-        message=message.id,
-        as_agent=agent.email if agent is not None else None,
-        to=relayed.row.rcpt_to,
-        not_sent=relayed.dropped,
-    )
-    return sent
+    return replied(session, cfg, ticket, message, relayed, agent=agent, actor=actor, now=now)
 
 
 def open_ticket(

@@ -294,14 +294,30 @@ def send_reply(
         now=now,
         reply=message,
     )
+    return replied(session, cfg, ticket, message, relayed, agent=agent, actor=actor, now=now)
+
+
+def replied(
+    session: Session,
+    cfg: Config,
+    ticket: Ticket,
+    message: Message,
+    relayed: Relayed,
+    *,
+    agent: Agent | None,
+    actor: str,
+    now: dt.datetime,
+) -> SentReply:
+    """After a reply from maild's side was stored and relayed: the other agents told, and the `reply`
+    audit entry with whom it went to."""
     sent = SentReply(message, relayed)
     tell_other_agents(
         session,
         cfg,
         ticket,
-        text,
+        message.text,
         writer=agent,
-        sender=(name, address),
+        sender=(message.from_name, message.from_address),
         is_note=False,
         now=now,
         courtesy=sent.courtesy,
