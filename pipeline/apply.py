@@ -29,6 +29,7 @@ from maild.pipeline.dry_run import is_new
 from maild.storage import attachments
 from maild.storage.models import Agent, Attachment, AuditLog, Message, Participant, Ticket, utcnow
 from maild.storage.notes import add_system_note
+from maild.tickets import ticket_ops
 from maild.tickets.command_effects import CommandFailed, carry_out
 from maild.tickets.commands import CommandError, describe_errors
 from maild.tickets.participants import NotAddable, add_cc, get_or_create_contact, is_participant
@@ -137,17 +138,7 @@ def _attachment_rows(ctx: Context) -> tuple[list[Attachment], list[str]]:
                 f"{part.filename} is Outlook's TNEF wrapper: the files inside it are not unpacked; "
                 "ask the sender to send attachments as plain files"
             )
-        rows.append(
-            Attachment(
-                filename=part.filename,
-                content_type=part.content_type[:255],
-                size=len(part.data),
-                sha256=part.sha256,
-                refused_reason=reason,
-                content_id=part.content_id[:255] if part.content_id else None,
-                inline=part.inline,
-            )
-        )
+        rows.append(ticket_ops.attachment_row(part, reason))
     return rows, notes
 
 

@@ -39,17 +39,7 @@ def _rows(cfg: Config, desk: Desk, forwarded: Forwarded, *, store: bool) -> list
         )
         if reason is None and store:
             attachment_store.store(cfg.attachment_dir, part.data, part.sha256)
-        rows.append(
-            Attachment(
-                filename=part.filename,
-                content_type=part.content_type[:255],
-                size=len(part.data),
-                sha256=part.sha256,
-                refused_reason=reason,
-                content_id=part.content_id[:255] if part.content_id else None,
-                inline=part.inline,
-            )
-        )
+        rows.append(ticket_ops.attachment_row(part, reason))
     return rows
 
 

@@ -11,8 +11,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from maild.mail.parsed import ParsedAttachment
 from maild.storage.models import (
     Agent,
+    Attachment,
     AuditLog,
     Message,
     OutboxMessage,
@@ -270,3 +272,16 @@ def delete_tickets(
     for t in doomed:
         session.delete(t)
     return detail
+
+
+def attachment_row(part: ParsedAttachment, refused_reason: str | None) -> Attachment:
+    """A mail's attachment as its row: kept (refused_reason None; the caller stores the bytes) or refused."""
+    return Attachment(
+        filename=part.filename,
+        content_type=part.content_type[:255],
+        size=len(part.data),
+        sha256=part.sha256,
+        refused_reason=refused_reason,
+        content_id=part.content_id[:255] if part.content_id else None,
+        inline=part.inline,
+    )
