@@ -32,12 +32,10 @@ from maild.mail.addresses import normalize
 from maild.mail.attachment_policy import for_customer
 from maild.mail.authresults import forged_sender
 from maild.outbound.outgoing import OutgoingAttachment, agent_display_name, queue_desk_mail, queue_mail
-from maild.pipeline import agent_mail_notify
+from maild.pipeline import agent_mail_notify, bounce_notice
 from maild.pipeline.context import (
     IMPORT_INGRESS,
     AgentAnswer,
-    BounceEffect,
-    BounceVerdict,
     Context,
     Stop,
 )
@@ -52,7 +50,6 @@ from maild.tickets.notices import (
     NEW_TICKET_NOTICE,
     NOTICE_BURST,
     NOTICE_BURST_WINDOW,
-    desk_recipients,
     message_attachments,
     notice_targets,
 )
@@ -386,8 +383,6 @@ def _answer_customer(ctx: Context) -> None:
 
 # --- mail for a stopped mail ------------------------------------------------------------------------------
 
-BOUNCE_NOTICE = "bounce_notice"
-
 
 def answer_stop(ctx: Context) -> None:
     """What a stage that stopped the mail decided to send (the runner calls this after apply.record_stop):
@@ -403,7 +398,7 @@ def answer_stop(ctx: Context) -> None:
         _answer_agent(ctx, ctx.ticket, ctx.agent_answer)
         ctx.agent_answer = None
     if ctx.bounce_effects is not None:
-        _tell_of_bounce(ctx, ctx.bounce_effects)
+        bounce_notice.tell_of_bounce(ctx, ctx.bounce_effects)
 
 
 def _answer_agent(ctx: Context, ticket: Ticket, answer: AgentAnswer) -> None:
@@ -425,62 +420,6 @@ def _answer_agent(ctx: Context, ticket: Ticket, answer: AgentAnswer) -> None:
     )
     if row is not None:
         ctx.queued.append(row)
-
-
-def _tell_of_bounce(ctx: Context, verdict: BounceVerdict) -> None:
-    """The bounce_notice for each address that turned bouncing; what went wrong with one is added to that
-    address's part of the spool row's reason."""
-    ticket, row = ctx.ticket, verdict.row
-    if ticket is None:
-        return
-    reasons = []
-    for effect in verdict.effects:
-        reason = effect.reason
-        # Only when the address turns bouncing: later bounces of mail queued before say nothing new, and a
-        # bounce of a notice must never cause another notice (a bouncing agent address would loop).
-        if effect.mark and effect.newly and row.template != BOUNCE_NOTICE:
-            problem = _queue_bounce_notice(ctx, ticket, effect, row)
-            reason += f" ({problem})" if problem else ""
-        reasons.append(reason)
-    ctx.reason = "; ".join(reasons)[:2000]
-
-
-def _queue_bounce_notice(ctx: Context, ticket: Ticket, effect: BounceEffect, row: OutboxMessage) -> str:
-    """Queue the bounce_notice to the desk's agents; returns what went wrong, if anything."""
-    address = effect.address
-    agents = [(a.name, a.email) for a in desk_recipients(ticket.desk, now=ctx.now) if a.email != address]
-    if not agents:
-        return ""
-    dropped: dict[str, str] = {}
-    try:
-        # Automatic: Auto-Submitted keeps an agent's vacation responder from answering it (RFC 3834). The
-        # per-address rate limit of automatic mail applies too; what it holds back is named in the reason.
-        notice = queue_mail(
-            ctx.session,
-            ctx.cfg,
-            ticket,
-            BOUNCE_NOTICE,
-            agents,
-            automatic=True,
-            now=ctx.now,
-            variables={
-                "bounced_address": address,
-                "bounce_status": effect.status,
-                "bounce_diagnostic": effect.diagnostic,
-                "bounced_subject": row.subject,
-            },
-            dropped=dropped,
-        )
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        # The note and the contact are what matters; a broken desk template must not undo them.
-        return f"bounce_notice not queued: {type(exc).__name__}: {exc}"[:500]
-    if notice is not None:
-        ctx.queued.append(notice)
-    if dropped:
-        return "bounce_notice not sent to " + ", ".join(f"{a} ({why})" for a, why in dropped.items())
-    return ""
 
 
 # --- for maildctl explain ---------------------------------------------------------------------------
