@@ -17,6 +17,7 @@ from maild.storage.db import transaction
 from maild.storage.events import TicketEvent, discard_pending, emit, take_pending
 from maild.storage.models import Message
 from maild.tickets import rules_engine
+from maild.tickets.autoclose import auto_close
 from maild.tickets.automation import after_changes
 from tests.conftest import run_cli
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_desk, ticket
@@ -100,3 +101,17 @@ def test_a_note_and_a_merge_are_events(session_factory: sessionmaker[Session], c
         kinds = [(e.kind, e.ticket_id) for e in take_pending(session)]
     assert ("note.added", first.id) in kinds
     assert ("ticket.merged", second.id) in kinds
+
+
+def test_the_auto_close_job_hands_its_close_to_the_rules(
+    session_factory: sessionmaker[Session], cfg: Config, seen: Seen
+) -> None:
+    make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
+    deliver(session_factory, cfg, mail())
+    with transaction(session_factory) as session:
+        t = ticket(session, "SUP-26-03-1")
+        t.desk.auto_close_hours = 1
+        t.status, t.updated_at = "waiting", dt.datetime(2026, 3, 7)
+    seen.clear()
+    assert auto_close(session_factory, cfg, dt.datetime(2026, 3, 8)).closed == ["SUP-26-03-1"]
+    assert ("status.changed", {"before": "waiting", "after": "closed"}) in seen

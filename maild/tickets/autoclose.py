@@ -24,6 +24,7 @@ from maild.storage.db import transaction
 from maild.storage.models import Desk, Ticket
 from maild.storage.notes import add_system_note
 from maild.tickets import ticket_ops
+from maild.tickets.automation import after_changes
 from maild.tickets.participants import automatic_recipients
 from maild.tickets.quiet import AUTOMATIC_REASON, is_quiet_import, not_quiet_import, without_automatic_senders
 
@@ -147,6 +148,7 @@ def auto_close(
     for ticket_id in _candidates(factory, now):
         with transaction(factory) as session:
             closed = _close_one(session, cfg, ticket_id, now)
+            after_changes(session, cfg, now.replace(tzinfo=dt.UTC))  # the rules and webhooks of the close
         if closed is not None:
             result.closed.append(closed[0])
             if closed[1] is not None:
