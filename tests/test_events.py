@@ -13,14 +13,17 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
+from maild.pipeline.context import IMPORT_INGRESS
+from maild.pipeline.runner import process
 from maild.storage.db import transaction
 from maild.storage.events import TicketEvent, discard_pending, emit, take_pending
 from maild.storage.models import Message
+from maild.storage.spool import record_received, write_raw
 from maild.tickets import rules_engine
 from maild.tickets.autoclose import auto_close
 from maild.tickets.automation import after_changes
 from tests.conftest import run_cli
-from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_desk, ticket
+from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, deliver, mail, make_desk, ticket
 
 Seen = list[tuple[str, dict[str, Any]]]
 
@@ -115,3 +118,15 @@ def test_the_auto_close_job_hands_its_close_to_the_rules(
     seen.clear()
     assert auto_close(session_factory, cfg, dt.datetime(2026, 3, 8)).closed == ["SUP-26-03-1"]
     assert ("status.changed", {"before": "waiting", "after": "closed"}) in seen
+
+
+def test_an_imported_mail_is_history_for_the_rules_and_webhooks(
+    session_factory: sessionmaker[Session], cfg: Config, seen: Seen
+) -> None:
+    make_desk(session_factory, "support", [SUPPORT], SUP_PATTERN)
+    raw = mail()
+    digest = write_raw(cfg.spool_dir, raw)
+    with transaction(session_factory) as session:
+        spool_id = record_received(session, digest, len(raw), SUPPORT, IMPORT_INGRESS).id
+    assert process(session_factory, cfg, spool_id, NOW).outcome == "created"
+    assert seen == []
