@@ -21,8 +21,7 @@ from maild.admin_cli.escalations import template_exists
 from maild.config import Config
 from maild.mail.mailparse import parse_mail
 from maild.mail.parsed import NotAMessage, ParsedMail
-from maild.storage.models import Desk
-from maild.storage.records import Rule
+from maild.storage.models import Desk, Rule
 from maild.tickets import rule_store
 from maild.tickets.rule_actions import describe
 from maild.tickets.rule_conditions import Facts, holds

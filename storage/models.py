@@ -1,7 +1,8 @@
 """Typed SQLAlchemy 2 models: the whole schema of maild, importable from this one place.
 
 The helpdesk's tables are here; Base, utcnow and the status vocabulary are in model_base.py, the
-records of mail in and out, audit and jobs in records.py (re-exported).
+records of mail in and out, audit and jobs in records.py, the tables of automation (webhooks, rules,
+API tokens) in automation_models.py (both re-exported).
 
 Timestamps are stored as naive UTC (`utcnow()`), identically on SQLite and PostgreSQL.
 Email addresses are stored lower-cased in their lookup columns; display names are kept beside them.
@@ -27,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from maild.storage.automation_models import ApiToken, Rule, RuleFiring, Webhook, WebhookDelivery
 from maild.storage.model_base import (
     MESSAGE_KINDS,
     PRIORITIES,
@@ -44,8 +46,6 @@ from maild.storage.records import (
     JobRun,
     OutboxMessage,
     SpoolEntry,
-    Webhook,
-    WebhookDelivery,
 )
 
 # Re-exported: every table and name of the schema is importable from here.
@@ -53,6 +53,7 @@ __all__ = [
     "MESSAGE_KINDS",
     "PRIORITIES",
     "TICKET_STATUSES",
+    "ApiToken",
     "AuditLog",
     "AutoReplySent",
     "Base",
@@ -61,6 +62,8 @@ __all__ = [
     "ImapState",
     "JobRun",
     "OutboxMessage",
+    "Rule",
+    "RuleFiring",
     "SpoolEntry",
     "Webhook",
     "WebhookDelivery",
@@ -503,19 +506,3 @@ def _keep_status_changed_at(session: Session, _context: object, _instances: obje
     for obj in session.dirty:
         if isinstance(obj, Ticket) and inspect(obj).attrs.status.history.has_changes():
             obj.status_changed_at = obj.updated_at
-
-
-class ApiToken(Base):
-    """A bearer token of the JSON API (`maildctl api-token add`): only its sha256 is kept. `scope` read
-    or write; a revoked token (`api-token remove`) stays, its name taken, for the audit trail."""
-
-    __tablename__ = "api_tokens"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    scope: Mapped[str] = mapped_column(String(10))
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    created_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
-    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -13,8 +13,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.storage.db import transaction
-from maild.storage.models import AuditLog, Contact, Desk, Message, OutboxMessage, Ticket, TicketTag
-from maild.storage.records import RuleFiring
+from maild.storage.models import (
+    AuditLog,
+    Contact,
+    Desk,
+    Message,
+    OutboxMessage,
+    RuleFiring,
+    Ticket,
+    TicketTag,
+)
 from maild.tickets.escalations import escalate
 from maild.tickets.rule_grammar import parse_condition
 from tests.cli import ctl, ok

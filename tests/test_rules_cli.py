@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.storage.models import AuditLog, Message, Ticket
-from maild.storage.records import Rule
+from maild.storage.models import AuditLog, Message, Rule, Ticket
 from tests.cli import ctl, ok, one_line_error
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, mail, make_agent, make_desk
 

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from maild.config import Config
 from maild.outbound.outgoing import queue_mail
 from maild.storage.events import TicketEvent
-from maild.storage.models import Agent, Category, Ticket
-from maild.storage.records import Rule
+from maild.storage.models import Agent, Category, Rule, Ticket
 from maild.tickets import ticket_ops, webhook_queue
 from maild.tickets.lookup import matching_agents
 from maild.tickets.notices import notice_recipients

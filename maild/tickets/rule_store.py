@@ -11,8 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from maild.storage.models import Category, Desk
-from maild.storage.records import Rule, RuleFiring
+from maild.storage.models import Category, Desk, Rule, RuleFiring
 from maild.tickets.lookup import matching_agents
 from maild.tickets.rule_grammar import Condition, ParsedRule, RuleSyntaxError, evaluation_order, parse_rule
 from maild.tickets.statuses import statuses_of

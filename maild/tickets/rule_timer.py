@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config
 from maild.storage.db import transaction
 from maild.storage.events import TicketEvent
-from maild.storage.models import Desk, Ticket
-from maild.storage.records import Rule, RuleFiring
+from maild.storage.models import Desk, Rule, RuleFiring, Ticket
 from maild.tickets import ticket_ops
 from maild.tickets.automation import after_changes
 from maild.tickets.quiet import escalation_since, is_quiet_import, not_quiet_import, ticket_escalation_since

@@ -23,9 +23,8 @@ from sqlalchemy.orm import Session
 from maild.config import Config
 from maild.storage.db import is_transient
 from maild.storage.events import TicketEvent, discard_since, pending_mark
-from maild.storage.models import Message, Ticket
+from maild.storage.models import Message, RuleFiring, Ticket
 from maild.storage.notes import add_system_note
-from maild.storage.records import RuleFiring
 from maild.tickets import rule_actions, ticket_ops
 from maild.tickets.quiet import is_quiet_import
 from maild.tickets.rule_conditions import Facts, holds
