@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -97,14 +98,16 @@ def register(commands: Any) -> None:
     add_desk_item(sub, "remove", "remove a rule", remove_rule)
     move = add_desk_item(sub, "move", "move a rule to another place in the desk's order", move_rule)
     move.add_argument("--to", type=int, required=True, metavar="N", help="its new place (1 = first)")
-    test = add_desk_item(
-        sub,
+    test = sub.add_parser(
         "test",
-        "dry run: which of the rule's conditions a mail meets and what it would do (nothing is stored)",
-        test_rule,
+        help="dry run: which of the rule's conditions a mail meets and what it would do (nothing is stored)",
+        description="DESK may be left out when no other desk has a rule of that NAME.",
     )
-    test.add_argument("file", metavar="FILE", help="the mail (RFC 5322), '-' for stdin")
+    test.add_argument(
+        "names", nargs="+", metavar="[DESK] NAME FILE", help="the rule, and the mail (RFC 5322; '-': stdin)"
+    )
     test.add_argument("--json", action="store_true")
+    test.set_defaults(handler=test_rule)
 
 
 def _parse(name: str, trigger: str, conditions: list[str], actions: list[str]) -> ParsedRule:
@@ -288,13 +291,31 @@ def _mail(name: str) -> ParsedMail:
         raise UserError(f"{name} is not a mail: {exc}") from None
 
 
+def _rule_to_test(session: Session, names: list[str]) -> tuple[Desk, Rule, str]:
+    """`rule test DESK NAME FILE`, or `rule test NAME FILE` (the issue's form) when NAME is one desk's."""
+    if len(names) == 3:
+        desk = find_desk(session, names[0])
+        return desk, _find(session, desk, names[1]), names[2]
+    if len(names) != 2:
+        raise UserError("give the rule and the mail: maildctl rule test [DESK] NAME FILE")
+    name, file = names
+    found = list(session.scalars(select(Rule).where(Rule.name == name)))
+    if not found:
+        raise UserError(f"no rule {name!r} on any desk: see 'maildctl rule list'")
+    desks = sorted(session.get_one(Desk, r.desk_id).name for r in found)
+    if len(found) > 1:
+        raise UserError(
+            f"desks {', '.join(desks)} each have a rule {name!r}: maildctl rule test DESK {name} FILE"
+        )
+    return session.get_one(Desk, found[0].desk_id), found[0], file
+
+
 def test_rule(app: App, args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     with app.factory() as session:  # read only: nothing is stored, nothing to commit
-        desk = find_desk(session, args.desk)
-        rule = _find(session, desk, args.name)
+        desk, rule, file = _rule_to_test(session, args.names)
         parsed = _parse(rule.name, rule.trigger, list(rule.conditions), list(rule.actions))
-        facts = Facts(session, desk, now, mail=_mail(args.file))
+        facts = Facts(session, desk, now, mail=_mail(file))
         checks = [{"condition": c.text, "holds": holds(facts, c)} for c in parsed.conditions]
         result: dict[str, Any] = {
             "rule": rule.name,

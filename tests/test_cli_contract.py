@@ -131,7 +131,6 @@ SAMPLES_OF: dict[tuple[str, ...], dict[str, Any]] = {
     ("webhook", "add"): {"url": "http://127.0.0.1:9/hook"},
     ("rule", "add"): {"on": "ticket created"},
     ("rule", "move"): {"to": "1"},
-    ("rule", "test"): {"file": "-"},
 }
 EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {
     ("category", "agents"): ["--add", BOB],

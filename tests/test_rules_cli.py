@@ -145,8 +145,15 @@ def test_other_errors_are_one_line(config_file: Path) -> None:
         (["move", "support", "two", "--to", "1"], "no rule 'two'"),
         (["remove", "support", "two"], "no rule 'two'"),
         (["test", "support", "one", "/nonexistent.eml"], "cannot read /nonexistent.eml"),
+        (["test", "nodesk", "one", "x.eml"], "no desk named 'nodesk'"),
+        (["test", "two", "x.eml"], "no rule 'two' on any desk"),
+        (["test", "x.eml"], "maildctl rule test [DESK] NAME FILE"),
     ]:
         assert message in one_line_error(ctl(config_file, "rule", *args)), args
+    ok(ctl(config_file, "desk", "add", "sales", "--address", "sales@example.com", "--pattern", "S-{{nr}}"))
+    ok(ctl(config_file, "rule", "add", "sales", "one", "--on", "ticket created", "--then", "tag x"))
+    ambiguous = one_line_error(ctl(config_file, "rule", "test", "one", "x.eml"))
+    assert "desks sales, support each have a rule 'one': maildctl rule test DESK one FILE" in ambiguous
 
 
 def test_rule_test_is_a_dry_run(session_factory: Factory, config_file: Path, tmp_path: Path) -> None:
@@ -174,6 +181,7 @@ def test_rule_test_is_a_dry_run(session_factory: Factory, config_file: Path, tmp
     out = ok(ctl(config_file, "rule", "test", "support", "gold", str(path)))
     assert "  yes  contact plan is gold\n  yes  subject contains fire\n  no   has attachments\n" in out
     assert "→ does not fire; it would: set priority urgent; assign to round-robin; call webhook team" in out
+    assert ok(ctl(config_file, "rule", "test", "gold", str(path))) == out  # the form: NAME FILE
     result = json.loads(ok(ctl(config_file, "rule", "test", "support", "gold", str(path), "--json")))
     assert result["fires"] is False and [c["holds"] for c in result["conditions"]] == [True, True, False]
     with session_factory() as session:
