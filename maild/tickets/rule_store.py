@@ -140,7 +140,8 @@ def stored_rule_problems(session: Session, desk: Desk, rule: Rule) -> tuple[Pars
     problems = desk_problems(session, desk, parsed)
     named = {a.value for a in parsed.actions if a.verb == "webhook"}
     if named:
-        active = dict(session.execute(select(Webhook.name, Webhook.active).where(Webhook.name.in_(named))))
+        rows = session.execute(select(Webhook.name, Webhook.active).where(Webhook.name.in_(named)))
+        active = {webhook: is_active for webhook, is_active in rows}  # (a Result has keys(): no dict(rows))
         for name in sorted(named):
             if name not in active:
                 problems.append(f"no webhook {name!r} (see 'maildctl webhook list')")
