@@ -2,9 +2,9 @@
 
   webhooks   deliveries pending (the sender's queue), overdue (due for longer than overdue_after: the
              sender in `maild serve` is not running or stuck, a problem), retrying (a temporary failure
-             behind them), and failed in the last FAILED_WINDOW (given up, a problem as the outbox's failed
-             mail is: the receiver missed events), in all and per webhook. Failed deliveries stay in the
-             table (`webhook redeliver` makes a new one), so only recent ones count.
+             behind them), and failed in the last FAILED_WINDOW and not redelivered (given up, a problem as
+             the outbox's failed mail is: the receiver missed events), in all and per webhook. Failed
+             deliveries stay in the table (`webhook redeliver` makes a new one), so only recent ones count.
   presence   desks with active agents none of whom is present right now: not a problem (a weekend or a
              holiday), but said, with what the desk then does (notify-all: every active agent is told
              anyway; desk-unavailable: customers get the desk_unavailable mail, agents nothing).
@@ -20,8 +20,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from maild.admin_cli.common import iso
 from maild.admin_cli.escalations import template_exists
@@ -49,7 +49,11 @@ def webhooks(session: Session, cfg: Config, now: dt.datetime, report: Report) ->
     at = naive_utc(now)
     late_since = at - overdue_after(cfg)
     pending = WebhookDelivery.state == "pending"
-    failed = and_(WebhookDelivery.state == "failed", WebhookDelivery.last_attempt_at >= at - FAILED_WINDOW)
+    failed = and_(
+        WebhookDelivery.state == "failed",
+        WebhookDelivery.last_attempt_at >= at - FAILED_WINDOW,
+        ~_redelivered(),
+    )
     overdue = and_(pending, WebhookDelivery.next_attempt_at < late_since)
     counts: dict[int, dict[str, int]] = {}
     oldest_overdue: dt.datetime | None = None
@@ -104,6 +108,18 @@ def webhooks(session: Session, cfg: Config, now: dt.datetime, report: Report) ->
         "last_error": last_error,
         "by_webhook": by_webhook,
     }
+
+
+def _redelivered() -> Any:
+    """A delivery queued again by `webhook redeliver`: a later delivery to its webhook with its body (the
+    same bytes, its `delivery` field included), whatever became of that one (it is counted itself)."""
+    again = aliased(WebhookDelivery)
+    return exists().where(
+        again.webhook_id == WebhookDelivery.webhook_id,
+        again.id > WebhookDelivery.id,
+        again.event == WebhookDelivery.event,
+        again.body == WebhookDelivery.body,
+    )
 
 
 def presence(session: Session, now: dt.datetime) -> dict[str, Any]:

@@ -63,12 +63,13 @@ def delivery(factory: Factory, webhook: str, state: str, **fields: Any) -> None:
     with transaction(factory) as session:
         webhook_id = session.scalar(select(Webhook.id).where(Webhook.name == webhook))
         defaults = {"attempts": 0, "next_attempt_at": utcnow(), "claimed_by": "", "last_error": ""}
+        delivery_id = str(uuid.uuid4())
         session.add(
             WebhookDelivery(
                 webhook_id=webhook_id,
                 event="ticket.created",
-                delivery_id=str(uuid.uuid4()),
-                body=b"{}",
+                delivery_id=delivery_id,
+                body=json.dumps({"delivery": delivery_id}).encode(),  # as sent: each body its own
                 state=state,
                 **(defaults | fields),
             )
@@ -113,9 +114,21 @@ def test_failed_and_overdue_webhook_deliveries_need_an_admin(
     assert text[0] == "maild needs an admin: 2 problems"
     assert "webhooks   2 pending (1 overdue, 1 retrying), 1 failed in 24 h" in text
 
-    # Sent at last, and the failure redelivered: nothing left for an admin.
+    # The failure redelivered (the receiver fixed): no longer counted; the new delivery is pending.
+    with desk() as session:
+        failed = session.scalars(
+            select(WebhookDelivery.delivery_id).where(WebhookDelivery.last_error == "HTTP 500 Oops")
+        ).one()
+    ok(ctl(config_file, "webhook", "redeliver", failed))
+    code, report, _ = health(config_file, capsys)
+    assert code == 1 and codes(report) == ["webhook_overdue"]
+    assert (report["webhooks"]["failed_24h"], report["webhooks"]["pending"]) == (0, 3)
+
+    # Sent at last: nothing left for an admin.
     with transaction(desk) as session:
-        session.execute(update(WebhookDelivery).values(state="delivered"))
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.state == "pending").values(state="delivered")
+        )
     code, report, text = health(config_file, capsys)
     assert code == 0, report["problems"]
     assert text[0] == "maild is healthy"
