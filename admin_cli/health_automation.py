@@ -47,34 +47,12 @@ def overdue_after(cfg: Config) -> dt.timedelta:
 
 def webhooks(session: Session, cfg: Config, now: dt.datetime, report: Report) -> dict[str, Any]:
     at = naive_utc(now)
-    late_since = at - overdue_after(cfg)
-    pending = WebhookDelivery.state == "pending"
     failed = and_(
         WebhookDelivery.state == "failed",
         WebhookDelivery.last_attempt_at >= at - FAILED_WINDOW,
         ~_redelivered(),
     )
-    overdue = and_(pending, WebhookDelivery.next_attempt_at < late_since)
-    counts: dict[int, dict[str, int]] = {}
-    oldest_overdue: dt.datetime | None = None
-    rows = session.execute(
-        select(
-            WebhookDelivery.webhook_id,
-            func.count(case((pending, 1))),
-            func.count(case((overdue, 1))),
-            func.count(case((and_(pending, WebhookDelivery.attempts > 0), 1))),
-            func.count(case((failed, 1))),
-            func.min(case((overdue, WebhookDelivery.next_attempt_at))),
-        )
-        .where(WebhookDelivery.state.in_(("pending", "failed")))
-        .group_by(WebhookDelivery.webhook_id)
-    )
-    for webhook_id, n_pending, n_overdue, n_retrying, n_failed, first in rows:
-        counts[webhook_id] = {"pending": n_pending, "overdue": n_overdue, "retrying": n_retrying}
-        counts[webhook_id]["failed_24h"] = n_failed
-        oldest_overdue = (
-            first if oldest_overdue is None or (first and first < oldest_overdue) else oldest_overdue
-        )
+    counts, oldest_overdue = _delivery_counts(session, failed, at - overdue_after(cfg))
     hooks = session.execute(select(Webhook.id, Webhook.name, Webhook.active).order_by(Webhook.name)).all()
     zero = {"pending": 0, "overdue": 0, "retrying": 0, "failed_24h": 0}
     by_webhook = [{"name": name, "active": active, **counts.get(i, zero)} for i, name, active in hooks]
@@ -102,12 +80,37 @@ def webhooks(session: Session, cfg: Config, now: dt.datetime, report: Report) ->
             f"due since {iso(oldest_overdue)}: maild serve's webhook sender is not running or is stuck: "
             + LOG_HINT,
         )
-    return {
-        **totals,
-        "oldest_overdue_at": iso(oldest_overdue),
-        "last_error": last_error,
-        "by_webhook": by_webhook,
-    }
+    extra = {"oldest_overdue_at": iso(oldest_overdue), "last_error": last_error, "by_webhook": by_webhook}
+    return totals | extra
+
+
+def _delivery_counts(
+    session: Session, failed: Any, late_since: dt.datetime
+) -> tuple[dict[int, dict[str, int]], dt.datetime | None]:
+    """Per webhook: pending, overdue (due before late_since), retrying, failed_24h (`failed`); and when
+    the oldest overdue delivery was due. One query over the rows the state index finds."""
+    pending = WebhookDelivery.state == "pending"
+    overdue = and_(pending, WebhookDelivery.next_attempt_at < late_since)
+    rows = session.execute(
+        select(
+            WebhookDelivery.webhook_id,
+            func.count(case((pending, 1))),
+            func.count(case((overdue, 1))),
+            func.count(case((and_(pending, WebhookDelivery.attempts > 0), 1))),
+            func.count(case((failed, 1))),
+            func.min(case((overdue, WebhookDelivery.next_attempt_at))),
+        )
+        .where(WebhookDelivery.state.in_(("pending", "failed")))
+        .group_by(WebhookDelivery.webhook_id)
+    )
+    counts: dict[int, dict[str, int]] = {}
+    oldest: dt.datetime | None = None
+    for webhook_id, n_pending, n_overdue, n_retrying, n_failed, first in rows:
+        counts[webhook_id] = {"pending": n_pending, "overdue": n_overdue, "retrying": n_retrying}
+        counts[webhook_id]["failed_24h"] = n_failed
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+    return counts, oldest
 
 
 def _redelivered() -> Any:
