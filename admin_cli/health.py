@@ -17,6 +17,7 @@ admin. Every problem is one line that says what to do. What it reads:
              daemon has been up that long.
   disk       free space where the data directory is: below MIN_FREE_BYTES or MIN_FREE_PERCENT is a problem.
   templates  what maild.outbound.templating.check_templates finds wrong with the desks' overrides.
+  webhooks, presence, rules: maild.admin_cli.health_automation.
 
 A few queries in one short transaction, no scan of a whole table (spool and outbox by their indexed state
 columns); the JSON's field names are stable (monitoring parses them)."""
@@ -34,6 +35,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
+from maild.admin_cli import health_automation
 from maild.admin_cli.common import App, iso, print_json
 from maild.config import Config
 from maild.ingress.control import MAX_SOCKET_PATH, SOCKET_NAME, ask_status, socket_path
@@ -57,7 +59,8 @@ class Problem:
 def register(commands: Any) -> None:
     health = commands.add_parser(
         "health",
-        help="is maild serve running, how the spool, outbox and scheduled jobs stand, disk, templates "
+        help="is maild serve running, how the spool, outbox, scheduled jobs and webhooks stand, disk, "
+        "templates, rules, presence "
         "(exit 1 when something needs an admin)",
         description="Exit 0 when all is well, 1 when something needs an admin; each problem is one line "
         "saying what to do.",
@@ -84,17 +87,20 @@ def collect(app: App) -> dict[str, Any]:
     spool: dict[str, Any] | None = None
     outbox: dict[str, Any] | None = None
     jobs: list[dict[str, Any]] | None = None
+    automation: dict[str, Any] = {"webhooks": None, "presence": None, "rules": None}
     found: list[Problem] = []  # kept only when every query went through: no half a report
     try:
         with app.session() as session:  # one transaction: the counts agree with each other
             spool = _spool(session, cfg, now, found)
             outbox = _outbox(session, now, found)
             jobs = _jobs(session, cfg, now, daemon, found)
+            automation = _automation(session, cfg, now, found)
         problems += found
     except (OperationalError, ProgrammingError) as exc:
         # The daemon, the disk and the templates can still be reported; the database is one problem.
         problems.append(_database_problem(exc))
         spool = outbox = jobs = None
+        automation = dict.fromkeys(automation)
     disk = _disk(cfg.data_dir, problems)
     templates = _templates(cfg.template_dir, problems)
     return {
@@ -107,6 +113,7 @@ def collect(app: App) -> dict[str, Any]:
         "jobs": jobs,
         "disk": disk,
         "templates": templates,
+        **automation,
     }
 
 
@@ -298,6 +305,17 @@ def _jobs(
     return found
 
 
+def _automation(session: Session, cfg: Config, now: dt.datetime, problems: list[Problem]) -> dict[str, Any]:
+    def report(code: str, message: str) -> None:
+        problems.append(Problem(code, message))
+
+    return {
+        "webhooks": health_automation.webhooks(session, cfg, now, report),
+        "presence": health_automation.presence(session, now),
+        "rules": health_automation.rules(session, cfg, report),
+    }
+
+
 def _disk(path: Path, problems: list[Problem]) -> dict[str, Any]:
     try:
         usage = shutil.disk_usage(path)
@@ -419,7 +437,7 @@ def _details(report: dict[str, Any]) -> list[tuple[str, str]]:
         )
     templates = report["templates"]
     lines.append(("templates", f"{_count(len(templates), 'problem')}" if templates else "ok"))
-    return lines
+    return lines + health_automation.detail_lines(report)
 
 
 def _job_line(job: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
-"""maildctl webhook add|list|remove|deliveries|show|redeliver: URLs told of ticket events (signed JSON POSTs,
-sent by `maild serve`: maild.outbound.webhook_sender). Every change is in the audit log; the secret never
-is, and is printed only by `add`."""
+"""maildctl webhook add|set|list|remove|deliveries|show|redeliver: URLs told of ticket events (signed JSON
+POSTs, sent by `maild serve`: maild.outbound.webhook_sender). Every change is in the audit
+log; the secret never is, and is printed only by `add` and `set --new-secret`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def register(commands: Any) -> None:
     add.add_argument("--desk", help="only this desk's tickets (default: every desk)")
     add.add_argument("--secret", help="the HMAC key (default: a random one, printed once)")
     add.set_defaults(handler=add_webhook)
+    _register_set(sub)
     lst = sub.add_parser("list", help="list the webhooks and their deliveries' states")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=list_webhooks)
@@ -54,6 +55,29 @@ def register(commands: Any) -> None:
     again = sub.add_parser("redeliver", help="queue a delivery's body again (the same bytes)")
     again.add_argument("delivery_id", metavar="DELIVERY_ID")
     again.set_defaults(handler=redeliver)
+
+
+def _register_set(sub: Any) -> None:
+    change = sub.add_parser(
+        "set",
+        help="change a webhook's URL, events, desk, secret, or make it (in)active",
+        description="An inactive webhook is queued no new deliveries (those pending are still sent).",
+    )
+    change.add_argument("name", metavar="NAME")
+    change.add_argument("--url", help="http:// or https:// URL the events are POSTed to")
+    which = change.add_mutually_exclusive_group()
+    which.add_argument("--events", help=f"comma-separated event kinds: {', '.join(EVENT_KINDS)}")
+    which.add_argument("--all", action="store_true", help="every event kind")
+    where = change.add_mutually_exclusive_group()
+    where.add_argument("--desk", help="only this desk's tickets")
+    where.add_argument("--all-desks", action="store_true", help="every desk's tickets")
+    state = change.add_mutually_exclusive_group()
+    state.add_argument("--active", action="store_true", dest="activate", help="queue deliveries again")
+    state.add_argument("--inactive", action="store_true", help="queue no new deliveries")
+    key = change.add_mutually_exclusive_group()
+    key.add_argument("--secret", help="the new HMAC key (1-200 characters)")
+    key.add_argument("--new-secret", action="store_true", help="a random new key, printed once")
+    change.set_defaults(handler=set_webhook)
 
 
 def _valid_name(name: str) -> str:
@@ -82,6 +106,15 @@ def _valid_events(text: str | None) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
+def _valid_secret(secret: str | None) -> str:
+    """The given secret, or a random one (None)."""
+    if secret is None:
+        return secrets.token_hex(32)
+    if not secret.strip() or len(secret) > 200:
+        raise UserError("--secret: give 1-200 characters, or leave it out for a random one")
+    return secret
+
+
 def _find(session: Session, name: str) -> Webhook:
     webhook = session.scalar(select(Webhook).where(Webhook.name == name))
     if webhook is None:
@@ -95,9 +128,7 @@ def _audit_fields(webhook: Webhook, desk: str | None) -> dict[str, Any]:
 
 def add_webhook(app: App, args: argparse.Namespace) -> int:
     name, url, events = _valid_name(args.name), _valid_url(args.url), _valid_events(args.events)
-    secret = args.secret if args.secret is not None else secrets.token_hex(32)
-    if not secret.strip() or len(secret) > 200:
-        raise UserError("--secret: give 1-200 characters, or leave it out for a random one")
+    secret = _valid_secret(args.secret)
     with app.session() as session:
         desk = find_desk(session, args.desk, "--desk") if args.desk is not None else None
         if session.scalar(select(Webhook.id).where(Webhook.name == name)) is not None:
@@ -111,6 +142,58 @@ def add_webhook(app: App, args: argparse.Namespace) -> int:
     if args.secret is None:
         print(f"secret (shown once; the receiver checks X-Hub-Signature-256 with it): {secret}")
     return 0
+
+
+def _changes(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+    """The columns `webhook set` changes, checked as `add` checks them (the secret: see set_webhook)."""
+    changes: dict[str, Any] = {}
+    if args.url is not None:
+        changes["url"] = _valid_url(args.url)
+    if args.events is not None or args.all:
+        changes["events"] = _valid_events(args.events)
+    if args.desk is not None:
+        changes["desk_id"] = find_desk(session, args.desk, "--desk").id
+    elif args.all_desks:
+        changes["desk_id"] = None
+    if args.activate or args.inactive:
+        changes["active"] = bool(args.activate)
+    if args.secret is not None or args.new_secret:
+        changes["secret"] = _valid_secret(args.secret)
+    return changes
+
+
+def set_webhook(app: App, args: argparse.Namespace) -> int:
+    with app.session() as session:
+        changes = _changes(session, args)  # the desk is looked up before the webhook: its error first
+        webhook = _find(session, _valid_name(args.name))
+        if not changes:
+            raise UserError(
+                "nothing to change: give --url, --events or --all, --desk or --all-desks, --active or "
+                "--inactive, --secret or --new-secret"
+            )
+        before = _audit_fields(webhook, _desk_name(session, webhook.desk_id)) | {"active": webhook.active}
+        for column, value in changes.items():
+            setattr(webhook, column, value)
+        after = _audit_fields(webhook, _desk_name(session, webhook.desk_id)) | {"active": webhook.active}
+        detail = {
+            "name": webhook.name,
+            "before": before,
+            "after": after,
+            "secret_changed": "secret" in changes,
+        }
+        webhook_queue.forget_cached(session)
+        record(session, "webhook_set", detail, actor=who())
+    state = "active" if after["active"] else "inactive (no new deliveries)"
+    events = ", ".join(after["events"]) or "all events"
+    print(f"webhook {after['name']}: {after['url']} ({events}, {after['desk'] or 'every desk'}), {state}")
+    if args.new_secret:
+        print(f"secret (shown once; the receiver checks X-Hub-Signature-256 with it): {changes['secret']}")
+    return 0
+
+
+def _desk_name(session: Session, desk_id: int | None) -> str | None:
+    desk = session.get(Desk, desk_id) if desk_id is not None else None
+    return desk.name if desk is not None else None
 
 
 def _webhook_json(webhook: Webhook, desk: str | None, states: dict[str, int]) -> dict[str, Any]:
@@ -142,13 +225,14 @@ def list_webhooks(app: App, args: argparse.Namespace) -> int:
         print_json(rows)
         return 0
     print_table(
-        ["NAME", "URL", "EVENTS", "DESK", "PENDING", "DELIVERED", "FAILED"],
+        ["NAME", "URL", "EVENTS", "DESK", "ACTIVE", "PENDING", "DELIVERED", "FAILED"],
         [
             [
                 r["name"],
                 r["url"],
                 ",".join(r["events"]) or "all",
                 r["desk"] or "all",
+                "yes" if r["active"] else "no",
                 *(r["deliveries"][s] for s in DELIVERY_STATES),
             ]
             for r in rows

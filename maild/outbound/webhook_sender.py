@@ -13,7 +13,9 @@ A 2xx answer delivers it. Anything else (another status, a refused connection, n
 Claims: a due delivery is taken by moving its next attempt a lease ahead, in a short transaction that
 locks it (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises), so two daemons
 never post one delivery at once. A sender that dies while posting leaves it due again when the lease
-ends: at least once, never lost (a receiver dedups by X-Maild-Delivery)."""
+ends: at least once, never lost (a receiver dedups by X-Maild-Delivery). At `maild serve`'s start, claims of
+this host's processes that are no longer running are released at once (release_dead_claims, as the
+outbox does), not after the lease."""
 
 from __future__ import annotations
 
@@ -29,12 +31,12 @@ from functools import cache
 from typing import Any, TypeVar
 
 import aiohttp
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.logs import get_logger
-from maild.outbound.sender import holder
+from maild.outbound.sender import _dead, holder
 from maild.storage.db import reading, transaction
 from maild.storage.models import Webhook, WebhookDelivery, utcnow
 
@@ -116,6 +118,28 @@ def claim(factory: sessionmaker[Session], cfg: Config, now: dt.datetime) -> list
                 )
             )
     return taken
+
+
+def release_dead_claims(factory: sessionmaker[Session], now: dt.datetime | None = None) -> int:
+    """Pending deliveries claimed by processes of this host that are no longer running (a daemon killed
+    mid-POST) become due now. Returns how many."""
+    at = now or utcnow()
+    with transaction(factory) as session:
+        holders = session.scalars(
+            select(WebhookDelivery.claimed_by)
+            .where(WebhookDelivery.state == "pending", WebhookDelivery.claimed_by != "")
+            .distinct()
+        )
+        stale = [h for h in holders if h != holder() and _dead(h)]
+        if not stale:
+            return 0
+        result = session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.state == "pending", WebhookDelivery.claimed_by.in_(stale))
+            .values(next_attempt_at=at, claimed_by="")
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 @cache
@@ -236,6 +260,12 @@ def send_due_now(factory: sessionmaker[Session], cfg: Config, now: dt.datetime |
 async def run_sender(factory: sessionmaker[Session], cfg: Config, stopping: asyncio.Event) -> None:
     """`maild serve`'s webhook sender: every `[webhooks] poll_seconds`, what is due, until `stopping`.
     A failure (the database down) is logged and tried again at the next poll."""
+    try:
+        released = await asyncio.get_running_loop().run_in_executor(None, release_dead_claims, factory)
+        if released:
+            log.info("webhook_claims_released", deliveries=released)
+    except Exception as exc:  # the sender runs anyway: the claims end with their lease
+        log.warning("webhook_claims_not_released", error=f"{type(exc).__name__}: {exc}")
     while not stopping.is_set():
         try:
             await send_due(factory, cfg)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from maild.storage.models import Category, Desk, Rule, RuleFiring
+from maild.storage.models import Category, Desk, Rule, RuleFiring, Webhook
 from maild.tickets.lookup import matching_agents
 from maild.tickets.rule_grammar import Condition, ParsedRule, RuleSyntaxError, evaluation_order, parse_rule
 from maild.tickets.statuses import statuses_of
@@ -125,6 +125,28 @@ def desk_problems(session: Session, desk: Desk, parsed: ParsedRule) -> list[str]
                     f"no single active agent {action.value!r} on desk {desk.name} (or use round-robin)"
                 )
     return problems
+
+
+def stored_rule_problems(session: Session, desk: Desk, rule: Rule) -> tuple[ParsedRule | None, list[str]]:
+    """What is wrong with a stored rule now (maildctl health): its text no longer parses (the engine skips
+    it), or it names what the desk no longer has (desk_problems) or a webhook that was removed or made
+    inactive (its action would only leave a note). The parsed rule, None when it does not parse, so that
+    the caller can check what the database does not know (templates)."""
+    try:
+        parsed = parse_rule(rule.name, rule.trigger, list(rule.conditions), list(rule.actions))
+    except RuleSyntaxError as exc:
+        return None, [f"does not parse any more: {exc}"]
+    problems = desk_problems(session, desk, parsed)
+    named = {a.value for a in parsed.actions if a.verb == "webhook"}
+    if named:
+        rows = session.execute(select(Webhook.name, Webhook.active).where(Webhook.name.in_(named)))
+        active = {webhook: is_active for webhook, is_active in rows}  # (a Result has keys(): no dict(rows))
+        for name in sorted(named):
+            if name not in active:
+                problems.append(f"no webhook {name!r} (see 'maildctl webhook list')")
+            elif not active[name]:
+                problems.append(f"webhook {name!r} is inactive ('maildctl webhook set {name} --active')")
+    return parsed, problems
 
 
 def rule_json(session: Session, rule: Rule) -> dict[str, Any]:
