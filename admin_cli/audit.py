@@ -12,20 +12,28 @@ from typing import Any
 from maild.admin_cli.common import App, UserError, print_json
 from maild.admin_cli.ticket_lookup import utc_now
 from maild.admin_cli.tickets import log_line
-from maild.tickets.audit_view import DEFAULT_LIMIT, KNOWN_ACTIONS, AuditFilters, audit_rows
+from maild.tickets.audit_view import DEFAULT_LIMIT, SETTING_ACTIONS, TICKET_ACTIONS, AuditFilters, audit_rows
 from maild.tickets.ticket_checks import InvalidValue
 
-_EPILOG = "actions: " + ", ".join(KNOWN_ACTIONS)
+_DESCRIPTION = (
+    "The audit log, newest first. --desk matches rows whose ticket is on the desk now, or whose detail "
+    "names it (the desk's settings, as it was named then); rows of no desk (agents' presence, API tokens, "
+    "blocks …) show only without --desk."
+)
+
+
+def _wrapped(title: str, names: tuple[str, ...]) -> str:
+    return "\n".join(textwrap.wrap(f"{title}: {', '.join(names)}", 100, subsequent_indent="  "))
 
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "audit",
         help="the audit log of every change, settings and tickets alike, newest first",
-        description="The audit log, newest first. --desk matches rows whose ticket is on the desk now, or "
-        "whose detail names it (settings of the desk, as named then); rows of no desk (agents' presence, "
-        "API tokens, blocks …) only show without --desk.",
-        epilog="\n".join(textwrap.wrap(_EPILOG, 100)),
+        description="\n".join(textwrap.wrap(_DESCRIPTION, 100)),
+        epilog=_wrapped("actions about tickets", TICKET_ACTIONS)
+        + "\n"
+        + _wrapped("other actions", SETTING_ACTIONS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -50,7 +58,11 @@ def register(commands: Any) -> None:
         help="only rows since an ISO date or time (UTC), or this long ago: 30m, 12h, 14d or 2w",
     )
     parser.add_argument(
-        "--limit", type=int, default=DEFAULT_LIMIT, help=f"at most N rows (default {DEFAULT_LIMIT}; 0: all)"
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most N rows (default {DEFAULT_LIMIT}; 0: all)",
     )
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(handler=show_audit)
