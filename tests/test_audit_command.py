@@ -192,3 +192,14 @@ def test_the_known_actions_are_every_action_the_code_writes() -> None:
     assert len(set(KNOWN_ACTIONS)) == len(KNOWN_ACTIONS)
     source = (ROOT / "pipeline" / "apply.py").read_text()
     assert all(f'"{name}"' in source for name in DYNAMIC - {"ticket_delete"})
+
+
+def test_agent_add_and_set_are_audited(changes: str, config_file: Path) -> None:
+    ok(ctl(config_file, "agent", "add", "bob@example.com", "--name", "Bob", "--desk", "sales"))
+    ok(ctl(config_file, "agent", "set", "bob@example.com", "--inactive"))
+    ok(ctl(config_file, "agent", "add", "bob@example.com", "--name", "Bob", "--desk", "sales", "--update"))
+    rows = audit(config_file, "--action", "agent_add", "--action", "agent_set")
+    assert [(r["action"], r["detail"]) for r in rows] == [
+        ("agent_set", {"agent": "bob@example.com", "changes": ["inactive"]}),
+        ("agent_add", {"agent": "bob@example.com", "name": "Bob", "desks": ["sales"]}),
+    ]  # the --update that changed nothing left no row
