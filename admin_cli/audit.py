@@ -42,7 +42,7 @@ def register(commands: Any) -> None:
         action="append",
         default=[],
         metavar="ACTION",
-        help="only rows of this action (repeat for several; the names are below)",
+        help="only rows of this action (repeat, or a,b, for several; the names are below)",
     )
     parser.add_argument("--actor", help="only rows by this actor: an address, an OS user, rule:NAME, maild")
     parser.add_argument(

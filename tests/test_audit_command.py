@@ -91,6 +91,7 @@ def test_secrets_are_never_in_the_log(changes: str, config_file: Path, session_f
 
 def test_each_filter(changes: str, config_file: Path) -> None:
     assert actions(config_file, "--action", "rule_add", "--action", "status") == ["rule_add", "status"]
+    assert actions(config_file, "--action", "rule_add,status") == ["rule_add", "status"]
     assert actions(config_file, "--actor", "rule:none") == []
     assert actions(config_file, "--actor", "Alice@Customer.example") == ["ticket_created"]
     assert actions(config_file, "--ticket", changes.lower()) == ["status", "ticket_created"]
@@ -142,6 +143,7 @@ def test_a_deleted_ticket_is_found_by_its_delete_row(changes: str, config_file: 
         (["--since", "5y"], "invalid --since '5y'"),
         (["--limit", "-1"], "invalid --limit -1"),
         (["--actor", " "], "--actor is empty"),
+        (["--action", ","], "--action is empty"),
     ],
 )
 def test_wrong_input_is_one_line(changes: str, config_file: Path, args: list[str], says: str) -> None:

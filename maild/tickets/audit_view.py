@@ -84,7 +84,9 @@ def known_actions(session: Session) -> list[str]:
 
 
 def _checked_actions(session: Session, actions: list[str]) -> list[str]:
-    wanted = [a.strip() for a in actions]
+    wanted = [a.strip() for given in actions for a in given.split(",") if a.strip()]  # --action a,b too
+    if not wanted:
+        raise MalformedValue("--action is empty: give an action's name (see 'maildctl audit --help')")
     unknown = [a for a in wanted if a not in KNOWN_ACTIONS]
     if unknown:
         allowed = known_actions(session)
