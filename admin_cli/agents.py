@@ -20,6 +20,7 @@ from maild.mail.addresses import is_valid, normalize
 from maild.storage.models import Agent, Desk, DeskAddress
 from maild.tickets import agent_ops, presence
 from maild.tickets.lookup import matching_agents
+from maild.tickets.ticket_ops import record
 
 MAX_NAME = 200  # agents.name / agents.display_name column size
 
@@ -115,9 +116,13 @@ def add_agent(app: App, args: argparse.Namespace) -> int:
                     "or use 'maildctl agent set'"
                 )
             changes = agent_ops.update_agent(agent, name, display_name, desks)
+            if changes:
+                record(session, "agent_set", {"agent": email, "changes": changes}, actor=who())
             print(f"agent {email}: {'; '.join(changes) if changes else 'nothing changed'}")
             return 0
         agent_ops.add_agent(session, email, name, display_name, desks)
+        detail = {"agent": email, "name": name, "desks": [d.name for d in desks]}
+        record(session, "agent_add", detail, actor=who())
     print(f"agent {email} on {', '.join(d.name for d in desks)}")
     return 0
 
@@ -136,6 +141,7 @@ def set_agent(app: App, args: argparse.Namespace) -> int:
         changes = agent_ops.set_agent(
             agent, name=name, display_name=display_name, active=args.active, desks=desks
         )
+        record(session, "agent_set", {"agent": email, "changes": changes}, actor=who())
     print(f"agent {email}: {'; '.join(changes)}")
     return 0
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from maild.admin_cli import (
     agents,
     api_tokens,
+    audit,
     blocks,
     canned,
     contacts,
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         template_commands,
         api_tokens,
         webhooks,
+        audit,
     ):
         module.register(commands)
     return parser

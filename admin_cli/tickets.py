@@ -164,10 +164,16 @@ def show_log(app: App, args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     for e in data:
-        change = ""
-        if e["before"] is not None or e["after"] is not None:
-            change = f"{_short(e['before'])} -> {_short(e['after'])}"
-        detail = " ".join(f"{k}={_short(v)}" for k, v in e["detail"].items())
-        where = f" [{e['ticket']}]" if e["ticket"] != ticket.number else ""
-        print("  ".join(part for part in (e["at"], e["actor"], e["action"] + where, change, detail) if part))
+        print(log_line(e, ticket.number))
     return 0
+
+
+def log_line(e: dict[str, Any], shown: str | None = None) -> str:
+    """One audit row (log_json's fields) as `ticket log` prints it; its ticket named unless it is `shown`
+    (the one the log is of). Also `maildctl audit`'s lines."""
+    change = ""
+    if e["before"] is not None or e["after"] is not None:
+        change = f"{_short(e['before'])} -> {_short(e['after'])}"
+    detail = " ".join(f"{k}={_short(v)}" for k, v in e["detail"].items())
+    where = f" [{e['ticket']}]" if e["ticket"] is not None and e["ticket"] != shown else ""
+    return "  ".join(part for part in (e["at"], e["actor"], e["action"] + where, change, detail) if part)

@@ -18,6 +18,7 @@ from maild.admin_cli.common import App, UserError, find_desk, iso, print_json, p
 from maild.storage.events import EVENT_KINDS
 from maild.storage.models import Desk, Ticket, Webhook, WebhookDelivery, utcnow
 from maild.tickets import webhook_queue
+from maild.tickets.audit_view import redacted_url
 from maild.tickets.ticket_ops import record
 
 DELIVERY_STATES = ("pending", "delivered", "failed")
@@ -123,7 +124,9 @@ def _find(session: Session, name: str) -> Webhook:
 
 
 def _audit_fields(webhook: Webhook, desk: str | None) -> dict[str, Any]:
-    return {"name": webhook.name, "url": webhook.url, "events": list(webhook.events), "desk": desk}
+    # A URL's user:password@ is a credential: the audit log, kept for years, never holds it.
+    url = redacted_url(webhook.url)
+    return {"name": webhook.name, "url": url, "events": list(webhook.events), "desk": desk}
 
 
 def add_webhook(app: App, args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from maild.config import Config
 from tests.pipeline.helpers import SUP_PATTERN, SUPPORT, deliver, mail, make_agent, make_desk
 
 # Leaves whose name says they list or show something.
-_LISTS_OR_SHOWS = ("list", "show", "log", "report")
+_LISTS_OR_SHOWS = ("list", "show", "log", "report", "audit")
 
 
 def _leaves(
@@ -45,6 +45,7 @@ def test_the_walk_finds_the_commands() -> None:
         ("report",),
         ("escalation", "add"),
         ("import", "mbox"),
+        ("audit",),
     ]:
         assert expected in paths
 

@@ -1,5 +1,5 @@
-"""Adding and changing agents (maildctl agent add|set). Not audited, as before: the agent list is its own
-record."""
+"""Adding and changing agents (maildctl agent add|set). maildctl audits them (agent_add, agent_set): these
+return what changed for it."""
 
 from __future__ import annotations
 
