@@ -133,7 +133,9 @@ def test_fluent_support_example_created_conditions_and_actions(
 def test_failing_action_leaves_a_note_and_keeps_the_mail_order_and_stop(
     session_factory: Factory, cfg: Config, config_file: Path
 ) -> None:
+    ok(ctl(config_file, "webhook", "add", "team-channel", "http://127.0.0.1:9/hook"))
     rule(config_file, "first", "ticket created", [], ["webhook team-channel", "tag first", "stop"])
+    ok(ctl(config_file, "webhook", "remove", "team-channel"))  # gone since: the action fails when it runs
     rule(config_file, "second", "ticket created", [], ["tag second"])
     ok(ctl(config_file, "rule", "move", "support", "second", "--to", "1"))
     ok(ctl(config_file, "rule", "add", "support", "third", "--on", "created", "--then", "tag third"))

@@ -142,6 +142,7 @@ def test_other_errors_are_one_line(config_file: Path) -> None:
         (["set", "support", "one"], "nothing to change"),
         (["set", "support", "one", "--active", "--inactive"], "either --active or --inactive"),
         (["set", "support", "one", "--then", "frob"], "invalid action 'frob'"),
+        (["set", "support", "one", "--then", "webhook nosuch"], "no webhook 'nosuch'"),
         (["move", "support", "two", "--to", "1"], "no rule 'two'"),
         (["remove", "support", "two"], "no rule 'two'"),
         (["test", "support", "one", "/nonexistent.eml"], "cannot read /nonexistent.eml"),
@@ -160,6 +161,7 @@ def test_rule_test_is_a_dry_run(session_factory: Factory, config_file: Path, tmp
     ok(ctl(config_file, "contact", "add", "alice@customer.example"))
     ok(ctl(config_file, "contact", "attr", "alice@customer.example", "plan=gold", "old=1"))
     ok(ctl(config_file, "contact", "attr", "alice@customer.example", "old="))
+    ok(ctl(config_file, "webhook", "add", "team", "http://127.0.0.1:9/hook"))
     add(
         config_file,
         "gold",

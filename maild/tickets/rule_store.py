@@ -93,7 +93,8 @@ def rule_by_name(session: Session, desk: Desk, name: str) -> Rule | None:
 
 
 def desk_problems(session: Session, desk: Desk, parsed: ParsedRule) -> list[str]:
-    """What the desk lacks for the rule: statuses, categories, agents (templates: maildctl checks them)."""
+    """What the desk lacks for the rule: statuses, categories, agents, webhooks (templates: maildctl checks
+    them)."""
     statuses = statuses_of(session, desk.id)
     categories = set(session.scalars(select(Category.name).where(Category.desk_id == desk.id)))
     problems = []
@@ -124,6 +125,22 @@ def desk_problems(session: Session, desk: Desk, parsed: ParsedRule) -> list[str]
                 problems.append(
                     f"no single active agent {action.value!r} on desk {desk.name} (or use round-robin)"
                 )
+    return problems + _webhook_problems(session, parsed)
+
+
+def _webhook_problems(session: Session, parsed: ParsedRule) -> list[str]:
+    """The rule's `webhook NAME` actions that name no webhook, or an inactive one."""
+    named = {a.value for a in parsed.actions if a.verb == "webhook"}
+    if not named:
+        return []
+    rows = session.execute(select(Webhook.name, Webhook.active).where(Webhook.name.in_(named)))
+    active = {webhook: is_active for webhook, is_active in rows}  # (a Result has keys(): no dict(rows))
+    problems = []
+    for name in sorted(named):
+        if name not in active:
+            problems.append(f"no webhook {name!r} (see 'maildctl webhook list')")
+        elif not active[name]:
+            problems.append(f"webhook {name!r} is inactive ('maildctl webhook set {name} --active')")
     return problems
 
 
@@ -136,17 +153,7 @@ def stored_rule_problems(session: Session, desk: Desk, rule: Rule) -> tuple[Pars
         parsed = parse_rule(rule.name, rule.trigger, list(rule.conditions), list(rule.actions))
     except RuleSyntaxError as exc:
         return None, [f"does not parse any more: {exc}"]
-    problems = desk_problems(session, desk, parsed)
-    named = {a.value for a in parsed.actions if a.verb == "webhook"}
-    if named:
-        rows = session.execute(select(Webhook.name, Webhook.active).where(Webhook.name.in_(named)))
-        active = {webhook: is_active for webhook, is_active in rows}  # (a Result has keys(): no dict(rows))
-        for name in sorted(named):
-            if name not in active:
-                problems.append(f"no webhook {name!r} (see 'maildctl webhook list')")
-            elif not active[name]:
-                problems.append(f"webhook {name!r} is inactive ('maildctl webhook set {name} --active')")
-    return parsed, problems
+    return parsed, desk_problems(session, desk, parsed)
 
 
 def rule_json(session: Session, rule: Rule) -> dict[str, Any]:
