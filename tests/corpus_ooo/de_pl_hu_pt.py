@@ -1,0 +1,85 @@
+"""German, Polish, Hungarian and Portuguese (PT and BR) out-of-office texts: Outlook's localised
+templates, Lotus Notes, hand-written ones; traps. Read on 2026-12-08 (a Tuesday)."""
+
+# ruff: noqa: E501  (corpus data: the texts are long string literals)
+from __future__ import annotations
+
+import datetime as dt
+
+D = dt.date
+CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
+    "de": [
+        (
+            "Automatische Antwort: [SUP-26-12-7] Drucker defekt\nVielen Dank für Ihre Nachricht. Ich bin bis "
+            "einschließlich 11.12.2026 nicht im Büro. Ab dem 14.12.2026 bin ich wieder für Sie erreichbar. "
+            "In dringenden Fällen wenden Sie sich bitte an Frau Müller (Tel. 030 1234 5678).",
+            D(2026, 12, 14),
+        ),
+        (  # Lotus Notes
+            "AUTO: Hans Muster ist außer Haus (Rückkehr am 14.12.2026)\nIch werde ab 07.12.2026 nicht im Büro "
+            "sein. Ich kehre zurück am 14.12.2026.",
+            D(2026, 12, 14),
+        ),
+        (
+            "Abwesenheitsnotiz: Ihre Anfrage\nIch bin vom 08.12. \u2013 14.12.2026 im Urlaub. Ihre E-Mail wird "
+            "nicht weitergeleitet.",
+            D(2026, 12, 15),
+        ),
+        ("Ich bin vom 20.12.2026 - 04.01.2027 im Urlaub.", D(2027, 1, 5)),
+        ("Ich bin bis 12 Uhr am Freitag, 11.12., nicht erreichbar.", D(2026, 12, 11)),
+        ("Ich bin bis Freitag, den 11. Dezember 2026 abwesend und ab Montag wieder da.", D(2026, 12, 12)),
+        ("Ich bin derzeit nicht im Büro und ab dem 14. Dezember wieder erreichbar.", D(2026, 12, 14)),
+        ("Ich bin bis am 11.12.2026 abwesend.", D(2026, 12, 12)),  # Swiss
+        ("Ich bin nach dem 11.12. wieder erreichbar.", D(2026, 12, 12)),
+        ("Ich bin erst am 14.12. wieder im Haus.", D(2026, 12, 14)),
+        ("Ich bin zwischen dem 7. und 11. Dezember nicht im Büro.", D(2026, 12, 12)),
+        (
+            "Sehr geehrte Damen und Herren,\n\nich bin bis\u00a0zum\u00a014.\u00a012.\u00a02026 nicht im Büro.",
+            D(2026, 12, 15),
+        ),
+        (
+            "Vielen Dank für Ihre E-Mail vom 08.12.2026. Ich bin ab 21.12.2026 im Urlaub und ab 04.01.2027 "
+            "wieder da.",
+            D(2027, 1, 4),
+        ),
+        ("Bitte beachten Sie: Unser Büro ist vom 24.12. bis 01.01. geschlossen.", D(2027, 1, 2)),
+        ("Ich bin bis auf Weiteres nicht erreichbar. Seit dem 1.12. bin ich in Elternzeit.", None),
+        ("Ich bin ab Montag wieder im Büro.", None),
+        ("Ich bin diese Woche nicht im Büro. Mit freundlichen Grüßen\nMusterstraße 14, 12345 Berlin", None),
+    ],
+    "pl": [
+        (
+            "Odpowiedź automatyczna: [SUP-26-12-7]\nDzień dobry, jestem na urlopie do 11.12.2026 r. W pilnych "
+            "sprawach proszę o kontakt z biurem: +48 22 123 45 67.",
+            D(2026, 12, 12),
+        ),
+        ("Przebywam na urlopie w dniach 07.12-11.12.2026. Wracam 14 grudnia.", D(2026, 12, 14)),
+        ("Jestem poza biurem od 7 do 11 grudnia.", D(2026, 12, 12)),
+        ("Będę dostępny ponownie od 14.12.2026.", D(2026, 12, 14)),
+        ("Jestem na zwolnieniu lekarskim do odwołania.", None),
+    ],
+    "hu": [
+        (
+            "Automatikus válasz: [SUP-26-12-7]\nTisztelt Feladó! 2026. december 11-ig szabadságon vagyok, "
+            "december 14-től újra elérhető leszek.",
+            D(2026, 12, 14),
+        ),
+        ("Házon kívül vagyok 2026.12.07-2026.12.11. között.", D(2026, 12, 12)),
+        ("Szabadságon vagyok december 18-ig.", D(2026, 12, 19)),
+        ("Szabadságon vagyok, visszatérésem időpontja még nem ismert.", None),
+    ],
+    "pt": [
+        (  # Portugal
+            "Resposta automática: [SUP-26-12-7]\nObrigado pelo seu email. Encontro-me ausente até dia 11 de "
+            "dezembro, com acesso limitado ao email. Regresso a 14 de dezembro.",
+            D(2026, 12, 14),
+        ),
+        (  # Brazil
+            "Olá! Estou de férias de 07/12 a 11/12/2026 e retorno no dia 14/12. Em caso de urgência, ligue "
+            "(11) 3456-7890.",
+            D(2026, 12, 14),
+        ),
+        ("Estarei fora do escritório até segunda-feira, 14 de dezembro de 2026.", D(2026, 12, 15)),
+        ("Estou ausente por tempo indeterminado.", None),
+    ],
+}

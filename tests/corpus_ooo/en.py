@@ -1,0 +1,116 @@
+"""English out-of-office texts: Exchange/Outlook ("Automatic reply:" and the body people type into it),
+Lotus Notes/Domino's template (US and UK date order), Gmail, Apple/iCloud, Zoho, Zimbra and Sieve vacation
+texts, corporate templates; traps that state no return. Read on 2026-12-08 (a Tuesday)."""
+
+# ruff: noqa: E501  (corpus data: the texts are long string literals)
+from __future__ import annotations
+
+import datetime as dt
+
+D = dt.date
+CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
+    "en": [
+        (
+            "Automatic reply: [SUP-26-12-7] Printer broken\nThank you for your email. I am out of the office "
+            "until Friday, December 11th, 2026 with limited access to email. I will respond to your message "
+            "upon my return.",
+            D(2026, 12, 12),
+        ),
+        (
+            "Automatic reply: Order 4411\nI am currently out of the office and will return on Monday, "
+            "December 14. If you need immediate assistance, please contact support@example.com or call "
+            "+1 (555) 012-3456.",
+            D(2026, 12, 14),
+        ),
+        (  # Lotus Notes / HCL Domino, US date order
+            "AUTO: Jane Smith is out of the office (returning 12/14/2026)\nI will be out of the office "
+            "starting  12/07/2026 and will not return until 12/14/2026.\n\nI will respond to your message "
+            "when I return.",
+            D(2026, 12, 14),
+        ),
+        (  # the same, UK date order
+            "AUTO: Jane Smith is out of the office (returning 14/12/2026)\nI will be out of the office "
+            "starting  07/12/2026 and will not return until 14/12/2026.",
+            D(2026, 12, 14),
+        ),
+        (
+            "Thanks for your message. I'm on annual leave until 11/12/2026 and will reply when I'm back.",
+            D(2026, 12, 12),
+        ),
+        ("I am out of the office until 12/11/2026. Happy holidays!", D(2026, 12, 12)),
+        ("I'm away from 12/7 through 12/11, back 12/14.", D(2026, 12, 14)),
+        (
+            "I am on annual leave from Monday 7th December, returning on Monday 14th December 2026.",
+            D(2026, 12, 14),
+        ),
+        ("I'm out of the office December 8-11 with no access to email.", D(2026, 12, 12)),
+        ("Hi, I'm on vacation (Dec 7 - Dec 11) and will get back to you after Dec 11.", D(2026, 12, 12)),
+        (
+            "Thank you for contacting me. I will be out of the office from Thursday, December 3 to Friday, "
+            "December 11, returning Monday, December 14.",
+            D(2026, 12, 14),
+        ),
+        ("I am out of the office until 14:00 on Friday 11 December.", D(2026, 12, 11)),
+        ("I'm out until 2pm on Friday, December 11.", D(2026, 12, 11)),
+        ("I am currently on leave and will not be back until Monday 14th December.", D(2026, 12, 14)),
+        ("I won't be back in the office until 4 January 2027. Merry Christmas!", D(2027, 1, 4)),
+        ("I am on leave from 20/12/2026 to 04/01/2027 inclusive.", D(2027, 1, 5)),
+        (
+            "Out of office from December 21st, 2026 through January 1st, 2027. I will be back on January 4th.",
+            D(2027, 1, 4),
+        ),
+        ("I'm on parental leave through January 15, 2027.", D(2027, 1, 16)),
+        ("Return date: 14/12/2026", D(2026, 12, 14)),
+        (  # Gmail's vacation responder, typed by hand
+            "Hi! I'm on holiday until the 14th of December without internet access. I'll answer your mail "
+            "when I'm back.",
+            D(2026, 12, 15),
+        ),
+        ("I'm away from my Mac until Mon, Dec 14.", D(2026, 12, 15)),  # iCloud
+        (  # Zoho
+            "Thank you for your email. I am currently out of office and will be back on 14-Dec-2026.",
+            D(2026, 12, 14),
+        ),
+        (
+            "Our office will be closed from 24 December to 1 January for the holidays. We will be back on "
+            "4 January 2027.",
+            D(2027, 1, 4),
+        ),
+        ("I am out of the office Monday, December 7 - Friday, December 11.", D(2026, 12, 12)),
+        ("I am away on business until Thursday (10th December), back Friday.", D(2026, 12, 11)),
+        (
+            "I am currently out of the office with limited access to email. I will respond as soon as "
+            "possible after my return on 14 December.",
+            D(2026, 12, 14),
+        ),
+        (  # HTML turned into text: wrapped lines, non-breaking spaces
+            "I am out of the office\nuntil\u00a0Monday,\u00a0December\u00a014 and will reply\nwhen I return.",
+            D(2026, 12, 15),
+        ),
+        (
+            "Out of Office until 12/14 \u2013 please contact my colleague John Doe (john@example.com) for "
+            "anything urgent.",
+            D(2026, 12, 15),
+        ),
+        ("Written 1 December 2026: I am away until 11 December 2026.", D(2026, 12, 12)),
+        # two days joined by "and" read as a range: away on both, back the day after
+        ("I am out of office on Thursday 10 December and Friday 11 December.", D(2026, 12, 12)),
+        # traps: no return stated
+        ("I am out of the office until further notice. Please contact helpdesk@example.com.", None),
+        ("I'm out of the office and will be back next week.", None),
+        ("I'm out today and back on Monday.", None),  # weekday only: see return_date's docstring
+        ("I have been on leave since 1 December and have limited access to email.", None),
+        ("Please note I no longer work here. This mailbox is not monitored.", None),
+        (
+            "I am out of the office. For urgent matters please call our hotline +44 20 7946 0958 or write "
+            "to urgent@example.co.uk.\n\nKind regards\nJane Smith\nExample Ltd, 14 Baker Street, London",
+            None,
+        ),
+        (
+            "I am travelling and will reply on my return.\n\nOn Tue, Dec 8, 2026 at 10:14 AM Support "
+            "<support@example.com> wrote:",
+            None,
+        ),
+        ("For urgent issues call 0800 12 12 2026 or our office at 10/12 High Street.", None),
+    ],
+}

@@ -1,0 +1,58 @@
+"""French, Spanish and Italian out-of-office texts (agents of a European helpdesk): Outlook's localised
+templates, Lotus Notes, hand-written ones; traps. Read on 2026-12-08 (a Tuesday)."""
+
+# ruff: noqa: E501  (corpus data: the texts are long string literals)
+from __future__ import annotations
+
+import datetime as dt
+
+D = dt.date
+CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
+    "fr": [
+        (
+            "Réponse automatique : [SUP-26-12-7] Imprimante\nBonjour, je suis absent(e) jusqu\u2019au vendredi "
+            "11 décembre 2026 inclus. Pour toute urgence, merci de contacter le 01 23 45 67 89.",
+            D(2026, 12, 12),
+        ),
+        (  # Lotus Notes
+            "AUTO : Jean Dupont est absent(e) (retour le 14/12/2026)\nJe serai absent(e) du bureau à partir "
+            "du 07/12/2026 de retour le 14/12/2026.",
+            D(2026, 12, 14),
+        ),
+        ("Je suis en congés du 7 au 11 décembre. Je serai de retour le lundi 14 décembre.", D(2026, 12, 14)),
+        ("Je suis absente du 21/12/2026 au 03/01/2027.", D(2027, 1, 4)),
+        ("Je ne serai pas de retour avant le 14 décembre.", D(2026, 12, 14)),
+        ("Je serai joignable à nouveau à partir du 14 décembre.", D(2026, 12, 14)),
+        ("Absent jusqu'au 1er janvier 2027.", D(2027, 1, 2)),
+        ("Je suis absent jusqu\u2019à nouvel ordre.", None),
+        ("Je suis absent depuis le 1er décembre.", None),
+    ],
+    "es": [
+        (
+            "Respuesta automática: [SUP-26-12-7]\nGracias por su mensaje. Estaré fuera de la oficina hasta el "
+            "viernes 11 de diciembre de 2026, con acceso limitado al correo.",
+            D(2026, 12, 12),
+        ),
+        (  # Lotus Notes
+            "Estaré fuera de la oficina a partir del 07/12/2026 y no volveré hasta el 14/12/2026.",
+            D(2026, 12, 14),
+        ),
+        (
+            "Estoy de vacaciones del 7 al 11 de diciembre. Regresaré el lunes 14 de diciembre.",
+            D(2026, 12, 14),
+        ),
+        ("Estaré de vuelta el 4 de enero de 2027.", D(2027, 1, 4)),
+        ("Estaré de vacaciones hasta nuevo aviso.", None),
+    ],
+    "it": [
+        (
+            "Risposta automatica: [SUP-26-12-7]\nGrazie per il messaggio. Sarò fuori ufficio fino all\u201911 "
+            "dicembre compreso.",
+            D(2026, 12, 12),
+        ),
+        ("Sarò in ferie dal 7 all'11 dicembre e rientrerò in ufficio lunedì 14 dicembre.", D(2026, 12, 14)),
+        ("Rientro previsto: 14/12/2026.", D(2026, 12, 14)),
+        ("Sarò fuori sede dal 21/12/2026 al 06/01/2027.", D(2027, 1, 7)),
+        ("Sono assente fino a nuovo avviso.", None),
+    ],
+}

@@ -1,0 +1,54 @@
+"""Dutch, Czech, Swedish and Danish out-of-office texts (agents of a European helpdesk): Outlook's
+localised templates, Lotus Notes, hand-written ones; traps. Read on 2026-12-08 (a Tuesday)."""
+
+# ruff: noqa: E501  (corpus data: the texts are long string literals)
+from __future__ import annotations
+
+import datetime as dt
+
+D = dt.date
+CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
+    "nl": [
+        (
+            "Automatisch antwoord: [SUP-26-12-7]\nBedankt voor uw bericht. Ik ben tot en met vrijdag 11 "
+            "december afwezig. Vanaf maandag 14 december ben ik weer aanwezig.",
+            D(2026, 12, 14),
+        ),
+        ("Ik ben vanaf 07-12-2026 afwezig en keer terug op 14-12-2026.", D(2026, 12, 14)),  # Lotus Notes
+        ("Ik ben met vakantie t/m 11-12-2026.", D(2026, 12, 12)),
+        ("Ik ben van 7 tot 11 december niet aanwezig.", D(2026, 12, 12)),
+        ("Ik ben tot nader bericht afwezig.", None),
+    ],
+    "cs": [
+        (
+            "Automatická odpověď: [SUP-26-12-7]\nDobrý den, do 11. 12. 2026 jsem mimo kancelář. Od 14. 12. "
+            "budu opět k dispozici.",
+            D(2026, 12, 14),
+        ),
+        ("Jsem na dovolené od 7. do 11. prosince 2026.", D(2026, 12, 12)),
+        ("Do kanceláře se vrátím 14. prosince.", D(2026, 12, 14)),
+        ("Jsem mimo kancelář až do odvolání.", None),
+    ],
+    "sv": [
+        (
+            "Automatiskt svar: [SUP-26-12-7]\nTack för ditt mejl. Jag är på semester till och med 11 december "
+            "och är tillbaka måndag 14 december.",
+            D(2026, 12, 14),
+        ),
+        ("Jag är föräldraledig t.o.m. 2026-12-11.", D(2026, 12, 12)),
+        ("Jag är åter på kontoret den 14 december.", D(2026, 12, 14)),
+        ("Jag är borta fram till 11 december.", D(2026, 12, 12)),
+        ("Jag är tjänstledig tills vidare.", None),
+    ],
+    "da": [
+        (
+            "Autosvar: [SUP-26-12-7]\nTak for din mail. Jeg holder ferie til og med den 11. december og er "
+            "tilbage mandag den 14. december.",
+            D(2026, 12, 14),
+        ),
+        ("Jeg er på kursus fra 7. til 11. december.", D(2026, 12, 12)),
+        ("Jeg er tilbage den 14.12.2026.", D(2026, 12, 14)),
+        ("Jeg er fraværende indtil fredag den 11. december 2026.", D(2026, 12, 12)),
+        ("Jeg er syg indtil videre.", None),
+    ],
+}
