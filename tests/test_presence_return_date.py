@@ -10,7 +10,7 @@ import pytest
 
 from maild.mail import return_date_words
 from maild.mail.return_date import stated_return
-from tests.corpus_ooo import BY_LANGUAGE
+from tests.corpus_ooo import AT_YEAR_END, BY_LANGUAGE, YEAR_END
 from tests.corpus_ooo import TODAY as WIDE_TODAY
 
 TODAY = dt.date(2026, 12, 8)
@@ -91,10 +91,15 @@ def test_stated_return_wide(language: str, text: str, back: dt.date | None) -> N
     assert stated_return(text, WIDE_TODAY) == back, language
 
 
+@pytest.mark.parametrize(("text", "back"), YEAR_END, ids=[t[:40] for t, _ in YEAR_END])
+def test_stated_return_at_the_years_end(text: str, back: dt.date) -> None:
+    assert stated_return(text, AT_YEAR_END) == back
+
+
 def test_the_wide_corpus_covers_the_desks_languages() -> None:
     assert set(BY_LANGUAGE) == {"en", "de", "pl", "hu", "pt", "fr", "es", "it", "nl", "cs", "sv", "da"}
     assert all(any(back is None for _, back in entries) for entries in BY_LANGUAGE.values())
-    assert len(WIDE) >= 100
+    assert len(WIDE) + len(YEAR_END) >= 110
 
 
 def test_no_month_spelling_names_two_months() -> None:

@@ -83,7 +83,9 @@ _NEGATED_RETURN = re.compile(
     r"[^.!?\n\d]{0,40}$",
     re.IGNORECASE,
 )
-_BACK = re.compile(_alternatives(words.BACK) + r"[^.!?\n\d]{0,30}$", re.IGNORECASE)
+_BACK = re.compile(
+    _alternatives(words.BACK) + r"[^!?\n\d]{0,30}$", re.IGNORECASE
+)  # "tilbage mandag d. 14/12"
 _BACK_AFTER = re.compile(r"^[^.!?\n\d]{0,30}" + _alternatives(words.BACK_AFTER), re.IGNORECASE)
 _AFTER = re.compile(
     _alternatives(words.AFTER) + rf"\s+(?:(?:the|dem|den|le|el|il)\s+)?(?:{_WORD})?$", re.IGNORECASE
@@ -92,13 +94,26 @@ _HU_UNTIL = re.compile(r"^(?:\.?-?(?:ig|éig|áig|jéig|jáig)|\.?\s+között)(?
 _HU_FROM = re.compile(r"^\.?-?(?:tól|től|étől|ától|jétől|jától)(?!\w)", re.IGNORECASE)
 _CONNECTOR = r"(?:-|" + _alternatives(w for w in words.RANGE_CONNECTORS if w != "-") + ")"
 _RANGE = re.compile(rf"^\s*,?\s*{_CONNECTOR}\s*(?:{_WORD})?$", re.IGNORECASE)
-# "from 10 to 18 December", "vom 10. bis 14.12.", "du 8 au 14 décembre": a bare day starts the range.
-_RANGE_FROM_DAY = re.compile(
-    rf"{_LEFT}\d{{1,2}}(?:st|nd|rd|th|er|\.|º)?\s*{_CONNECTOR}\s*(?:{_WORD})?$", re.IGNORECASE
+_AND = re.compile(rf"^\s*{_alternatives(words.RANGE_AND)}\s*(?:{_WORD})?$", re.IGNORECASE)
+_BETWEEN = re.compile(
+    rf"{_alternatives(words.BETWEEN)}\s+(?:{_alternatives(words.UNTIL_FILLERS)}\s+)?(?:{_WORD})?$",
+    re.IGNORECASE,
+)
+# "from 10 to 18 December", "vom 10. bis 14.12.", "du 8 au 14 décembre", "between 7 and 11 December": a
+# bare day starts the range.
+_BARE_DAY = rf"{_LEFT}(?P<first>\d{{1,2}})(?:st|nd|rd|th|er|\.|º)?\s*"
+_RANGE_FROM_DAY = re.compile(rf"{_BARE_DAY}{_CONNECTOR}\s*(?:{_WORD})?$", re.IGNORECASE)
+_BETWEEN_DAYS = re.compile(
+    rf"{_alternatives(words.BETWEEN)}\s+(?:{_alternatives(words.UNTIL_FILLERS)}\s+)?(?:{_WORD})?{_BARE_DAY}"
+    rf"{_alternatives(words.RANGE_AND)}\s*(?:{_WORD})?$",
+    re.IGNORECASE,
 )
 _CLAUSE_END = re.compile(r"[!?;\n]|\.\s+(?=[A-ZÄÖÜŁŚŻÁÉÓÚČŘŠŽÅÆØ])")
 
 NO_YEAR_LOOKBACK = dt.timedelta(days=60)
+# A range that starts later than this after the reply is another absence ("I am back on 14 December;
+# note I am also away from 24 December to 4 January"): a responder answers while its writer is away.
+LATER_ABSENCE = dt.timedelta(days=7)
 _BEFORE, _AFTER_CHARS = 70, 40
 _ONE_DAY = dt.timedelta(days=1)
 
@@ -108,7 +123,7 @@ class _Found:
     start: int
     end: int
     day: dt.date
-    range_end: bool = False  # "December 8-14": the day is a range's end
+    range_start: dt.date | None = None  # "December 8-14": the day is a range's end, this its start
 
 
 _SPACES = re.compile(r"[()\t\u00a0\u2000-\u200a\u202f\u205f\u3000]|&nbsp;", re.IGNORECASE)
@@ -197,7 +212,8 @@ def _dates(text: str, today: dt.date) -> list[_Found]:
     for match in matches:
         day = _day(match.groupdict(), month_first, today)
         if day is not None:
-            found.append(_Found(match.start(), match.end(), day, range_end=bool(match["me"])))
+            start = day.replace(day=int(match["md"])) if match["me"] and int(match["md"]) <= day.day else None
+            found.append(_Found(match.start(), match.end(), day, range_start=start))
     return found
 
 
@@ -207,36 +223,62 @@ def _clause_before(text: str, start: int) -> str:
     return window[ends[-1].end() :] if ends else window
 
 
-def _said_before(before: str, day: dt.date) -> dt.date | None:
+def _later(start: dt.date | None, today: dt.date) -> bool:
+    """Does a range starting on `start` describe a later absence, not the one the responder answers for?"""
+    return start is not None and start > today + LATER_ABSENCE
+
+
+def _range_end(start: dt.date | None, end: dt.date, today: dt.date) -> dt.date | None:
+    return None if _later(start, today) else end + _ONE_DAY
+
+
+def _bare_start(first: str, end: dt.date) -> dt.date | None:
+    """The start of "from 10 to 18 December" (the 10th of the end's month), None when it is not."""
+    return end.replace(day=int(first)) if 0 < int(first) <= end.day else None
+
+
+def _said_before(before: str, day: dt.date, today: dt.date) -> dt.date | None:
     """What the words before a date say it is: the first day back it states, or None."""
     until = _UNTIL.search(before)
     if until is not None:
         if until["time"] or _NEGATED_RETURN.search(before[: until.start()]):
             return day  # "until 14:00 on Friday 11 December", "will not return until 12/14/2026"
         return day + _ONE_DAY
-    if _RANGE_FROM_DAY.search(before) or _AFTER.search(before):
+    bare = _RANGE_FROM_DAY.search(before) or _BETWEEN_DAYS.search(before)
+    if bare is not None:
+        return _range_end(_bare_start(bare["first"], day), day, today)
+    if _AFTER.search(before):
         return day + _ONE_DAY
     if _BACK.search(before):
         return day
     return None
 
 
+def _joined(text: str, first: _Found, second: _Found) -> bool:
+    """Are two dates a range's start and end? "10.12. - 14.12.", "between 7 December and 11 December"."""
+    between = text[first.end : second.start]
+    if _RANGE.match(between):
+        return True
+    return bool(_AND.match(between) and _BETWEEN.search(_clause_before(text, first.start)))
+
+
 def _first_day_back(
-    text: str, found: _Found, following: _Found | None, previous: _Found | None
+    text: str, found: _Found, neighbours: tuple[_Found | None, _Found | None], today: dt.date
 ) -> dt.date | None:
     """The first day back this date states, or None when it states none."""
-    if found.range_end:
-        return found.day + _ONE_DAY
-    if following is not None and _RANGE.match(text[found.end : following.start]):
+    previous, following = neighbours
+    if found.range_start is not None:
+        return _range_end(found.range_start, found.day, today)
+    if following is not None and _joined(text, found, following):
         return None  # a range's start: its end says when
     after = text[found.end : found.end + _AFTER_CHARS]
     if _HU_UNTIL.match(after):
         return found.day + _ONE_DAY
     if _HU_FROM.match(after):
         return found.day
-    if previous is not None and _RANGE.match(text[previous.end : found.start]):
-        return found.day + _ONE_DAY
-    said = _said_before(_clause_before(text, found.start), found.day)
+    if previous is not None and _joined(text, previous, found):
+        return _range_end(previous.day, found.day, today)
+    said = _said_before(_clause_before(text, found.start), found.day, today)
     if said is None and _BACK_AFTER.search(after):
         return found.day
     return said
@@ -251,7 +293,7 @@ def stated_return(text: str, today: dt.date) -> dt.date | None:
     for index, date in enumerate(found):
         following = found[index + 1] if index + 1 < len(found) else None
         previous = found[index - 1] if index else None
-        back = _first_day_back(text, date, following, previous)
+        back = _first_day_back(text, date, (previous, following), today)
         if back is not None:
             answer = back
     return answer

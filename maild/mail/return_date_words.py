@@ -96,8 +96,12 @@ AFTER = (
     "after", "nach dem", "nach", "po", "após", "apos", "depois de", "après le", "apres le", "después del",
     "despues del", "dopo il", "efter", "efter den",
 )  # fmt: skip
-# Between a range's two dates: "10.12. – 14.12.", "from 10 to 14 December", "du 8 au 14", "dal 8 al 14".
+# Between a range's two dates: "10.12. - 14.12.", "from 10 to 14 December", "du 8 au 14", "dal 8 al 14".
 RANGE_CONNECTORS = (
-    "-", "to", "until", "till", "through", "thru", "and", "bis", "und", "do", "a", "até", "au", "al",
-    "tot", "t/m", "til", "all'", "és", "až", "et", "e", "y",
+    "-", "to", "until", "till", "through", "thru", "bis", "do", "a", "até", "au", "al", "tot", "t/m", "til",
+    "all'", "až",
 )  # fmt: skip
+# "and" joins a range only after "between": "between 7 and 11 December", "zwischen dem 7. und 11.12.";
+# else it joins days ("closed on 25 December and 1 January").
+BETWEEN = ("between", "zwischen", "entre", "tra", "tussen", "mezi", "mellan", "mellem", "między", "pomiędzy")
+RANGE_AND = ("and", "und", "et", "e", "y", "en", "och", "og", "a", "i")

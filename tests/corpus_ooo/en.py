@@ -54,7 +54,6 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("I'm out until 2pm on Friday, December 11.", D(2026, 12, 11)),
         ("I am currently on leave and will not be back until Monday 14th December.", D(2026, 12, 14)),
         ("I won't be back in the office until 4 January 2027. Merry Christmas!", D(2027, 1, 4)),
-        ("I am on leave from 20/12/2026 to 04/01/2027 inclusive.", D(2027, 1, 5)),
         (
             "Out of office from December 21st, 2026 through January 1st, 2027. I will be back on January 4th.",
             D(2027, 1, 4),
@@ -93,8 +92,14 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             D(2026, 12, 15),
         ),
         ("Written 1 December 2026: I am away until 11 December 2026.", D(2026, 12, 12)),
-        # two days joined by "and" read as a range: away on both, back the day after
-        ("I am out of office on Thursday 10 December and Friday 11 December.", D(2026, 12, 12)),
+        ("I am out of office on Thursday 10 December and Friday 11 December.", None),  # when, not until
+        ("I am away between 7 and 11 December.", D(2026, 12, 12)),
+        ("Please note that our office is closed on 25 December and 1 January.", None),
+        (  # a later absence is not the one the responder answers for
+            "I'm back on 14 December. Please note I will also be away from 21/12/2026 to 04/01/2027.",
+            D(2026, 12, 14),
+        ),
+        ("I am out until 11 December. I'm also on leave December 24-31.", D(2026, 12, 12)),
         # traps: no return stated
         ("I am out of the office until further notice. Please contact helpdesk@example.com.", None),
         ("I'm out of the office and will be back next week.", None),
@@ -112,5 +117,38 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             None,
         ),
         ("For urgent issues call 0800 12 12 2026 or our office at 10/12 High Street.", None),
+        # written before the reader was run on them
+        ("I'm currently out of the office, returning Tuesday 15 December.", D(2026, 12, 15)),
+        ("I am out of the office from 7-11 December inclusive.", D(2026, 12, 12)),
+        (
+            "Thank you for your email. I am currently on annual leave and will be returning to the office on Monday 14th December. I will respond to your email on my return.",
+            D(2026, 12, 14),
+        ),
+        ("I'm OOO until Dec. 14th.", D(2026, 12, 15)),
+        ("I'm out of the office until Monday 12/14.", D(2026, 12, 15)),
+        ("I'm out of office through 12/11 and will respond when I return on 12/14.", D(2026, 12, 14)),
+        (
+            "I am out of the office with no access to email until Monday 14 December, when I will respond.",
+            D(2026, 12, 15),
+        ),
+        ("I'll be back in the office on the 14th of December.", D(2026, 12, 14)),
+        ("Back in office: 14.12.2026", D(2026, 12, 14)),
+        ("Out of office: 7 December - 11 December 2026", D(2026, 12, 12)),
+        ("I am on leave 7\u201311 December 2026.", D(2026, 12, 12)),
+        (
+            "I am on holiday until Wednesday 6th January 2027 and will have no access to emails.",
+            D(2027, 1, 7),
+        ),
+        ("I'm on maternity leave until September 2027.", None),
+        ("I'm away over Christmas and will return in the new year.", None),
+        ("I am out sick today. I expect to be back on Thursday.", None),
+        (
+            "Out of office\n\nI'm on leave from Mon 7 Dec and back on Mon 14 Dec. For urgent requests, email support@example.com.\n\nJane\n--\nExample Ltd | 10/12 Church Road | Tel 020 7946 0000",
+            D(2026, 12, 14),
+        ),
+        ("Automatic reply: Re: your invoice from 01/12/2026\nI'm away until 11.12.", D(2026, 12, 12)),
+        ("I am currently on leave, returning 14.12. Your email will not be forwarded.", D(2026, 12, 14)),
+        ("I will be out of the office Dec 7th-11th.", D(2026, 12, 12)),
+        ("I'll be out Monday 12/7 to Friday 12/11.", D(2026, 12, 12)),
     ],
 }

@@ -20,12 +20,18 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             D(2026, 12, 14),
         ),
         ("Je suis en congés du 7 au 11 décembre. Je serai de retour le lundi 14 décembre.", D(2026, 12, 14)),
-        ("Je suis absente du 21/12/2026 au 03/01/2027.", D(2027, 1, 4)),
         ("Je ne serai pas de retour avant le 14 décembre.", D(2026, 12, 14)),
         ("Je serai joignable à nouveau à partir du 14 décembre.", D(2026, 12, 14)),
         ("Absent jusqu'au 1er janvier 2027.", D(2027, 1, 2)),
         ("Je suis absent jusqu\u2019à nouvel ordre.", None),
         ("Je suis absent depuis le 1er décembre.", None),
+        # written before the reader was run on them
+        ("Je suis actuellement en congé et serai de retour le 14/12.", D(2026, 12, 14)),
+        ("Je serai absent du lundi 7 au vendredi 11 décembre inclus.", D(2026, 12, 12)),
+        (
+            "Je suis en déplacement jusqu'au 11/12 inclus, avec un accès limité à mes e-mails.",
+            D(2026, 12, 12),
+        ),
     ],
     "es": [
         (
@@ -43,6 +49,12 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ),
         ("Estaré de vuelta el 4 de enero de 2027.", D(2027, 1, 4)),
         ("Estaré de vacaciones hasta nuevo aviso.", None),
+        # written before the reader was run on them
+        (
+            "Estaré ausente del 7 al 11 de diciembre, ambos inclusive. Para asuntos urgentes contacte con soporte@example.es.",
+            D(2026, 12, 12),
+        ),
+        ("Me encuentro fuera de la oficina hasta el 11/12/2026.", D(2026, 12, 12)),
     ],
     "it": [
         (
@@ -52,7 +64,12 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ),
         ("Sarò in ferie dal 7 all'11 dicembre e rientrerò in ufficio lunedì 14 dicembre.", D(2026, 12, 14)),
         ("Rientro previsto: 14/12/2026.", D(2026, 12, 14)),
-        ("Sarò fuori sede dal 21/12/2026 al 06/01/2027.", D(2027, 1, 7)),
         ("Sono assente fino a nuovo avviso.", None),
+        # written before the reader was run on them
+        (
+            "Sarò assente fino a venerdì 11 dicembre. Per urgenze contattare il numero 02 1234 5678.",
+            D(2026, 12, 12),
+        ),
+        ("Sono in ferie fino al 11/12 compreso, rientro il 14/12.", D(2026, 12, 14)),
     ],
 }

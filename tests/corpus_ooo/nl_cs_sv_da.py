@@ -18,6 +18,10 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Ik ben met vakantie t/m 11-12-2026.", D(2026, 12, 12)),
         ("Ik ben van 7 tot 11 december niet aanwezig.", D(2026, 12, 12)),
         ("Ik ben tot nader bericht afwezig.", None),
+        # written before the reader was run on them
+        ("Ik ben afwezig tot maandag 14 december.", D(2026, 12, 15)),
+        ("Ik ben op 14 december weer op kantoor.", D(2026, 12, 14)),
+        ("Vanaf 14-12-2026 ben ik weer bereikbaar.", D(2026, 12, 14)),
     ],
     "cs": [
         (
@@ -28,6 +32,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Jsem na dovolené od 7. do 11. prosince 2026.", D(2026, 12, 12)),
         ("Do kanceláře se vrátím 14. prosince.", D(2026, 12, 14)),
         ("Jsem mimo kancelář až do odvolání.", None),
+        # written before the reader was run on them
+        ("Jsem na dovolené do pátku 11. 12. 2026.", D(2026, 12, 12)),
+        ("Jsem mimo kancelář od 7. 12. do 11. 12. 2026.", D(2026, 12, 12)),
     ],
     "sv": [
         (
@@ -39,6 +46,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Jag är åter på kontoret den 14 december.", D(2026, 12, 14)),
         ("Jag är borta fram till 11 december.", D(2026, 12, 12)),
         ("Jag är tjänstledig tills vidare.", None),
+        # written before the reader was run on them
+        ("Jag är ledig till och med fredag 11/12.", D(2026, 12, 12)),
+        ("Jag är tillbaka på kontoret måndag den 14 december.", D(2026, 12, 14)),
     ],
     "da": [
         (
@@ -50,5 +60,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Jeg er tilbage den 14.12.2026.", D(2026, 12, 14)),
         ("Jeg er fraværende indtil fredag den 11. december 2026.", D(2026, 12, 12)),
         ("Jeg er syg indtil videre.", None),
+        # written before the reader was run on them
+        ("Jeg er på ferie frem til og med 11. december.", D(2026, 12, 12)),
+        ("Jeg har ferie i uge 50 og er tilbage mandag d. 14/12.", D(2026, 12, 14)),
     ],
 }
