@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from maild.mail import return_date_words
-from maild.mail.return_date import stated_return
+from maild.mail.return_date import TEXT_LIMIT, stated_return
 from tests.corpus_ooo import AT_YEAR_END, BY_LANGUAGE, YEAR_END
 from tests.corpus_ooo import TODAY as WIDE_TODAY
 
@@ -128,3 +128,10 @@ def test_no_month_spelling_names_two_months() -> None:
 )
 def test_date_order_and_year(text: str, today: dt.date, back: dt.date) -> None:
     assert stated_return(text, today) == back
+
+
+def test_only_the_top_of_a_long_text_is_read() -> None:
+    filler = "Disclaimer: this e-mail is confidential.\n" * (TEXT_LIMIT // 40)
+    assert stated_return("I am away until 11 December.\n" + filler, TODAY) == dt.date(2026, 12, 12)
+    assert stated_return(filler + "I am away until 11 December.", TODAY) is None
+    assert stated_return("until" + " " * 50_000 + "11 December", TODAY) is None  # and costs nothing

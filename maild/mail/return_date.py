@@ -110,6 +110,9 @@ _BETWEEN_DAYS = re.compile(
 )
 _CLAUSE_END = re.compile(r"[!?;\n]|\.\s+(?=[A-ZÄÖÜŁŚŻÁÉÓÚČŘŠŽÅÆØ])")
 
+# A responder's statement is short and near the top; what follows (signatures, disclaimers, a pasted
+# history) is not read, which also bounds the time a robot's megabyte costs.
+TEXT_LIMIT = 10_000
 NO_YEAR_LOOKBACK = dt.timedelta(days=60)
 # A range that starts later than this after the reply is another absence ("I am back on 14 December;
 # note I am also away from 24 December to 4 January"): a responder answers while its writer is away.
@@ -129,13 +132,13 @@ class _Found:
 _SPACES = re.compile(r"[()\t\u00a0\u2000-\u200a\u202f\u205f\u3000]|&nbsp;", re.IGNORECASE)
 _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff]")
 _DASHES = re.compile(r"[\u2010-\u2015\u2212]")
-_PARAGRAPH = re.compile(r" *\n(?: *\n)+ *")
+_PARAGRAPH = re.compile(r"\n(?: *\n)+")  # tried at line breaks only: linear on long runs of spaces
 
 
 def _normalized(text: str) -> str:
     """One space for HTML's odd spaces, "-" and "'" for typographic dashes and apostrophes; line breaks
     inside a paragraph are spaces, a paragraph ends a clause ("\n")."""
-    text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _INVISIBLE.sub("", text[:TEXT_LIMIT].replace("\r\n", "\n").replace("\r", "\n"))
     text = _DASHES.sub("-", _SPACES.sub(" ", text)).replace("\u2019", "'").replace("\u02bc", "'")
     paragraphs = _PARAGRAPH.split(text)
     return "\n".join(re.sub(r"\s+", " ", p) for p in paragraphs)
