@@ -17,10 +17,14 @@ Rules, and why:
   template, whose subject says "returning 12/14/2026"), "won't be back until", "no volveré hasta el".
 - An until with a time of day ("until 14:00 on Friday 11 December", "bis 12 Uhr am 11.12.") names the day
   they are back: they work part of it.
-- Of several such dates the last one counts ("away from 10.12. until 14.12., back on 15.12.").
-- Dotted numbers are day first (14.12.2026, 14. 12. 2026); slashed and dashed ones (14/12/2026, 12/14/2026,
-  14-12-2026) take the order the text shows elsewhere (a day above 12), else the reading nearer to `today`:
-  a responder states a return days or weeks ahead, so 12/11 on 8 December is 11 December, US or UK.
+- Of several such dates the last one counts ("away from 10.12. until 14.12., back on 15.12."), except a
+  range starting more than a week after `today`: a responder answers while its writer is away, so that is
+  a later absence ("back on 14 December; also away 24 December to 4 January"). "and" joins a range only
+  after "between" ("zwischen dem 7. und 11.12."); else it joins days ("closed on 25 December and 1 January").
+- Dotted numbers are day first (14.12.2026, 14. 12. 2026; 12.14.2026 can only be month first); slashed
+  and dashed ones (14/12/2026, 12/14/2026, 14-12-2026) take the order the text shows elsewhere (a day
+  above 12), else the reading nearer to `today`: a responder states a return days or weeks ahead, so
+  12/11 on 8 December is 11 December, US or UK.
 - A date without a year is this year's, unless that lies more than 60 days back: then next year's (an
   OOO written on 20 December saying "until 5 January").
 - No date, no answer: "until further notice", "bis auf Weiteres", "back next week", and weekday-only
@@ -63,7 +67,8 @@ _DATE = re.compile(
     rf"|{_LEFT}(?P<dd>\d{{1,2}})(?:st|nd|rd|th|er|\.|º)?[\s-]*(?:(?:de|of|the)\s+)?(?P<dm>{_MONTH})"
     rf"(?:,?[\s-]*(?:(?:de|del)\s+)?(?P<dy>\d{{4}})(?!\d))?"  # 14 December, 14 de dezembro, 14-Dec-2026
     rf"|(?:{_LEFT}(?P<my>\d{{4}})\.?\s+)?(?P<mm>{_MONTH})\s*(?:the\s+)?(?P<md>\d{{1,2}})(?![\d:])"
-    rf"(?:st|nd|rd|th|\.)?(?:\s*(?:-|to|through|thru)\s*(?P<me>\d{{1,2}})(?![\d:./])(?:st|nd|rd|th)?)?"
+    rf"(?:st|nd|rd|th|\.)?(?:\s*(?:-|to|through|thru|és(?=\s*\d{{1,2}}\.?\s+között))\s*"
+    rf"(?P<me>\d{{1,2}})(?![\d:/]|\.\d)(?:st|nd|rd|th|\.)?)?"
     rf"(?:,?\s*(?P<my2>\d{{4}})(?!\d))?",  # December 14th, 2026 · 2026. december 14 · December 8-14
     re.IGNORECASE,
 )
@@ -189,6 +194,8 @@ def _day(g: dict[str, str | None], month_first: bool | None, today: dt.date) -> 
     if g["na"]:
         if g["ns"] == "/":
             return _slashed(n("na"), n("nb"), g["ny"], month_first, today)
+        if n("nb") > 12 >= n("na") and g["ny"]:  # 12.14.2026: a US writer's dots
+            return _dated(g["ny"], n("na"), n("nb"), today)
         return _dated(g["ny"], n("nb"), n("na"), today)  # 9.30 is a time: month 30, no date
     if g["dd"]:
         return _dated(g["dy"], _MONTHS[(g["dm"] or "").lower().rstrip(".")], n("dd"), today)

@@ -56,6 +56,15 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Ich bin am 10. und 11.12. nicht im Büro.", None),
         ("Ich bin bis inkl. 11.12. nicht erreichbar.", D(2026, 12, 12)),
         ("Bin ab Mo, 14.12. wieder da.", D(2026, 12, 14)),
+        # a second batch written before the reader was run on them
+        ("Ich bin vom Mo. 7.12. bis Fr. 11.12. abwesend.", D(2026, 12, 12)),
+        ("Bin bis 11.12. im Urlaub \u2013 ab 14.12. wieder erreichbar.", D(2026, 12, 14)),
+        ("Bitte senden Sie Ihre Nachricht nach dem 14.12. erneut.", D(2026, 12, 15)),
+        (
+            "Ich bin nicht im Büro.\n\n--\nTel.: +49 (0)30 12.34.56-78\nGeschäftsführer: Max Muster | Amtsgericht Berlin HRB 12345\nBürozeiten: Mo-Fr 9:00-17:00",
+            None,
+        ),
+        ("Hinweis: Ich arbeite in Teilzeit (Mo-Mi). Bis 11.12. bin ich im Urlaub.", D(2026, 12, 12)),
     ],
     "pl": [
         (
@@ -70,6 +79,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # written before the reader was run on them
         ("Jestem na urlopie do piątku 11 grudnia włącznie.", D(2026, 12, 12)),
         ("Do 11.12.2026 przebywam na urlopie, wracam 14.12.", D(2026, 12, 14)),
+        # a second batch written before the reader was run on them
+        ("Jestem na urlopie od 07.12.2026 do 11.12.2026 (włącznie).", D(2026, 12, 12)),
+        ("Nie ma mnie w biurze do 11 grudnia.", D(2026, 12, 12)),
     ],
     "hu": [
         (
@@ -83,6 +95,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # written before the reader was run on them
         ("Szabadságon vagyok, 2026. december 14-én érkezem vissza.", D(2026, 12, 14)),
         ("Szabadságon vagyok dec. 11-ig.", D(2026, 12, 12)),
+        # a second batch written before the reader was run on them
+        ("Tisztelt Partnerünk! December 7. és 11. között szabadságon vagyok.", D(2026, 12, 12)),
+        ("2026. december 14-én visszatérek.", D(2026, 12, 14)),
     ],
     "pt": [
         (  # Portugal
@@ -99,5 +114,7 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Estou ausente por tempo indeterminado.", None),
         # written before the reader was run on them
         ("Estou em férias até 11/12. Volto dia 14/12.", D(2026, 12, 14)),
+        # a second batch written before the reader was run on them
+        ("Até 11/12 estarei de férias. A partir de 14/12 estarei de volta.", D(2026, 12, 14)),
     ],
 }

@@ -150,5 +150,32 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("I am currently on leave, returning 14.12. Your email will not be forwarded.", D(2026, 12, 14)),
         ("I will be out of the office Dec 7th-11th.", D(2026, 12, 12)),
         ("I'll be out Monday 12/7 to Friday 12/11.", D(2026, 12, 12)),
+        # a second batch written before the reader was run on them
+        ("I am out of the office until Mon 14/12.", D(2026, 12, 15)),
+        ("I'm out of the office and will return on 12.14.2026", D(2026, 12, 14)),
+        ("I'll be back Dec 14", D(2026, 12, 14)),
+        ("Returning 14 Dec.", D(2026, 12, 14)),
+        (
+            "I am currently out of the office on annual leave, returning Wednesday 16th December 2026. During this period I will have no access to emails.",
+            D(2026, 12, 16),
+        ),
+        ("I'm out of the office until the 14th.", None),
+        ("Away till Mon 14th Dec", D(2026, 12, 15)),
+        (
+            "I'm currently travelling with limited access to email until Thursday 10th December. I will respond upon my return on Monday 14th December.",
+            D(2026, 12, 14),
+        ),
+        ("I'm out of the office on 10 and 11 December.", None),
+        ("Your message of 08/12/2026 has been received. I am away until 11/12/2026.", D(2026, 12, 12)),
+        ("I'm away. I'll respond to emails received before 1 December first.", None),
+        ("Please resend your message after 14 December.", D(2026, 12, 15)),
+        ("I am on leave from 1 December until 11 December 2026.", D(2026, 12, 12)),
+        ("I will be on vacation Dec 7th through Dec 11th, returning Dec 14th.", D(2026, 12, 14)),
+        ("OOO 12/7-12/11", D(2026, 12, 12)),
+        (
+            "I'm out of the office until Friday 11 December 2026 inclusive. If your query is urgent, please call 01632 960 123.",
+            D(2026, 12, 12),
+        ),
+        ("Hi, I am on a training course 7-11 December and will be back on the 14th.", D(2026, 12, 12)),
     ],
 }

@@ -32,6 +32,13 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             "Je suis en déplacement jusqu'au 11/12 inclus, avec un accès limité à mes e-mails.",
             D(2026, 12, 12),
         ),
+        # a second batch written before the reader was run on them
+        ("Je suis absent jusqu'au 11.12.2026.", D(2026, 12, 12)),
+        ("En congé jusqu'au lundi 14/12 inclus", D(2026, 12, 15)),
+        (
+            "Bonjour,\n\nJe suis actuellement absent et je reviendrai le 14 décembre 2026.\n\nCordialement",
+            D(2026, 12, 14),
+        ),
     ],
     "es": [
         (
@@ -55,6 +62,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             D(2026, 12, 12),
         ),
         ("Me encuentro fuera de la oficina hasta el 11/12/2026.", D(2026, 12, 12)),
+        # a second batch written before the reader was run on them
+        ("Estaré fuera hasta el lunes 14 de diciembre (incluido).", D(2026, 12, 15)),
+        ("Hola, estoy de baja hasta nuevo aviso. Para cualquier consulta escriba a soporte@example.es", None),
     ],
     "it": [
         (
@@ -71,5 +81,11 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             D(2026, 12, 12),
         ),
         ("Sono in ferie fino al 11/12 compreso, rientro il 14/12.", D(2026, 12, 14)),
+        # a second batch written before the reader was run on them
+        ("Sarò assente dal 07.12 al 11.12.2026", D(2026, 12, 12)),
+        (
+            "Buongiorno, sono fuori ufficio fino al 11 dicembre con accesso limitato alla posta.",
+            D(2026, 12, 12),
+        ),
     ],
 }

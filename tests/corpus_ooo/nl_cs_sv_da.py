@@ -22,6 +22,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Ik ben afwezig tot maandag 14 december.", D(2026, 12, 15)),
         ("Ik ben op 14 december weer op kantoor.", D(2026, 12, 14)),
         ("Vanaf 14-12-2026 ben ik weer bereikbaar.", D(2026, 12, 14)),
+        # a second batch written before the reader was run on them
+        ("Ik ben afwezig van maandag 7 december tot en met vrijdag 11 december.", D(2026, 12, 12)),
+        ("Op maandag 14 december ben ik weer terug.", D(2026, 12, 14)),
     ],
     "cs": [
         (
@@ -35,6 +38,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # written before the reader was run on them
         ("Jsem na dovolené do pátku 11. 12. 2026.", D(2026, 12, 12)),
         ("Jsem mimo kancelář od 7. 12. do 11. 12. 2026.", D(2026, 12, 12)),
+        # a second batch written before the reader was run on them
+        ("V termínu 7.\u201311. 12. 2026 čerpám dovolenou.", D(2026, 12, 12)),
     ],
     "sv": [
         (
@@ -49,6 +54,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # written before the reader was run on them
         ("Jag är ledig till och med fredag 11/12.", D(2026, 12, 12)),
         ("Jag är tillbaka på kontoret måndag den 14 december.", D(2026, 12, 14)),
+        # a second batch written before the reader was run on them
+        ("Jag är på semester v. 50 och tillbaka 14/12.", D(2026, 12, 14)),
+        ("Hej! Jag är föräldraledig och åter i tjänst 2027-01-11.", D(2027, 1, 11)),
     ],
     "da": [
         (
@@ -63,5 +71,7 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # written before the reader was run on them
         ("Jeg er på ferie frem til og med 11. december.", D(2026, 12, 12)),
         ("Jeg har ferie i uge 50 og er tilbage mandag d. 14/12.", D(2026, 12, 14)),
+        # a second batch written before the reader was run on them
+        ("Jeg er på barsel til 1. marts 2027.", D(2027, 3, 2)),
     ],
 }
