@@ -73,9 +73,8 @@ _DATE = re.compile(
     re.IGNORECASE,
 )
 
-_WORD = (
-    r"[^\W\d]+(?:-[^\W\d]+)?\.?,?\s+"  # a weekday or similar between a date's word and the date: "Monday, "
-)
+# A weekday or the like between a date's word and the date: "Monday, ", "segunda-feira, ", "Mo. ".
+_WORD = r"[^\W\d]+(?:-[^\W\d]+)?\.?,?\s+"
 _TIME = r"\d{1,2}(?:[:.]\d{2}\s*(?:uhr|h|am|pm|a\.m\.|p\.m\.)?|\s*(?:uhr|h|am|pm|a\.m\.|p\.m\.)(?!\w))"
 _UNTIL = re.compile(
     _alternatives(words.UNTIL)
@@ -88,9 +87,8 @@ _NEGATED_RETURN = re.compile(
     r"[^.!?\n\d]{0,40}$",
     re.IGNORECASE,
 )
-_BACK = re.compile(
-    _alternatives(words.BACK) + r"[^!?\n\d]{0,30}$", re.IGNORECASE
-)  # "tilbage mandag d. 14/12"
+# A back-word's few words to its date may hold abbreviations: "tilbage mandag d. 14/12", "ab Mo. 14.12.".
+_BACK = re.compile(_alternatives(words.BACK) + r"[^!?\n\d]{0,30}$", re.IGNORECASE)
 _BACK_AFTER = re.compile(r"^[^.!?\n\d]{0,30}" + _alternatives(words.BACK_AFTER), re.IGNORECASE)
 _AFTER = re.compile(
     _alternatives(words.AFTER) + rf"\s+(?:(?:the|dem|den|le|el|il)\s+)?(?:{_WORD})?$", re.IGNORECASE
