@@ -60,7 +60,7 @@ UNTIL_FILLERS = (
 # The first day back follows (within a few words): "back on", "zurück am", "de retour le", "rientro il".
 BACK = (
     "back", "return", "returns", "returning", "return date", "again", "not before",  # en
-    "zurück", "wieder", "ab", "rückkehr", "nicht vor",  # de
+    "zurück", "wieder", "rückkehr", "nicht vor",  # de ("ab" starts an absence as often as it ends one)
     "wracam", "wrócę", "wroce", "powrót", "powrot", "z powrotem", "ponownie", "nie wcześniej niż",  # pl
     "vissza", "visszatérek", "visszatérés", "újra",  # hu
     "volto", "voltarei", "de volta", "retorno", "retornarei", "regresso", "regressarei", "novamente",

@@ -45,10 +45,7 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Ich bin ab Montag wieder im Büro.", None),
         ("Ich bin diese Woche nicht im Büro. Mit freundlichen Grüßen\nMusterstraße 14, 12345 Berlin", None),
         # written before the reader was run on them
-        (
-            "Ich bin ab dem 7.12. für zwei Wochen im Urlaub.",
-            D(2026, 12, 7),
-        ),  # a start, read as "ab" (from): past, the caller ignores it
+        ("Ich bin ab dem 7.12. für zwei Wochen im Urlaub.", None),  # "ab" (from): a start, not a return
         (
             "Ich befinde mich bis zum 11. Dezember 2026 im Urlaub. Ihre Nachricht wird nicht weitergeleitet. In dringenden Fällen wenden Sie sich bitte an service@example.de.",
             D(2026, 12, 12),
