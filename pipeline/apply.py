@@ -313,7 +313,7 @@ def _mark_away(ctx: Context, agent: Agent, ticket: Ticket) -> None:
     mail = ctx.require_mail()
     # "Automatic reply: [SUP-…] <the ticket's subject>": the customer's words, whatever dates they hold
     subject = mail.subject.replace(ticket.subject, " ") if ticket.subject else mail.subject
-    text = f"{subject}\n{visible_text(mail.text, whole_when_empty=False)}"
+    text = f"{subject}\n\n{visible_text(mail.text, whole_when_empty=False)}"  # two paragraphs
     done = away_by_out_of_office(ctx.session, agent, ticket, text, now=ctx.now)
     ctx.reason = f"{ctx.reason}; {done}"[:2000] if ctx.reason else done
 

@@ -13,6 +13,8 @@ Rules, and why:
   (after, nach, po, après le) the day before it; a range's end ("10.–14.12.", "from 10 to 14 December",
   "December 8-14") is an until. Other dates (when the text was written, "since 1 December", the office's
   holidays, a quoted mail's date, an address) are ignored.
+- A date after words about someone else in its sentence is theirs: "If it is urgent, please email my
+  manager, who is in the office until 11/12", "In dringenden Fällen wenden Sie sich bis 18.12. an …".
 - A negated return before an until-word is a back-word: "will not return until 12/14/2026" (Lotus Notes'
   template, whose subject says "returning 12/14/2026"), "won't be back until", "no volveré hasta el".
 - An until with a time of day ("until 14:00 on Friday 11 December", "bis 12 Uhr am 11.12.") names the day
@@ -111,6 +113,7 @@ _BETWEEN_DAYS = re.compile(
     rf"{_alternatives(words.RANGE_AND)}\s*(?:{_WORD})?$",
     re.IGNORECASE,
 )
+_OTHERS = re.compile(_alternatives(words.OTHERS), re.IGNORECASE)
 _CLAUSE_END = re.compile(r"[!?;\n]|\.\s+(?=[A-ZÄÖÜŁŚŻÁÉÓÚČŘŠŽÅÆØ])")
 
 # A responder's statement is short and near the top; what follows (signatures, disclaimers, a pasted
@@ -120,7 +123,7 @@ NO_YEAR_LOOKBACK = dt.timedelta(days=60)
 # A range that starts later than this after the reply is another absence ("I am back on 14 December;
 # note I am also away from 24 December to 4 January"): a responder answers while its writer is away.
 LATER_ABSENCE = dt.timedelta(days=7)
-_BEFORE, _AFTER_CHARS = 70, 40
+_BEFORE, _AFTER_CHARS, _SENTENCE = 70, 40, 240
 _ONE_DAY = dt.timedelta(days=1)
 
 
@@ -225,8 +228,8 @@ def _dates(text: str, today: dt.date) -> list[_Found]:
     return found
 
 
-def _clause_before(text: str, start: int) -> str:
-    window = text[max(0, start - _BEFORE) : start]
+def _clause_before(text: str, start: int, chars: int = _BEFORE) -> str:
+    window = text[max(0, start - chars) : start]
     ends = list(_CLAUSE_END.finditer(window))
     return window[ends[-1].end() :] if ends else window
 
@@ -273,8 +276,10 @@ def _joined(text: str, first: _Found, second: _Found) -> bool:
 def _first_day_back(
     text: str, found: _Found, neighbours: tuple[_Found | None, _Found | None], today: dt.date
 ) -> dt.date | None:
-    """The first day back this date states, or None when it states none."""
+    """The first day back this date states, or None when it states none (or states someone else's)."""
     previous, following = neighbours
+    if _OTHERS.search(_clause_before(text, found.start, _SENTENCE)):
+        return None
     if found.range_start is not None:
         return _range_end(found.range_start, found.day, today)
     if following is not None and _joined(text, found, following):

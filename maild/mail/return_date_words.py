@@ -59,16 +59,18 @@ UNTIL_FILLERS = (
 
 # The first day back follows (within a few words): "back on", "zurück am", "de retour le", "rientro il".
 BACK = (
-    "back", "return", "returns", "returning", "return date", "again", "not before",  # en
+    "back", "return", "returns", "returning", "return date", "again", "not before", "resume",
+    "resuming",  # en
     "zurück", "wieder", "rückkehr", "nicht vor",  # de ("ab" starts an absence as often as it ends one)
     "wracam", "wrócę", "wroce", "powrót", "powrot", "z powrotem", "ponownie", "nie wcześniej niż",  # pl
     "vissza", "visszatérek", "visszatérés", "újra",  # hu
-    "volto", "voltarei", "de volta", "retorno", "retornarei", "regresso", "regressarei", "novamente",
-    "não antes de",  # pt
-    "retour", "reviendrai", "rentrerai", "de nouveau", "à nouveau", "pas avant",  # fr
+    "volto", "voltarei", "voltando", "de volta", "retorno", "retornarei", "retornando", "regresso",
+    "regressarei", "regressando", "de regresso", "novamente", "não antes de",  # pt
+    "retour", "reviendrai", "rentrerai", "reprendrai", "reprise", "de nouveau", "à nouveau",
+    "pas avant",  # fr
     "regreso", "regresaré", "regresare", "vuelvo", "volveré", "volvere", "de vuelta", "reincorporo",
     "reincorporaré", "de nuevo", "nuevamente", "no antes del",  # es
-    "rientro", "rientrerò", "rientrero", "ritorno", "tornerò", "tornero", "torno", "di ritorno",
+    "rientro", "rientrerò", "rientrero", "ritorno", "tornerò", "tornero", "torno", "di ritorno", "riprenderò",
     "di nuovo", "nuovamente", "non prima del",  # it
     "terug", "weer", "niet voor",  # nl
     "zpět", "zpet", "zpátky", "vrátím", "vratim", "návrat", "navrat", "opět", "opet", "znovu",  # cs
@@ -105,3 +107,21 @@ RANGE_CONNECTORS = (
 # else it joins days ("closed on 25 December and 1 January").
 BETWEEN = ("between", "zwischen", "entre", "tra", "tussen", "mezi", "mellan", "mellem", "między", "pomiędzy")
 RANGE_AND = ("and", "und", "et", "e", "y", "en", "och", "og", "a", "i")
+# A date after these words, in the same sentence, is someone else's: "If it is urgent, please email my
+# manager, who is in the office until 11/12", "In dringenden Fällen wenden Sie sich bis 14.12. an …".
+OTHERS = (
+    "urgent", "urgently", "emergency", "emergencies", "colleague", "colleagues", "deputy", "manager",
+    "please contact", "please call", "please email", "please e-mail", "please reach",  # en
+    "dringend", "dringenden", "dringende", "eilig", "eiligen", "vertretung", "vertritt", "vertreten",
+    "kollege", "kollegin", "kollegen", "wenden sie sich",  # de
+    "urgence", "urgences", "collègue", "collègues", "veuillez contacter", "merci de contacter",  # fr
+    "urgente", "urgentes", "urgencia", "compañero", "compañera", "contacte con",  # es
+    "urgenti", "urgenza", "collega", "colleghi", "contattare",  # it
+    "urgência", "colega", "colegas", "contacte", "entre em contato",  # pt
+    "spoed", "spoedeisende", "collega's",  # nl
+    "pilne", "pilnych", "pilnej", "pilnym", "proszę o kontakt", "kolega", "koleżanka", "zastępca",  # pl
+    "naléhavé", "naléhavých", "urgentní", "kolegyně", "kontaktujte",  # cs
+    "brådskande", "akut", "kollega", "kontakta",  # sv
+    "haster", "hastende", "presserende",  # da
+    "sürgős", "sürgősen", "kolléga", "kollégám", "keresse",  # hu
+)  # fmt: skip

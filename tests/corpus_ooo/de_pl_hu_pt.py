@@ -10,18 +10,18 @@ D = dt.date
 CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
     "de": [
         (
-            "Automatische Antwort: [SUP-26-12-7] Drucker defekt\nVielen Dank für Ihre Nachricht. Ich bin bis "
+            "Automatische Antwort: [SUP-26-12-7] Drucker defekt\n\nVielen Dank für Ihre Nachricht. Ich bin bis "
             "einschließlich 11.12.2026 nicht im Büro. Ab dem 14.12.2026 bin ich wieder für Sie erreichbar. "
             "In dringenden Fällen wenden Sie sich bitte an Frau Müller (Tel. 030 1234 5678).",
             D(2026, 12, 14),
         ),
         (  # Lotus Notes
-            "AUTO: Hans Muster ist außer Haus (Rückkehr am 14.12.2026)\nIch werde ab 07.12.2026 nicht im Büro "
+            "AUTO: Hans Muster ist außer Haus (Rückkehr am 14.12.2026)\n\nIch werde ab 07.12.2026 nicht im Büro "
             "sein. Ich kehre zurück am 14.12.2026.",
             D(2026, 12, 14),
         ),
         (
-            "Abwesenheitsnotiz: Ihre Anfrage\nIch bin vom 08.12. \u2013 14.12.2026 im Urlaub. Ihre E-Mail wird "
+            "Abwesenheitsnotiz: Ihre Anfrage\n\nIch bin vom 08.12. \u2013 14.12.2026 im Urlaub. Ihre E-Mail wird "
             "nicht weitergeleitet.",
             D(2026, 12, 15),
         ),
@@ -62,10 +62,27 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             None,
         ),
         ("Hinweis: Ich arbeite in Teilzeit (Mo-Mi). Bis 11.12. bin ich im Urlaub.", D(2026, 12, 12)),
+        # a third batch written before the reader was run on them
+        (
+            "Guten Tag, vom 07.12.2026 bis einschließlich 11.12.2026 bin ich nicht im Hause. Ab Montag, den 14.12.2026, bin ich wieder für Sie da.",
+            D(2026, 12, 14),
+        ),
+        (
+            "Ich bin bis zum 11.12. auf Dienstreise und habe nur eingeschränkt Zugriff auf E-Mails.",
+            D(2026, 12, 12),
+        ),
+        ("Ich bin am 14.12.2026 zurück im Büro.", D(2026, 12, 14)),
+        ("Vielen Dank! Ihre Anfrage vom 07.12.2026 ist eingegangen. Ich bin bis Ende der Woche krank.", None),
+        ("Ich bin in Elternzeit bis voraussichtlich 31.03.2027.", D(2027, 4, 1)),
+        # someone else's dates: an urgent contact, a colleague
+        (
+            "Meine Kollegin ist in dringenden Fällen bis 18.12. erreichbar. Ich bin ab 14.12. wieder da.",
+            D(2026, 12, 14),
+        ),
     ],
     "pl": [
         (
-            "Odpowiedź automatyczna: [SUP-26-12-7]\nDzień dobry, jestem na urlopie do 11.12.2026 r. W pilnych "
+            "Odpowiedź automatyczna: [SUP-26-12-7]\n\nDzień dobry, jestem na urlopie do 11.12.2026 r. W pilnych "
             "sprawach proszę o kontakt z biurem: +48 22 123 45 67.",
             D(2026, 12, 12),
         ),
@@ -79,10 +96,13 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a second batch written before the reader was run on them
         ("Jestem na urlopie od 07.12.2026 do 11.12.2026 (włącznie).", D(2026, 12, 12)),
         ("Nie ma mnie w biurze do 11 grudnia.", D(2026, 12, 12)),
+        # a third batch written before the reader was run on them
+        ("Witam, jestem poza biurem do dnia 11.12.2026. Odpowiem po powrocie.", D(2026, 12, 12)),
+        ("Będę niedostępny w dniach 7-11 grudnia.", D(2026, 12, 12)),
     ],
     "hu": [
         (
-            "Automatikus válasz: [SUP-26-12-7]\nTisztelt Feladó! 2026. december 11-ig szabadságon vagyok, "
+            "Automatikus válasz: [SUP-26-12-7]\n\nTisztelt Feladó! 2026. december 11-ig szabadságon vagyok, "
             "december 14-től újra elérhető leszek.",
             D(2026, 12, 14),
         ),
@@ -95,10 +115,12 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a second batch written before the reader was run on them
         ("Tisztelt Partnerünk! December 7. és 11. között szabadságon vagyok.", D(2026, 12, 12)),
         ("2026. december 14-én visszatérek.", D(2026, 12, 14)),
+        # a third batch written before the reader was run on them
+        ("Szabadság miatt 2026.12.11-ig nem vagyok elérhető.", D(2026, 12, 12)),
     ],
     "pt": [
         (  # Portugal
-            "Resposta automática: [SUP-26-12-7]\nObrigado pelo seu email. Encontro-me ausente até dia 11 de "
+            "Resposta automática: [SUP-26-12-7]\n\nObrigado pelo seu email. Encontro-me ausente até dia 11 de "
             "dezembro, com acesso limitado ao email. Regresso a 14 de dezembro.",
             D(2026, 12, 14),
         ),
@@ -113,5 +135,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Estou em férias até 11/12. Volto dia 14/12.", D(2026, 12, 14)),
         # a second batch written before the reader was run on them
         ("Até 11/12 estarei de férias. A partir de 14/12 estarei de volta.", D(2026, 12, 14)),
+        # a third batch written before the reader was run on them
+        ("Estou de licença até o dia 11 de dezembro. Retorno no dia 14.", D(2026, 12, 12)),
+        ("Encontro-me de férias, regressando a 14 de Dezembro.", D(2026, 12, 14)),
     ],
 }

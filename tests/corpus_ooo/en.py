@@ -11,25 +11,25 @@ D = dt.date
 CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
     "en": [
         (
-            "Automatic reply: [SUP-26-12-7] Printer broken\nThank you for your email. I am out of the office "
+            "Automatic reply: [SUP-26-12-7] Printer broken\n\nThank you for your email. I am out of the office "
             "until Friday, December 11th, 2026 with limited access to email. I will respond to your message "
             "upon my return.",
             D(2026, 12, 12),
         ),
         (
-            "Automatic reply: Order 4411\nI am currently out of the office and will return on Monday, "
+            "Automatic reply: Order 4411\n\nI am currently out of the office and will return on Monday, "
             "December 14. If you need immediate assistance, please contact support@example.com or call "
             "+1 (555) 012-3456.",
             D(2026, 12, 14),
         ),
         (  # Lotus Notes / HCL Domino, US date order
-            "AUTO: Jane Smith is out of the office (returning 12/14/2026)\nI will be out of the office "
+            "AUTO: Jane Smith is out of the office (returning 12/14/2026)\n\nI will be out of the office "
             "starting  12/07/2026 and will not return until 12/14/2026.\n\nI will respond to your message "
             "when I return.",
             D(2026, 12, 14),
         ),
         (  # the same, UK date order
-            "AUTO: Jane Smith is out of the office (returning 14/12/2026)\nI will be out of the office "
+            "AUTO: Jane Smith is out of the office (returning 14/12/2026)\n\nI will be out of the office "
             "starting  07/12/2026 and will not return until 14/12/2026.",
             D(2026, 12, 14),
         ),
@@ -177,5 +177,33 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             D(2026, 12, 12),
         ),
         ("Hi, I am on a training course 7-11 December and will be back on the 14th.", D(2026, 12, 12)),
+        # a third batch written before the reader was run on them
+        (
+            "Thank you for your message. I am out of the office from Wednesday 9 December, returning Monday 14 December. For urgent enquiries please contact our service desk on 0161 496 0000 (available until 18:00).",
+            D(2026, 12, 14),
+        ),
+        (
+            "I'm on leave until 14/12. If it's urgent, please email my manager, who is in the office until 11/12.",
+            D(2026, 12, 15),
+        ),
+        (
+            "I am out of the office until Tuesday, 12/15. I will have intermittent access to email.",
+            D(2026, 12, 16),
+        ),
+        ("Hello, I'm on PTO through Friday 12/11 and back Monday 12/14. Thanks!", D(2026, 12, 14)),
+        ("I'm currently out of the office, back on Dec 14, 2026.", D(2026, 12, 14)),
+        ("I'm out of office today (December 8th) only.", None),
+        ("Please note I am working reduced hours until the end of December.", None),
+        ("I am on sick leave. Expected return: 14th December 2026.", D(2026, 12, 14)),
+        ("I'm out of the office until 11th December 2026 (inclusive).", D(2026, 12, 12)),
+        # someone else's dates: an urgent contact, a colleague
+        (
+            "Automatic reply: [SUP-26-12-7] URGENT: invoice wrong\n\nI am away until 11 December.",
+            D(2026, 12, 12),
+        ),
+        (
+            "I'm away until 11 December, for urgent matters please contact support@example.com.",
+            D(2026, 12, 12),
+        ),
     ],
 }

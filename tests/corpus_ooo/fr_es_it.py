@@ -10,12 +10,12 @@ D = dt.date
 CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
     "fr": [
         (
-            "Réponse automatique : [SUP-26-12-7] Imprimante\nBonjour, je suis absent(e) jusqu\u2019au vendredi "
+            "Réponse automatique : [SUP-26-12-7] Imprimante\n\nBonjour, je suis absent(e) jusqu\u2019au vendredi "
             "11 décembre 2026 inclus. Pour toute urgence, merci de contacter le 01 23 45 67 89.",
             D(2026, 12, 12),
         ),
         (  # Lotus Notes
-            "AUTO : Jean Dupont est absent(e) (retour le 14/12/2026)\nJe serai absent(e) du bureau à partir "
+            "AUTO : Jean Dupont est absent(e) (retour le 14/12/2026)\n\nJe serai absent(e) du bureau à partir "
             "du 07/12/2026 de retour le 14/12/2026.",
             D(2026, 12, 14),
         ),
@@ -39,10 +39,21 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             "Bonjour,\n\nJe suis actuellement absent et je reviendrai le 14 décembre 2026.\n\nCordialement",
             D(2026, 12, 14),
         ),
+        # a third batch written before the reader was run on them
+        (
+            "Merci pour votre message. Je suis en congés jusqu'au 11 décembre inclus et je reprendrai le travail le lundi 14 décembre.",
+            D(2026, 12, 14),
+        ),
+        (
+            "Je suis absente du 07/12 au 11/12. En cas d'urgence, contactez le support au 01 02 03 04 05.",
+            D(2026, 12, 12),
+        ),
+        # someone else's dates: an urgent contact, a colleague
+        ("En cas d'urgence, mon collègue est joignable jusqu'au 18/12.", None),
     ],
     "es": [
         (
-            "Respuesta automática: [SUP-26-12-7]\nGracias por su mensaje. Estaré fuera de la oficina hasta el "
+            "Respuesta automática: [SUP-26-12-7]\n\nGracias por su mensaje. Estaré fuera de la oficina hasta el "
             "viernes 11 de diciembre de 2026, con acceso limitado al correo.",
             D(2026, 12, 12),
         ),
@@ -65,10 +76,13 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a second batch written before the reader was run on them
         ("Estaré fuera hasta el lunes 14 de diciembre (incluido).", D(2026, 12, 15)),
         ("Hola, estoy de baja hasta nuevo aviso. Para cualquier consulta escriba a soporte@example.es", None),
+        # a third batch written before the reader was run on them
+        ("Estoy fuera de la oficina. Me reincorporo el lunes 14 de diciembre.", D(2026, 12, 14)),
+        ("Estaré de vacaciones desde el 7 hasta el 11 de diciembre.", D(2026, 12, 12)),
     ],
     "it": [
         (
-            "Risposta automatica: [SUP-26-12-7]\nGrazie per il messaggio. Sarò fuori ufficio fino all\u201911 "
+            "Risposta automatica: [SUP-26-12-7]\n\nGrazie per il messaggio. Sarò fuori ufficio fino all\u201911 "
             "dicembre compreso.",
             D(2026, 12, 12),
         ),
@@ -87,5 +101,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             "Buongiorno, sono fuori ufficio fino al 11 dicembre con accesso limitato alla posta.",
             D(2026, 12, 12),
         ),
+        # a third batch written before the reader was run on them
+        ("Sono in ferie. Tornerò in ufficio il 14/12/2026.", D(2026, 12, 14)),
+        ("Sarò assente da lunedì 7 a venerdì 11 dicembre.", D(2026, 12, 12)),
     ],
 }

@@ -10,7 +10,7 @@ D = dt.date
 CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
     "nl": [
         (
-            "Automatisch antwoord: [SUP-26-12-7]\nBedankt voor uw bericht. Ik ben tot en met vrijdag 11 "
+            "Automatisch antwoord: [SUP-26-12-7]\n\nBedankt voor uw bericht. Ik ben tot en met vrijdag 11 "
             "december afwezig. Vanaf maandag 14 december ben ik weer aanwezig.",
             D(2026, 12, 14),
         ),
@@ -25,10 +25,13 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a second batch written before the reader was run on them
         ("Ik ben afwezig van maandag 7 december tot en met vrijdag 11 december.", D(2026, 12, 12)),
         ("Op maandag 14 december ben ik weer terug.", D(2026, 12, 14)),
+        # a third batch written before the reader was run on them
+        ("Ik ben momenteel niet aanwezig. Vanaf 14 december ben ik weer bereikbaar.", D(2026, 12, 14)),
+        ("Tot en met 11 december ben ik met verlof.", D(2026, 12, 12)),
     ],
     "cs": [
         (
-            "Automatická odpověď: [SUP-26-12-7]\nDobrý den, do 11. 12. 2026 jsem mimo kancelář. Od 14. 12. "
+            "Automatická odpověď: [SUP-26-12-7]\n\nDobrý den, do 11. 12. 2026 jsem mimo kancelář. Od 14. 12. "
             "budu opět k dispozici.",
             D(2026, 12, 14),
         ),
@@ -40,10 +43,15 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Jsem mimo kancelář od 7. 12. do 11. 12. 2026.", D(2026, 12, 12)),
         # a second batch written before the reader was run on them
         ("V termínu 7.\u201311. 12. 2026 čerpám dovolenou.", D(2026, 12, 12)),
+        # a third batch written before the reader was run on them
+        (
+            "Dobrý den, jsem na služební cestě do pátku 11. prosince. Vrátím se v pondělí 14. prosince.",
+            D(2026, 12, 14),
+        ),
     ],
     "sv": [
         (
-            "Automatiskt svar: [SUP-26-12-7]\nTack för ditt mejl. Jag är på semester till och med 11 december "
+            "Automatiskt svar: [SUP-26-12-7]\n\nTack för ditt mejl. Jag är på semester till och med 11 december "
             "och är tillbaka måndag 14 december.",
             D(2026, 12, 14),
         ),
@@ -57,10 +65,13 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a second batch written before the reader was run on them
         ("Jag är på semester v. 50 och tillbaka 14/12.", D(2026, 12, 14)),
         ("Hej! Jag är föräldraledig och åter i tjänst 2027-01-11.", D(2027, 1, 11)),
+        # a third batch written before the reader was run on them
+        ("Jag är tillbaka den 14/12 och besvarar ditt mejl då.", D(2026, 12, 14)),
+        ("Jag är på tjänsteresa 7-11 december.", D(2026, 12, 12)),
     ],
     "da": [
         (
-            "Autosvar: [SUP-26-12-7]\nTak for din mail. Jeg holder ferie til og med den 11. december og er "
+            "Autosvar: [SUP-26-12-7]\n\nTak for din mail. Jeg holder ferie til og med den 11. december og er "
             "tilbage mandag den 14. december.",
             D(2026, 12, 14),
         ),
@@ -73,5 +84,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Jeg har ferie i uge 50 og er tilbage mandag d. 14/12.", D(2026, 12, 14)),
         # a second batch written before the reader was run on them
         ("Jeg er på barsel til 1. marts 2027.", D(2027, 3, 2)),
+        # a third batch written before the reader was run on them
+        ("Jeg er på ferie fra mandag den 7. december til og med fredag den 11. december.", D(2026, 12, 12)),
+        ("Jeg er tilbage på kontoret mandag d. 14. december 2026.", D(2026, 12, 14)),
     ],
 }
