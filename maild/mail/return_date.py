@@ -138,6 +138,8 @@ class _Found:
 _SPACES = re.compile(r"[()\t\u00a0\u2000-\u200a\u202f\u205f\u3000]|&nbsp;", re.IGNORECASE)
 _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff]")
 _DASHES = re.compile(r"[\u2010-\u2015\u2212]")
+# "Dear colleagues,\n" or "Hallo,\n" opening a paragraph is one of its own: not part of the first sentence.
+_GREETING = re.compile(r"(^|\n[ ]*\n)([^\n,.!?]{1,40},)[ ]*\n")
 _PARAGRAPH = re.compile(r"\n(?: *\n)+")  # tried at line breaks only: linear on long runs of spaces
 
 
@@ -146,6 +148,7 @@ def _normalized(text: str) -> str:
     inside a paragraph are spaces, a paragraph ends a clause ("\n")."""
     text = _INVISIBLE.sub("", text[:TEXT_LIMIT].replace("\r\n", "\n").replace("\r", "\n"))
     text = _DASHES.sub("-", _SPACES.sub(" ", text)).replace("\u2019", "'").replace("\u02bc", "'")
+    text = _GREETING.sub("\\1\\2\n\n", text)
     paragraphs = _PARAGRAPH.split(text)
     return "\n".join(re.sub(r"\s+", " ", p) for p in paragraphs)
 

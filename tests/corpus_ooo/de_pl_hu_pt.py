@@ -79,6 +79,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             "Meine Kollegin ist in dringenden Fällen bis 18.12. erreichbar. Ich bin ab 14.12. wieder da.",
             D(2026, 12, 14),
         ),
+        # a greeting to colleagues is not an urgent contact
+        ("Liebe Kolleginnen und Kollegen,\nich bin bis 11.12. im Urlaub.", D(2026, 12, 12)),
     ],
     "pl": [
         (

@@ -205,5 +205,11 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             "I'm away until 11 December, for urgent matters please contact support@example.com.",
             D(2026, 12, 12),
         ),
+        # a greeting to colleagues is not an urgent contact
+        (
+            "Automatic reply: [SUP-26-12-7] Printer\n\nDear colleague,\nI am out until 11 December.",
+            D(2026, 12, 12),
+        ),
+        ("If it's urgent,\nplease email my manager,\nwho is in the office until 11/12.", None),
     ],
 }
