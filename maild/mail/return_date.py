@@ -114,6 +114,8 @@ _BETWEEN_DAYS = re.compile(
     re.IGNORECASE,
 )
 _OTHERS = re.compile(_alternatives(words.OTHERS), re.IGNORECASE)
+# "bis einschl. Fr., 11.12.", "until Mon. Dec 14": these dots end no sentence.
+_ABBREVIATION = re.compile(rf"{_alternatives(words.ABBREVIATIONS)}\.$", re.IGNORECASE)
 _CLAUSE_END = re.compile(r"[!?;\n]|\.\s+(?=[A-ZÄÖÜŁŚŻÁÉÓÚČŘŠŽÅÆØ])")
 
 # A responder's statement is short and near the top; what follows (signatures, disclaimers, a pasted
@@ -233,7 +235,9 @@ def _dates(text: str, today: dt.date) -> list[_Found]:
 
 def _clause_before(text: str, start: int, chars: int = _BEFORE) -> str:
     window = text[max(0, start - chars) : start]
-    ends = list(_CLAUSE_END.finditer(window))
+    ends = [
+        end for end in _CLAUSE_END.finditer(window) if not _ABBREVIATION.search(window, 0, end.start() + 1)
+    ]
     return window[ends[-1].end() :] if ends else window
 
 
@@ -255,8 +259,11 @@ def _said_before(before: str, day: dt.date, today: dt.date) -> dt.date | None:
     """What the words before a date say it is: the first day back it states, or None."""
     until = _UNTIL.search(before)
     if until is not None:
-        if until["time"] or _NEGATED_RETURN.search(before[: until.start()]):
-            return day  # "until 14:00 on Friday 11 December", "will not return until 12/14/2026"
+        head = before[: until.start()]
+        if until["time"] or _NEGATED_RETURN.search(head) or _BACK.search(head):
+            # "until 14:00 on Friday 11 December", "will not return until 12/14/2026", and "do" after a
+            # return is "to": "Wracam do pracy 14 grudnia", "Vrátím se do kanceláře 14. 12."
+            return day
         return day + _ONE_DAY
     bare = _RANGE_FROM_DAY.search(before) or _BETWEEN_DAYS.search(before)
     if bare is not None:

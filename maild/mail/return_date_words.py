@@ -53,7 +53,8 @@ UNTIL = (
 )  # fmt: skip
 # Words between an until-word and its date: "until the", "bis einschließlich", "do dnia", "até ao dia".
 UNTIL_FILLERS = (
-    "the", "and including", "inclusive", "dem", "den", "der", "einschließlich", "inkl", "dnia", "dzień",
+    "the", "and including", "inclusive", "dem", "den", "der", "einschließlich", "einschl.", "einschl", "inkl",
+    "dnia", "dzień",
     "dia", "ao", "o", "le", "el", "día", "il", "giorno", "lo", "op", "og med", "och med", "a", "and",
 )  # fmt: skip
 
@@ -124,4 +125,12 @@ OTHERS = (
     "brådskande", "akut", "kollega", "kontakta",  # sv
     "haster", "hastende", "presserende",  # da
     "sürgős", "sürgősen", "kolléga", "kollégám", "keresse",  # hu
+)  # fmt: skip
+# Abbreviations whose dot ends no sentence (weekdays, "inclusive", titles).
+ABBREVIATIONS = (
+    "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun", "mo", "di", "mi", "do", "fr",
+    "sa", "so", "lun", "mar", "mer", "jeu", "ven", "sam", "dim", "mié", "jue", "vie", "sáb", "gio", "ma",
+    "wo", "vr", "za", "zo", "pon", "wt", "śr", "czw", "pt", "sob", "ndz", "po", "út", "st", "čt", "pá",
+    "ne", "tis", "ons", "tor", "fre", "lör", "sön", "man", "tirs", "ons", "tors", "lør", "søn", "einschl",
+    "inkl", "incl", "ca", "bzw", "tel", "nr", "dr", "hr", "mr", "mrs", "ms", "d",
 )  # fmt: skip

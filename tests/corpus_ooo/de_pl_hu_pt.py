@@ -81,6 +81,16 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ),
         # a greeting to colleagues is not an urgent contact
         ("Liebe Kolleginnen und Kollegen,\nich bin bis 11.12. im Urlaub.", D(2026, 12, 12)),
+        # a fourth batch written before the reader was run on them
+        (
+            "Ich bin vom 09. bis 11. Dezember 2026 nicht im Büro und ab dem 14. Dezember 2026 wieder erreichbar.",
+            D(2026, 12, 14),
+        ),
+        ("Abwesend bis einschl. Fr., 11.12.2026", D(2026, 12, 12)),
+        (
+            "Ich bin ab sofort bis zum 11.12.2026 nicht erreichbar. Ihre E-Mail wird nicht weitergeleitet.",
+            D(2026, 12, 12),
+        ),
     ],
     "pl": [
         (
@@ -101,6 +111,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a third batch written before the reader was run on them
         ("Witam, jestem poza biurem do dnia 11.12.2026. Odpowiem po powrocie.", D(2026, 12, 12)),
         ("Będę niedostępny w dniach 7-11 grudnia.", D(2026, 12, 12)),
+        # a fourth batch written before the reader was run on them
+        ("Przebywam na urlopie. Wracam do pracy 14 grudnia 2026 r.", D(2026, 12, 14)),
     ],
     "hu": [
         (
@@ -119,6 +131,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("2026. december 14-én visszatérek.", D(2026, 12, 14)),
         # a third batch written before the reader was run on them
         ("Szabadság miatt 2026.12.11-ig nem vagyok elérhető.", D(2026, 12, 12)),
+        # a fourth batch written before the reader was run on them
+        ("Házon kívül vagyok december 11-ig. Sürgős esetben keresse kollégámat.", D(2026, 12, 12)),
     ],
     "pt": [
         (  # Portugal
@@ -140,5 +154,7 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a third batch written before the reader was run on them
         ("Estou de licença até o dia 11 de dezembro. Retorno no dia 14.", D(2026, 12, 12)),
         ("Encontro-me de férias, regressando a 14 de Dezembro.", D(2026, 12, 14)),
+        # a fourth batch written before the reader was run on them
+        ("Estarei ausente de 07 a 11 de dezembro de 2026, com acesso limitado aos emails.", D(2026, 12, 12)),
     ],
 }

@@ -211,5 +211,29 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             D(2026, 12, 12),
         ),
         ("If it's urgent,\nplease email my manager,\nwho is in the office until 11/12.", None),
+        # a fourth batch written before the reader was run on them
+        (
+            "Out of Office: On vacation Dec 7-11\n\nI'm on vacation and will respond when I get back on Monday, Dec 14.",
+            D(2026, 12, 14),
+        ),
+        ("I am out of the office until Monday 14 December at 9am.", D(2026, 12, 15)),
+        (
+            "Hello, I am attending a conference in Berlin (7.12.-11.12.) and will answer after my return.",
+            D(2026, 12, 12),
+        ),
+        ("I am away until Friday the 11th of December 2026.", D(2026, 12, 12)),
+        (
+            "This mailbox is no longer monitored since 30 November 2026. Please write to support@example.com.",
+            None,
+        ),
+        (
+            "I'm on leave until 11 December. Kind regards, Anna\nSent from my iPhone\n\nOn 8 Dec 2026, at 09:14, Example Support wrote:",
+            D(2026, 12, 12),
+        ),
+        ("My working days are Monday to Wednesday. I will reply on my next working day.", None),
+        (
+            "I will be out of office from 12/09/2026 to 12/11/2026 with no access to email. I will return on 12/14/2026.",
+            D(2026, 12, 14),
+        ),
     ],
 }

@@ -50,6 +50,12 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ),
         # someone else's dates: an urgent contact, a colleague
         ("En cas d'urgence, mon collègue est joignable jusqu'au 18/12.", None),
+        # a fourth batch written before the reader was run on them
+        (
+            "Je suis en formation jusqu'au vendredi 11 décembre. Je répondrai à votre message dès mon retour.",
+            D(2026, 12, 12),
+        ),
+        ("Absente jusqu'au 11/12 inclus. Retour le 14/12.", D(2026, 12, 14)),
     ],
     "es": [
         (
@@ -79,6 +85,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a third batch written before the reader was run on them
         ("Estoy fuera de la oficina. Me reincorporo el lunes 14 de diciembre.", D(2026, 12, 14)),
         ("Estaré de vacaciones desde el 7 hasta el 11 de diciembre.", D(2026, 12, 12)),
+        # a fourth batch written before the reader was run on them
+        ("Me encuentro de vacaciones. Volveré a la oficina el 14/12/2026.", D(2026, 12, 14)),
     ],
     "it": [
         (
@@ -104,5 +112,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a third batch written before the reader was run on them
         ("Sono in ferie. Tornerò in ufficio il 14/12/2026.", D(2026, 12, 14)),
         ("Sarò assente da lunedì 7 a venerdì 11 dicembre.", D(2026, 12, 12)),
+        # a fourth batch written before the reader was run on them
+        ("Sono fuori ufficio per ferie fino all'11/12/2026 incluso.", D(2026, 12, 12)),
+        ("Sarò fuori ufficio dal 07/12/2026 e rientrerò il 14/12/2026.", D(2026, 12, 14)),
     ],
 }

@@ -28,6 +28,9 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a third batch written before the reader was run on them
         ("Ik ben momenteel niet aanwezig. Vanaf 14 december ben ik weer bereikbaar.", D(2026, 12, 14)),
         ("Tot en met 11 december ben ik met verlof.", D(2026, 12, 12)),
+        # a fourth batch written before the reader was run on them
+        ("Ik ben afwezig tot 14-12-2026.", D(2026, 12, 15)),
+        ("Ik ben de hele week afwezig, maandag 14 december ben ik weer op kantoor.", D(2026, 12, 14)),
     ],
     "cs": [
         (
@@ -47,6 +50,11 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         (
             "Dobrý den, jsem na služební cestě do pátku 11. prosince. Vrátím se v pondělí 14. prosince.",
             D(2026, 12, 14),
+        ),
+        # a fourth batch written before the reader was run on them
+        (
+            "Do 11.12.2026 čerpám dovolenou. V naléhavých případech kontaktujte kolegu na tel. 123 456 789.",
+            D(2026, 12, 12),
         ),
     ],
     "sv": [
@@ -68,6 +76,8 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a third batch written before the reader was run on them
         ("Jag är tillbaka den 14/12 och besvarar ditt mejl då.", D(2026, 12, 14)),
         ("Jag är på tjänsteresa 7-11 december.", D(2026, 12, 12)),
+        # a fourth batch written before the reader was run on them
+        ("Jag är ledig och tillbaka på jobbet måndag 14 december.", D(2026, 12, 14)),
     ],
     "da": [
         (
@@ -87,5 +97,7 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a third batch written before the reader was run on them
         ("Jeg er på ferie fra mandag den 7. december til og med fredag den 11. december.", D(2026, 12, 12)),
         ("Jeg er tilbage på kontoret mandag d. 14. december 2026.", D(2026, 12, 14)),
+        # a fourth batch written before the reader was run on them
+        ("Jeg holder juleferie og er tilbage den 4. januar 2027.", D(2027, 1, 4)),
     ],
 }
