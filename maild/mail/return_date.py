@@ -8,7 +8,7 @@ Dutch, Czech, Swedish and Danish (the words: maild.mail.return_date_words):
 
 Rules, and why:
 - A date counts only with a word that says what it is: until-words (until, bis, do, até, jusqu'au, hasta,
-  fino al, t/m, till, til, Hungarian -ig) name the last day away; back-words (back, zurück, wieder, ab,
+  fino al, t/m, till, til, Hungarian -ig) name the last day away; back-words (back, zurück, wieder,
   wracam, volto, de retour, rientro, terug, zpět, tillbaka, tilbage, -tól) the first day back; after-words
   (after, nach, po, après le) the day before it; a range's end ("10.–14.12.", "from 10 to 14 December",
   "December 8-14") is an until. Other dates (when the text was written, "since 1 December", the office's
@@ -16,7 +16,9 @@ Rules, and why:
 - A date after words about someone else in its sentence is theirs: "If it is urgent, please email my
   manager, who is in the office until 11/12", "In dringenden Fällen wenden Sie sich bis 18.12. an …".
 - A negated return before an until-word is a back-word: "will not return until 12/14/2026" (Lotus Notes'
-  template, whose subject says "returning 12/14/2026"), "won't be back until", "no volveré hasta el".
+  template, whose subject says "returning 12/14/2026"), "won't be back until", "no volveré hasta el"; so
+  is any return before "do" (= "to"): "Wracam do pracy 14 grudnia". German "ab" (from) alone starts an
+  absence as often as it ends one: "ab 14.12. wieder da" reads by its "wieder".
 - An until with a time of day ("until 14:00 on Friday 11 December", "bis 12 Uhr am 11.12.") names the day
   they are back: they work part of it.
 - Of several such dates the last one counts ("away from 10.12. until 14.12., back on 15.12."), except a
