@@ -132,5 +132,6 @@ ABBREVIATIONS = (
     "sa", "so", "lun", "mar", "mer", "jeu", "ven", "sam", "dim", "mié", "jue", "vie", "sáb", "gio", "ma",
     "wo", "vr", "za", "zo", "pon", "wt", "śr", "czw", "pt", "sob", "ndz", "po", "út", "st", "čt", "pá",
     "ne", "tis", "ons", "tor", "fre", "lör", "sön", "man", "tirs", "ons", "tors", "lør", "søn", "einschl",
-    "inkl", "incl", "ca", "bzw", "tel", "nr", "dr", "hr", "mr", "mrs", "ms", "d",
+    "inkl", "incl", "ca", "bzw", "tel", "nr", "dr", "hr", "mr", "mrs", "ms", "d", "p", "mgr", "inż", "ing",
+    "prof", "dott", "sig", "sr", "sra", "m", "mme",
 )  # fmt: skip

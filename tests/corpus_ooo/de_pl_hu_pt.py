@@ -91,6 +91,16 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             "Ich bin ab sofort bis zum 11.12.2026 nicht erreichbar. Ihre E-Mail wird nicht weitergeleitet.",
             D(2026, 12, 12),
         ),
+        # a fifth batch, traps around a plain statement, written before the reader was run on them
+        (
+            "Ich bin bis 11.12. nicht da. Ab 1.1.2027 lautet meine neue Telefonnummer 030 123456.",
+            D(2026, 12, 12),
+        ),
+        (
+            "Ich bin im Urlaub. Ihre Nachricht vom 07.12.2026 wird nach meiner Rückkehr am 14.12.2026 bearbeitet.",
+            D(2026, 12, 14),
+        ),
+        ("Ich bin auf Fortbildung (bis 11.12.).", D(2026, 12, 12)),
     ],
     "pl": [
         (
@@ -113,6 +123,11 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Będę niedostępny w dniach 7-11 grudnia.", D(2026, 12, 12)),
         # a fourth batch written before the reader was run on them
         ("Przebywam na urlopie. Wracam do pracy 14 grudnia 2026 r.", D(2026, 12, 14)),
+        # a fifth batch, traps around a plain statement, written before the reader was run on them
+        (
+            "Jestem na urlopie do 11.12. W sprawach pilnych proszę kontaktować się z p. Kowalskim do 18.12.",
+            D(2026, 12, 12),
+        ),
     ],
     "hu": [
         (

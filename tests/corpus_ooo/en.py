@@ -235,5 +235,27 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             "I will be out of office from 12/09/2026 to 12/11/2026 with no access to email. I will return on 12/14/2026.",
             D(2026, 12, 14),
         ),
+        # a fifth batch, traps around a plain statement, written before the reader was run on them
+        (
+            "I am out of the office until 11 December. Our office hours are Mon-Fri 9:00-17:30.",
+            D(2026, 12, 12),
+        ),
+        (
+            "I'm away until 11 December.\n\nJohn Smith | Support Engineer\nExample GmbH, Hauptstr. 12, 10115 Berlin\nRegistered 01.12.2010, HRB 12345",
+            D(2026, 12, 12),
+        ),
+        (
+            "Please note: from 1 January 2027 our new address is 5 Main Street. I am out of the office until 11 December.",
+            D(2026, 12, 12),
+        ),
+        (
+            "I am out of the office until 11 December. This email and any attachments are confidential. Version 2.12 of our terms applies.",
+            D(2026, 12, 12),
+        ),
+        ("Thanks for your email! I'm off until Monday and will reply then.", None),
+        ("I'm out of the office this week (back 14/12).", D(2026, 12, 14)),
+        ("Away: 07.12.2026 \u2013 11.12.2026", D(2026, 12, 12)),
+        ("Out of office 7th-11th December, back Monday 14th.", D(2026, 12, 12)),
+        ("I'm out until 12/11. If urgent, call me on 07700 900123.", D(2026, 12, 12)),
     ],
 }

@@ -56,6 +56,11 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
             D(2026, 12, 12),
         ),
         ("Absente jusqu'au 11/12 inclus. Retour le 14/12.", D(2026, 12, 14)),
+        # a fifth batch, traps around a plain statement, written before the reader was run on them
+        (
+            "Je suis absent jusqu'au 11 décembre. Nos bureaux seront fermés du 24 décembre au 1er janvier.",
+            D(2026, 12, 12),
+        ),
     ],
     "es": [
         (
@@ -87,6 +92,11 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Estaré de vacaciones desde el 7 hasta el 11 de diciembre.", D(2026, 12, 12)),
         # a fourth batch written before the reader was run on them
         ("Me encuentro de vacaciones. Volveré a la oficina el 14/12/2026.", D(2026, 12, 14)),
+        # a fifth batch, traps around a plain statement, written before the reader was run on them
+        (
+            "Estoy de vacaciones hasta el 11 de diciembre. Para urgencias llame al 91 123 45 67.",
+            D(2026, 12, 12),
+        ),
     ],
     "it": [
         (
@@ -115,5 +125,10 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a fourth batch written before the reader was run on them
         ("Sono fuori ufficio per ferie fino all'11/12/2026 incluso.", D(2026, 12, 12)),
         ("Sarò fuori ufficio dal 07/12/2026 e rientrerò il 14/12/2026.", D(2026, 12, 14)),
+        # a fifth batch, traps around a plain statement, written before the reader was run on them
+        (
+            "Sono assente fino all'11 dicembre; in caso di urgenza contattare il collega Marco Rossi.",
+            D(2026, 12, 12),
+        ),
     ],
 }

@@ -31,6 +31,11 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         # a fourth batch written before the reader was run on them
         ("Ik ben afwezig tot 14-12-2026.", D(2026, 12, 15)),
         ("Ik ben de hele week afwezig, maandag 14 december ben ik weer op kantoor.", D(2026, 12, 14)),
+        # a fifth batch, traps around a plain statement, written before the reader was run on them
+        (
+            "Ik ben afwezig tot en met 11 december. Voor dringende zaken kunt u contact opnemen met mijn collega.",
+            D(2026, 12, 12),
+        ),
     ],
     "cs": [
         (
@@ -78,6 +83,11 @@ CORPUS: dict[str, list[tuple[str, dt.date | None]]] = {
         ("Jag är på tjänsteresa 7-11 december.", D(2026, 12, 12)),
         # a fourth batch written before the reader was run on them
         ("Jag är ledig och tillbaka på jobbet måndag 14 december.", D(2026, 12, 14)),
+        # a fifth batch, traps around a plain statement, written before the reader was run on them
+        (
+            "Jag är ledig till 11 december. Vid brådskande ärenden, kontakta min kollega som är på plats till 18 december.",
+            D(2026, 12, 12),
+        ),
     ],
     "da": [
         (
