@@ -311,7 +311,10 @@ def record_stop(ctx: Context) -> None:
 def _mark_away(ctx: Context, agent: Agent, ticket: Ticket) -> None:
     """An agent's own out-of-office reply to a notice (to its Reply-To, or to its return path: bounce)."""
     mail = ctx.require_mail()
-    text = f"{mail.subject}\n{visible_text(mail.text, whole_when_empty=False)}"
+    # "Automatic reply: [SUP-…] <the ticket's subject>": the customer's words, whatever dates they hold
+    quoted = bool(ticket.subject) and mail.subject.endswith(ticket.subject)
+    subject = mail.subject[: -len(ticket.subject)] if quoted else mail.subject
+    text = f"{subject}\n\n{visible_text(mail.text, whole_when_empty=False)}"  # two paragraphs
     done = away_by_out_of_office(ctx.session, agent, ticket, text, now=ctx.now)
     ctx.reason = f"{ctx.reason}; {done}"[:2000] if ctx.reason else done
 

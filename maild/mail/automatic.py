@@ -143,8 +143,9 @@ _OOO_STRONG = (
     "automatisch antwoord", "automatisch bericht", "niet aanwezig", "afwezigheidsbericht",
     # hu
     "házon kívül", "automatikus válasz",
-    # pl
-    "automatyczna odpowiedź", "automatyczna odpowiedz", "poza biurem",
+    # pl (Outlook writes "Odpowiedź automatyczna:")
+    "automatyczna odpowiedź", "automatyczna odpowiedz", "odpowiedź automatyczna", "odpowiedz automatyczna",
+    "poza biurem",
     # sv
     "automatiskt svar", "frånvaromeddelande", "inte på kontoret",
     # da / no
@@ -154,6 +155,9 @@ _OOO_STRONG = (
     # cs / sk
     "automatická odpověď", "automaticka odpoved", "mimo kancelář", "automatická odpoveď",
     "mimo kancelárie",
+    # hr / sr / bs, sl, lt, lv, et, bg, uk (Outlook's "Automatic reply:" in the EU's other languages)
+    "automatski odgovor", "samodejni odgovor", "automatinis atsakymas", "automātiskā atbilde",
+    "automaatvastus", "автоматичен отговор", "автоматична відповідь",
     # ro, tr, ru, el, ja, zh, ko
     "răspuns automat", "raspuns automat", "otomatik yanıt", "otomatik cevap", "ofis dışında",
     "автоматический ответ", "автоответ", "вне офиса", "αυτόματη απάντηση", "自動応答", "自動返信",
