@@ -259,7 +259,9 @@ def test_a_slow_data_client_is_dropped_after_the_grace_and_nothing_is_acknowledg
     fast.close()
 
     assert dropped.startswith("421 4.4.2 Data rate too low")
-    assert 1.0 <= elapsed < 8.0, elapsed  # the grace, then the 1000 bytes/s budget of what came (~10 bytes)
+    # The grace, then the 1000 bytes/s budget of what came (~10 bytes). The daemon's clock starts when it
+    # sends 354, ours when we have read it: ours may come up a little short of the 1 s grace.
+    assert 0.9 <= elapsed < 8.0, elapsed
     assert 0 < sent < 100
     [limited] = logged(serve, 1, "client_limited", limit="min_data_rate")
     assert (limited["client"], limited["value"]) == (HOG, 1000)
