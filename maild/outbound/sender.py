@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -278,19 +279,23 @@ def release(factory: sessionmaker[Session], ids: Iterable[int], now: dt.datetime
 def release_dead_claims(factory: sessionmaker[Session], now: dt.datetime | None = None) -> int:
     """At start-up: rows claimed by processes of this host that are no longer running (a previous
     instance killed while sending) become due now. Returns how many."""
+    return release_claims_of_the_dead(factory, OutboxMessage, OutboxMessage.status == "queued", now)
+
+
+def release_claims_of_the_dead(
+    factory: sessionmaker[Session], model: Any, waiting: Any, now: dt.datetime | None = None
+) -> int:
+    """Rows of `model` (a queue with `claimed_by` and `next_attempt_at`: the outbox, webhook deliveries)
+    that match `waiting` and are claimed by processes of this host that no longer run become due now."""
     now_naive = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     with transaction(factory) as session:
-        holders = session.scalars(
-            select(OutboxMessage.claimed_by)
-            .where(OutboxMessage.status == "queued", OutboxMessage.claimed_by != "")
-            .distinct()
-        )
+        holders = session.scalars(select(model.claimed_by).where(waiting, model.claimed_by != "").distinct())
         stale = [h for h in holders if h != holder() and _dead(h)]
         if not stale:
             return 0
         result = session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.status == "queued", OutboxMessage.claimed_by.in_(stale))
+            update(model)
+            .where(waiting, model.claimed_by.in_(stale))
             .values(next_attempt_at=now_naive, claimed_by="")
             .execution_options(synchronize_session=False)
         )

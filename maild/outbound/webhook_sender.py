@@ -31,12 +31,12 @@ from functools import cache
 from typing import Any, TypeVar
 
 import aiohttp
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.config import Config
 from maild.logs import get_logger
-from maild.outbound.sender import _dead, holder
+from maild.outbound.sender import holder, release_claims_of_the_dead
 from maild.storage.db import reading, transaction
 from maild.storage.models import Webhook, WebhookDelivery, utcnow
 
@@ -123,23 +123,7 @@ def claim(factory: sessionmaker[Session], cfg: Config, now: dt.datetime) -> list
 def release_dead_claims(factory: sessionmaker[Session], now: dt.datetime | None = None) -> int:
     """Pending deliveries claimed by processes of this host that are no longer running (a daemon killed
     mid-POST) become due now. Returns how many."""
-    at = now or utcnow()
-    with transaction(factory) as session:
-        holders = session.scalars(
-            select(WebhookDelivery.claimed_by)
-            .where(WebhookDelivery.state == "pending", WebhookDelivery.claimed_by != "")
-            .distinct()
-        )
-        stale = [h for h in holders if h != holder() and _dead(h)]
-        if not stale:
-            return 0
-        result = session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.state == "pending", WebhookDelivery.claimed_by.in_(stale))
-            .values(next_attempt_at=at, claimed_by="")
-            .execution_options(synchronize_session=False)
-        )
-        return int(getattr(result, "rowcount", 0) or 0)
+    return release_claims_of_the_dead(factory, WebhookDelivery, WebhookDelivery.state == "pending", now)
 
 
 @cache
