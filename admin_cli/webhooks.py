@@ -141,7 +141,8 @@ def add_webhook(app: App, args: argparse.Namespace) -> int:
         session.add(webhook)
         webhook_queue.forget_cached(session)
         record(session, "webhook_add", _audit_fields(webhook, args.desk), actor=who())
-    print(f"added webhook {name}: {url} ({', '.join(events) or 'all events'}, {args.desk or 'every desk'})")
+    subscribed = f"{', '.join(events) or 'all events'}, {args.desk or 'every desk'}"
+    print(f"added webhook {name}: {redacted_url(url)} ({subscribed})")
     if args.secret is None:
         print(f"secret (shown once; the receiver checks X-Hub-Signature-256 with it): {secret}")
     return 0
@@ -202,7 +203,7 @@ def _desk_name(session: Session, desk_id: int | None) -> str | None:
 def _webhook_json(webhook: Webhook, desk: str | None, states: dict[str, int]) -> dict[str, Any]:
     return {
         "name": webhook.name,
-        "url": webhook.url,
+        "url": redacted_url(webhook.url),  # a user:password@ is shown by no command
         "events": list(webhook.events),  # empty: every event kind
         "all_events": not webhook.events,
         "desk": desk,
@@ -329,7 +330,7 @@ def show_delivery(app: App, args: argparse.Namespace) -> int:
         webhook = session.get(Webhook, delivery.webhook_id)
         ticket = session.get(Ticket, delivery.ticket_id) if delivery.ticket_id is not None else None
         data = _delivery_json(delivery, webhook.name if webhook else "", ticket.number if ticket else None)
-        data["url"] = webhook.url if webhook else None
+        data["url"] = redacted_url(webhook.url) if webhook else None
         body = bytes(delivery.body)
     data["body"] = json.loads(body)
     if args.json:

@@ -23,6 +23,7 @@ from maild.storage.events import TicketEvent
 from maild.storage.models import AuditLog, Ticket, WebhookDelivery, utcnow
 from maild.tickets.webhook_queue import _active as active_webhooks
 from maild.tickets.webhook_queue import queue_to_webhook
+from tests.cli import ctl, ok
 from tests.conftest import run_cli
 from tests.pipeline.helpers import NOW, SUP_PATTERN, SUPPORT, deliver, mail, make_desk
 from tests.webhook_receiver import Receiver, receiver, refused_url
@@ -327,3 +328,11 @@ def test_the_webhooks_are_read_once_per_transaction(hooked: Path, factory: sessi
         assert len(active_webhooks(session)) == 1  # a new transaction reads again
         assert len(active_webhooks(session)) == 1
         assert len([s for s in seen if "webhooks" in s]) == 1  # once in the transaction
+
+
+def test_no_command_shows_a_urls_password(hooked: Path) -> None:
+    added = ok(ctl(hooked, "webhook", "add", "crm", "https://robot:s3cret@crm.example/hook", "--secret", "x"))
+    listed = ok(ctl(hooked, "webhook", "list", "--json")) + ok(ctl(hooked, "webhook", "list"))
+    audit = ok(ctl(hooked, "audit", "--json"))
+    assert "robot:***@crm.example" in added and "robot:***@crm.example" in listed
+    assert "s3cret" not in added + listed + audit
