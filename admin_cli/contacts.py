@@ -26,7 +26,7 @@ from maild.admin_cli.common import App, UserError, iso, print_json, print_table,
 from maild.mail.addresses import is_valid, normalize
 from maild.storage.models import Contact, Participant
 from maild.tickets import contact_ops
-from maild.tickets.participants import NotAddable, check_customer_address, find_contact, get_or_create_contact
+from maild.tickets.participants import NotAddable, check_customer_address, find_contact
 
 
 def register(commands: Any) -> None:
@@ -87,10 +87,7 @@ def add_contact(app: App, args: argparse.Namespace) -> int:
             check_customer_address(session, email)
         except NotAddable as exc:
             raise UserError(f"{exc}, not a contact") from None
-        existed = find_contact(session, email) is not None
-        contact = get_or_create_contact(session, email)
-        if args.name.strip():
-            contact.display_name = args.name.strip()[:200]  # the admin's word is the preferred name
+        existed = contact_ops.add_or_name(session, email, args.name, actor=who())
     print(f"contact {email} {'updated' if existed else 'added'}")
     return 0
 

@@ -40,8 +40,8 @@ SETTING_ACTIONS = (
     "category_add", "category_remove", "category_agents", "canned_add", "canned_update", "canned_remove",
     "escalation_add", "escalation_set", "escalation_remove", "rule_add", "rule_set", "rule_move",
     "rule_remove", "webhook_add", "webhook_set", "webhook_remove", "webhook_redeliver", "api_token.add",
-    "api_token.remove",
-    "block_add", "block_remove", "contact_attr", "contact_unbounce", "contact_forget", "import",
+    "api_token.remove", "block_add", "block_remove", "contact_add", "contact_name", "contact_attr",
+    "contact_unbounce", "contact_forget", "import",
     "spool_release", "spool_delete", "spool_purge",
 )  # fmt: skip
 KNOWN_ACTIONS = (*TICKET_ACTIONS, *SETTING_ACTIONS)
