@@ -19,7 +19,6 @@ import re
 
 from sqlalchemy import select
 
-from maild.mail.attachment_policy import refusal
 from maild.mail.automatic import OUT_OF_OFFICE
 from maild.mail.quotes import visible_text
 from maild.numbering.allocate import allocate_number
@@ -118,17 +117,10 @@ def _attachment_rows(ctx: Context) -> tuple[list[Attachment], list[str]]:
     if len(mail.attachments) > cap:
         notes.append(f"{len(mail.attachments) - cap} attachment(s) refused: {over_cap}")
     for index, part in enumerate(mail.attachments):
-        reason = (
-            over_cap
-            if index >= cap
-            else refusal(
-                part.filename,
-                part.content_type,
-                part.data,
-                allowed_extensions=desk.allowed_extensions,
-                max_mb=desk.max_attachment_mb,
-            )
-        )
+        reason: str | None = over_cap  # past the cap: not even looked at (bounded work per mail)
+        if index < cap:
+            found = ticket_ops.refused_by_desk(desk, part.filename, part.content_type, part.data)
+            reason = found.text if found is not None else None
         if reason is None and not ctx.dry_run:
             attachments.store(ctx.cfg.attachment_dir, part.data, part.sha256)
         if reason is not None and index < cap:

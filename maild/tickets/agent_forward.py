@@ -13,7 +13,6 @@ import uuid
 from sqlalchemy.orm import Session
 
 from maild.config import Config
-from maild.mail.attachment_policy import refusal
 from maild.mail.forwards import Forwarded
 from maild.mail.quotes import visible_text
 from maild.outbound.outgoing import agent_display_name
@@ -30,13 +29,8 @@ _FORWARD_PREFIX = re.compile(r"^\s*(?:(?:fwd?|wg|tr|rv|vs|vb|enc|i)\s*:\s*)+", r
 def _rows(cfg: Config, desk: Desk, forwarded: Forwarded, *, store: bool) -> list[Attachment]:
     rows = []
     for part in forwarded.attachments:
-        reason = refusal(
-            part.filename,
-            part.content_type,
-            part.data,
-            allowed_extensions=desk.allowed_extensions,
-            max_mb=desk.max_attachment_mb,
-        )
+        found = ticket_ops.refused_by_desk(desk, part.filename, part.content_type, part.data)
+        reason = found.text if found is not None else None
         if reason is None and store:
             attachment_store.store(cfg.attachment_dir, part.data, part.sha256)
         rows.append(ticket_ops.attachment_row(part, reason))

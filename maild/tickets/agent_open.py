@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from maild.config import Config
 from maild.mail.addresses import is_valid, normalize
-from maild.mail.attachment_policy import Upload, refusal_of, sanitize_filename
+from maild.mail.attachment_policy import Upload, sanitize_filename
 from maild.numbering.allocate import allocate_number
 from maild.outbound.blocklist import find_block
 from maild.outbound.outgoing import OutgoingAttachment, agent_display_name
@@ -110,13 +110,7 @@ def check_request(
         raise OpenRefused(f"agent {agent.email} is {state}")
     files = []
     for upload in attachments:
-        found = refusal_of(
-            upload.filename,
-            upload.content_type,
-            upload.data,
-            allowed_extensions=desk.allowed_extensions,
-            max_mb=desk.max_attachment_mb,
-        )
+        found = ticket_ops.refused_by_desk(desk, upload.filename, upload.content_type, upload.data)
         if found is not None:
             raise OpenRefused(f"attachment {upload.filename}: {found.text}")
         files.append(

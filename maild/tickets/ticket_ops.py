@@ -11,11 +11,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from maild.mail.attachment_policy import Refusal, refusal_of
 from maild.mail.parsed import ParsedAttachment
 from maild.storage.models import (
     Agent,
     Attachment,
     AuditLog,
+    Desk,
     Message,
     OutboxMessage,
     Ticket,
@@ -272,6 +274,17 @@ def delete_tickets(
     for t in doomed:
         session.delete(t)
     return detail
+
+
+def refused_by_desk(desk: Desk, filename: str, content_type: str, data: bytes) -> Refusal | None:
+    """Why `desk`'s attachment policy (its extensions and size limit) refuses a file; None: it keeps it."""
+    return refusal_of(
+        filename,
+        content_type,
+        data,
+        allowed_extensions=desk.allowed_extensions,
+        max_mb=desk.max_attachment_mb,
+    )
 
 
 def attachment_row(part: ParsedAttachment, refused_reason: str | None) -> Attachment:

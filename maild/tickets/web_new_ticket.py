@@ -24,9 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.mail.addresses import base_address, domain_of, is_valid, normalize
-from maild.mail.attachment_policy import MB, Upload, refusal_item, refusal_of, sanitize_filename
+from maild.mail.attachment_policy import MB, Upload, refusal_item, sanitize_filename
 from maild.outbound.language import N_, refusal_reason
 from maild.storage.models import Agent, Desk, DeskAddress
+from maild.tickets.ticket_ops import refused_by_desk
 
 NAME_MAX = 100
 ADDRESS_MAX = 254  # RFC 5321's path limit less the brackets
@@ -130,13 +131,7 @@ def _upload_errors(desk: Desk, uploads: list[Upload]) -> list[FieldError]:
         ]
     errors = []
     for upload in uploads:
-        found = refusal_of(
-            upload.filename,
-            upload.content_type,
-            upload.data,
-            allowed_extensions=desk.allowed_extensions,
-            max_mb=desk.max_attachment_mb,
-        )
+        found = refused_by_desk(desk, upload.filename, upload.content_type, upload.data)
         if found is not None:
             reason = refusal_reason(refusal_item(upload.filename, found), desk.language)
             params = {"file": upload.filename, "reason": reason}

@@ -22,10 +22,11 @@ from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Protocol
 
-from maild.mail.attachment_policy import refusal_of, sanitize_filename
+from maild.mail.attachment_policy import sanitize_filename
 from maild.mail.tokens import load_secret, reply_address
 from maild.outbound.language import N_
 from maild.storage.models import Contact, Desk, Ticket
+from maild.tickets.ticket_ops import refused_by_desk
 
 REFERENCES_KEPT = 20  # the newest Message-IDs of the ticket in References: enough to thread anywhere
 TEXT_MAX = 100_000  # characters of a reply typed on the page
@@ -68,13 +69,7 @@ def refused_file(desk: Desk, files: Sequence[File]) -> Refused | None:
     """The first file the desk's attachment policy refuses, and why; None when it keeps them all."""
     for file in files:
         name = sanitize_filename(file.filename, file.content_type)
-        found = refusal_of(
-            name,
-            content_type_of(file),
-            file.data,
-            allowed_extensions=desk.allowed_extensions,
-            max_mb=desk.max_attachment_mb,
-        )
+        found = refused_by_desk(desk, name, content_type_of(file), file.data)
         if found is None:
             continue
         if found.code == "too_large":
