@@ -225,15 +225,17 @@ async def send_due(
 
     at = now or utcnow()
     counts = {"delivered": 0, "pending": 0, "failed": 0}
+    batch = await run(claim, factory, cfg, at)
+    if not batch:  # the usual poll: no HTTP client opened for nothing
+        return SendResult(0, 0, 0)
     async with aiohttp.ClientSession() as client:
-        while True:
-            batch = await run(claim, factory, cfg, at)
+        while batch:
             outcomes = await asyncio.gather(*(post(client, c, cfg.webhooks.timeout) for c in batch))
             for claimed, outcome in zip(batch, outcomes, strict=True):
                 state = await run(record, factory, cfg, claimed, outcome, now or utcnow())
                 counts[state] = counts.get(state, 0) + 1
-            if len(batch) < CLAIM_BATCH:
-                return SendResult(counts["delivered"], counts["pending"], counts["failed"])
+            batch = await run(claim, factory, cfg, at) if len(batch) == CLAIM_BATCH else []
+    return SendResult(counts["delivered"], counts["pending"], counts["failed"])
 
 
 def send_due_now(factory: sessionmaker[Session], cfg: Config, now: dt.datetime | None = None) -> SendResult:
