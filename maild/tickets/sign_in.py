@@ -22,7 +22,6 @@ import hmac
 import struct
 from dataclasses import dataclass
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -33,6 +32,7 @@ from maild.outbound.blocklist import find_block
 from maild.outbound.link_tokens import active_link, link_url, token_for, token_of
 from maild.outbound.outgoing import queue_desk_mail
 from maild.storage.models import Contact, Participant, Ticket, naive_utc
+from maild.tickets.ticket_page import local_time
 
 SIGN_IN_MINUTES = 15
 TEMPLATE = "web_sign_in"
@@ -160,7 +160,6 @@ def my_tickets(
     for ticket in _tickets_of(session, contact):
         link = active_link(session, ticket, contact)
         url = link_url(cfg.web.public_url, token_of(link_key, link)) if link is not None else ""
-        zone = ZoneInfo(ticket.desk.timezone or "UTC")
-        at = naive_utc(ticket.updated_at).replace(tzinfo=dt.UTC).astimezone(zone)
+        at = local_time(naive_utc(ticket.updated_at), ticket.desk.timezone)
         listed.append(MyTicket(ticket.number, ticket.subject, ticket.status, at, url, ticket.desk.language))
     return contact, listed
