@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from maild.admin_cli.arguments import command_group
 from maild.admin_cli.common import App, UserError, iso, print_json, print_table, who
+from maild.admin_cli.ticket_lookup import find_agent
 from maild.mail.addresses import is_valid, normalize
 from maild.storage.models import Agent, Desk, DeskAddress
 from maild.tickets import agent_ops, presence
-from maild.tickets.lookup import matching_agents
 from maild.tickets.ticket_ops import record
 
 MAX_NAME = 200  # agents.name / agents.display_name column size
@@ -185,17 +185,6 @@ def _presence_text(shown: dict[str, Any]) -> str:
     )
 
 
-def _one_agent(session: Session, who: str) -> Agent:
-    found = matching_agents(session, who, active_only=False)
-    if not found:
-        raise UserError(f"no agent {who!r}: give an address or name from 'maildctl agent list'")
-    if len(found) > 1:
-        raise UserError(
-            f"{who!r} names {len(found)} agents ({', '.join(a.email for a in found)}): give the address"
-        )
-    return found[0]
-
-
 def parse_until(text: str, agent: Agent, now: dt.datetime) -> dt.datetime:
     """--until as an aware moment: a date is the day they are back (its start), a date-time without an
     offset is read in the agent's time zone; it must lie ahead."""
@@ -221,7 +210,7 @@ def parse_until(text: str, agent: Agent, now: dt.datetime) -> dt.datetime:
 def agent_away(app: App, args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)  # shown as away_since
     with app.session() as session:
-        agent = _one_agent(session, args.name)
+        agent = find_agent(session, args.name, active=False)
         if not agent.active:
             raise UserError(f"agent {agent.email} is inactive (gets no notices anyway): nothing to mark")
         until = parse_until(args.until, agent, now) if args.until is not None else None
@@ -237,7 +226,7 @@ def agent_away(app: App, args: argparse.Namespace) -> int:
 def agent_back(app: App, args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     with app.session() as session:
-        agent = _one_agent(session, args.name)
+        agent = find_agent(session, args.name, active=False)
         was_away = not presence.is_present(agent, now) and agent.away_since is not None
         presence.mark_back(session, agent, actor=who())
         email = agent.email
