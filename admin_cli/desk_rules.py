@@ -17,6 +17,7 @@ from maild.admin_cli.common import UserError
 from maild.mail.addresses import is_valid, normalize
 from maild.mail.attachment_policy import parse_extensions
 from maild.numbering.pattern import Pattern, PatternError
+from maild.outbound.language import LANGUAGES
 from maild.storage.models import Desk, RetiredPattern
 from maild.tickets.business_hours import BadHours, parse_hours
 from maild.tickets.notices import WHEN_NOBODY_PRESENT
@@ -54,7 +55,6 @@ _SWITCHES = (
         "(default off)",
     ),
 )
-LANGUAGES = ("en", "de", "pl", "hu", "pt")  # the languages maild's default templates and pages speak
 
 
 def option_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from maild.ingress.web import customer_words
+from maild.outbound.language import customer_word
 from tests.browser import (
     AGENT,
     DESK_ADDRESS,
@@ -71,7 +71,7 @@ def test_the_link_in_the_mail_opens_the_ticket_in_chromium(browser: WebDriver, w
     assert [m.find_element("css selector", ".author").text for m in messages] == ["You", AGENT[1]]
     assert QUESTION in messages[0].text and ANSWER in messages[1].text
     shown = json.loads(web_desk.ctl("ticket", "show", number, "--json"))
-    assert text_of(browser, ".status") == customer_words(shown["status"])
+    assert text_of(browser, ".status") == customer_word(shown["status"], "en")
     [attachment] = messages[0].find_elements("css selector", ".attachments a")
     assert attachment.text == "printer log.pdf"
     with urllib.request.urlopen(str(attachment.get_attribute("href")), timeout=10) as download:

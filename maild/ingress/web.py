@@ -37,11 +37,11 @@ from maild.ingress.web_actions import add_action_routes
 from maild.ingress.web_api import add_api_routes
 from maild.logs import get_logger
 from maild.mail.tokens import load_secret
-from maild.outbound.language import N_, SOURCE_LANGUAGE, customer_word, render_context, status_word
+from maild.outbound.language import N_, SOURCE_LANGUAGE, customer_word, render_context
 from maild.outbound.link_tokens import link_key
 from maild.outbound.sender import flush
 from maild.storage.db import reading, transaction
-from maild.storage.models import TICKET_STATUSES, utcnow
+from maild.storage.models import utcnow
 from maild.templates import DEFAULT_DIR
 from maild.tickets.automation import after_changes
 from maild.tickets.ticket_page import PageFile, TicketPage, attachment_file, ticket_page
@@ -76,7 +76,6 @@ DONE_NOTICES = {
     "closed_already": N_("The ticket was closed already."),
     "rated": N_("Thank you for your rating."),
 }
-STATUS_WORDS = {name: status_word(name, SOURCE_LANGUAGE) for name in TICKET_STATUSES}  # English
 
 _environment = Environment(
     loader=FileSystemLoader(str(WEB_DIR)),
@@ -87,11 +86,6 @@ _environment = Environment(
 )
 # Page text is written {{ _("English") }} / {% trans %}: the desk's language comes with the render (issue 18).
 _environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
-
-
-def customer_words(name: str, language: str = SOURCE_LANGUAGE) -> str:
-    """A status or priority as the customer reads it (a desk's custom status: its name, spaced)."""
-    return customer_word(name, language)
 
 
 def content_disposition(filename: str) -> str:
@@ -215,8 +209,8 @@ class WebPages:
             token=token,
             page_url=self.page_url(token),
             csrf={form: csrf_token(self.link_key, token, form) for form in ("reply", "close", "rate")},
-            status=customer_words(found.status, found.language),
-            priority=customer_words(found.priority, found.language),
+            status=customer_word(found.status, found.language),
+            priority=customer_word(found.priority, found.language),
             problem=problem,
             language=found.language,
             **variables,
@@ -273,7 +267,7 @@ def _page_routes(pages: WebPages, app: web.Application) -> None:
 
 # Every page's routes; another page adds its own function here.
 def _account_routes(pages: WebPages, app: web.Application) -> None:
-    add_account_routes(app, pages, pages._render, customer_words)  # /my and /new/<desk>
+    add_account_routes(app, pages, pages._render, customer_word)  # /my and /new/<desk>
 
 
 ROUTES: list[RouteAdder] = [_page_routes, add_action_routes, _account_routes, add_api_routes]

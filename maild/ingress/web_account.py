@@ -78,7 +78,7 @@ class MyTickets:
         )
 
 
-def add_routes(app: web.Application, site: Site, render: Render, words: Callable[[str], str]) -> None:
+def add_routes(app: web.Application, site: Site, render: Render, words: Callable[[str, str], str]) -> None:
     """/my and /new/<desk> on `app`. `render`: a page template to HTML; `words`: a status as customers
     read it."""
     pages = Pages(site, render, words)

@@ -154,7 +154,7 @@ def utcnow() -> dt.datetime:
 class Pages:
     """The shared part of this module's pages: rendering, CSRF, reads and writes in the web threads."""
 
-    def __init__(self, site: Site, render: Render, words: Callable[[str], str]) -> None:
+    def __init__(self, site: Site, render: Render, words: Callable[[str, str], str]) -> None:
         self.site, self.render, self.words = site, render, words
         self.csrf = Csrf(site.link_key, site.cfg.web.public_url)
         self.background: set[asyncio.Future[Any]] = set()

@@ -33,7 +33,7 @@ from markupsafe import Markup
 
 from maild.mail.attachment_policy import EXECUTABLE, TOO_LARGE, TYPE_NOT_ALLOWED
 
-LANGUAGES = ("en", "de", "pl", "hu", "pt")  # admin_cli.desk_rules.LANGUAGES must agree (a test checks)
+LANGUAGES = ("en", "de", "pl", "hu", "pt")  # what the default templates and pages speak
 SOURCE_LANGUAGE = "en"
 
 
