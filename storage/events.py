@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from maild.storage.models import Message, Rating, Ticket
 
@@ -136,7 +136,9 @@ def _collect(session: Session, _context: object) -> None:
         session.info.setdefault(_PENDING, []).extend(found)
 
 
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-def _end(session: Session) -> None:
-    discard_pending(session)
+@event.listens_for(Session, "after_transaction_end")
+def _end(session: Session, transaction: SessionTransaction) -> None:
+    # Only the outermost transaction's end: a savepoint's release fires after_commit too, and its events
+    # are the enclosing transaction's (a savepoint rolled back: its caller discards them).
+    if transaction.parent is None:
+        discard_pending(session)

@@ -14,14 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.config import Config
 from maild.storage.db import transaction
 from maild.storage.models import (
+    Agent,
     AuditLog,
     Contact,
     Desk,
     Message,
     OutboxMessage,
+    Rule,
     RuleFiring,
     Ticket,
     TicketTag,
+    WebhookDelivery,
 )
 from maild.tickets.escalations import escalate
 from maild.tickets.rule_grammar import parse_condition
@@ -111,11 +114,13 @@ def test_fluent_support_example_created_conditions_and_actions(
     t, tags, _notes = state(session_factory, number)
     assert t.priority == "high" and tags == ["post-purchase"]
     with session_factory() as session:
-        assert ticket(session, number).assigned_agent_id is not None
+        anna = session.scalars(select(Agent.id).where(Agent.email == ANNA)).one()
+        assert ticket(session, number).assigned_agent_id == anna
         notes = session.scalars(select(Message.text).where(Message.kind == "note")).all()
         assert notes == ["Check the order first"]
         templates = [r.template for r in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
-        assert "rule_notice" in templates and templates.count("ticket_created") >= 1
+        # the desk's own auto-reply and the rule's `send ticket_created`
+        assert "rule_notice" in templates and templates.count("ticket_created") == 2
     actions = {(a.actor, a.action) for a in rule_audits(session_factory)}
     assert ("rule:post-purchase", "priority") in actions and ("rule:post-purchase", "rule") in actions
     assert ("rule:post-purchase", "cc_add") in actions and all(a != "rule:never" for a, _ in actions)
@@ -370,3 +375,27 @@ def test_a_time_rule_fired_meanwhile_by_another_instance_is_not_fired_again(
     with session_factory() as session:
         assert len(session.scalars(select(RuleFiring.id)).all()) == 1
         assert session.scalars(select(Message.text).where(Message.kind == "note")).all() == ["stale"]
+
+
+def test_a_rules_change_sets_off_other_rules_and_webhooks_but_rules_cannot_loop(
+    session_factory: Factory, cfg: Config, config_file: Path
+) -> None:
+    ok(ctl(config_file, "webhook", "add", "crm", "http://127.0.0.1:9/hook", "--events", "status.changed"))
+    rule(config_file, "wait", "ticket created", [], ["status waiting"])
+    rule(config_file, "waited", "status changed to waiting", [], ["tag waited"])
+    # a pair that would set the status back and forth for ever
+    rule(config_file, "reopen", "status changed to waiting", [], ["status open"])
+    rule(config_file, "again", "status changed to open", [], ["status waiting"])
+    number = open_ticket(session_factory, cfg)
+    t, tags, _notes = state(session_factory, number)
+    assert tags == ["waited"] and t.status == "waiting"
+    with session_factory() as session:
+        fired = [
+            name
+            for (name,) in session.execute(
+                select(Rule.name).join(RuleFiring, RuleFiring.rule_id == Rule.id).order_by(RuleFiring.id)
+            )
+        ]
+        kinds = [d.event for d in session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))]
+    assert sorted(fired) == ["again", "reopen", "wait", "waited"]  # each once: no loop
+    assert kinds == ["status.changed"] * 3  # open→waiting (wait), →open (reopen), →waiting (again)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from maild.config import Config
 from maild.storage.db import is_transient
@@ -34,6 +35,7 @@ from maild.tickets.rule_store import LoadedRule, active_rules
 log = logging.getLogger("maild.rules")
 
 _FIRINGS = "maild.rules.firings"
+_FIRED_IN_PASS = "maild.rules.fired_in_pass"
 # Two changes to the same status in one transaction (at one `now`) are two events: numbered apart.
 _STATUS_EVENTS = itertools.count()
 EVENT_TRIGGERS = {"ticket.created": "created", "status.changed": "status_changed"}
@@ -117,8 +119,13 @@ def _run_event(
         wanted_status = rule.parsed.trigger.status
         if wanted_status is not None and event.data.get("after") != wanted_status:
             continue
+        fired_in_pass = session.info.get(_FIRED_IN_PASS)
+        if fired_in_pass is not None and (rule.id, ticket.id) in fired_in_pass:
+            continue
         if not _holds(rule, facts):
             continue
+        if fired_in_pass is not None:
+            fired_in_pass.add((rule.id, ticket.id))
         firing = fire(session, cfg, rule, ticket, event, key, now)
         fired.append(firing)
         if any(a.verb == "stop" for a in rule.parsed.actions):
@@ -188,10 +195,22 @@ def _act(firing: rule_actions.Firing, action: Any) -> None:
         )
 
 
-@sa_event.listens_for(Session, "after_commit")
-@sa_event.listens_for(Session, "after_rollback")
-def _end(session: Session) -> None:
-    session.info.pop(_FIRINGS, None)
+@sa_event.listens_for(Session, "after_transaction_end")
+def _end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost one: a savepoint's release fires after_commit too
+        session.info.pop(_FIRINGS, None)
+        session.info.pop(_FIRED_IN_PASS, None)
+
+
+@contextmanager
+def one_pass(session: Session) -> Iterator[None]:
+    """Around one `after_changes`: a rule fires at most once per ticket in it, however often its rounds
+    bring the trigger back (two rules setting a status back and forth cannot loop)."""
+    session.info[_FIRED_IN_PASS] = set()
+    try:
+        yield
+    finally:
+        session.info.pop(_FIRED_IN_PASS, None)
 
 
 def take_firings(session: Session) -> list[rule_actions.Firing]:
