@@ -100,14 +100,16 @@ def run(ctx: Context) -> Stop | None:
     mail = ctx.require_mail()
     if ctx.desk_reply or ctx.spool.ingress == IMPORT_INGRESS:
         return None  # an imported mailbox is history: its commands were not ours to carry out then
-    if parse_desk_command(mail.text, ctx.now) is None or _has_token(ctx):
-        return None
+    if not mail.text.lstrip().startswith("#") or _has_token(ctx):
+        return None  # the usual mail: its first line is no command (checked before any parsing)
     agent = ctx.session.scalars(
         select(Agent).where(Agent.email == normalize(mail.from_address), Agent.active.is_(True))
     ).first()
     if agent is None:
         return None  # a customer's "#to" line is text like any other
     parsed = parse_desk_command(mail.text, ctx.now, agent_timezone(agent))
+    if parsed is None:
+        return None
     reason = agent_mail_auth.refusal(ctx, agent)
     if reason is not None:
         return Stop("held", f"not accepted as an agent's desk command: {reason}")
