@@ -220,16 +220,8 @@ def _category_name(text: str) -> str:
     return name
 
 
-def _find_category(session: Session, desk: Desk, name: str) -> Category | None:
-    # One name per desk whatever its case: "Billing" and "billing" would be two categories to nobody.
-    wanted = " ".join(name.split()).lower()
-    return session.scalars(
-        select(Category).where(Category.desk_id == desk.id, func.lower(Category.name) == wanted)
-    ).first()
-
-
 def _category(session: Session, desk: Desk, name: str) -> Category:
-    category = _find_category(session, desk, name)
+    category = status_ops.category_named(session, desk.id, name)
     if category is None:
         raise UserError(
             f"desk {desk.name} has no category {name!r}: see 'maildctl category list --desk {desk.name}'"
@@ -271,7 +263,7 @@ def add_category(app: App, args: argparse.Namespace) -> int:
     try:
         with app.session() as session:
             desk = find_desk(session, args.desk)
-            same = _find_category(session, desk, name)
+            same = status_ops.category_named(session, desk.id, name)
             if same is not None:
                 raise UserError(exists.replace(repr(name), repr(same.name)))
             agents = sorted(_desk_agents(session, desk, args.agent), key=lambda a: a.id)
@@ -359,7 +351,7 @@ def change_category_agents(app: App, args: argparse.Namespace) -> int:
 
 
 def _ticket_category(session: Session, ticket: Ticket, name: str) -> Category:
-    category = _find_category(session, ticket.desk, name)
+    category = status_ops.category_named(session, ticket.desk_id, name)
     if category is not None:
         return category
     wanted = " ".join(name.split()).lower()

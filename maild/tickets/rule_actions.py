@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from maild.config import Config
 from maild.outbound.outgoing import queue_mail
 from maild.storage.events import TicketEvent
-from maild.storage.models import Agent, Category, Rule, Ticket
-from maild.tickets import ticket_ops, webhook_queue
+from maild.storage.models import Agent, Rule, Ticket
+from maild.tickets import status_ops, ticket_ops, webhook_queue
 from maild.tickets.lookup import matching_agents
 from maild.tickets.notices import notice_recipients
 from maild.tickets.participants import automatic_recipients
@@ -78,19 +78,12 @@ def _category(run: Firing, action: Action) -> str:
     ticket = run.ticket
     category = None
     if action.value.lower() != "none":
-        category = run.session.scalars(
-            select(Category).where(Category.desk_id == ticket.desk_id, Category.name == action.value)
-        ).first()
+        category = status_ops.category_named(run.session, ticket.desk_id, action.value)
         if category is None:
             raise ActionFailed(f"desk {ticket.desk.name} has no category {action.value!r}")
-    before = ticket.category.name if ticket.category is not None else None
-    after = category.name if category is not None else None
+    before, after = status_ops.set_category(run.session, ticket, category, actor=run.actor, now=run.now)
     if before == after:
         return f"category already {after or 'none'}"
-    ticket.category = category
-    ticket_ops.audit(
-        run.session, ticket, "category", actor=run.actor, now=run.now, before=before, after=after
-    )
     return f"category {before or 'none'} → {after or 'none'}"
 
 

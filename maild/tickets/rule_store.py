@@ -96,7 +96,9 @@ def desk_problems(session: Session, desk: Desk, parsed: ParsedRule) -> list[str]
     """What the desk lacks for the rule: statuses, categories, agents, webhooks (templates: maildctl checks
     them)."""
     statuses = statuses_of(session, desk.id)
-    categories = set(session.scalars(select(Category.name).where(Category.desk_id == desk.id)))
+    categories = {
+        n.lower() for n in session.scalars(select(Category.name).where(Category.desk_id == desk.id))
+    }
     problems = []
     wanted = [c.value for c in parsed.conditions if c.subject == "status"]
     wanted += [a.value for a in parsed.actions if a.verb == "status"]
@@ -112,7 +114,7 @@ def desk_problems(session: Session, desk: Desk, parsed: ParsedRule) -> list[str]
     problems += [
         f"desk {desk.name} has no category {c!r} (see 'maildctl category list --desk {desk.name}')"
         for c in named
-        if c.lower() != "none" and c not in categories
+        if c.lower() != "none" and " ".join(c.split()).lower() not in categories
     ]
     for action in parsed.actions:
         if action.verb == "assign" and action.value.lower() != "round-robin":

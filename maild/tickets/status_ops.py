@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maild.storage.models import Agent, Category, Desk, DeskStatus, Ticket, naive_utc
@@ -59,6 +59,15 @@ def set_category_agents(
     after = [a.email for a in category.agents]
     detail = {"desk": desk.name, "name": category.name, "before": before, "after": after}
     record(session, "category_agents", detail, actor=actor)
+
+
+def category_named(session: Session, desk_id: int, name: str) -> Category | None:
+    """The desk's category of that name. One name per desk whatever its case: "Billing" and "billing"
+    would be two categories to nobody."""
+    wanted = " ".join(name.split()).lower()
+    return session.scalars(
+        select(Category).where(Category.desk_id == desk_id, func.lower(Category.name) == wanted)
+    ).first()
 
 
 def set_category(
