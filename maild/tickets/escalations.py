@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +39,8 @@ from maild.tickets.quiet import (
     escalation_since,
     is_quiet_import,
     not_quiet_import,
+    state_entered,
+    state_key,
     ticket_escalation_since,
     without_automatic_senders,
 )
@@ -94,18 +96,6 @@ def rule_actions(rule: EscalationRule) -> list[str]:
     return actions
 
 
-def state_key(ticket: Ticket) -> str:
-    """The ticket's state: its status and when it entered it (`updated_at` for rows from before
-    status_changed_at was kept)."""
-    since = ticket.status_changed_at or ticket.updated_at
-    return f"{ticket.status}@{since.isoformat()}"
-
-
-def _entered() -> Any:
-    """SQL: when the ticket entered its state (the state key's time)."""
-    return func.coalesce(Ticket.status_changed_at, Ticket.updated_at)
-
-
 def _candidates(session: Session, rule: EscalationRule, now: dt.datetime) -> list[int]:
     """Ids of the rule's tickets that look due; each is checked again under its lock. A firing at or after
     the state began means this state has fired (the exact test is the state key, under the lock): without
@@ -114,7 +104,7 @@ def _candidates(session: Session, rule: EscalationRule, now: dt.datetime) -> lis
         and_(
             EscalationFired.rule_id == rule.id,
             EscalationFired.ticket_id == Ticket.id,
-            EscalationFired.fired_at >= _entered(),
+            EscalationFired.fired_at >= state_entered(),
         )
     )
     query = select(Ticket.id).where(

@@ -82,3 +82,15 @@ def without_automatic_senders(
     keep = [(n, a) for n, a in to if normalize(a) not in robots]
     keep_cc = [(n, a) for n, a in cc if normalize(a) not in robots]
     return keep, keep_cc, left_out
+
+
+def state_key(ticket: Ticket) -> str:
+    """The ticket's state, for escalations and time rules (each fires once per state): its status and
+    when it entered it (`updated_at` for rows from before status_changed_at was kept)."""
+    since = ticket.status_changed_at or ticket.updated_at
+    return f"{ticket.status}@{since.isoformat()}"
+
+
+def state_entered() -> Any:
+    """SQL: when the ticket entered its state (the state key's time)."""
+    return func.coalesce(Ticket.status_changed_at, Ticket.updated_at)

@@ -1,6 +1,6 @@
 """Time-triggered rules ("N hours in S"), run by the escalation scheduler job with the escalation rules:
 one scheduler, the same bookkeeping. A rule fires once per ticket state (the status and when it was
-entered, as escalations.state_key says), recorded as a RuleFiring with the key `time:<state>`; each
+entered, as quiet.state_key says), recorded as a RuleFiring with the key `time:<state>`; each
 firing is its own short transaction on the ticket locked (FOR UPDATE SKIP LOCKED on PostgreSQL), which
 re-checks it, fires, and runs `after_changes` before its commit (the rule's changes set off the desk's
 other rules and webhooks)."""
@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +20,14 @@ from maild.storage.events import TicketEvent
 from maild.storage.models import Desk, Rule, RuleFiring, Ticket
 from maild.tickets import ticket_ops
 from maild.tickets.automation import after_changes
-from maild.tickets.quiet import escalation_since, is_quiet_import, not_quiet_import, ticket_escalation_since
+from maild.tickets.quiet import (
+    escalation_since,
+    is_quiet_import,
+    not_quiet_import,
+    state_entered,
+    state_key,
+    ticket_escalation_since,
+)
 from maild.tickets.rule_conditions import Facts
 from maild.tickets.rule_store import LoadedRule, active_rules
 from maild.tickets.rules_engine import conditions_hold, fire
@@ -38,16 +45,10 @@ class TimerResult:
     outbox_ids: list[int] = field(default_factory=list)
 
 
-def state_key(ticket: Ticket) -> str:
-    """The ticket's state, as maild.tickets.escalations.state_key has it."""
-    since = ticket.status_changed_at or ticket.updated_at
-    return f"{ticket.status}@{since.isoformat()}"
-
-
 def _candidates(session: Session, desk_id: int, rule: LoadedRule, now: dt.datetime, after: int) -> list[int]:
     """Due tickets in the rule's status with no firing in their state, by id after `after`."""
     trigger = rule.parsed.trigger
-    entered = func.coalesce(Ticket.status_changed_at, Ticket.updated_at)
+    entered = state_entered()
     fired = exists().where(
         and_(RuleFiring.rule_id == rule.id, RuleFiring.ticket_id == Ticket.id, RuleFiring.fired_at >= entered)
     )

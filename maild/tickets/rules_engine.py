@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from maild.config import Config
 from maild.storage.db import is_transient
 from maild.storage.events import TicketEvent, discard_since, pending_mark
-from maild.storage.models import Message, RuleFiring, Ticket
+from maild.storage.models import Message, RuleFiring, Ticket, naive_utc
 from maild.storage.notes import add_system_note
 from maild.tickets import rule_actions, ticket_ops
 from maild.tickets.quiet import is_quiet_import
@@ -149,7 +149,7 @@ def fire(
     # A plain INSERT (no unit of work for one row): the unique constraint speaks now, before any action.
     session.execute(
         insert(RuleFiring).values(
-            rule_id=rule.id, ticket_id=ticket.id, event_key=key[:200], fired_at=_naive(now)
+            rule_id=rule.id, ticket_id=ticket.id, event_key=key[:200], fired_at=naive_utc(now)
         )
     )
     firing = rule_actions.Firing(
@@ -227,10 +227,6 @@ def firing_json(firing: rule_actions.Firing) -> dict[str, Any]:
         "done": list(firing.done),
         "failed": list(firing.failed),
     }
-
-
-def _naive(now: dt.datetime) -> dt.datetime:
-    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
 
 
 def _aware(now: dt.datetime) -> dt.datetime:
