@@ -3,16 +3,21 @@ while it runs) and the auto-close job closes inactive tickets, in a real daemon 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 
 from maild.config import Config
+from maild.ingress.serve_jobs import _sweep_web_pending, job_intervals
 from maild.storage.db import transaction
 from maild.storage.models import Desk, OutboxMessage, Ticket, utcnow
+from maild.tickets.web_pending import PENDING_DIR
 from tests.daemon import (
     Factory,
     free_port,
@@ -123,3 +128,19 @@ def test_sighup_picks_up_a_desk_template_added_while_running(
     subjects = sorted(str(m["Subject"]).split("] ", 1)[1] for m in sent_mails(data_dir))
     assert subjects == ["First", "We got it: Second"]
     assert serve.stop() == 0
+
+
+def test_expired_web_requests_are_swept_by_a_job_of_their_own(cfg: Config) -> None:
+    """/new's unconfirmed requests are gone after a day even when nobody posts a new form."""
+    assert "web_pending" not in job_intervals(cfg)  # no [web] listener: nothing to sweep
+    with_web = dataclasses.replace(cfg, web=dataclasses.replace(cfg.web, listen="127.0.0.1:8025"))
+    assert job_intervals(with_web)["web_pending"] == 3600
+    folder = cfg.data_dir / PENDING_DIR
+    folder.mkdir()
+    old, fresh = folder / "old", folder / "fresh"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    assert _sweep_web_pending(None, cfg) == 1  # type: ignore[arg-type]
+    assert sorted(p.name for p in folder.iterdir()) == ["fresh"]

@@ -20,6 +20,7 @@ from maild.logs import get_logger
 from maild.outbound.sender import FlushResult, flush, release_dead_claims
 from maild.storage.db import transaction
 from maild.storage.models import JobRun, utcnow
+from maild.tickets import web_pending
 from maild.tickets.autoclose import auto_close
 from maild.tickets.escalations import escalate
 from maild.tickets.flood_digest import INTERVAL_SECONDS as FLOOD_DIGEST_SECONDS
@@ -28,6 +29,7 @@ from maild.tickets.quarantine_digest import INTERVAL_SECONDS as QUARANTINE_DIGES
 from maild.tickets.quarantine_digest import send_quarantine_digests
 from maild.tickets.retention import purge_raw_mail
 
+WEB_PENDING_SECONDS = 3600.0
 JOB_THREADS = 2  # the scheduler's blocking work: sending the outbox, auto-close, escalations
 LOGGED_AT_MOST = 100  # items of a job's result named in its log line (the count says how many in all)
 
@@ -48,7 +50,13 @@ def job_intervals(cfg: Config) -> dict[str, float]:
         "quarantine_digest": QUARANTINE_DIGEST_SECONDS,
         "spool_recovery": schedule.recovery_seconds,
         **({"spool_retention": schedule.retention_seconds} if cfg.spool_retention_days > 0 else {}),
+        # /new's requests waiting for their address to be confirmed: gone when expired, posts or not
+        **({"web_pending": WEB_PENDING_SECONDS} if cfg.web.listen else {}),
     }
+
+
+def _sweep_web_pending(_factory: sessionmaker[DbSession], cfg: Config) -> int:
+    return web_pending.sweep(cfg.data_dir, now=dt.datetime.now(dt.UTC))
 
 
 class ScheduledJobs:
@@ -71,6 +79,7 @@ class ScheduledJobs:
             "flood_digest": (self.flood_digest, True),
             "quarantine_digest": (self.quarantine_digest, True),
             "spool_retention": (self.purge_raw_mail, True),
+            "web_pending": (self.sweep_web_pending, True),
         }
 
     def close(self) -> None:
@@ -195,6 +204,9 @@ class ScheduledJobs:
             )
         if outbox_ids:
             await self.send_outbox()
+
+    async def sweep_web_pending(self) -> None:
+        await self.run("web_pending", _sweep_web_pending)
 
     async def purge_raw_mail(self) -> None:
         older_than = dt.timedelta(days=self.cfg.spool_retention_days)
