@@ -153,7 +153,7 @@ def test_away_until_and_back_by_mail(session_factory: Factory, cfg: Config) -> N
     with session_factory() as s:
         agent = s.scalars(select(Agent)).one()
         assert agent.away_since == NOW.replace(tzinfo=None) and agent.away_until == dt.datetime(2026, 3, 10)
-        assert s.scalars(select(AuditLog.actor).where(AuditLog.action == "agent-away")).one() == ANNA
+        assert s.scalars(select(AuditLog.actor).where(AuditLog.action == "agent_away")).one() == ANNA
     [done] = outbox(session_factory, "desk_command_answer")
     assert "You are marked away until 2026-03-10 00:00 (UTC)" in body(done)
     back = mail(sender=ANNA, subject="back", body="#back\n", message_id="<w2@x>", extra=[PASS])

@@ -55,9 +55,9 @@ def test_tokens_are_made_listed_and_revoked(config_file: Path, session_factory: 
     with session_factory() as s:
         audited = [(a.action, a.detail) for a in s.scalars(select(AuditLog).order_by(AuditLog.id))]
     assert audited == [
-        ("api_token.add", {"name": "dashboard", "scope": "read"}),
-        ("api_token.add", {"name": "robot", "scope": "write"}),
-        ("api_token.remove", {"name": "robot", "scope": "write"}),
+        ("api_token_add", {"name": "dashboard", "scope": "read"}),
+        ("api_token_add", {"name": "robot", "scope": "write"}),
+        ("api_token_remove", {"name": "robot", "scope": "write"}),
     ]
 
 

@@ -57,7 +57,7 @@ def test_every_kind_of_change_is_listed_newest_first(changes: str, config_file: 
     assert [r["action"] for r in rows] == [
         "webhook_add",
         "rule_add",
-        "agent-away",
+        "agent_away",
         "desk_set",
         "status",
         "ticket_created",  # by mail at the helpers' fixed time, months before the commands
@@ -66,8 +66,8 @@ def test_every_kind_of_change_is_listed_newest_first(changes: str, config_file: 
     by_action = {r["action"]: r for r in rows}
     assert by_action["status"]["ticket"] == changes and by_action["status"]["desk"] == "support"
     assert (by_action["status"]["before"], by_action["status"]["after"]) == ("open", "waiting")
-    assert by_action["agent-away"]["ticket"] is None and by_action["agent-away"]["desk"] is None
-    assert by_action["agent-away"]["detail"]["agent"] == ANNA
+    assert by_action["agent_away"]["ticket"] is None and by_action["agent_away"]["desk"] is None
+    assert by_action["agent_away"]["detail"]["agent"] == ANNA
     assert by_action["rule_add"]["desk"] == "sales" and by_action["rule_add"]["detail"]["name"] == "vip"
     text = ok(ctl(config_file, "audit")).splitlines()
     assert len(text) == len(rows)
@@ -101,7 +101,7 @@ def test_each_filter(changes: str, config_file: Path) -> None:
     assert actions(config_file, "--since", "1h") == [
         "webhook_add",
         "rule_add",
-        "agent-away",
+        "agent_away",
         "desk_set",
         "status",
     ]
@@ -188,7 +188,7 @@ def _literal_actions() -> set[str]:
 
 def test_the_known_actions_are_every_action_the_code_writes() -> None:
     written = _literal_actions()
-    assert "webhook_add" in written and "agent-away" in written  # the scan sees the writers
+    assert "webhook_add" in written and "agent_away" in written  # the scan sees the writers
     assert written - set(KNOWN_ACTIONS) == set()
     assert DYNAMIC - set(KNOWN_ACTIONS) == set()
     assert len(set(KNOWN_ACTIONS)) == len(KNOWN_ACTIONS)

@@ -212,15 +212,15 @@ def test_an_agents_out_of_office_reply_marks_them_away_until_the_stated_date(
         anna = _agent(s, ANNA)
         assert (anna.away_since, anna.away_until) == (at(5).replace(tzinfo=None), dt.datetime(2026, 3, 13))
         t = ticket(s, NUMBER)
-        [row] = s.scalars(select(AuditLog).where(AuditLog.action == "agent-away")).all()
+        [row] = s.scalars(select(AuditLog).where(AuditLog.action == "agent_away")).all()
         assert (row.actor, row.ticket_id, row.detail["why"]) == ("out-of-office", t.id, "out-of-office reply")
         assert t.status == "open"  # no activity
-    assert "out-of-office  agent-away" in ok(ctl(config_file, "ticket", "log", NUMBER))
+    assert "out-of-office  agent_away" in ok(ctl(config_file, "ticket", "log", NUMBER))
     assert customer_writes(session_factory, cfg, 10) == [BOB]
     # The responder answering the next notice changes nothing: no second audit row.
     out_of_office(session_factory, cfg, ANNA, "Out of Office", "I am out of the office until 12 March.", 12)
     with session_factory() as s:
-        assert len(s.scalars(select(AuditLog).where(AuditLog.action == "agent-away")).all()) == 1
+        assert len(s.scalars(select(AuditLog).where(AuditLog.action == "agent_away")).all()) == 1
 
 
 @pytest.mark.usefixtures("desk")
@@ -233,7 +233,7 @@ def test_an_out_of_office_reply_to_a_notices_return_path_marks_the_agent_away(
     assert "marked away by their out-of-office reply, until 2026-03-15T00:00:00Z" in reason
     with session_factory() as s:
         assert _agent(s, BOB).away_until == dt.datetime(2026, 3, 15)
-        [row] = s.scalars(select(AuditLog).where(AuditLog.action == "agent-away")).all()
+        [row] = s.scalars(select(AuditLog).where(AuditLog.action == "agent_away")).all()
         assert row.ticket_id == ticket(s, NUMBER).id
     # A person's mail to a return path, or a robot's from someone else, marks nobody away.
     raw = mail(sender=f"Anna <{ANNA}>", subject="Re: your mail", body="Hi, I am back until 20 March.")

@@ -65,14 +65,16 @@ def test_away_back_and_list(ctl: Ctl, session_factory: Any) -> None:  # noqa: F8
     assert agents(ctl)[ANNA]["present"] is True
     assert ok(ctl("agent", "back", ANNA)).stdout == f"agent {ANNA} was not away: nothing changed\n"
     with session_factory() as s:
-        rows = s.scalars(select(AuditLog).where(AuditLog.action.like("agent-%")).order_by(AuditLog.id)).all()
+        rows = s.scalars(
+            select(AuditLog).where(AuditLog.action.in_(("agent_away", "agent_back"))).order_by(AuditLog.id)
+        ).all()
         assert [(r.action, r.detail["agent"]) for r in rows] == [
-            ("agent-away", ANNA),
-            ("agent-away", BOB),
-            ("agent-away", BOB),
-            ("agent-away", BOB),
-            ("agent-back", ANNA),
-            ("agent-back", ANNA),
+            ("agent_away", ANNA),
+            ("agent_away", BOB),
+            ("agent_away", BOB),
+            ("agent_away", BOB),
+            ("agent_back", ANNA),
+            ("agent_back", ANNA),
         ]
         assert rows[0].detail["until"] == f"{until}T00:00:00Z"
 

@@ -69,7 +69,7 @@ def add_token(session: Session, name: str, scope: str, *, actor: str, now: dt.da
             name=name, scope=scope, token_sha256=digest(token), created_at=naive_utc(now), created_by=actor
         )
     )
-    record(session, "api_token.add", {"name": name, "scope": scope}, actor=actor)
+    record(session, "api_token_add", {"name": name, "scope": scope}, actor=actor)
     return token
 
 
@@ -81,7 +81,7 @@ def revoke_token(session: Session, name: str, *, actor: str, now: dt.datetime) -
     if row.revoked_at is not None:
         return False
     row.revoked_at = naive_utc(now)
-    record(session, "api_token.remove", {"name": name, "scope": row.scope}, actor=actor)
+    record(session, "api_token_remove", {"name": name, "scope": row.scope}, actor=actor)
     return True
 
 

@@ -36,11 +36,11 @@ TICKET_ACTIONS = (
 )  # fmt: skip
 SETTING_ACTIONS = (
     "desk_add", "desk_set", "desk_rename", "desk_remove", "desk_address_add", "desk_address_remove",
-    "agent_add", "agent_set", "agent-away", "agent-back", "status_add", "status_remove",
+    "agent_add", "agent_set", "agent_away", "agent_back", "status_add", "status_remove",
     "category_add", "category_remove", "category_agents", "canned_add", "canned_update", "canned_remove",
     "escalation_add", "escalation_set", "escalation_remove", "rule_add", "rule_set", "rule_move",
-    "rule_remove", "webhook_add", "webhook_set", "webhook_remove", "webhook_redeliver", "api_token.add",
-    "api_token.remove", "block_add", "block_remove", "contact_add", "contact_name", "contact_attr",
+    "rule_remove", "webhook_add", "webhook_set", "webhook_remove", "webhook_redeliver", "api_token_add",
+    "api_token_remove", "block_add", "block_remove", "contact_add", "contact_name", "contact_attr",
     "contact_unbounce", "contact_forget", "import",
     "spool_release", "spool_delete", "spool_purge",
 )  # fmt: skip

@@ -49,13 +49,13 @@ def mark_away(
     detail = {"agent": agent.email, "until": iso(agent.away_until)}
     if why:
         detail["why"] = why
-    record(session, "agent-away", detail, actor=actor, ticket_id=ticket_id)
+    record(session, "agent_away", detail, actor=actor, ticket_id=ticket_id)
 
 
 def mark_back(session: Session, agent: Agent, *, actor: str) -> None:
     """Present again, audited (also when they were not away: the caller asked)."""
     agent.away_since = agent.away_until = None
-    record(session, "agent-back", {"agent": agent.email}, actor=actor)
+    record(session, "agent_back", {"agent": agent.email}, actor=actor)
 
 
 def away_window(agent: Agent, now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
