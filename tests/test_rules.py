@@ -361,15 +361,18 @@ def test_a_time_rule_fired_meanwhile_by_another_instance_is_not_fired_again(
     from maild.tickets import rule_timer
 
     rule(config_file, "stale", "1 hour in open", [], ["tag stale", "note stale"])
-    open_ticket(session_factory, cfg)
+    number = open_ticket(session_factory, cfg)
     start = NOW.replace(tzinfo=None)
     with transaction(session_factory) as session:
         session.execute(update(Ticket).values(status_changed_at=start, updated_at=start))
+        ticket_id = ticket(session, number).id
     later = start + dt.timedelta(hours=2)
     assert len(rule_timer.run_time_rules(session_factory, cfg, later).fired) == 1
     # Another instance read its candidates before the firing was committed: it still finds the ticket.
     found = rule_timer._candidates
-    monkeypatch.setattr(rule_timer, "_candidates", lambda s, d, r, now, after: [1] if after == 0 else [])
+    monkeypatch.setattr(
+        rule_timer, "_candidates", lambda s, d, r, now, after: [ticket_id] if after == 0 else []
+    )
     assert rule_timer.run_time_rules(session_factory, cfg, later).fired == []
     monkeypatch.setattr(rule_timer, "_candidates", found)
     with session_factory() as session:
