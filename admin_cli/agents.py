@@ -188,14 +188,8 @@ def _presence_text(shown: dict[str, Any]) -> str:
 def parse_until(text: str, agent: Agent, now: dt.datetime) -> dt.datetime:
     """--until as an aware moment: a date is the day they are back (its start), a date-time without an
     offset is read in the agent's time zone; it must lie ahead."""
-    value = text.strip()
     try:
-        if len(value) == 10:
-            moment = presence.back_at(agent, dt.date.fromisoformat(value))
-        else:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T", 1))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=presence.agent_timezone(agent))
+        moment = presence.return_moment(text, presence.agent_timezone(agent))
     except ValueError:
         raise UserError(
             f"invalid --until {text!r}: give an ISO date like 2026-12-14 or a date-time like 2026-12-14T09:00"

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 from maild.mail.addresses import is_valid, normalize
 from maild.tickets.commands import COMMAND_NAMES, CommandError
+from maild.tickets.presence import return_moment
 
 _COMMAND_LINE = re.compile(r"#([A-Za-z][A-Za-z0-9_-]*)(?:\s+(.*))?")
 DESK_COMMANDS = ("to", "cc", "customer", "away", "back")
 _SEPARATORS = re.compile(r"[\s,;]+")
+# what presence.return_moment reads, after "until" (no offset: the agent's zone)
 _UNTIL = re.compile(r"until\s+(\d{4}-\d{2}-\d{2})(?:[ T](\d{1,2}:\d{2}))?", re.IGNORECASE)
 
 
@@ -82,11 +84,9 @@ def parse_until(argument: str, now: dt.datetime, zone: dt.tzinfo = dt.UTC) -> dt
     if match is None:
         raise _Bad(f"#away: {argument!r} is not 'until YYYY-MM-DD' or 'until YYYY-MM-DD HH:MM'")
     try:
-        day = dt.date.fromisoformat(match[1])
-        clock = dt.time.fromisoformat(match[2].zfill(5)) if match[2] else dt.time()
+        until = return_moment(f"{match[1]} {match[2].zfill(5)}" if match[2] else match[1], zone)
     except ValueError:
         raise _Bad(f"#away: {argument.strip()!r} is no date") from None
-    until = dt.datetime.combine(day, clock, tzinfo=zone)
     if until <= now:
         raise _Bad(f"#away: {until:%Y-%m-%d %H:%M} ({zone}) is in the past")
     return until

@@ -80,6 +80,17 @@ def agent_timezone(agent: Agent) -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
+def return_moment(text: str, zone: dt.tzinfo) -> dt.datetime:
+    """When an agent is back, as `agent away --until` and `#away until` write it: an ISO date (the day they
+    are back: its start) or date-time, read in `zone` (theirs, agent_timezone) unless it has an offset.
+    ValueError for anything else."""
+    value = text.strip()
+    if len(value) == 10:
+        return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(0, 0), tzinfo=zone)
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T", 1))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+
+
 def back_at(agent: Agent, day: dt.date) -> dt.datetime:
     """The moment an agent who is back on `day` is present again: its start in agent_timezone (aware)."""
     return dt.datetime.combine(day, dt.time(0, 0), tzinfo=agent_timezone(agent))
