@@ -23,13 +23,9 @@ from sqlalchemy.orm import Session
 
 from maild.storage.events import TicketEvent
 from maild.storage.models import Agent, Message, Rating, Ticket
-from maild.tickets.ticket_ops import tags_of
+from maild.tickets.ticket_ops import iso, tags_of
 
 TEXT_EXCERPT = 1000  # characters of a message's text in the body: enough to triage, never a whole thread
-
-
-def iso(moment: dt.datetime | None) -> str | None:
-    return moment.isoformat() + "Z" if moment is not None else None
 
 
 def ticket_fields(session: Session, ticket: Ticket) -> dict[str, Any]:
